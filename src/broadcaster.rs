@@ -1,0 +1,156 @@
+//! [`Broadcaster`]: a typed broadcaster with channels, modelled on dream's
+//! `services/broadcaster`.
+
+use std::fmt;
+
+use crate::builder::Builder;
+use crate::engine::Engine;
+use crate::error::StartError;
+use crate::policy::ChannelConfig;
+use crate::stats::Stats;
+use crate::sync::Arc;
+use crate::topic::Topic;
+use crate::{Channel, Error};
+
+/// The name of the one internal topic every channel of a broadcaster joins.
+const ALL: &str = "*";
+
+/// Publishes typed messages to every subscribed [`Channel`].
+///
+/// Each channel receives its own clone of each message: use `Arc<T>` or `Bytes` for
+/// messages that are expensive to clone (then a clone is one atomic increment). The
+/// handle is `Clone + Send + Sync`; the engine stops when the last handle is dropped or
+/// on [`shutdown`](Self::shutdown), and every channel's receiver then ends.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use fanout::{Broadcaster, ChannelConfig, OverflowPolicy};
+///
+/// #[derive(Debug)]
+/// struct Quote { symbol: &'static str, bid: f64 }
+///
+/// let feed = Broadcaster::<Arc<Quote>>::start()?;
+/// let strategy = feed.subscribe()?;
+/// let latest_only = feed.subscribe_with(ChannelConfig::new(1, OverflowPolicy::DropOldest))?;
+///
+/// for bid in [1.0841, 1.0842, 1.0843] {
+///     assert_eq!(feed.publish(Arc::new(Quote { symbol: "EURUSD", bid }))?, 2);
+/// }
+/// assert_eq!(strategy.try_iter().count(), 3);
+/// assert_eq!(latest_only.recv()?.bid, 1.0843);
+/// assert_eq!(latest_only.dropped(), 2);
+///
+/// drop(strategy); // unsubscribes
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Broadcaster<M> {
+    engine: Arc<Engine<M>>,
+    /// The one topic every channel joins, resolved once.
+    all: Topic,
+}
+
+impl<M> Clone for Broadcaster<M> {
+    fn clone(&self) -> Self {
+        Self {
+            engine: Arc::clone(&self.engine),
+            all: self.all.clone(),
+        }
+    }
+}
+
+impl<M: Clone + Send + 'static> fmt::Debug for Broadcaster<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Broadcaster")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M: Clone + Send + 'static> Builder<Broadcaster<M>> {
+    /// Starts the engine's writer thread.
+    pub fn build(self) -> Result<Broadcaster<M>, StartError> {
+        let all = Topic::new(ALL, self.config.max_topic_len)
+            .map_err(|_| StartError::InvalidConfig("max topic length must be at least 1"))?;
+        Ok(Broadcaster {
+            engine: Arc::new(Engine::start(self.config)?),
+            all,
+        })
+    }
+}
+
+impl<M: Clone + Send + 'static> Broadcaster<M> {
+    /// Starts a broadcaster with default settings.
+    pub fn start() -> Result<Self, StartError> {
+        Self::builder().build()
+    }
+
+    /// A builder for a broadcaster with custom settings.
+    pub fn builder() -> Builder<Self> {
+        Builder::new()
+    }
+
+    /// A new channel with the default capacity and overflow policy. When this returns,
+    /// every `publish` that starts afterwards reaches it.
+    ///
+    /// Errors: [`Error::Closed`].
+    pub fn subscribe(&self) -> Result<Channel<M>, Error> {
+        self.subscribe_with(self.engine.config().default_channel)
+    }
+
+    /// A new channel with an explicit capacity and overflow policy.
+    ///
+    /// Errors: [`Error::InvalidConfig`] for a capacity of zero, [`Error::Closed`].
+    pub fn subscribe_with(&self, config: ChannelConfig) -> Result<Channel<M>, Error> {
+        let id = self.engine.generate_client_id();
+        self.engine
+            .register_channel(id, config, Some(self.all.clone()))
+    }
+
+    /// Sends `message` to every channel (a clone each). Returns how many channels took
+    /// it; frames an overflow policy dropped do not count.
+    ///
+    /// Errors: [`Error::Closed`].
+    #[inline]
+    pub fn publish(&self, message: M) -> Result<usize, Error> {
+        self.engine.broadcast_ref(self.all.key(), None, &message)
+    }
+
+    /// Unsubscribes `channel`: when this returns, no later `publish` reaches it, and its
+    /// receiver ends once drained. Dropping the channel does the same.
+    ///
+    /// Errors: [`Error::UnknownClient`] if the channel is already unsubscribed or belongs
+    /// to another broadcaster; [`Error::Closed`].
+    pub fn unsubscribe(&self, channel: &Channel<M>) -> Result<(), Error> {
+        if !channel.is_from(self.engine.link()) {
+            return Err(Error::UnknownClient(channel.id()));
+        }
+        self.engine.unregister(channel.id())
+    }
+
+    /// How many channels are subscribed now.
+    pub fn subscriber_count(&self) -> usize {
+        self.engine
+            .snapshot()
+            .subscribers(self.all.key())
+            .map_or(0, <[_]>::len)
+    }
+
+    /// Sizes and counters of this broadcaster.
+    pub fn stats(&self) -> Stats {
+        self.engine.stats()
+    }
+
+    /// Stops the writer thread and waits for it; every channel's receiver ends with
+    /// [`DisconnectReason::Shutdown`](crate::DisconnectReason::Shutdown), and later calls
+    /// return [`Error::Closed`]. Idempotent.
+    pub fn shutdown(&self) {
+        self.engine.shutdown();
+    }
+
+    /// Whether the broadcaster has been shut down.
+    pub fn is_closed(&self) -> bool {
+        self.engine.is_closed()
+    }
+}

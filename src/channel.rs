@@ -1,0 +1,191 @@
+//! [`Channel`]: the consumer's end of a channel sink.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::engine::EngineLink;
+use crate::sink::{SinkState, Status};
+use crate::sync::queue::{Iter, Receiver, RecvError, RecvTimeoutError, TryIter, TryRecvError};
+use crate::sync::Arc;
+use crate::ClientId;
+
+/// A subscription whose frames arrive on a bounded queue.
+///
+/// Made by [`Broadcaster::subscribe`](crate::Broadcaster::subscribe) (items are the
+/// published messages) or [`PubSub::register_channel`](crate::PubSub::register_channel)
+/// (items are `Bytes` Push frames). [`receiver`](Self::receiver) is a plain
+/// `crossbeam_channel::Receiver`, so a channel drops straight into a
+/// `crossbeam_channel::select!` loop beside sockets' channels and timers.
+///
+/// # Dropping
+///
+/// Dropping a `Channel` unsubscribes it: it stops receiving at once (publishers skip it)
+/// and its slot leaves the engine's snapshot promptly, whether or not anything is
+/// published afterwards. Nothing leaks when a consumer goes away.
+///
+/// # Losses
+///
+/// When the queue is full the channel's [`OverflowPolicy`](crate::OverflowPolicy)
+/// applies. [`dropped`](Self::dropped) counts every frame it lost;
+/// [`disconnect_reason`](Self::disconnect_reason) says whether and why it was cut off.
+/// After a disconnect the receiver yields what is still queued, then reports
+/// disconnection.
+///
+/// # Examples
+///
+/// ```
+/// use crossbeam_channel::{after, select};
+/// use std::time::Duration;
+///
+/// let prices = fanout::Broadcaster::<u64>::start()?;
+/// let channel = prices.subscribe()?;
+/// prices.publish(42)?;
+///
+/// let timeout = after(Duration::from_secs(1));
+/// select! {
+///     recv(channel.receiver()) -> price => assert_eq!(price, Ok(42)),
+///     recv(timeout) -> _ => panic!("no price within a second"),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Channel<M> {
+    /// The queue's consumer end.
+    receiver: Receiver<M>,
+    /// Status and loss counter, shared with the sink in the snapshot.
+    state: Arc<SinkState>,
+    /// This subscriber's id in its engine.
+    id: ClientId,
+    /// For the unsubscribe-on-drop request.
+    link: EngineLink<M>,
+}
+
+/// Why a [`Channel`] stopped receiving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DisconnectReason {
+    /// It was unsubscribed or unregistered.
+    Unsubscribed,
+    /// Its queue was full under [`OverflowPolicy::Disconnect`](crate::OverflowPolicy::Disconnect).
+    Overflow,
+    /// The engine shut down.
+    Shutdown,
+    /// Cloning a message into its queue panicked.
+    Panicked,
+}
+
+impl<M> Channel<M> {
+    pub(crate) fn new(
+        receiver: Receiver<M>,
+        state: Arc<SinkState>,
+        id: ClientId,
+        link: EngineLink<M>,
+    ) -> Self {
+        Self {
+            receiver,
+            state,
+            id,
+            link,
+        }
+    }
+
+    /// The crossbeam receiver, for `select!` and everything else crossbeam offers.
+    pub fn receiver(&self) -> &Receiver<M> {
+        &self.receiver
+    }
+
+    /// Blocks until a frame arrives; `Err` once disconnected and drained.
+    pub fn recv(&self) -> Result<M, RecvError> {
+        self.receiver.recv()
+    }
+
+    /// A queued frame if there is one.
+    pub fn try_recv(&self) -> Result<M, TryRecvError> {
+        self.receiver.try_recv()
+    }
+
+    /// Blocks for at most `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<M, RecvTimeoutError> {
+        self.receiver.recv_timeout(timeout)
+    }
+
+    /// Blocking iterator; ends once disconnected and drained.
+    pub fn iter(&self) -> Iter<'_, M> {
+        self.receiver.iter()
+    }
+
+    /// Iterator over what is queued now.
+    pub fn try_iter(&self) -> TryIter<'_, M> {
+        self.receiver.try_iter()
+    }
+
+    /// Frames queued and not yet received.
+    pub fn len(&self) -> usize {
+        self.receiver.len()
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.receiver.is_empty()
+    }
+
+    /// This subscriber's client id.
+    pub fn id(&self) -> ClientId {
+        self.id
+    }
+
+    /// Frames this channel's overflow policy dropped so far.
+    pub fn dropped(&self) -> u64 {
+        self.state.dropped()
+    }
+
+    /// Whether publishers still deliver here.
+    pub fn is_connected(&self) -> bool {
+        self.state.is_open()
+    }
+
+    /// Why the channel stopped receiving, or `None` while it is connected.
+    pub fn disconnect_reason(&self) -> Option<DisconnectReason> {
+        match self.state.status() {
+            Status::Open => None,
+            Status::Unsubscribed | Status::ConsumerGone => Some(DisconnectReason::Unsubscribed),
+            Status::Overflow => Some(DisconnectReason::Overflow),
+            Status::Shutdown => Some(DisconnectReason::Shutdown),
+            Status::Panicked => Some(DisconnectReason::Panicked),
+        }
+    }
+
+    /// Whether this channel belongs to the engine `link` points at.
+    pub(crate) fn is_from(&self, link: &EngineLink<M>) -> bool {
+        self.link.same_engine(link)
+    }
+}
+
+impl<M> Drop for Channel<M> {
+    fn drop(&mut self) {
+        // Close first so publishers skip the sink at once; then ask the writer to drop
+        // it from the snapshot (unless it was already removed, e.g. unsubscribed).
+        if self.state.close(Status::ConsumerGone) {
+            self.link.request_prune(self.id, &self.state);
+        }
+    }
+}
+
+impl<'a, M> IntoIterator for &'a Channel<M> {
+    type Item = M;
+    type IntoIter = Iter<'a, M>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl<M> fmt::Debug for Channel<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Channel")
+            .field("id", &self.id)
+            .field("queued", &self.len())
+            .field("dropped", &self.dropped())
+            .field("disconnect_reason", &self.disconnect_reason())
+            .finish()
+    }
+}

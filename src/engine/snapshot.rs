@@ -1,0 +1,107 @@
+//! The immutable snapshot broadcasts read: topic → subscribers.
+//!
+//! The writer builds each new snapshot from the previous one (sharing everything it did
+//! not change, see [`TopicMap`]) and publishes it with one atomic store. A broadcast
+//! loads the current snapshot, looks its topic up and walks the subscriber list — no
+//! lock, no allocation, no waiting for the writer.
+
+use smallvec::SmallVec;
+
+use super::topic_map::{Keyed, TopicMap};
+use crate::sink::Sink;
+use crate::sync::Arc;
+use crate::topic::TopicKey;
+use crate::ClientId;
+
+/// Subscribers stored inline per topic before the list spills to the heap. Most topics
+/// (a chat room, a player's zone) are small.
+pub(crate) const INLINE_SUBSCRIBERS: usize = 4;
+
+/// One subscription as broadcasts see it: 16 bytes.
+pub(crate) struct Subscriber<T> {
+    /// Compared against `broadcast_from`'s sender: one integer compare.
+    pub(crate) id: ClientId,
+    /// Shared with every other topic the client is in, and with the writer's registry.
+    pub(crate) sink: Arc<Sink<T>>,
+}
+
+impl<T> Clone for Subscriber<T> {
+    fn clone(&self) -> Self {
+        Self {
+            id: self.id,
+            sink: Arc::clone(&self.sink),
+        }
+    }
+}
+
+/// One topic: its name and its subscribers, each client at most once.
+pub(crate) struct TopicEntry<T> {
+    /// The topic name, shared with the `Topic` handles that created it. (A plain `std`
+    /// `Arc`: immutable data needs no loom modelling.)
+    pub(crate) name: std::sync::Arc<str>,
+    /// `hash_topic(name)`.
+    pub(crate) hash: u64,
+    /// Who receives broadcasts on this topic. Never empty: an entry whose last
+    /// subscriber leaves is removed.
+    pub(crate) subscribers: SmallVec<[Subscriber<T>; INLINE_SUBSCRIBERS]>,
+}
+
+impl<T> Clone for TopicEntry<T> {
+    fn clone(&self) -> Self {
+        Self {
+            name: std::sync::Arc::clone(&self.name),
+            hash: self.hash,
+            subscribers: self.subscribers.clone(),
+        }
+    }
+}
+
+impl<T> Keyed for TopicEntry<T> {
+    fn key(&self) -> &str {
+        &self.name
+    }
+
+    fn key_hash(&self) -> u64 {
+        self.hash
+    }
+}
+
+/// Everything a broadcast or a statistics call reads, as of one writer batch.
+pub(crate) struct Snapshot<T> {
+    /// Topic name → subscribers.
+    pub(crate) topics: TopicMap<TopicEntry<T>>,
+    /// Registered clients (channels, for a `Broadcaster`).
+    pub(crate) clients: usize,
+    /// Sum of all topics' subscriber counts.
+    pub(crate) subscriptions: usize,
+}
+
+impl<T> Clone for Snapshot<T> {
+    fn clone(&self) -> Self {
+        Self {
+            topics: self.topics.clone(),
+            clients: self.clients,
+            subscriptions: self.subscriptions,
+        }
+    }
+}
+
+impl<T> Default for Snapshot<T> {
+    fn default() -> Self {
+        Self {
+            topics: TopicMap::default(),
+            clients: 0,
+            subscriptions: 0,
+        }
+    }
+}
+
+impl<T> Snapshot<T> {
+    /// The subscribers of `topic`, if it has any.
+    #[inline]
+    pub(crate) fn subscribers(&self, topic: TopicKey<'_>) -> Option<&[Subscriber<T>]> {
+        self.topics
+            .get(topic.name, topic.hash)
+            .map(|entry| &entry.subscribers[..])
+    }
+}

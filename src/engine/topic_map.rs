@@ -1,0 +1,440 @@
+//! `TopicMap`: a persistent (copy-on-write) hash array mapped trie from topic name to
+//! topic entry.
+//!
+//! Source: Phil Bagwell, "Ideal Hash Trees" (2001) — the HAMT. Each level consumes five
+//! bits of the topic's 64-bit hash and holds up to 32 children in a bitmap-compressed
+//! array, so a map of `n` topics is about `log32(n)` levels deep: 2 at 1,000 topics, 4 at
+//! 1,000,000. Two different names with the same 64-bit hash share a collision list.
+//!
+//! Why a trie and not a `HashMap`: the snapshot readers see is immutable, so every change
+//! is made on a copy. Copying a whole `HashMap` per mutation costs O(topics); here a
+//! change copies only the path from the root to its topic (at most `depth` nodes of at
+//! most 32 pointers) plus the topic's own entry. Nodes are `Arc`s: `Arc::make_mut` copies
+//! a node only while a published snapshot still shares it, so the second and later
+//! changes to the same path within one writer batch mutate in place.
+//!
+//! Lookups take `&self` and never allocate: the broadcast hot path.
+
+use std::sync::Arc;
+
+/// What the map stores: anything with a name and that name's hash.
+pub(crate) trait Keyed: Clone {
+    fn key(&self) -> &str;
+    fn key_hash(&self) -> u64;
+}
+
+/// Bits of the hash consumed per level.
+const BITS: u32 = 5;
+/// Children per node.
+const FANOUT_MASK: u64 = (1 << BITS) - 1;
+
+/// The map. Cloning is one atomic increment (the root is shared).
+pub(crate) struct TopicMap<V> {
+    root: Arc<Node<V>>,
+    len: usize,
+}
+
+impl<V> Clone for TopicMap<V> {
+    fn clone(&self) -> Self {
+        Self {
+            root: Arc::clone(&self.root),
+            len: self.len,
+        }
+    }
+}
+
+/// An inner node: `bitmap` bit `i` is set when child slot `i` is occupied, and
+/// `children` holds the occupied slots in order.
+struct Node<V> {
+    bitmap: u32,
+    children: Vec<Child<V>>,
+}
+
+impl<V> Clone for Node<V> {
+    fn clone(&self) -> Self {
+        Self {
+            bitmap: self.bitmap,
+            children: self.children.clone(),
+        }
+    }
+}
+
+enum Child<V> {
+    /// One entry.
+    Leaf(Arc<V>),
+    /// Entries whose hashes agree on the bits consumed so far, one level down.
+    Node(Arc<Node<V>>),
+    /// Entries whose full 64-bit hashes are equal (different names).
+    Collision(Arc<Vec<Arc<V>>>),
+}
+
+impl<V> Clone for Child<V> {
+    fn clone(&self) -> Self {
+        match self {
+            Child::Leaf(v) => Child::Leaf(Arc::clone(v)),
+            Child::Node(n) => Child::Node(Arc::clone(n)),
+            Child::Collision(c) => Child::Collision(Arc::clone(c)),
+        }
+    }
+}
+
+/// The child slot `hash` selects at the level that starts at bit `shift`.
+#[inline]
+fn fragment(hash: u64, shift: u32) -> u32 {
+    ((hash >> shift) & FANOUT_MASK) as u32
+}
+
+impl<V> Node<V> {
+    const fn empty() -> Self {
+        Self {
+            bitmap: 0,
+            children: Vec::new(),
+        }
+    }
+
+    /// Position in `children` of slot `frag`, and whether it is occupied.
+    #[inline]
+    fn position(&self, frag: u32) -> (usize, bool) {
+        let bit = 1u32 << frag;
+        let position = (self.bitmap & (bit - 1)).count_ones() as usize;
+        (position, self.bitmap & bit != 0)
+    }
+}
+
+impl<V: Keyed> Default for TopicMap<V> {
+    fn default() -> Self {
+        Self {
+            root: Arc::new(Node::empty()),
+            len: 0,
+        }
+    }
+}
+
+impl<V: Keyed> TopicMap<V> {
+    /// Number of entries.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The entry named `key`, whose hash is `hash`.
+    #[inline]
+    pub(crate) fn get(&self, key: &str, hash: u64) -> Option<&V> {
+        let mut node = &*self.root;
+        let mut shift = 0;
+        loop {
+            let (position, occupied) = node.position(fragment(hash, shift));
+            if !occupied {
+                return None;
+            }
+            match &node.children[position] {
+                Child::Leaf(entry) => {
+                    return (entry.key_hash() == hash && entry.key() == key).then_some(&**entry);
+                }
+                Child::Node(next) => {
+                    node = next;
+                    shift += BITS;
+                }
+                Child::Collision(entries) => {
+                    return entries.iter().find(|e| e.key() == key).map(|e| &**e);
+                }
+            }
+        }
+    }
+
+    /// Mutable access to the entry named `key`, copying the path to it (and the entry)
+    /// where a published snapshot still shares them.
+    pub(crate) fn get_mut(&mut self, key: &str, hash: u64) -> Option<&mut V> {
+        // Check first so a miss copies nothing.
+        self.get(key, hash)?;
+        get_mut_in(&mut self.root, 0, key, hash)
+    }
+
+    /// Inserts `value`, replacing any entry with the same name.
+    pub(crate) fn insert(&mut self, value: V) {
+        let hash = value.key_hash();
+        if insert_in(&mut self.root, 0, hash, Arc::new(value)) {
+            self.len += 1;
+        }
+    }
+
+    /// Removes and returns the entry named `key`.
+    pub(crate) fn remove(&mut self, key: &str, hash: u64) -> Option<Arc<V>> {
+        self.get(key, hash)?;
+        let removed = remove_in(&mut self.root, 0, key, hash);
+        if removed.is_some() {
+            self.len -= 1;
+        }
+        removed
+    }
+
+    /// Calls `f` on every entry, in no particular order.
+    #[cfg(test)]
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&V)) {
+        fn walk<V>(node: &Node<V>, f: &mut impl FnMut(&V)) {
+            for child in &node.children {
+                match child {
+                    Child::Leaf(v) => f(v),
+                    Child::Node(n) => walk(n, f),
+                    Child::Collision(list) => list.iter().for_each(|v| f(v)),
+                }
+            }
+        }
+        walk(&self.root, &mut f);
+    }
+}
+
+fn get_mut_in<'a, V: Keyed>(
+    node: &'a mut Arc<Node<V>>,
+    shift: u32,
+    key: &str,
+    hash: u64,
+) -> Option<&'a mut V> {
+    let node = Arc::make_mut(node);
+    let (position, occupied) = node.position(fragment(hash, shift));
+    if !occupied {
+        return None;
+    }
+    match &mut node.children[position] {
+        Child::Leaf(entry) => (entry.key() == key).then(|| Arc::make_mut(entry)),
+        Child::Node(next) => get_mut_in(next, shift + BITS, key, hash),
+        Child::Collision(entries) => Arc::make_mut(entries)
+            .iter_mut()
+            .find(|e| e.key() == key)
+            .map(Arc::make_mut),
+    }
+}
+
+/// Returns whether a new entry was added (false: an existing one was replaced).
+fn insert_in<V: Keyed>(node: &mut Arc<Node<V>>, shift: u32, hash: u64, value: Arc<V>) -> bool {
+    let node = Arc::make_mut(node);
+    let frag = fragment(hash, shift);
+    let (position, occupied) = node.position(frag);
+    if !occupied {
+        node.bitmap |= 1 << frag;
+        node.children.insert(position, Child::Leaf(value));
+        return true;
+    }
+    let slot = &mut node.children[position];
+    match slot {
+        Child::Node(next) => insert_in(next, shift + BITS, hash, value),
+        Child::Leaf(existing) if existing.key() == value.key() => {
+            *existing = value;
+            false
+        }
+        Child::Leaf(existing) if existing.key_hash() == hash => {
+            *slot = Child::Collision(Arc::new(vec![Arc::clone(existing), value]));
+            true
+        }
+        Child::Leaf(existing) => {
+            let existing_hash = existing.key_hash();
+            let moved = Child::Leaf(Arc::clone(existing));
+            *slot = Child::Node(split(shift + BITS, moved, existing_hash, value, hash));
+            true
+        }
+        Child::Collision(entries) if entries[0].key_hash() == hash => {
+            let entries = Arc::make_mut(entries);
+            match entries.iter_mut().find(|e| e.key() == value.key()) {
+                Some(existing) => {
+                    *existing = value;
+                    false
+                }
+                None => {
+                    entries.push(value);
+                    true
+                }
+            }
+        }
+        Child::Collision(entries) => {
+            let existing_hash = entries[0].key_hash();
+            let moved = Child::Collision(Arc::clone(entries));
+            *slot = Child::Node(split(shift + BITS, moved, existing_hash, value, hash));
+            true
+        }
+    }
+}
+
+/// A node (or chain of nodes) at `shift` holding `existing` and the new leaf, whose
+/// hashes differ somewhere at or above bit `shift`.
+fn split<V>(
+    shift: u32,
+    existing: Child<V>,
+    existing_hash: u64,
+    value: Arc<V>,
+    hash: u64,
+) -> Arc<Node<V>> {
+    let (a, b) = (fragment(existing_hash, shift), fragment(hash, shift));
+    let children = if a == b {
+        vec![Child::Node(split(
+            shift + BITS,
+            existing,
+            existing_hash,
+            value,
+            hash,
+        ))]
+    } else if a < b {
+        vec![existing, Child::Leaf(value)]
+    } else {
+        vec![Child::Leaf(value), existing]
+    };
+    Arc::new(Node {
+        bitmap: (1 << a) | (1 << b),
+        children,
+    })
+}
+
+fn remove_in<V: Keyed>(
+    node: &mut Arc<Node<V>>,
+    shift: u32,
+    key: &str,
+    hash: u64,
+) -> Option<Arc<V>> {
+    let node = Arc::make_mut(node);
+    let frag = fragment(hash, shift);
+    let (position, occupied) = node.position(frag);
+    if !occupied {
+        return None;
+    }
+    let removed = match &mut node.children[position] {
+        Child::Leaf(entry) if entry.key() == key => {
+            let removed = Arc::clone(entry);
+            node.children.remove(position);
+            node.bitmap &= !(1 << frag);
+            return Some(removed);
+        }
+        Child::Leaf(_) => return None,
+        Child::Node(next) => {
+            let removed = remove_in(next, shift + BITS, key, hash)?;
+            // Keep the trie canonical: a node left with one leaf (or collision list)
+            // is replaced by that child, so depth shrinks as topics go.
+            if next.children.len() == 1 && !matches!(next.children[0], Child::Node(_)) {
+                let only = next.children[0].clone();
+                node.children[position] = only;
+            } else if next.children.is_empty() {
+                node.children.remove(position);
+                node.bitmap &= !(1 << frag);
+            }
+            removed
+        }
+        Child::Collision(entries) => {
+            let list = Arc::make_mut(entries);
+            let index = list.iter().position(|e| e.key() == key)?;
+            let removed = list.swap_remove(index);
+            if list.len() == 1 {
+                node.children[position] = Child::Leaf(Arc::clone(&list[0]));
+            }
+            removed
+        }
+    };
+    Some(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[derive(Clone, Debug, PartialEq)]
+    struct Entry {
+        name: String,
+        hash: u64,
+        value: u32,
+    }
+
+    impl Keyed for Entry {
+        fn key(&self) -> &str {
+            &self.name
+        }
+        fn key_hash(&self) -> u64 {
+            self.hash
+        }
+    }
+
+    fn entry(name: &str, hash: u64, value: u32) -> Entry {
+        Entry {
+            name: name.to_owned(),
+            hash,
+            value,
+        }
+    }
+
+    /// A tiny deterministic generator, so failures reproduce.
+    struct XorShift(u64);
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+
+    /// Random inserts/updates/removes against a `HashMap`, with hashes drawn from a small
+    /// space so that shared prefixes, splits and full collisions all happen.
+    #[test]
+    fn matches_a_hashmap_under_random_operations() {
+        for seed in 1..40u64 {
+            let mut rng = XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let mut map = TopicMap::<Entry>::default();
+            let mut model: HashMap<String, (u64, u32)> = HashMap::new();
+            let mut published = Vec::new();
+            for step in 0..600 {
+                let name = format!("t{}", rng.next() % 64);
+                // Hash derived from the name but squeezed: many prefix sharings and
+                // exact collisions (names ≡ mod 16 collide fully).
+                let n: u64 = name[1..].parse().unwrap();
+                let hash = (n % 16).wrapping_mul(0x0123_4567_89AB_CDEF) ^ ((n % 16) << 60);
+                match rng.next() % 4 {
+                    0 | 1 => {
+                        let value = step;
+                        map.insert(entry(&name, hash, value));
+                        model.insert(name.clone(), (hash, value));
+                    }
+                    2 => {
+                        let got = map.remove(&name, hash).map(|e| e.value);
+                        let want = model.remove(&name).map(|(_, v)| v);
+                        assert_eq!(got, want, "remove {name}");
+                    }
+                    _ => {
+                        if let Some(e) = map.get_mut(&name, hash) {
+                            e.value += 1_000_000;
+                        }
+                        if let Some((_, v)) = model.get_mut(&name) {
+                            *v += 1_000_000;
+                        }
+                    }
+                }
+                assert_eq!(map.len(), model.len());
+                // Old snapshots must be unaffected by later changes.
+                if step % 50 == 0 {
+                    published.push((map.clone(), model.clone()));
+                }
+            }
+            for (snapshot, expected) in published.iter().chain([(map, model)].iter()) {
+                let mut seen = 0;
+                snapshot.for_each(|e| {
+                    seen += 1;
+                    assert_eq!(expected.get(&e.name), Some(&(e.hash, e.value)));
+                });
+                assert_eq!(seen, expected.len());
+                for (name, (hash, value)) in expected {
+                    assert_eq!(snapshot.get(name, *hash).map(|e| e.value), Some(*value));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn removing_everything_leaves_an_empty_root() {
+        let mut map = TopicMap::<Entry>::default();
+        for i in 0..1000u32 {
+            let h = u64::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            map.insert(entry(&i.to_string(), h, i));
+        }
+        for i in 0..1000u32 {
+            let h = u64::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            assert!(map.remove(&i.to_string(), h).is_some());
+        }
+        assert_eq!(map.len(), 0);
+        assert!(map.root.children.is_empty());
+    }
+}

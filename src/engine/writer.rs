@@ -1,0 +1,310 @@
+//! The writer thread: the only code that changes the registry.
+//!
+//! It owns the mutable side — the client registry and a working copy of the snapshot —
+//! and runs a loop: block for a command, drain up to [`MAX_BATCH`] more without blocking,
+//! apply them all to the working copy, publish it as one new snapshot, and only then
+//! answer each caller. So a mutation returns only once every broadcast that starts
+//! afterwards sees it (the visibility guarantee), and a burst of mutations costs one
+//! snapshot publication, not one each.
+//!
+//! Cost of one mutation, with `d = log32(topics)` (≤ 4 up to a million topics), `s` the
+//! subscribers of the topic touched and `k` the topics of the client touched:
+//! subscribe and unsubscribe copy `d` trie nodes and the topic's subscriber list — O(d +
+//! s + k) — and only the first change to a path in a batch copies; unregister is that
+//! for each of the client's topics. Nothing is proportional to the total number of
+//! clients or topics.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use smallvec::smallvec;
+
+use super::command::{Command, Reply};
+use super::snapshot::{Snapshot, Subscriber, TopicEntry};
+use super::Shared;
+use crate::sink::{Sink, Status};
+use crate::sync::queue::{Receiver, RecvTimeoutError};
+use crate::sync::{Arc, Ordering};
+use crate::topic::Topic;
+use crate::{ClientId, Error};
+
+/// Most commands applied before one publication. Bounds how long the first caller of a
+/// burst waits for its answer.
+pub(crate) const MAX_BATCH: usize = 1024;
+
+/// How often an idle writer checks for a sweep request (see [`Writer::sweep`]).
+const SWEEP_INTERVAL: Duration = Duration::from_millis(20);
+
+/// What the writer keeps per client.
+struct ClientRecord<T> {
+    /// The sink every subscription of this client shares.
+    sink: Arc<Sink<T>>,
+    /// The topics it is subscribed to, for `unregister` and for idempotent `subscribe`.
+    topics: Vec<Topic>,
+}
+
+/// The writer's state. Built by the engine, then moved onto its thread by [`Writer::run`].
+pub(crate) struct Writer<T> {
+    /// What the writer shares with every handle: the snapshot cell, counters, flags.
+    shared: Arc<Shared<T>>,
+    /// The command queue's receiving end.
+    commands: Receiver<Command<T>>,
+    /// The next snapshot, built in place. After a publication it shares every node with
+    /// the published snapshot until changed again.
+    working: Snapshot<T>,
+    /// Every registered client.
+    clients: HashMap<ClientId, ClientRecord<T>, ahash::RandomState>,
+}
+
+/// How applying a command ended.
+enum Applied {
+    /// The command changed the registry; answer after publishing.
+    Changed(Reply, Result<(), Error>),
+    /// Nothing changed (an error, or a no-op); answer after publishing anyway, so
+    /// answers keep the order the commands came in.
+    Unchanged(Option<Reply>, Result<(), Error>),
+    /// A prune changed the registry; nobody waits for it.
+    Pruned,
+    /// Stop.
+    Shutdown(Reply),
+}
+
+impl<T: Clone> Writer<T> {
+    pub(crate) fn new(shared: Arc<Shared<T>>, commands: Receiver<Command<T>>) -> Self {
+        Self {
+            shared,
+            commands,
+            working: Snapshot::default(),
+            clients: HashMap::default(),
+        }
+    }
+
+    /// The writer thread's body: runs the loop, then — however it ended, even by a
+    /// panic — marks the engine closed and the writer gone, so no caller waits forever.
+    pub(crate) fn run_until_stopped(self) {
+        struct OnExit<T>(Arc<Shared<T>>);
+        impl<T> Drop for OnExit<T> {
+            fn drop(&mut self) {
+                self.0.closed.store(true, Ordering::Release);
+                // Release pairs with the Acquire in `EngineLink::writer_gone`.
+                self.0.writer_exited.store(true, Ordering::Release);
+            }
+        }
+        let _on_exit = OnExit(Arc::clone(&self.shared));
+        self.run();
+        // `self` (with the command queue's receiving end) was dropped inside `run`
+        // before `_on_exit` runs: new sends fail from here on.
+    }
+
+    fn run(mut self) {
+        let mut answers: Vec<(Reply, Result<(), Error>)> = Vec::new();
+        loop {
+            let first = match self.commands.recv_timeout(SWEEP_INTERVAL) {
+                Ok(command) => Some(command),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let mut changed = false;
+            let mut stop = None;
+            let mut next = first;
+            let mut applied = 0;
+            while let Some(command) = next.take() {
+                match self.apply(command) {
+                    Applied::Changed(reply, result) => {
+                        changed = true;
+                        answers.push((reply, result));
+                    }
+                    Applied::Unchanged(reply, result) => {
+                        if let Some(reply) = reply {
+                            answers.push((reply, result));
+                        }
+                    }
+                    Applied::Pruned => changed = true,
+                    Applied::Shutdown(reply) => {
+                        stop = Some(reply);
+                        break;
+                    }
+                }
+                applied += 1;
+                if applied < MAX_BATCH {
+                    next = self.commands.try_recv().ok();
+                }
+            }
+            // AcqRel: pairs with the Release in `EngineLink::request_prune`; the sink's
+            // closed status, written before the flag, is then visible to the sweep.
+            if self.shared.sweep_requested.swap(false, Ordering::AcqRel) {
+                changed |= self.sweep();
+            }
+            if changed {
+                self.publish();
+            }
+            // Answer only now: the snapshot each caller's change is in has been published.
+            for (reply, result) in answers.drain(..) {
+                reply.send(result);
+            }
+            if let Some(reply) = stop {
+                self.shutdown();
+                reply.send(Ok(()));
+                return;
+            }
+            if self.shared.stop_after_batch.load(Ordering::Acquire) {
+                // The last handle was dropped on this very thread (see `Engine::shutdown`).
+                break;
+            }
+        }
+        self.shutdown();
+    }
+
+    fn apply(&mut self, command: Command<T>) -> Applied {
+        match command {
+            Command::Register {
+                id,
+                sink,
+                topic,
+                reply,
+            } => {
+                if self.clients.contains_key(&id) {
+                    return Applied::Unchanged(Some(reply), Err(Error::DuplicateClient(id)));
+                }
+                self.clients.insert(
+                    id,
+                    ClientRecord {
+                        sink,
+                        topics: Vec::new(),
+                    },
+                );
+                self.working.clients += 1;
+                if let Some(topic) = topic {
+                    self.subscribe(id, topic)
+                        .expect("a client registered a moment ago is known");
+                }
+                Applied::Changed(reply, Ok(()))
+            }
+            Command::Subscribe { id, topic, reply } => match self.subscribe(id, topic) {
+                Ok(true) => Applied::Changed(reply, Ok(())),
+                Ok(false) => Applied::Unchanged(Some(reply), Ok(())),
+                Err(e) => Applied::Unchanged(Some(reply), Err(e)),
+            },
+            Command::Unsubscribe { id, topic, reply } => match self.unsubscribe(id, &topic) {
+                Ok(true) => Applied::Changed(reply, Ok(())),
+                Ok(false) => Applied::Unchanged(Some(reply), Ok(())),
+                Err(e) => Applied::Unchanged(Some(reply), Err(e)),
+            },
+            Command::Unregister { id, reply } => match self.unregister(id, Status::Unsubscribed) {
+                Ok(()) => Applied::Changed(reply, Ok(())),
+                Err(e) => Applied::Unchanged(Some(reply), Err(e)),
+            },
+            Command::Prune { id, sink } => {
+                let current = self
+                    .clients
+                    .get(&id)
+                    .is_some_and(|record| Arc::ptr_eq(&record.sink.state, &sink));
+                if current {
+                    // The sink was closed by whoever asked for the prune; `ConsumerGone`
+                    // only applies if it somehow was not.
+                    let _ = self.unregister(id, Status::ConsumerGone);
+                    Applied::Pruned
+                } else {
+                    Applied::Unchanged(None, Ok(()))
+                }
+            }
+            Command::Shutdown { reply } => Applied::Shutdown(reply),
+        }
+    }
+
+    /// Adds `id` to `topic`. Returns whether anything changed.
+    fn subscribe(&mut self, id: ClientId, topic: Topic) -> Result<bool, Error> {
+        let record = self.clients.get_mut(&id).ok_or(Error::UnknownClient(id))?;
+        if record.topics.contains(&topic) {
+            return Ok(false);
+        }
+        let subscriber = Subscriber {
+            id,
+            sink: Arc::clone(&record.sink),
+        };
+        match self
+            .working
+            .topics
+            .get_mut(topic.name(), topic.hash_value())
+        {
+            Some(entry) => entry.subscribers.push(subscriber),
+            None => self.working.topics.insert(TopicEntry {
+                name: topic.shared_name(),
+                hash: topic.hash_value(),
+                subscribers: smallvec![subscriber],
+            }),
+        }
+        record.topics.push(topic);
+        self.working.subscriptions += 1;
+        Ok(true)
+    }
+
+    /// Removes `id` from `topic`. Returns whether anything changed.
+    fn unsubscribe(&mut self, id: ClientId, topic: &Topic) -> Result<bool, Error> {
+        let record = self.clients.get_mut(&id).ok_or(Error::UnknownClient(id))?;
+        let Some(position) = record.topics.iter().position(|t| t == topic) else {
+            return Ok(false);
+        };
+        record.topics.swap_remove(position);
+        remove_subscriber(&mut self.working, id, topic);
+        Ok(true)
+    }
+
+    /// Removes `id` from every topic and forgets it, closing its sink with `reason`.
+    fn unregister(&mut self, id: ClientId, reason: Status) -> Result<(), Error> {
+        let record = self.clients.remove(&id).ok_or(Error::UnknownClient(id))?;
+        for topic in &record.topics {
+            remove_subscriber(&mut self.working, id, topic);
+        }
+        record.sink.state.close(reason);
+        self.working.clients -= 1;
+        Ok(())
+    }
+
+    /// Removes every client whose sink is closed. Runs only when a publisher could not
+    /// queue a prune command because the queue was full: O(clients), and rare.
+    fn sweep(&mut self) -> bool {
+        let dead: Vec<ClientId> = self
+            .clients
+            .iter()
+            .filter(|(_, record)| !record.sink.state.is_open())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &dead {
+            let _ = self.unregister(*id, Status::ConsumerGone);
+        }
+        !dead.is_empty()
+    }
+
+    fn publish(&mut self) {
+        self.shared.snapshot.store(Arc::new(self.working.clone()));
+    }
+
+    /// Closes every sink and publishes an empty snapshot, so channel receivers end once
+    /// the last in-flight broadcast lets go of the old one.
+    fn shutdown(&mut self) {
+        self.shared.closed.store(true, Ordering::Release);
+        for record in self.clients.values() {
+            record.sink.state.close(Status::Shutdown);
+        }
+        self.clients.clear();
+        self.working = Snapshot::default();
+        self.publish();
+    }
+}
+
+/// Removes `id` from `topic`'s entry in `snapshot`, dropping the entry if it empties.
+fn remove_subscriber<T>(snapshot: &mut Snapshot<T>, id: ClientId, topic: &Topic) {
+    let (name, hash) = (topic.name(), topic.hash_value());
+    let Some(entry) = snapshot.topics.get_mut(name, hash) else {
+        debug_assert!(false, "client record names a topic the snapshot lacks");
+        return;
+    };
+    if let Some(position) = entry.subscribers.iter().position(|s| s.id == id) {
+        entry.subscribers.swap_remove(position);
+        snapshot.subscriptions -= 1;
+    }
+    if entry.subscribers.is_empty() {
+        snapshot.topics.remove(name, hash);
+    }
+}

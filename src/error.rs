@@ -1,0 +1,120 @@
+//! The errors every fallible public call returns. Nothing in `fanout` panics on user input.
+
+use std::fmt;
+
+use crate::transport::SerialiseError;
+use crate::ClientId;
+
+/// Why a call on a running engine failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The engine was shut down (explicitly or because its last handle was dropped).
+    Closed,
+    /// The client id is not registered (never was, or was unregistered).
+    UnknownClient(ClientId),
+    /// `register` was called with an id that is already registered. Registration refuses
+    /// rather than replaces: unregister first to swap a client's sink.
+    DuplicateClient(ClientId),
+    /// The topic name is empty or longer than the engine's limit.
+    InvalidTopic(TopicError),
+    /// The serialiser failed; nothing was delivered.
+    Serialise(SerialiseError),
+    /// A pre-encoded frame passed to `broadcast_frame` is not a Push frame for the topic
+    /// it is broadcast on.
+    FrameMismatch,
+    /// A channel configuration is unusable (for example a capacity of zero).
+    InvalidConfig(&'static str),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Closed => f.write_str("the fanout engine is closed"),
+            Error::UnknownClient(id) => write!(f, "{id} is not registered"),
+            Error::DuplicateClient(id) => write!(f, "{id} is already registered"),
+            Error::InvalidTopic(e) => write!(f, "invalid topic: {e}"),
+            Error::Serialise(e) => write!(f, "serialiser failed: {e}"),
+            Error::FrameMismatch => f.write_str("frame is not a Push frame for this topic"),
+            Error::InvalidConfig(why) => write!(f, "invalid configuration: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::InvalidTopic(e) => Some(e),
+            Error::Serialise(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<TopicError> for Error {
+    fn from(e: TopicError) -> Self {
+        Error::InvalidTopic(e)
+    }
+}
+
+impl From<SerialiseError> for Error {
+    fn from(e: SerialiseError) -> Self {
+        Error::Serialise(e)
+    }
+}
+
+/// Why a topic name was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TopicError {
+    /// The name is the empty string.
+    Empty,
+    /// The name is longer (in UTF-8 bytes) than the engine allows.
+    TooLong {
+        /// Length of the refused name, in bytes.
+        len: usize,
+        /// The engine's limit, in bytes.
+        max: usize,
+    },
+}
+
+impl fmt::Display for TopicError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TopicError::Empty => f.write_str("topic name is empty"),
+            TopicError::TooLong { len, max } => {
+                write!(f, "topic name is {len} bytes, the limit is {max}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for TopicError {}
+
+/// Why an engine could not start.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The builder was given an unusable setting.
+    InvalidConfig(&'static str),
+    /// The writer thread could not be spawned.
+    Spawn(std::io::Error),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::InvalidConfig(why) => write!(f, "invalid configuration: {why}"),
+            StartError::Spawn(e) => write!(f, "could not spawn the writer thread: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StartError::Spawn(e) => Some(e),
+            StartError::InvalidConfig(_) => None,
+        }
+    }
+}

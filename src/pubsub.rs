@@ -1,0 +1,368 @@
+//! [`PubSub`]: topic pub/sub for connected clients, modelled on lily's `pub_sub` and
+//! Phoenix.PubSub.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use bytes::Bytes;
+
+use crate::builder::Builder;
+use crate::engine::Engine;
+use crate::error::StartError;
+use crate::policy::ChannelConfig;
+use crate::sink::{CallbackSink, Sink};
+use crate::stats::Stats;
+use crate::topic::{Topic, TopicRef};
+use crate::transport::{self, frame, Serialiser};
+use crate::{Channel, ClientId, Error};
+use std::sync::{Arc, Weak};
+
+/// Topic pub/sub for connected clients: register a sink per client, subscribe clients to
+/// topics by name, broadcast a message serialised **once** into a shared Push frame.
+///
+/// `M` is the message type broadcasts take (`str` for text, `[u8]` or `Bytes` for raw
+/// bytes, any type with a [`Serialiser`]). The handle is `Clone + Send + Sync`; clones
+/// share one engine, which stops when the last handle is dropped or on
+/// [`shutdown`](Self::shutdown).
+///
+/// # Sinks
+///
+/// A client is either a callback — `Fn(&Bytes)`, called on the broadcasting thread with a
+/// reference to the frame every subscriber shares (clone it only to keep it) — or a
+/// bounded [`Channel`] of frames ([`register_channel`](Self::register_channel)) for a
+/// connection thread that `select!`s over frames and its socket.
+///
+/// A callback must not block: it runs on the publisher's thread. It may call back into
+/// the engine (subscribe, broadcast) without deadlock. If it panics, the panic is caught,
+/// every other subscriber still gets the frame, and that client is unregistered and
+/// counted in [`Stats::panics`]. A callback that captures a handle to its own engine
+/// should capture a [`WeakPubSub`] (from [`downgrade`](Self::downgrade)), or the engine
+/// keeps itself alive until [`shutdown`](Self::shutdown).
+///
+/// # Registration
+///
+/// Registering an id that is already registered is refused with
+/// [`Error::DuplicateClient`]: unregister first to replace a sink.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use fanout::{transport::{decode, RawPayload}, PubSub};
+///
+/// let pubsub = PubSub::<str>::new()?;
+/// let alice = pubsub.generate_client_id();
+/// let bob = pubsub.generate_client_id();
+///
+/// let inbox = Arc::new(Mutex::new(Vec::new()));
+/// let alice_inbox = Arc::clone(&inbox);
+/// pubsub.register(alice, move |frame| alice_inbox.lock().unwrap().push(frame.clone()))?;
+/// let bob_frames = pubsub.register_channel(bob)?;
+///
+/// pubsub.subscribe(alice, "lobby")?;
+/// pubsub.subscribe(bob, "lobby")?;
+///
+/// // Bob speaks: everyone in the lobby but Bob gets it.
+/// assert_eq!(pubsub.broadcast_from(bob, "lobby", "hi all", &RawPayload)?, 1);
+/// let frame = inbox.lock().unwrap().pop().unwrap();
+/// let push = decode(&frame)?;
+/// assert_eq!((push.topic, push.payload), ("lobby", &b"hi all"[..]));
+/// assert!(bob_frames.try_recv().is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct PubSub<M: ?Sized> {
+    engine: Arc<Engine<Bytes>>,
+    message: PhantomData<fn(&M)>,
+}
+
+impl<M: ?Sized> Clone for PubSub<M> {
+    fn clone(&self) -> Self {
+        Self {
+            engine: Arc::clone(&self.engine),
+            message: PhantomData,
+        }
+    }
+}
+
+impl<M: ?Sized> fmt::Debug for PubSub<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PubSub")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M: ?Sized> Builder<PubSub<M>> {
+    /// Starts the engine's writer thread.
+    pub fn build(self) -> Result<PubSub<M>, StartError> {
+        Ok(PubSub {
+            engine: Arc::new(Engine::start(self.config)?),
+            message: PhantomData,
+        })
+    }
+}
+
+impl<M: ?Sized> PubSub<M> {
+    /// Starts an engine with default settings.
+    pub fn new() -> Result<Self, StartError> {
+        Self::builder().build()
+    }
+
+    /// A builder for an engine with custom settings.
+    pub fn builder() -> Builder<Self> {
+        Builder::new()
+    }
+
+    /// A new client id, unique within this engine.
+    pub fn generate_client_id(&self) -> ClientId {
+        self.engine.generate_client_id()
+    }
+
+    /// Registers client `id` with a send callback. It receives frames of the topics it
+    /// subscribes to, by reference, on the broadcasting thread.
+    ///
+    /// Errors: [`Error::DuplicateClient`], [`Error::Closed`].
+    pub fn register<F>(&self, id: ClientId, send: F) -> Result<(), Error>
+    where
+        F: Fn(&Bytes) + Send + Sync + 'static,
+    {
+        let sink = Sink::callback(CallbackSink::new(send));
+        self.engine.register(id, sink, None)
+    }
+
+    /// Registers client `id` backed by a bounded channel of Push frames, with the
+    /// engine's default capacity and overflow policy. Dropping the channel unregisters
+    /// the client.
+    ///
+    /// Errors: [`Error::DuplicateClient`], [`Error::Closed`].
+    pub fn register_channel(&self, id: ClientId) -> Result<Channel<Bytes>, Error> {
+        self.register_channel_with(id, self.engine.config().default_channel)
+    }
+
+    /// Like [`register_channel`](Self::register_channel) with an explicit capacity and
+    /// policy. Errors also: [`Error::InvalidConfig`] for a capacity of zero.
+    pub fn register_channel_with(
+        &self,
+        id: ClientId,
+        config: ChannelConfig,
+    ) -> Result<Channel<Bytes>, Error> {
+        self.engine.register_channel(id, config, None)
+    }
+
+    /// Subscribes client `id` to `topic`. When this returns, every broadcast that starts
+    /// afterwards, on any thread, reaches the client. Subscribing twice changes nothing.
+    ///
+    /// Errors: [`Error::UnknownClient`], [`Error::InvalidTopic`], [`Error::Closed`].
+    pub fn subscribe(&self, id: ClientId, topic: impl TopicRef) -> Result<(), Error> {
+        let topic = topic.to_topic(self.max_topic_len())?;
+        self.engine.subscribe(id, topic)
+    }
+
+    /// Unsubscribes client `id` from `topic` (a no-op if it is not subscribed). When this
+    /// returns, no broadcast that starts afterwards reaches the client on this topic.
+    ///
+    /// Errors: [`Error::UnknownClient`], [`Error::InvalidTopic`], [`Error::Closed`].
+    pub fn unsubscribe(&self, id: ClientId, topic: impl TopicRef) -> Result<(), Error> {
+        let topic = topic.to_topic(self.max_topic_len())?;
+        self.engine.unsubscribe(id, topic)
+    }
+
+    /// Unregisters client `id`, leaving every topic. A channel-backed client's receiver
+    /// ends once drained, with [`DisconnectReason::Unsubscribed`](crate::DisconnectReason::Unsubscribed).
+    ///
+    /// Errors: [`Error::UnknownClient`], [`Error::Closed`].
+    pub fn unregister(&self, id: ClientId) -> Result<(), Error> {
+        self.engine.unregister(id)
+    }
+
+    /// Validates and hashes a topic name once, for hot paths: pass `&topic` anywhere a
+    /// topic name is taken.
+    ///
+    /// Errors: [`Error::InvalidTopic`].
+    pub fn topic(&self, name: &str) -> Result<Topic, Error> {
+        Ok(Topic::new(name, self.max_topic_len())?)
+    }
+
+    /// Broadcasts `message` to every subscriber of `topic`. The serialiser runs once — not
+    /// at all if the topic has no subscribers — and all subscribers share the one frame.
+    /// Returns how many sinks received it (frames a channel's policy dropped do not
+    /// count).
+    ///
+    /// Errors: [`Error::InvalidTopic`], [`Error::Serialise`] (nothing was delivered),
+    /// [`Error::Closed`].
+    #[inline]
+    pub fn broadcast<S>(
+        &self,
+        topic: impl TopicRef,
+        message: &M,
+        serialiser: &S,
+    ) -> Result<usize, Error>
+    where
+        S: Serialiser<M> + ?Sized,
+    {
+        self.broadcast_inner(None, topic, message, serialiser)
+    }
+
+    /// Like [`broadcast`](Self::broadcast), to everyone but `from` (typically the client
+    /// that sent the message). Costs the same as `broadcast`: client ids compare as
+    /// integers. A `from` that is not subscribed excludes nobody.
+    #[inline]
+    pub fn broadcast_from<S>(
+        &self,
+        from: ClientId,
+        topic: impl TopicRef,
+        message: &M,
+        serialiser: &S,
+    ) -> Result<usize, Error>
+    where
+        S: Serialiser<M> + ?Sized,
+    {
+        self.broadcast_inner(Some(from), topic, message, serialiser)
+    }
+
+    #[inline]
+    fn broadcast_inner<S>(
+        &self,
+        from: Option<ClientId>,
+        topic: impl TopicRef,
+        message: &M,
+        serialiser: &S,
+    ) -> Result<usize, Error>
+    where
+        S: Serialiser<M> + ?Sized,
+    {
+        let key = topic.topic_key(self.max_topic_len())?;
+        self.engine.broadcast(key, from, || {
+            let hint = serialiser.size_hint(message);
+            let frame =
+                frame::encode_with(key.name, hint, |out| serialiser.serialise(message, out))?;
+            Ok(frame)
+        })
+    }
+
+    /// Serialises `message` into a Push frame for `topic` without broadcasting it, for
+    /// [`broadcast_frame`](Self::broadcast_frame) (one frame sent many times, or
+    /// serialised off the hot path).
+    pub fn encode<S>(
+        &self,
+        topic: impl TopicRef,
+        message: &M,
+        serialiser: &S,
+    ) -> Result<Bytes, Error>
+    where
+        S: Serialiser<M> + ?Sized,
+    {
+        let key = topic.topic_key(self.max_topic_len())?;
+        let hint = serialiser.size_hint(message);
+        Ok(frame::encode_with(key.name, hint, |out| {
+            serialiser.serialise(message, out)
+        })?)
+    }
+
+    /// Broadcasts an already-encoded Push frame (from [`encode`](Self::encode) or
+    /// [`transport::encode_push`]) without re-serialising. Its header is checked
+    /// against `topic` — O(topic length).
+    ///
+    /// Errors: [`Error::FrameMismatch`] if `frame` is not a Push frame for `topic`, and
+    /// those of [`broadcast`](Self::broadcast).
+    pub fn broadcast_frame(&self, topic: impl TopicRef, frame: &Bytes) -> Result<usize, Error> {
+        self.broadcast_frame_inner(None, topic, frame)
+    }
+
+    /// [`broadcast_frame`](Self::broadcast_frame) to everyone but `from`.
+    pub fn broadcast_frame_from(
+        &self,
+        from: ClientId,
+        topic: impl TopicRef,
+        frame: &Bytes,
+    ) -> Result<usize, Error> {
+        self.broadcast_frame_inner(Some(from), topic, frame)
+    }
+
+    fn broadcast_frame_inner(
+        &self,
+        from: Option<ClientId>,
+        topic: impl TopicRef,
+        frame: &Bytes,
+    ) -> Result<usize, Error> {
+        let key = topic.topic_key(self.max_topic_len())?;
+        match transport::decode(frame) {
+            Ok(push) if push.topic == key.name => {}
+            _ => return Err(Error::FrameMismatch),
+        }
+        self.engine.broadcast_ref(key, from, frame)
+    }
+
+    /// How many clients are subscribed to `topic` now.
+    ///
+    /// Errors: [`Error::InvalidTopic`].
+    pub fn subscriber_count(&self, topic: impl TopicRef) -> Result<usize, Error> {
+        let key = topic.topic_key(self.max_topic_len())?;
+        Ok(self
+            .engine
+            .snapshot()
+            .subscribers(key)
+            .map_or(0, <[_]>::len))
+    }
+
+    /// Sizes and counters of this engine.
+    pub fn stats(&self) -> Stats {
+        self.engine.stats()
+    }
+
+    /// Stops the writer thread and waits for it. Every channel-backed client's receiver
+    /// ends with [`DisconnectReason::Shutdown`](crate::DisconnectReason::Shutdown); every
+    /// later call on any handle returns [`Error::Closed`]. Idempotent.
+    pub fn shutdown(&self) {
+        self.engine.shutdown();
+    }
+
+    /// Whether the engine has been shut down.
+    pub fn is_closed(&self) -> bool {
+        self.engine.is_closed()
+    }
+
+    /// A handle that does not keep the engine alive; for callbacks that call back into
+    /// their own engine.
+    pub fn downgrade(&self) -> WeakPubSub<M> {
+        WeakPubSub {
+            engine: Arc::downgrade(&self.engine),
+            message: PhantomData,
+        }
+    }
+
+    fn max_topic_len(&self) -> usize {
+        self.engine.config().max_topic_len
+    }
+}
+
+/// A [`PubSub`] handle that does not keep the engine running. Upgrade it to use it.
+pub struct WeakPubSub<M: ?Sized> {
+    engine: Weak<Engine<Bytes>>,
+    message: PhantomData<fn(&M)>,
+}
+
+impl<M: ?Sized> WeakPubSub<M> {
+    /// The engine, if some strong handle still keeps it running.
+    pub fn upgrade(&self) -> Option<PubSub<M>> {
+        self.engine.upgrade().map(|engine| PubSub {
+            engine,
+            message: PhantomData,
+        })
+    }
+}
+
+impl<M: ?Sized> Clone for WeakPubSub<M> {
+    fn clone(&self) -> Self {
+        Self {
+            engine: Weak::clone(&self.engine),
+            message: PhantomData,
+        }
+    }
+}
+
+impl<M: ?Sized> fmt::Debug for WeakPubSub<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("WeakPubSub")
+    }
+}

@@ -1,0 +1,88 @@
+//! Sinks: where a broadcast hands each subscriber its frame.
+//!
+//! A sink is either a callback (`Fn(&T)`, called on the publisher's thread with a
+//! reference to the one shared frame) or a bounded channel (the frame is cloned into the
+//! queue — one atomic increment for `Bytes`). Like crossbeam's flavours, [`Sink`] holds a
+//! private enum and matches on it; each flavour lives in its own file.
+//!
+//! Every sink shares a [`SinkState`] with whoever else needs to observe it: the
+//! consumer's [`Channel`](crate::Channel), and the writer, which closes it when the
+//! subscriber is removed.
+
+mod callback;
+mod channel;
+mod state;
+
+pub(crate) use callback::CallbackSink;
+pub(crate) use channel::ChannelSink;
+pub(crate) use state::{SinkState, Status};
+
+use crate::sync::Arc;
+
+/// What one delivery attempt did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    /// The sink took the frame.
+    Delivered,
+    /// The sink's policy dropped a frame (the new one, or an old one to make room);
+    /// already counted on the sink.
+    Dropped {
+        /// How many frames were dropped by this attempt.
+        frames: u64,
+        /// Whether the new frame was still delivered (drop-oldest makes room for it).
+        delivered: bool,
+    },
+    /// The sink is closed (unsubscribed, disconnected, consumer gone); nothing happened.
+    Skipped,
+    /// This attempt found the sink dead (its consumer left, or it overflowed under the
+    /// disconnect policy) and closed it: the writer must be asked to prune it.
+    Closed {
+        /// Frames dropped by this attempt (the new frame, under the disconnect policy).
+        dropped: u64,
+    },
+}
+
+/// One subscriber's sink: its flavour plus the state it shares with its owner.
+pub(crate) struct Sink<T> {
+    /// Open/closed status and drop counter, shared with the consumer and the writer.
+    pub(crate) state: Arc<SinkState>,
+    /// The flavour.
+    kind: SinkKind<T>,
+}
+
+enum SinkKind<T> {
+    Callback(CallbackSink<T>),
+    Channel(ChannelSink<T>),
+}
+
+impl<T: Clone> Sink<T> {
+    pub(crate) fn callback(sink: CallbackSink<T>) -> Self {
+        Self {
+            state: Arc::new(SinkState::new()),
+            kind: SinkKind::Callback(sink),
+        }
+    }
+
+    pub(crate) fn channel(sink: ChannelSink<T>, state: Arc<SinkState>) -> Self {
+        Self {
+            state,
+            kind: SinkKind::Channel(sink),
+        }
+    }
+
+    /// Hands `item` to this sink. May panic only if a user callback (or `T::clone`)
+    /// panics; the engine's broadcast loop catches that.
+    #[inline]
+    pub(crate) fn deliver(&self, item: &T) -> Delivery {
+        if !self.state.is_open() {
+            return Delivery::Skipped;
+        }
+        match &self.kind {
+            SinkKind::Callback(sink) => {
+                sink.call(item);
+                Delivery::Delivered
+            }
+            SinkKind::Channel(sink) => sink.send(item, &self.state),
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! The one place that decides which synchronisation primitives the engine is built on.
+//!
+//! Normally these are `std`, `arc-swap` and `crossbeam-channel`. Under `--cfg loom` they
+//! are loom's modelled types, and the two pieces loom cannot see inside — `ArcSwap` and
+//! crossbeam's bounded queue — are replaced by small stand-ins built from loom's own
+//! `Mutex` and `Condvar` with the same observable semantics (see [`loom_queue`]). The
+//! engine code calls the same names either way, so the loom models in `loom-tests/`
+//! check the engine's real code paths, not a copy.
+
+#[cfg(not(loom))]
+mod imp {
+    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+    pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+    pub(crate) use std::thread::{self, JoinHandle, ThreadId};
+
+    /// The bounded MPMC queue used for the command queue and for channel sinks.
+    pub(crate) use crossbeam_channel as queue;
+
+    /// An atomically replaceable `Arc<T>`: readers never lock and never wait for the writer.
+    pub(crate) struct SnapshotCell<T>(arc_swap::ArcSwap<T>);
+
+    /// What [`SnapshotCell::load`] returns: derefs to the snapshot, keeps it alive.
+    pub(crate) type SnapshotGuard<T> = arc_swap::Guard<Arc<T>>;
+
+    impl<T> SnapshotCell<T> {
+        pub(crate) fn new(value: Arc<T>) -> Self {
+            Self(arc_swap::ArcSwap::new(value))
+        }
+
+        /// Loads the current snapshot. Lock-free; wait-free in the common case
+        /// (arc-swap's per-thread debt slots).
+        pub(crate) fn load(&self) -> SnapshotGuard<T> {
+            self.0.load()
+        }
+
+        /// Publishes a new snapshot. Every `load` that starts after this returns sees it
+        /// (arc-swap's `store` is `SeqCst`).
+        pub(crate) fn store(&self, value: Arc<T>) {
+            self.0.store(value)
+        }
+    }
+}
+
+#[cfg(loom)]
+mod imp {
+    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+    pub(crate) use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
+    pub(crate) use loom::thread::{self, JoinHandle, ThreadId};
+
+    pub(crate) use super::loom_queue as queue;
+
+    /// Loom stand-in for `ArcSwap`: a mutex around the `Arc`. It is stronger than arc-swap
+    /// (readers serialise on the lock) but has the same visible behaviour: a `load` that
+    /// starts after a `store` returned sees the stored value, and a loaded snapshot stays
+    /// alive while the guard lives.
+    pub(crate) struct SnapshotCell<T>(Mutex<Arc<T>>);
+
+    pub(crate) type SnapshotGuard<T> = Arc<T>;
+
+    impl<T> SnapshotCell<T> {
+        pub(crate) fn new(value: Arc<T>) -> Self {
+            Self(Mutex::new(value))
+        }
+
+        pub(crate) fn load(&self) -> SnapshotGuard<T> {
+            self.0.lock().unwrap().clone()
+        }
+
+        pub(crate) fn store(&self, value: Arc<T>) {
+            let old = std::mem::replace(&mut *self.0.lock().unwrap(), value);
+            // Drop the old snapshot outside the lock, as arc-swap does.
+            drop(old);
+        }
+    }
+}
+
+#[cfg(loom)]
+pub(crate) mod loom_queue;
+
+pub(crate) use imp::*;
+
+/// Locks a mutex, ignoring poisoning: every mutex in the engine guards data that stays
+/// consistent across a panic (a slot written in one assignment).
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}

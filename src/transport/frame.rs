@@ -1,0 +1,229 @@
+//! The Push frame: version 1 of `fanout`'s wire format.
+//!
+//! Every frame a [`PubSub`](crate::PubSub) broadcast produces has this layout. All
+//! integers are big-endian (network order); there is no padding.
+//!
+//! | offset      | size | field          | value                                         |
+//! |-------------|------|----------------|-----------------------------------------------|
+//! | 0           | 1    | version        | `0x01` ([`FRAME_VERSION`])                    |
+//! | 1           | 1    | kind           | `0x01` = Push ([`FRAME_KIND_PUSH`])           |
+//! | 2           | 2    | topic length T | `u16`, 1 ..= 65,535                           |
+//! | 4           | T    | topic          | UTF-8, not NUL-terminated                     |
+//! | 4 + T       | 4    | payload length P | `u32`                                       |
+//! | 8 + T       | P    | payload        | whatever the [`Serialiser`](super::Serialiser) wrote |
+//!
+//! A frame is exactly `8 + T + P` bytes: a decoder must refuse trailing bytes, which makes
+//! the encoding canonical (`encode(decode(x)) == x`). The length prefixes let a stream
+//! transport (TCP) find frame boundaries; over a message transport (WebSocket) one
+//! message carries one frame.
+//!
+//! A receiver that sees a version it does not know must drop the frame: a later version
+//! may change everything after byte 0. Kinds other than Push are reserved.
+//!
+//! Decoding in JavaScript, for a WebSocket with `binaryType = "arraybuffer"`:
+//!
+//! ```text
+//! const v = new DataView(buf);
+//! if (v.getUint8(0) !== 1 || v.getUint8(1) !== 1) return;        // version, kind
+//! const t = v.getUint16(2);                                       // topic length
+//! const topic = new TextDecoder().decode(new Uint8Array(buf, 4, t));
+//! const p = v.getUint32(4 + t);                                   // payload length
+//! const payload = new Uint8Array(buf, 8 + t, p);
+//! ```
+//!
+//! and in Python: `_, _, t = struct.unpack_from(">BBH", b)`, `topic = b[4:4+t].decode()`,
+//! `(p,) = struct.unpack_from(">I", b, 4+t)`, `payload = b[8+t:8+t+p]`.
+//!
+//! # Examples
+//!
+//! ```
+//! use fanout::transport::{decode, encode_push};
+//!
+//! let frame = encode_push("prices/EURUSD", b"1.0842").unwrap();
+//! assert_eq!(&frame[..4], &[1, 1, 0, 13]);
+//! let push = decode(&frame).unwrap();
+//! assert_eq!(push.topic, "prices/EURUSD");
+//! assert_eq!(push.payload, b"1.0842");
+//! ```
+
+use std::fmt;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::serialiser::SerialiseError;
+
+/// The only wire-format version this crate writes and reads.
+pub const FRAME_VERSION: u8 = 1;
+/// The frame kind byte of a Push frame.
+pub const FRAME_KIND_PUSH: u8 = 1;
+
+/// Bytes before the topic: version, kind, topic length.
+const PREFIX_LEN: usize = 4;
+/// Bytes of the payload length field.
+const PAYLOAD_LEN_LEN: usize = 4;
+
+/// A decoded Push frame, borrowing from the buffer it was decoded from (the decoder
+/// allocates nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PushFrame<'a> {
+    /// The topic the frame was broadcast on.
+    pub topic: &'a str,
+    /// The serialised message.
+    pub payload: &'a [u8],
+}
+
+impl PushFrame<'_> {
+    /// Encodes this frame again; byte-for-byte the buffer it was decoded from.
+    pub fn encode(&self) -> Result<Bytes, SerialiseError> {
+        encode_push(self.topic, self.payload)
+    }
+}
+
+/// Why a buffer is not a valid Push frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The buffer ends before the field that starts at `needed - 1` is complete.
+    Truncated {
+        /// How many bytes the frame needs at least, given what was read so far.
+        needed: usize,
+        /// How many bytes the buffer has.
+        got: usize,
+    },
+    /// The version byte is not [`FRAME_VERSION`].
+    UnsupportedVersion(u8),
+    /// The kind byte is not [`FRAME_KIND_PUSH`].
+    UnknownKind(u8),
+    /// The topic length is zero.
+    EmptyTopic,
+    /// The topic bytes are not UTF-8.
+    TopicNotUtf8,
+    /// The buffer continues past the end of the payload.
+    TrailingBytes {
+        /// How many bytes follow the frame.
+        extra: usize,
+    },
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DecodeError::Truncated { needed, got } => {
+                write!(f, "frame truncated: needs {needed} bytes, has {got}")
+            }
+            DecodeError::UnsupportedVersion(v) => write!(f, "unsupported frame version {v}"),
+            DecodeError::UnknownKind(k) => write!(f, "unknown frame kind {k}"),
+            DecodeError::EmptyTopic => f.write_str("frame has an empty topic"),
+            DecodeError::TopicNotUtf8 => f.write_str("frame topic is not UTF-8"),
+            DecodeError::TrailingBytes { extra } => {
+                write!(f, "{extra} bytes follow the end of the frame")
+            }
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// Decodes one Push frame. Takes any bytes; never panics and never allocates.
+pub fn decode(frame: &[u8]) -> Result<PushFrame<'_>, DecodeError> {
+    let truncated = |needed: usize| DecodeError::Truncated {
+        needed,
+        got: frame.len(),
+    };
+    let prefix = frame.get(..PREFIX_LEN).ok_or(truncated(PREFIX_LEN))?;
+    if prefix[0] != FRAME_VERSION {
+        return Err(DecodeError::UnsupportedVersion(prefix[0]));
+    }
+    if prefix[1] != FRAME_KIND_PUSH {
+        return Err(DecodeError::UnknownKind(prefix[1]));
+    }
+    let topic_len = usize::from(u16::from_be_bytes([prefix[2], prefix[3]]));
+    if topic_len == 0 {
+        return Err(DecodeError::EmptyTopic);
+    }
+    let topic_end = PREFIX_LEN + topic_len;
+    let payload_start = topic_end + PAYLOAD_LEN_LEN;
+    let topic = frame
+        .get(PREFIX_LEN..topic_end)
+        .ok_or(truncated(payload_start))?;
+    let len_field = frame
+        .get(topic_end..payload_start)
+        .ok_or(truncated(payload_start))?;
+    let payload_len = u32::from_be_bytes([len_field[0], len_field[1], len_field[2], len_field[3]]);
+    // `usize` is at least 32 bits on every target this crate builds for, and
+    // `payload_start` is at most 65,543, so this cannot overflow on 64-bit targets;
+    // saturate anyway so a 32-bit target reports truncation instead of wrapping.
+    let end = payload_start.saturating_add(payload_len as usize);
+    let payload = frame.get(payload_start..end).ok_or(truncated(end))?;
+    if frame.len() > end {
+        return Err(DecodeError::TrailingBytes {
+            extra: frame.len() - end,
+        });
+    }
+    let topic = std::str::from_utf8(topic).map_err(|_| DecodeError::TopicNotUtf8)?;
+    Ok(PushFrame { topic, payload })
+}
+
+/// Encodes a Push frame around an already-serialised payload.
+///
+/// Fails only if the topic is empty or longer than [`MAX_TOPIC_LEN`](crate::MAX_TOPIC_LEN),
+/// or the payload is 4 GiB or more.
+pub fn encode_push(topic: &str, payload: &[u8]) -> Result<Bytes, SerialiseError> {
+    encode_with(topic, payload.len(), |out| {
+        out.put_slice(payload);
+        Ok(())
+    })
+}
+
+/// Encodes a Push frame whose payload `write_payload` appends to the buffer it is given.
+///
+/// `size_hint` is the expected payload size (reserved up front; a wrong hint costs a
+/// reallocation, never correctness).
+pub(crate) fn encode_with(
+    topic: &str,
+    size_hint: usize,
+    write_payload: impl FnOnce(&mut BytesMut) -> Result<(), SerialiseError>,
+) -> Result<Bytes, SerialiseError> {
+    let topic_len = u16::try_from(topic.len())
+        .map_err(|_| SerialiseError::new("topic longer than 65,535 bytes"))?;
+    if topic_len == 0 {
+        return Err(SerialiseError::new("topic is empty"));
+    }
+    let header_len = PREFIX_LEN + topic.len() + PAYLOAD_LEN_LEN;
+    let mut out = BytesMut::with_capacity(header_len + size_hint);
+    out.put_u8(FRAME_VERSION);
+    out.put_u8(FRAME_KIND_PUSH);
+    out.put_u16(topic_len);
+    out.put_slice(topic.as_bytes());
+    out.put_u32(0); // payload length, patched below
+    write_payload(&mut out)?;
+    let payload_len = u32::try_from(out.len() - header_len)
+        .map_err(|_| SerialiseError::new("payload is 4 GiB or larger"))?;
+    out[header_len - PAYLOAD_LEN_LEN..header_len].copy_from_slice(&payload_len.to_be_bytes());
+    Ok(out.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_is_byte_exact() {
+        let frame = encode_push("ab", b"xyz").unwrap();
+        assert_eq!(
+            &frame[..],
+            &[1, 1, 0, 2, b'a', b'b', 0, 0, 0, 3, b'x', b'y', b'z']
+        );
+    }
+
+    #[test]
+    fn every_prefix_of_a_frame_is_truncated() {
+        let frame = encode_push("topic", b"payload").unwrap();
+        for cut in 0..frame.len() {
+            assert!(
+                matches!(decode(&frame[..cut]), Err(DecodeError::Truncated { .. })),
+                "prefix of {cut} bytes"
+            );
+        }
+    }
+}

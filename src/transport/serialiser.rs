@@ -1,0 +1,107 @@
+//! How a message becomes the payload of a Push frame.
+
+use std::fmt;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// Turns a message into the payload bytes of a Push frame.
+///
+/// The engine calls it at most once per broadcast, and not at all when the topic has no
+/// subscribers. It appends to `out`, which already holds the frame header: write the
+/// payload and nothing else.
+///
+/// Closures `Fn(&M, &mut BytesMut) -> Result<(), SerialiseError>` are serialisers too.
+///
+/// # Examples
+///
+/// ```
+/// use bytes::{BufMut, BytesMut};
+/// use fanout::transport::{SerialiseError, Serialiser};
+///
+/// struct Position { x: i32, y: i32 }
+///
+/// /// Eight bytes: x then y, big-endian.
+/// struct PositionCodec;
+///
+/// impl Serialiser<Position> for PositionCodec {
+///     fn serialise(&self, p: &Position, out: &mut BytesMut) -> Result<(), SerialiseError> {
+///         out.put_i32(p.x);
+///         out.put_i32(p.y);
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait Serialiser<M: ?Sized> {
+    /// Appends the payload for `message` to `out`.
+    fn serialise(&self, message: &M, out: &mut BytesMut) -> Result<(), SerialiseError>;
+
+    /// The expected payload size, reserved before `serialise` runs. A wrong guess costs a
+    /// reallocation, never correctness.
+    fn size_hint(&self, _message: &M) -> usize {
+        64
+    }
+}
+
+impl<M: ?Sized, F> Serialiser<M> for F
+where
+    F: Fn(&M, &mut BytesMut) -> Result<(), SerialiseError>,
+{
+    fn serialise(&self, message: &M, out: &mut BytesMut) -> Result<(), SerialiseError> {
+        self(message, out)
+    }
+}
+
+/// The ready-made serialiser for messages that already are bytes: `Bytes`, `[u8]`,
+/// `Vec<u8>`, `str` and `String` are copied into the payload as they are.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawPayload;
+
+macro_rules! raw_payload_for {
+    ($($ty:ty),* $(,)?) => {$(
+        impl Serialiser<$ty> for RawPayload {
+            fn serialise(&self, message: &$ty, out: &mut BytesMut) -> Result<(), SerialiseError> {
+                out.put_slice(AsRef::<[u8]>::as_ref(message));
+                Ok(())
+            }
+
+            fn size_hint(&self, message: &$ty) -> usize {
+                AsRef::<[u8]>::as_ref(message).len()
+            }
+        }
+    )*};
+}
+
+raw_payload_for!(Bytes, [u8], Vec<u8>, str, String);
+
+/// A serialiser failed. Nothing was delivered.
+pub struct SerialiseError(Box<dyn std::error::Error + Send + Sync>);
+
+impl SerialiseError {
+    /// Wraps any error (or a message string).
+    pub fn new(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self(error.into())
+    }
+
+    /// The wrapped error.
+    pub fn into_inner(self) -> Box<dyn std::error::Error + Send + Sync> {
+        self.0
+    }
+}
+
+impl fmt::Debug for SerialiseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("SerialiseError").field(&self.0).finish()
+    }
+}
+
+impl fmt::Display for SerialiseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for SerialiseError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
