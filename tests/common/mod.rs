@@ -1,0 +1,77 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use fanout::transport::{decode, SerialiseError, Serialiser};
+
+/// Polls `condition` until it holds or `limit` passes; returns whether it held.
+/// For effects the engine applies asynchronously (a dropped channel's prune).
+pub fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    condition()
+}
+
+/// A callback sink's inbox: every frame it was handed, in order.
+#[derive(Clone, Default)]
+pub struct Inbox(pub Arc<Mutex<Vec<Bytes>>>);
+
+impl Inbox {
+    pub fn sink(&self) -> impl Fn(&Bytes) + Send + Sync + 'static {
+        let frames = Arc::clone(&self.0);
+        move |frame: &Bytes| frames.lock().unwrap().push(frame.clone())
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+
+    /// (topic, payload) of every frame received, decoded.
+    pub fn decoded(&self) -> Vec<(String, Vec<u8>)> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                let push = decode(f).expect("engine frames decode");
+                (push.topic.to_owned(), push.payload.to_vec())
+            })
+            .collect()
+    }
+
+    pub fn payloads(&self) -> Vec<Vec<u8>> {
+        self.decoded().into_iter().map(|(_, p)| p).collect()
+    }
+}
+
+/// A serialiser for `u64` (8 bytes big-endian) that counts its calls.
+#[derive(Default)]
+pub struct CountingSerialiser {
+    pub calls: std::sync::atomic::AtomicUsize,
+}
+
+impl Serialiser<u64> for CountingSerialiser {
+    fn serialise(&self, message: &u64, out: &mut BytesMut) -> Result<(), SerialiseError> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        out.put_u64(*message);
+        Ok(())
+    }
+}
+
+impl CountingSerialiser {
+    pub fn calls(&self) -> usize {
+        self.calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+pub fn u64_payload(p: &[u8]) -> u64 {
+    u64::from_be_bytes(p.try_into().expect("8-byte payload"))
+}
