@@ -10,7 +10,7 @@ use crate::policy::ChannelConfig;
 use crate::stats::Stats;
 use crate::sync::Arc;
 use crate::topic::Topic;
-use crate::{Channel, Error};
+use crate::{Channel, Error, Mutation};
 
 /// The name of the one internal topic every channel of a broadcaster joins.
 const ALL: &str = "*";
@@ -126,7 +126,7 @@ impl<M: Clone + Send + 'static> Broadcaster<M> {
         if !channel.is_from(self.engine.link()) {
             return Err(Error::UnknownClient(channel.id()));
         }
-        self.engine.unregister(channel.id())
+        self.engine.mutate(Mutation::Unregister(channel.id()))
     }
 
     /// How many channels are subscribed now.

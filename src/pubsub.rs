@@ -14,7 +14,7 @@ use crate::sink::{CallbackSink, Sink};
 use crate::stats::Stats;
 use crate::topic::{Topic, TopicRef};
 use crate::transport::{self, frame, Serialiser};
-use crate::{Channel, ClientId, Error};
+use crate::{Channel, ClientId, Error, Mutation};
 use std::sync::{Arc, Weak};
 
 /// Topic pub/sub for connected clients: register a sink per client, subscribe clients to
@@ -155,7 +155,7 @@ impl<M: ?Sized> PubSub<M> {
     /// Errors: [`Error::UnknownClient`], [`Error::InvalidTopic`], [`Error::Closed`].
     pub fn subscribe(&self, id: ClientId, topic: impl TopicRef) -> Result<(), Error> {
         let topic = topic.to_topic(self.max_topic_len())?;
-        self.engine.subscribe(id, topic)
+        self.engine.mutate(Mutation::Subscribe(id, topic))
     }
 
     /// Unsubscribes client `id` from `topic` (a no-op if it is not subscribed). When this
@@ -164,7 +164,7 @@ impl<M: ?Sized> PubSub<M> {
     /// Errors: [`Error::UnknownClient`], [`Error::InvalidTopic`], [`Error::Closed`].
     pub fn unsubscribe(&self, id: ClientId, topic: impl TopicRef) -> Result<(), Error> {
         let topic = topic.to_topic(self.max_topic_len())?;
-        self.engine.unsubscribe(id, topic)
+        self.engine.mutate(Mutation::Unsubscribe(id, topic))
     }
 
     /// Unregisters client `id`, leaving every topic. A channel-backed client's receiver
@@ -172,7 +172,56 @@ impl<M: ?Sized> PubSub<M> {
     ///
     /// Errors: [`Error::UnknownClient`], [`Error::Closed`].
     pub fn unregister(&self, id: ClientId) -> Result<(), Error> {
-        self.engine.unregister(id)
+        self.engine.mutate(Mutation::Unregister(id))
+    }
+
+    /// Applies many subscribes, unsubscribes and unregisters in one round trip to the
+    /// writer thread, in order, with one snapshot publication for all of them. Returns
+    /// one result per mutation (each as the single call would return it); the outer
+    /// `Err` is only [`Error::Closed`].
+    ///
+    /// Use it where a client joins or leaves many topics at once, or to churn
+    /// subscriptions at rates a round trip per call cannot reach.
+    ///
+    /// ```
+    /// use fanout::{Mutation, PubSub};
+    ///
+    /// let pubsub = PubSub::<str>::new()?;
+    /// let player = pubsub.generate_client_id();
+    /// pubsub.register(player, |_| {})?;
+    /// let zones: Vec<_> = (0..3).map(|z| pubsub.topic(&format!("zone/{z}"))).collect::<Result<_, _>>()?;
+    /// let results = pubsub.apply(zones.iter().map(|z| Mutation::Subscribe(player, z.clone())))?;
+    /// assert!(results.iter().all(Result::is_ok));
+    /// assert_eq!(pubsub.stats().subscriptions, 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn apply(
+        &self,
+        mutations: impl IntoIterator<Item = Mutation>,
+    ) -> Result<Vec<Result<(), Error>>, Error> {
+        let max = self.max_topic_len();
+        let mut checked = Vec::new();
+        let mut early: Vec<(usize, Error)> = Vec::new();
+        for (i, mutation) in mutations.into_iter().enumerate() {
+            // Re-check lengths: a `Topic` may come from an engine with a larger limit.
+            let topic_error = match &mutation {
+                Mutation::Subscribe(_, t) | Mutation::Unsubscribe(_, t) => t.topic_key(max).err(),
+                Mutation::Unregister(_) => None,
+            };
+            match topic_error {
+                Some(e) => early.push((i, e.into())),
+                None => checked.push(mutation),
+            }
+        }
+        let mut applied = self.engine.mutate_many(checked)?.into_iter();
+        let total = applied.len() + early.len();
+        let mut early = early.into_iter().peekable();
+        Ok((0..total)
+            .map(|i| match early.next_if(|(at, _)| *at == i) {
+                Some((_, e)) => Err(e),
+                None => applied.next().expect("one result per applied mutation"),
+            })
+            .collect())
     }
 
     /// Validates and hashes a topic name once, for hot paths: pass `&topic` anywhere a

@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::sink::{Sink, SinkState};
 use crate::sync::{lock, Arc, Condvar, Mutex};
 use crate::topic::Topic;
-use crate::{ClientId, Error};
+use crate::{ClientId, Error, Mutation};
 
 /// How often a caller waiting for an answer (or for room in the queue) checks that the
 /// writer is still running. Only a writer that stopped mid-call makes this matter.
@@ -19,27 +19,20 @@ pub(crate) enum Command<T> {
         id: ClientId,
         sink: Arc<Sink<T>>,
         topic: Option<Topic>,
-        reply: Reply,
+        reply: Reply<()>,
     },
-    /// Add a registered client to a topic (no-op if it is there already).
-    Subscribe {
-        id: ClientId,
-        topic: Topic,
-        reply: Reply,
+    /// One subscribe, unsubscribe or unregister.
+    One { change: Mutation, reply: Reply<()> },
+    /// Many, answered together with one result each, in order.
+    Many {
+        changes: Vec<Mutation>,
+        reply: Reply<Vec<Result<(), Error>>>,
     },
-    /// Remove a registered client from a topic (no-op if it is not there).
-    Unsubscribe {
-        id: ClientId,
-        topic: Topic,
-        reply: Reply,
-    },
-    /// Remove a client from every topic and forget it.
-    Unregister { id: ClientId, reply: Reply },
     /// Remove a client whose sink died (consumer gone, overflow, panic), but only if it is
     /// still registered with that very sink: the id may have been re-registered since.
     Prune { id: ClientId, sink: Arc<SinkState> },
     /// Close every sink, publish an empty snapshot and stop.
-    Shutdown { reply: Reply },
+    Shutdown { reply: Reply<()> },
 }
 
 /// The writer's answer to one command, delivered after the snapshot that reflects the
@@ -47,25 +40,25 @@ pub(crate) enum Command<T> {
 ///
 /// If the writer drops a command without answering (it stopped first), the waiting
 /// caller gets [`Error::Closed`]: every caller gets a result.
-pub(crate) struct Reply {
-    slot: Arc<ReplySlot>,
+pub(crate) struct Reply<R> {
+    slot: Arc<ReplySlot<R>>,
     sent: bool,
 }
 
 /// Where the caller waits for its [`Reply`].
-pub(crate) struct ReplyWaiter {
-    slot: Arc<ReplySlot>,
+pub(crate) struct ReplyWaiter<R> {
+    slot: Arc<ReplySlot<R>>,
 }
 
-struct ReplySlot {
+struct ReplySlot<R> {
     /// `None` until the writer answers.
-    result: Mutex<Option<Result<(), Error>>>,
+    result: Mutex<Option<Result<R, Error>>>,
     /// Signalled once, when `result` is filled.
     filled: Condvar,
 }
 
 /// A reply and the waiter for it.
-pub(crate) fn reply_channel() -> (Reply, ReplyWaiter) {
+pub(crate) fn reply_channel<R>() -> (Reply<R>, ReplyWaiter<R>) {
     let slot = Arc::new(ReplySlot {
         result: Mutex::new(None),
         filled: Condvar::new(),
@@ -79,20 +72,20 @@ pub(crate) fn reply_channel() -> (Reply, ReplyWaiter) {
     )
 }
 
-impl Reply {
+impl<R> Reply<R> {
     /// Answers the caller.
-    pub(crate) fn send(mut self, result: Result<(), Error>) {
+    pub(crate) fn send(mut self, result: Result<R, Error>) {
         self.fill(result);
     }
 
-    fn fill(&mut self, result: Result<(), Error>) {
+    fn fill(&mut self, result: Result<R, Error>) {
         self.sent = true;
         *lock(&self.slot.result) = Some(result);
         self.slot.filled.notify_one();
     }
 }
 
-impl Drop for Reply {
+impl<R> Drop for Reply<R> {
     fn drop(&mut self) {
         if !self.sent {
             self.fill(Err(Error::Closed));
@@ -100,11 +93,11 @@ impl Drop for Reply {
     }
 }
 
-impl ReplyWaiter {
+impl<R> ReplyWaiter<R> {
     /// Blocks (parked, not spinning) until the writer answers, or until `writer_gone`
     /// says the writer has exited: a command that reached the queue just before the
     /// writer stopped is never answered, and its caller must not wait forever.
-    pub(crate) fn wait(self, writer_gone: impl Fn() -> bool) -> Result<(), Error> {
+    pub(crate) fn wait(self, writer_gone: impl Fn() -> bool) -> Result<R, Error> {
         let mut result = lock(&self.slot.result);
         loop {
             if let Some(result) = result.take() {

@@ -44,7 +44,7 @@ use crate::sync::{lock, thread, Arc, AtomicBool, AtomicU64, JoinHandle, Mutex, O
 use crate::sync::{SnapshotCell, SnapshotGuard, ThreadId};
 use crate::topic::{Topic, TopicKey, MAX_TOPIC_LEN};
 use crate::Channel;
-use crate::{ClientId, Error};
+use crate::{ClientId, Error, Mutation};
 
 /// No client ever has this id, so "skip nobody" costs the same compare as "skip `from`".
 const NOBODY: ClientId = ClientId::from_raw(0);
@@ -136,7 +136,7 @@ impl<T> EngineLink<T> {
 
     /// Queues a command (parking while the queue is full) and waits for its answer.
     /// Returns `Closed` rather than waiting forever if the writer stops meanwhile.
-    fn send_and_wait(&self, command: impl FnOnce(Reply) -> Command<T>) -> Result<(), Error> {
+    fn send_and_wait<R>(&self, command: impl FnOnce(Reply<R>) -> Command<T>) -> Result<R, Error> {
         let (reply, waiter) = reply_channel();
         let mut command = command(reply);
         loop {
@@ -253,7 +253,7 @@ impl<T: Clone> Engine<T> {
     // ----- mutations -------------------------------------------------------------
 
     /// Sends a command to the writer and waits for its answer.
-    fn call(&self, command: impl FnOnce(Reply) -> Command<T>) -> Result<(), Error> {
+    fn call<R>(&self, command: impl FnOnce(Reply<R>) -> Command<T>) -> Result<R, Error> {
         if self.is_closed() {
             return Err(Error::Closed);
         }
@@ -290,16 +290,24 @@ impl<T: Clone> Engine<T> {
         Ok(Channel::new(receiver, state, id, self.link.clone()))
     }
 
-    pub(crate) fn subscribe(&self, id: ClientId, topic: Topic) -> Result<(), Error> {
-        self.call(|reply| Command::Subscribe { id, topic, reply })
+    /// Applies one subscribe, unsubscribe or unregister.
+    pub(crate) fn mutate(&self, change: Mutation) -> Result<(), Error> {
+        self.call(|reply| Command::One { change, reply })
     }
 
-    pub(crate) fn unsubscribe(&self, id: ClientId, topic: Topic) -> Result<(), Error> {
-        self.call(|reply| Command::Unsubscribe { id, topic, reply })
-    }
-
-    pub(crate) fn unregister(&self, id: ClientId) -> Result<(), Error> {
-        self.call(|reply| Command::Unregister { id, reply })
+    /// Applies `changes` in order in one round trip; one result per change.
+    pub(crate) fn mutate_many(
+        &self,
+        changes: Vec<Mutation>,
+    ) -> Result<Vec<Result<(), Error>>, Error> {
+        if changes.is_empty() {
+            return if self.is_closed() {
+                Err(Error::Closed)
+            } else {
+                Ok(Vec::new())
+            };
+        }
+        self.call(|reply| Command::Many { changes, reply })
     }
 
     // ----- broadcasts ------------------------------------------------------------

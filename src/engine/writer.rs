@@ -26,7 +26,7 @@ use crate::sink::{Sink, Status};
 use crate::sync::queue::{Receiver, RecvTimeoutError};
 use crate::sync::{Arc, Ordering};
 use crate::topic::Topic;
-use crate::{ClientId, Error};
+use crate::{ClientId, Error, Mutation};
 
 /// Most commands applied before one publication. Bounds how long the first caller of a
 /// burst waits for its answer.
@@ -56,17 +56,32 @@ pub(crate) struct Writer<T> {
     clients: HashMap<ClientId, ClientRecord<T>, ahash::RandomState>,
 }
 
+/// An answer owed to a caller, sent once the batch is published.
+enum Answer {
+    One(Reply<()>, Result<(), Error>),
+    Many(Reply<Vec<Result<(), Error>>>, Vec<Result<(), Error>>),
+}
+
+impl Answer {
+    fn send(self) {
+        match self {
+            Answer::One(reply, result) => reply.send(result),
+            Answer::Many(reply, results) => reply.send(Ok(results)),
+        }
+    }
+}
+
 /// How applying a command ended.
 enum Applied {
-    /// The command changed the registry; answer after publishing.
-    Changed(Reply, Result<(), Error>),
-    /// Nothing changed (an error, or a no-op); answer after publishing anyway, so
-    /// answers keep the order the commands came in.
-    Unchanged(Option<Reply>, Result<(), Error>),
-    /// A prune changed the registry; nobody waits for it.
-    Pruned,
+    /// Whether the registry changed, and what to answer after publishing. Every answer,
+    /// even for a no-op or an error, waits for the publication, so answers keep the
+    /// order the commands came in.
+    Done {
+        changed: bool,
+        answer: Option<Answer>,
+    },
     /// Stop.
-    Shutdown(Reply),
+    Shutdown(Reply<()>),
 }
 
 impl<T: Clone> Writer<T> {
@@ -97,7 +112,7 @@ impl<T: Clone> Writer<T> {
     }
 
     fn run(mut self) {
-        let mut answers: Vec<(Reply, Result<(), Error>)> = Vec::new();
+        let mut answers: Vec<Answer> = Vec::new();
         loop {
             let first = match self.commands.recv_timeout(SWEEP_INTERVAL) {
                 Ok(command) => Some(command),
@@ -110,16 +125,13 @@ impl<T: Clone> Writer<T> {
             let mut applied = 0;
             while let Some(command) = next.take() {
                 match self.apply(command) {
-                    Applied::Changed(reply, result) => {
-                        changed = true;
-                        answers.push((reply, result));
+                    Applied::Done {
+                        changed: this_changed,
+                        answer,
+                    } => {
+                        changed |= this_changed;
+                        answers.extend(answer);
                     }
-                    Applied::Unchanged(reply, result) => {
-                        if let Some(reply) = reply {
-                            answers.push((reply, result));
-                        }
-                    }
-                    Applied::Pruned => changed = true,
                     Applied::Shutdown(reply) => {
                         stop = Some(reply);
                         break;
@@ -139,8 +151,8 @@ impl<T: Clone> Writer<T> {
                 self.publish();
             }
             // Answer only now: the snapshot each caller's change is in has been published.
-            for (reply, result) in answers.drain(..) {
-                reply.send(result);
+            for answer in answers.drain(..) {
+                answer.send();
             }
             if let Some(reply) = stop {
                 self.shutdown();
@@ -163,37 +175,37 @@ impl<T: Clone> Writer<T> {
                 topic,
                 reply,
             } => {
-                if self.clients.contains_key(&id) {
-                    return Applied::Unchanged(Some(reply), Err(Error::DuplicateClient(id)));
+                let result = self.register(id, sink, topic);
+                Applied::Done {
+                    changed: result.is_ok(),
+                    answer: Some(Answer::One(reply, result)),
                 }
-                self.clients.insert(
-                    id,
-                    ClientRecord {
-                        sink,
-                        topics: Vec::new(),
-                    },
-                );
-                self.working.clients += 1;
-                if let Some(topic) = topic {
-                    self.subscribe(id, topic)
-                        .expect("a client registered a moment ago is known");
-                }
-                Applied::Changed(reply, Ok(()))
             }
-            Command::Subscribe { id, topic, reply } => match self.subscribe(id, topic) {
-                Ok(true) => Applied::Changed(reply, Ok(())),
-                Ok(false) => Applied::Unchanged(Some(reply), Ok(())),
-                Err(e) => Applied::Unchanged(Some(reply), Err(e)),
-            },
-            Command::Unsubscribe { id, topic, reply } => match self.unsubscribe(id, &topic) {
-                Ok(true) => Applied::Changed(reply, Ok(())),
-                Ok(false) => Applied::Unchanged(Some(reply), Ok(())),
-                Err(e) => Applied::Unchanged(Some(reply), Err(e)),
-            },
-            Command::Unregister { id, reply } => match self.unregister(id, Status::Unsubscribed) {
-                Ok(()) => Applied::Changed(reply, Ok(())),
-                Err(e) => Applied::Unchanged(Some(reply), Err(e)),
-            },
+            Command::One { change, reply } => {
+                let (changed, result) = match self.mutate(change) {
+                    Ok(changed) => (changed, Ok(())),
+                    Err(e) => (false, Err(e)),
+                };
+                Applied::Done {
+                    changed,
+                    answer: Some(Answer::One(reply, result)),
+                }
+            }
+            Command::Many { changes, reply } => {
+                let mut changed = false;
+                let results = changes
+                    .into_iter()
+                    .map(|change| {
+                        let outcome = self.mutate(change);
+                        changed |= matches!(outcome, Ok(true));
+                        outcome.map(|_| ())
+                    })
+                    .collect();
+                Applied::Done {
+                    changed,
+                    answer: Some(Answer::Many(reply, results)),
+                }
+            }
             Command::Prune { id, sink } => {
                 let current = self
                     .clients
@@ -203,12 +215,45 @@ impl<T: Clone> Writer<T> {
                     // The sink was closed by whoever asked for the prune; `ConsumerGone`
                     // only applies if it somehow was not.
                     let _ = self.unregister(id, Status::ConsumerGone);
-                    Applied::Pruned
-                } else {
-                    Applied::Unchanged(None, Ok(()))
+                }
+                Applied::Done {
+                    changed: current,
+                    answer: None,
                 }
             }
             Command::Shutdown { reply } => Applied::Shutdown(reply),
+        }
+    }
+
+    fn register(
+        &mut self,
+        id: ClientId,
+        sink: Arc<Sink<T>>,
+        topic: Option<Topic>,
+    ) -> Result<(), Error> {
+        if self.clients.contains_key(&id) {
+            return Err(Error::DuplicateClient(id));
+        }
+        self.clients.insert(
+            id,
+            ClientRecord {
+                sink,
+                topics: Vec::new(),
+            },
+        );
+        self.working.clients += 1;
+        if let Some(topic) = topic {
+            self.subscribe(id, topic)?;
+        }
+        Ok(())
+    }
+
+    /// Applies one change. Returns whether the registry changed.
+    fn mutate(&mut self, change: Mutation) -> Result<bool, Error> {
+        match change {
+            Mutation::Subscribe(id, topic) => self.subscribe(id, topic),
+            Mutation::Unsubscribe(id, topic) => self.unsubscribe(id, &topic),
+            Mutation::Unregister(id) => self.unregister(id, Status::Unsubscribed).map(|()| true),
         }
     }
 
