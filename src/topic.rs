@@ -46,10 +46,11 @@ pub(crate) fn validate(name: &str, max_len: usize) -> Result<(), TopicError> {
 /// Made by [`PubSub::topic`](crate::PubSub::topic). Cloning is one atomic increment.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Topic {
+    /// `hash_topic(name)`, computed once. First, so the derived `==` compares it before
+    /// the name: unequal topics almost always differ here.
+    hash: u64,
     /// The name, shared with the engine's snapshot once subscribed.
     name: Arc<str>,
-    /// `hash_topic(name)`, computed once.
-    hash: u64,
 }
 
 impl Topic {
