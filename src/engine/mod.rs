@@ -358,23 +358,22 @@ impl<T: Clone> Engine<T> {
     /// sinks received it.
     fn deliver(&self, subscribers: &[Subscriber<T>], skip: ClientId, item: &T) -> usize {
         let mut tally = Tally::default();
-        let mut next = 0;
+        let mut remaining = subscribers.iter();
         loop {
             // One `catch_unwind` per broadcast, not per subscriber: after a panic the
-            // loop resumes at `next`, the subscriber after the one that panicked.
+            // walk resumes where the iterator stopped, just past the subscriber whose
+            // callback panicked.
             let walk = catch_unwind(AssertUnwindSafe(|| {
-                while let Some(subscriber) = subscribers.get(next) {
-                    next += 1;
-                    if subscriber.id == skip {
-                        continue;
+                for subscriber in remaining.by_ref() {
+                    if subscriber.id != skip {
+                        self.deliver_one(subscriber, item, &mut tally);
                     }
-                    self.deliver_one(subscriber, item, &mut tally);
                 }
             }));
             match walk {
                 Ok(()) => break,
                 Err(panic) => {
-                    let culprit = &subscribers[next - 1];
+                    let culprit = &subscribers[subscribers.len() - remaining.len() - 1];
                     if culprit.sink.state.close(Status::Panicked) {
                         tally.panics += 1;
                         self.link.request_prune(culprit.id, &culprit.sink.state);
