@@ -141,9 +141,7 @@ fn subscribe_is_idempotent_and_unsubscribe_of_a_stranger_is_a_no_op() {
     pubsub.register(id, inbox.sink()).unwrap();
     pubsub.subscribe(id, "room").unwrap();
     pubsub.subscribe(id, "room").unwrap();
-    pubsub
-        .subscribe(id, pubsub.topic("room").unwrap())
-        .unwrap();
+    pubsub.subscribe(id, pubsub.topic("room").unwrap()).unwrap();
     assert_eq!(pubsub.subscriber_count("room").unwrap(), 1);
     assert_eq!(pubsub.stats().subscriptions, 1);
     assert_eq!(pubsub.broadcast("room", "once", &RawPayload).unwrap(), 1);
