@@ -131,10 +131,7 @@ impl<M: Clone + Send + 'static> Broadcaster<M> {
 
     /// How many channels are subscribed now.
     pub fn subscriber_count(&self) -> usize {
-        self.engine
-            .snapshot()
-            .subscribers(self.all.key())
-            .map_or(0, <[_]>::len)
+        self.engine.subscriber_count(self.all.key())
     }
 
     /// Sizes and counters of this broadcaster.

@@ -347,11 +347,7 @@ impl<M: ?Sized> PubSub<M> {
     /// Errors: [`Error::InvalidTopic`].
     pub fn subscriber_count(&self, topic: impl TopicRef) -> Result<usize, Error> {
         let key = topic.topic_key(self.max_topic_len())?;
-        Ok(self
-            .engine
-            .snapshot()
-            .subscribers(key)
-            .map_or(0, <[_]>::len))
+        Ok(self.engine.subscriber_count(key))
     }
 
     /// Sizes and counters of this engine.

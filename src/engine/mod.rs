@@ -238,6 +238,11 @@ impl<T: Clone> Engine<T> {
         self.shared().snapshot.load()
     }
 
+    /// How many clients are subscribed to `topic` in the current snapshot.
+    pub(crate) fn subscriber_count(&self, topic: TopicKey<'_>) -> usize {
+        self.snapshot().subscribers(topic).map_or(0, <[_]>::len)
+    }
+
     pub(crate) fn stats(&self) -> Stats {
         let snapshot = self.snapshot();
         let mut stats = Stats {
