@@ -25,7 +25,7 @@ use super::Shared;
 use crate::sink::{Sink, Status};
 use crate::sync::queue::{Receiver, RecvTimeoutError};
 use crate::sync::{Arc, Ordering};
-use crate::topic::Topic;
+use crate::topic::{hash_topic, Topic};
 use crate::{ClientId, Error, Mutation};
 
 /// Most commands applied before one publication. Bounds how long the first caller of a
@@ -40,7 +40,10 @@ struct ClientRecord<T> {
     /// The sink every subscription of this client shares.
     sink: Arc<Sink<T>>,
     /// The topics it is subscribed to, for `unregister` and for idempotent `subscribe`.
-    topics: Vec<Topic>,
+    /// Each name is the very `Arc` the topic's snapshot entry holds: a subscription costs
+    /// this pointer here, not another copy of the name. The hash is recomputed when
+    /// needed (unregister), which is cheaper than storing it per subscription.
+    topics: Vec<std::sync::Arc<str>>,
 }
 
 /// The writer's state. Built by the engine, then moved onto its thread by [`Writer::run`].
@@ -260,26 +263,43 @@ impl<T: Clone> Writer<T> {
     /// Adds `id` to `topic`. Returns whether anything changed.
     fn subscribe(&mut self, id: ClientId, topic: Topic) -> Result<bool, Error> {
         let record = self.clients.get_mut(&id).ok_or(Error::UnknownClient(id))?;
-        if record.topics.contains(&topic) {
+        if record.topics.iter().any(|name| **name == *topic.name()) {
             return Ok(false);
         }
         let subscriber = Subscriber {
             id,
             sink: Arc::clone(&record.sink),
         };
-        match self
+        let name = match self
             .working
             .topics
             .get_mut(topic.name(), topic.hash_value())
         {
-            Some(entry) => entry.subscribers.push(subscriber),
-            None => self.working.topics.insert(TopicEntry {
-                name: topic.shared_name(),
-                hash: topic.hash_value(),
-                subscribers: smallvec![subscriber],
-            }),
+            Some(entry) => {
+                if entry.subscribers.len() == entry.subscribers.capacity() {
+                    entry
+                        .subscribers
+                        .reserve_exact(gentle_growth(entry.subscribers.len()));
+                }
+                entry.subscribers.push(subscriber);
+                std::sync::Arc::clone(&entry.name)
+            }
+            None => {
+                let name = topic.shared_name();
+                self.working.topics.insert(TopicEntry {
+                    name: std::sync::Arc::clone(&name),
+                    hash: topic.hash_value(),
+                    subscribers: smallvec![subscriber],
+                });
+                name
+            }
+        };
+        if record.topics.len() == record.topics.capacity() {
+            record
+                .topics
+                .reserve_exact(gentle_growth(record.topics.len()));
         }
-        record.topics.push(topic);
+        record.topics.push(name);
         self.working.subscriptions += 1;
         Ok(true)
     }
@@ -287,19 +307,23 @@ impl<T: Clone> Writer<T> {
     /// Removes `id` from `topic`. Returns whether anything changed.
     fn unsubscribe(&mut self, id: ClientId, topic: &Topic) -> Result<bool, Error> {
         let record = self.clients.get_mut(&id).ok_or(Error::UnknownClient(id))?;
-        let Some(position) = record.topics.iter().position(|t| t == topic) else {
+        let Some(position) = record
+            .topics
+            .iter()
+            .position(|name| **name == *topic.name())
+        else {
             return Ok(false);
         };
         record.topics.swap_remove(position);
-        remove_subscriber(&mut self.working, id, topic);
+        remove_subscriber(&mut self.working, id, topic.name(), topic.hash_value());
         Ok(true)
     }
 
     /// Removes `id` from every topic and forgets it, closing its sink with `reason`.
     fn unregister(&mut self, id: ClientId, reason: Status) -> Result<(), Error> {
         let record = self.clients.remove(&id).ok_or(Error::UnknownClient(id))?;
-        for topic in &record.topics {
-            remove_subscriber(&mut self.working, id, topic);
+        for name in &record.topics {
+            remove_subscriber(&mut self.working, id, name, hash_topic(name));
         }
         record.sink.state.close(reason);
         self.working.clients -= 1;
@@ -338,9 +362,18 @@ impl<T: Clone> Writer<T> {
     }
 }
 
+/// How much to grow a full list of `len` elements by: half again (at least one).
+///
+/// Lists here are long-lived and mostly short (a client's topics, a topic's
+/// subscribers), so the default growth (to 4, then doubling) would leave most of each
+/// allocation empty; growing by 1.5× from one keeps waste under a third while staying
+/// amortised O(1) per push.
+fn gentle_growth(len: usize) -> usize {
+    (len / 2).max(1)
+}
+
 /// Removes `id` from `topic`'s entry in `snapshot`, dropping the entry if it empties.
-fn remove_subscriber<T>(snapshot: &mut Snapshot<T>, id: ClientId, topic: &Topic) {
-    let (name, hash) = (topic.name(), topic.hash_value());
+fn remove_subscriber<T>(snapshot: &mut Snapshot<T>, id: ClientId, name: &str, hash: u64) {
     let Some(entry) = snapshot.topics.get_mut(name, hash) else {
         debug_assert!(false, "client record names a topic the snapshot lacks");
         return;
