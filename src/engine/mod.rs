@@ -379,7 +379,7 @@ impl<T: Clone> Engine<T> {
                 Ok(()) => break,
                 Err(panic) => {
                     let culprit = &subscribers[subscribers.len() - remaining.len() - 1];
-                    if culprit.sink.state.close(Status::Panicked) {
+                    if culprit.sink.mark_panicked() {
                         tally.panics += 1;
                         self.link.request_prune(culprit.id, &culprit.sink.state);
                     }

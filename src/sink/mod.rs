@@ -74,15 +74,26 @@ impl<T: Clone> Sink<T> {
     /// panics; the engine's broadcast loop catches that.
     #[inline]
     pub(crate) fn deliver(&self, item: &T) -> Delivery {
-        if !self.state.is_open() {
-            return Delivery::Skipped;
-        }
         match &self.kind {
-            SinkKind::Callback(sink) => {
+            // A callback checks its own inline flag, not the shared state: one dependent
+            // load fewer per delivery on the hottest path. Only a panic closes a callback
+            // sink while it is still in a snapshot; unregistering removes it from the
+            // snapshot before it returns, so the shared state need not be consulted.
+            SinkKind::Callback(sink) if sink.is_usable() => {
                 sink.call(item);
                 Delivery::Delivered
             }
-            SinkKind::Channel(sink) => sink.send(item, &self.state),
+            SinkKind::Channel(sink) if self.state.is_open() => sink.send(item, &self.state),
+            _ => Delivery::Skipped,
         }
+    }
+
+    /// Records that delivering to this sink panicked. Returns whether this call closed
+    /// it (so exactly one caller counts the panic and asks for the prune).
+    pub(crate) fn mark_panicked(&self) -> bool {
+        if let SinkKind::Callback(sink) = &self.kind {
+            sink.disable();
+        }
+        self.state.close(Status::Panicked)
     }
 }
