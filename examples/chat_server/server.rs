@@ -1,0 +1,560 @@
+//! The chat server itself, separate from `main.rs` so the integration test
+//! (`tests/chat_server.rs`) can run it in-process.
+//!
+//! # Threads
+//!
+//! - **accept**: takes TCP connections and gives each one a connection thread.
+//! - **time**: broadcasts the server time to topic `time` every interval.
+//! - per WebSocket connection, a **reader** (the connection thread: parses the client's
+//!   JSON commands and calls the engine) and a **writer** (`select!`s over the client's
+//!   channel of Push frames, direct messages, and the shutdown signal, and writes binary
+//!   WebSocket messages).
+//!
+//! The shutdown signal is a `crossbeam_channel` receiver that nothing is ever sent on:
+//! dropping its one `Sender` disconnects it, which wakes every `select!` that waits on
+//! it at once — a broadcast "stop" for free.
+//!
+//! # Protocol
+//!
+//! Client → server, JSON text messages: `{"join":"rust"}`, `{"leave":"rust"}`,
+//! `{"say":"rust","text":"hi"}`.
+//!
+//! Server → client, binary messages, each one Push frame (see `fanout::transport::frame`)
+//! whose payload is a JSON event with a `"type"`:
+//!
+//! | topic       | `type`    | when                                                     |
+//! |-------------|-----------|----------------------------------------------------------|
+//! | `welcome`   | `welcome` | first frame on a connection: your client id              |
+//! | `room:NAME` | `joined`  | someone (you included) joined room NAME                  |
+//! | `room:NAME` | `left`    | someone left NAME, or disconnected while in it           |
+//! | `room:NAME` | `message` | someone else said something in NAME (never your own)    |
+//! | `time`      | `time`    | every interval, to every connection                      |
+//! | `error`     | `error`   | your last command was not understood                     |
+
+use std::collections::BTreeSet;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{BufMut, BytesMut};
+use crossbeam_channel::{bounded, select, tick, Receiver, Sender};
+use fanout::transport::{SerialiseError, Serialiser};
+use fanout::{Bytes, Channel, ChannelConfig, ClientId, OverflowPolicy, PubSub, Topic};
+use serde::{Deserialize, Serialize};
+use tungstenite::protocol::Role;
+use tungstenite::{Message, WebSocket};
+
+/// The page `GET /` serves: plain HTML with inline JavaScript, no build step.
+const INDEX_HTML: &str = include_str!("index.html");
+
+/// Longest room name accepted, in bytes.
+const MAX_ROOM_LEN: usize = 64;
+
+/// How long a new connection may take to send its HTTP request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a write to a client may block before the client is considered gone.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// TCP port on 127.0.0.1; 0 picks a free one (see [`ChatServer::local_addr`]).
+    pub port: u16,
+    /// How often the server time is pushed to topic `time`.
+    pub time_interval: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            port: 8080,
+            time_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What the server pushes to clients: the JSON payload of every Push frame.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// The first frame on a connection.
+    Welcome { client: u64 },
+    /// `client` joined `room`, which now has `members` members.
+    Joined {
+        room: String,
+        client: u64,
+        members: usize,
+    },
+    /// `client` left `room` (or disconnected), which now has `members` members.
+    Left {
+        room: String,
+        client: u64,
+        members: usize,
+    },
+    /// `from` said `text` in `room`.
+    Message {
+        room: String,
+        from: u64,
+        text: String,
+    },
+    /// The periodic server time.
+    Time { unix_ms: u64, utc: String },
+    /// The client's last command was refused.
+    Error { error: String },
+}
+
+/// What clients send, as JSON text messages. `untagged`: the fields present decide.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Command {
+    Say { say: String, text: String },
+    Join { join: String },
+    Leave { leave: String },
+}
+
+/// A [`Serialiser`] writing any `serde` type as JSON straight into the frame's buffer.
+/// The engine runs it once per broadcast, however many clients are in the room.
+struct Json;
+
+impl<T: Serialize> Serialiser<T> for Json {
+    fn serialise(&self, message: &T, out: &mut BytesMut) -> Result<(), SerialiseError> {
+        serde_json::to_writer(out.writer(), message).map_err(SerialiseError::new)
+    }
+}
+
+/// State every server thread shares.
+struct Shared {
+    pubsub: PubSub<Event>,
+    /// Topic `time`, resolved once: every connection subscribes to it.
+    time_topic: Topic,
+    /// Disconnected (never sent on) when the server shuts down.
+    shutdown: Receiver<()>,
+}
+
+/// A running chat server. Dropping it (or [`shutdown`](Self::shutdown)) stops it.
+pub struct ChatServer {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    /// Dropping this sender disconnects `Shared::shutdown`: the stop signal.
+    stop: Option<Sender<()>>,
+    /// The accept and time threads (the accept thread joins the connections).
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl ChatServer {
+    /// Binds 127.0.0.1:`config.port` and starts serving.
+    pub fn start(config: Config) -> io::Result<ChatServer> {
+        let listener = TcpListener::bind(("127.0.0.1", config.port))?;
+        let addr = listener.local_addr()?;
+        // Non-blocking, so the accept loop can also watch the shutdown signal.
+        listener.set_nonblocking(true)?;
+
+        let pubsub = PubSub::<Event>::builder()
+            .thread_name("chat-registry")
+            // A chat client that cannot keep up is cut off (it can reconnect) rather
+            // than silently missing messages.
+            .default_channel(ChannelConfig::new(256, OverflowPolicy::Disconnect))
+            .build()
+            .map_err(io::Error::other)?;
+        let time_topic = pubsub.topic("time").map_err(io::Error::other)?;
+        let (stop, shutdown) = bounded::<()>(0);
+        let shared = Arc::new(Shared {
+            pubsub,
+            time_topic,
+            shutdown,
+        });
+
+        let accept = {
+            let shared = Arc::clone(&shared);
+            thread::Builder::new()
+                .name("chat-accept".into())
+                .spawn(move || accept_loop(&shared, listener))?
+        };
+        let time = {
+            let shared = Arc::clone(&shared);
+            thread::Builder::new()
+                .name("chat-time".into())
+                .spawn(move || time_loop(&shared, config.time_interval))?
+        };
+        Ok(ChatServer {
+            addr,
+            shared,
+            stop: Some(stop),
+            threads: vec![accept, time],
+        })
+    }
+
+    /// The address the server listens on (the real port when started with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, closes every connection (each one's rooms see it leave), joins
+    /// every thread and shuts the engine down.
+    pub fn shutdown(self) {
+        drop(self);
+    }
+}
+
+impl Drop for ChatServer {
+    fn drop(&mut self) {
+        // Disconnect the shutdown channel: every select! waiting on it wakes up.
+        drop(self.stop.take());
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+        self.shared.pubsub.shutdown();
+    }
+}
+
+/// Accepts connections until shutdown, one thread each; then joins them all.
+fn accept_loop(shared: &Arc<Shared>, listener: TcpListener) {
+    let mut connections: Vec<JoinHandle<()>> = Vec::new();
+    loop {
+        match listener.accept() {
+            Ok((stream, _peer)) => {
+                connections.retain(|c| !c.is_finished());
+                let shared = Arc::clone(shared);
+                let spawned = thread::Builder::new()
+                    .name("chat-conn".into())
+                    .spawn(move || serve_connection(&shared, stream));
+                match spawned {
+                    Ok(handle) => connections.push(handle),
+                    Err(e) => eprintln!("chat: cannot spawn a connection thread: {e}"),
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // Nothing to accept: wait a little, or stop if the server is shutting down.
+                select! {
+                    recv(shared.shutdown) -> _ => break,
+                    default(Duration::from_millis(20)) => {}
+                }
+            }
+            Err(e) => eprintln!("chat: accept failed: {e}"),
+        }
+    }
+    for connection in connections {
+        let _ = connection.join();
+    }
+}
+
+/// Pushes the server time to topic `time` every `interval` until shutdown.
+fn time_loop(shared: &Shared, interval: Duration) {
+    let ticker = tick(interval);
+    loop {
+        select! {
+            recv(ticker) -> _ => {
+                let event = time_event();
+                // Ok(0) when nobody is connected: then nothing is even serialised.
+                if let Err(e) = shared.pubsub.broadcast(&shared.time_topic, &event, &Json) {
+                    eprintln!("chat: time broadcast failed: {e}");
+                    return;
+                }
+            }
+            recv(shared.shutdown) -> _ => return,
+        }
+    }
+}
+
+fn time_event() -> Event {
+    let unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let secs_today = (unix_ms / 1000) % 86_400;
+    let utc = format!(
+        "{:02}:{:02}:{:02}",
+        secs_today / 3600,
+        secs_today / 60 % 60,
+        secs_today % 60
+    );
+    Event::Time { unix_ms, utc }
+}
+
+/// A new TCP connection: a WebSocket upgrade, or a plain HTTP request for the page.
+fn serve_connection(shared: &Shared, stream: TcpStream) {
+    // Accepted sockets may inherit the listener's non-blocking mode on some platforms.
+    let setup = stream
+        .set_nonblocking(false)
+        .and_then(|()| stream.set_read_timeout(Some(REQUEST_TIMEOUT)))
+        .and_then(|()| stream.set_write_timeout(Some(WRITE_TIMEOUT)));
+    if setup.is_err() {
+        return;
+    }
+    match peek_request_head(&stream) {
+        Ok(Some(head)) if is_websocket_upgrade(&head) => serve_websocket(shared, stream),
+        Ok(Some(head)) => serve_http(stream, &head),
+        Ok(None) | Err(_) => {} // closed, timed out or garbage: just drop it
+    }
+}
+
+/// Peeks (without consuming) until the request line and headers are in, so a WebSocket
+/// upgrade can be handed to tungstenite untouched. `None` if the client closed early or
+/// the head does not fit in 8 KiB.
+fn peek_request_head(stream: &TcpStream) -> io::Result<Option<String>> {
+    let mut buf = [0u8; 8192];
+    let deadline = Instant::now() + REQUEST_TIMEOUT;
+    loop {
+        let n = stream.peek(&mut buf)?; // blocks until data, up to the read timeout
+        if n == 0 {
+            return Ok(None);
+        }
+        if let Some(end) = find(&buf[..n], b"\r\n\r\n") {
+            return Ok(Some(String::from_utf8_lossy(&buf[..end + 4]).into_owned()));
+        }
+        if n == buf.len() || Instant::now() > deadline {
+            return Ok(None);
+        }
+        // Part of the head is in; peek returns at once now, so wait for the rest.
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn is_websocket_upgrade(head: &str) -> bool {
+    head.lines().any(|line| {
+        let line = line.to_ascii_lowercase();
+        line.starts_with("upgrade:") && line.contains("websocket")
+    })
+}
+
+/// Answers one plain HTTP request: the page for `GET /`, 404 or 405 otherwise.
+fn serve_http(mut stream: TcpStream, head: &str) {
+    // Consume the head we peeked at (a GET has no body).
+    let mut consumed = vec![0u8; head.len()];
+    if stream.read_exact(&mut consumed).is_err() {
+        return;
+    }
+    let mut request_line = head.lines().next().unwrap_or("").split_whitespace();
+    let (method, path) = (request_line.next(), request_line.next());
+    let (status, content_type, body) = match (method, path) {
+        (Some("GET"), Some("/" | "/index.html")) => {
+            ("200 OK", "text/html; charset=utf-8", INDEX_HTML)
+        }
+        (Some("GET"), _) => ("404 Not Found", "text/plain", "not found\n"),
+        _ => ("405 Method Not Allowed", "text/plain", "only GET\n"),
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+         Cache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(response.as_bytes());
+    let _ = stream.shutdown(Shutdown::Write);
+}
+
+/// A WebSocket client: register it with the engine, start its writer thread, then read
+/// its commands on this thread until it goes away.
+fn serve_websocket(shared: &Shared, stream: TcpStream) {
+    let writer = match tungstenite::accept(stream) {
+        Ok(ws) => ws,
+        Err(e) => return eprintln!("chat: WebSocket handshake failed: {e}"),
+    };
+    // The handshake is done: from here on reads block until the client sends something
+    // or the socket is shut down.
+    let read_half = match writer.get_ref().try_clone() {
+        Ok(tcp) if tcp.set_read_timeout(None).is_ok() => tcp,
+        _ => return,
+    };
+    // Two WebSocket objects over one socket: `writer` (moved to the writer thread) only
+    // writes, `reader` (this thread) only reads. See `ReadOnly` for why that is safe.
+    let mut reader = WebSocket::from_raw_socket(ReadOnly(read_half), Role::Server, None);
+
+    let pubsub = &shared.pubsub;
+    let id = pubsub.generate_client_id();
+    let frames = match pubsub.register_channel(id) {
+        Ok(frames) => frames,
+        Err(e) => return eprintln!("chat: cannot register {id}: {e}"),
+    };
+    if pubsub.subscribe(id, &shared.time_topic).is_err() {
+        return;
+    }
+
+    // Frames for this client only (welcome, errors, pongs) go to the writer directly.
+    let (direct, direct_rx) = bounded::<Message>(64);
+    send_direct(
+        pubsub,
+        &direct,
+        "welcome",
+        &Event::Welcome {
+            client: id.as_u64(),
+        },
+    );
+    let shutdown = shared.shutdown.clone();
+    let writer_thread = thread::Builder::new()
+        .name("chat-writer".into())
+        .spawn(move || write_loop(writer, frames, direct_rx, shutdown));
+    let Ok(writer_thread) = writer_thread else {
+        return; // `frames` was dropped with the closure: the client is unregistered
+    };
+
+    let mut rooms = BTreeSet::new();
+    loop {
+        match reader.read() {
+            Ok(Message::Text(text)) => {
+                if let Err(error) = handle_command(pubsub, id, &mut rooms, &text) {
+                    send_direct(pubsub, &direct, "error", &Event::Error { error });
+                }
+            }
+            Ok(Message::Ping(payload)) => {
+                let _ = direct.try_send(Message::Pong(payload));
+            }
+            Ok(Message::Close(_)) | Err(_) => break,
+            Ok(_) => {} // binary messages and pongs: ignored
+        }
+    }
+
+    // Gone (closed, dropped, or the server is stopping): leave every room, so the
+    // people still there see it, then unregister.
+    for room in std::mem::take(&mut rooms) {
+        leave(pubsub, id, &room);
+    }
+    let _ = pubsub.unregister(id);
+    drop(direct); // tells the writer this connection is over
+    let _ = writer_thread.join();
+}
+
+/// Applies one client command. `Err` is a message for the client.
+fn handle_command(
+    pubsub: &PubSub<Event>,
+    id: ClientId,
+    rooms: &mut BTreeSet<String>,
+    text: &str,
+) -> Result<(), String> {
+    let command: Command = serde_json::from_str(text).map_err(|_| {
+        format!(r#"not a command: {text:?} (try {{"join":"rust"}}, {{"leave":"rust"}} or {{"say":"rust","text":"hi"}})"#)
+    })?;
+    match command {
+        Command::Join { join: room } => {
+            check_room_name(&room)?;
+            let topic = room_topic(&room);
+            pubsub.subscribe(id, &topic).map_err(|e| e.to_string())?;
+            rooms.insert(room.clone());
+            // Everyone in the room, the newcomer included (that is its confirmation).
+            let members = pubsub.subscriber_count(&topic).unwrap_or(0);
+            let event = Event::Joined {
+                room,
+                client: id.as_u64(),
+                members,
+            };
+            pubsub
+                .broadcast(&topic, &event, &Json)
+                .map_err(|e| e.to_string())?;
+        }
+        Command::Leave { leave: room } => {
+            if rooms.remove(&room) {
+                leave(pubsub, id, &room);
+            }
+        }
+        Command::Say { say: room, text } => {
+            if !rooms.contains(&room) {
+                return Err(format!("join {room:?} before speaking in it"));
+            }
+            let event = Event::Message {
+                room: room.clone(),
+                from: id.as_u64(),
+                text,
+            };
+            // Everyone in the room but the speaker: their client shows it locally.
+            pubsub
+                .broadcast_from(id, room_topic(&room), &event, &Json)
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+/// Unsubscribes `id` from `room` and tells the members left behind.
+fn leave(pubsub: &PubSub<Event>, id: ClientId, room: &str) {
+    let topic = room_topic(room);
+    let _ = pubsub.unsubscribe(id, &topic);
+    let members = pubsub.subscriber_count(&topic).unwrap_or(0);
+    let event = Event::Left {
+        room: room.to_owned(),
+        client: id.as_u64(),
+        members,
+    };
+    let _ = pubsub.broadcast(&topic, &event, &Json);
+}
+
+fn check_room_name(room: &str) -> Result<(), String> {
+    if room.is_empty() || room.len() > MAX_ROOM_LEN {
+        return Err(format!("a room name is 1 to {MAX_ROOM_LEN} bytes"));
+    }
+    Ok(())
+}
+
+/// Rooms live under `room:` so that a room called `time` is not the clock topic.
+fn room_topic(room: &str) -> String {
+    format!("room:{room}")
+}
+
+/// Queues a Push frame for one client only, bypassing the engine's topics.
+fn send_direct(pubsub: &PubSub<Event>, direct: &Sender<Message>, topic: &str, event: &Event) {
+    if let Ok(frame) = pubsub.encode(topic, event, &Json) {
+        // A client that lets 64 direct frames pile up loses the next ones.
+        let _ = direct.try_send(Message::Binary(frame.to_vec()));
+    }
+}
+
+/// The writer thread: forwards this client's frames to its socket until the client is
+/// unregistered or cut off, the reader is done, or the server shuts down.
+fn write_loop(
+    mut ws: WebSocket<TcpStream>,
+    frames: Channel<Bytes>,
+    direct: Receiver<Message>,
+    shutdown: Receiver<()>,
+) {
+    loop {
+        let message = select! {
+            // A broadcast Push frame. tungstenite 0.24 wants an owned Vec, so this is
+            // where the shared frame is copied (tungstenite 0.26+ takes `Bytes`).
+            recv(frames.receiver()) -> frame => match frame {
+                Ok(frame) => Message::Binary(frame.to_vec()),
+                Err(_) => break, // unregistered, or cut off for falling behind
+            },
+            recv(direct) -> message => match message {
+                Ok(message) => message,
+                Err(_) => break, // the reader finished
+            },
+            recv(shutdown) -> _ => break,
+        };
+        if ws.send(message).is_err() {
+            break; // the client is gone or stopped reading
+        }
+    }
+    // Say goodbye, then shut the socket down: that also wakes the reader thread.
+    let _ = ws.close(None);
+    let _ = ws.flush();
+    let _ = ws.get_ref().shutdown(Shutdown::Both);
+}
+
+/// The reading half of a connection's socket.
+///
+/// tungstenite answers pings and closes by writing from inside `read`; if the reader
+/// thread wrote to the socket while the writer thread was in the middle of a frame, the
+/// two frames' bytes could interleave. So the reader's writes go nowhere, and the reader
+/// forwards what needs answering (pongs) to the writer thread instead, which owns every
+/// byte written to the socket.
+struct ReadOnly(TcpStream);
+
+impl Read for ReadOnly {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl Write for ReadOnly {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Ok(buf.len()) // discarded: see above
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
