@@ -134,3 +134,8 @@ pub use policy::{ChannelConfig, OverflowPolicy};
 pub use pubsub::{PubSub, WeakPubSub};
 pub use stats::Stats;
 pub use topic::{Topic, TopicRef, MAX_TOPIC_LEN};
+
+/// The README's Rust code blocks, compiled and run as doc tests so they cannot rot.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
