@@ -1,0 +1,644 @@
+//! Loom models of the `fanout` engine, driven through its public API.
+//!
+//! Built with `RUSTFLAGS="--cfg loom"`, `fanout` swaps its synchronisation primitives
+//! for loom's (see `src/sync.rs` and `src/sync/loom_queue.rs`), so these models run the
+//! engine's real code — writer thread, snapshot cell, reply slots, sinks — under every
+//! interleaving loom explores. Run them with `loom-tests/run.sh`.
+//!
+//! Each model creates its engine inside the closure and drops it (joining the writer
+//! thread) before the closure ends. Payloads are `loom::sync::Arc`s, so a frame that is
+//! leaked or freed twice fails the model. Timeouts follow the stand-in's rules: a zero
+//! duration elapses at once, any other never does.
+#![cfg(loom)]
+
+use std::time::Duration;
+
+use fanout::transport::RawPayload;
+use fanout::{Broadcaster, Bytes, ChannelConfig, DisconnectReason, Error, OverflowPolicy, PubSub};
+use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use loom::sync::Arc;
+use loom::thread;
+
+/// A payload whose copies loom tracks.
+type Msg = Arc<u32>;
+
+/// Gives every `ahash::RandomState` made in this process the same seeds.
+///
+/// Loom replays a model many times and requires each run to make the same sequence of
+/// loom operations. The writer keeps its clients in a `HashMap` with a fresh
+/// `ahash::RandomState` per engine, so by default each run iterates them (closing sinks
+/// at shutdown, sweeping) in a different order and loom aborts with "Is the model fully
+/// deterministic?". Fixed seeds make the order a function of the schedule alone.
+struct FixedSeeds;
+
+impl ahash::random_state::RandomSource for FixedSeeds {
+    fn gen_hasher_seed(&self) -> usize {
+        0x5eed
+    }
+}
+
+/// Runs `body` under loom, bounding preemptions to 2 unless `LOOM_MAX_PREEMPTIONS` says
+/// otherwise.
+fn model<F>(body: F)
+where
+    F: Fn() + Sync + Send + 'static,
+{
+    // `Err(true)`: another test set it first. `Err(false)` would mean a `RandomState`
+    // was made before any test got here.
+    if let Err(false) = ahash::random_state::set_random_source(FixedSeeds) {
+        panic!("ahash's default random source is already in use");
+    }
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(2);
+    }
+    let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&runs);
+    builder.check(move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        body();
+    });
+    eprintln!(
+        "explored {} interleavings",
+        runs.load(std::sync::atomic::Ordering::Relaxed)
+    );
+}
+
+/// A broadcaster with a small command queue, so a full queue is reachable.
+fn feed() -> Broadcaster<Msg> {
+    Broadcaster::builder()
+        .command_capacity(2)
+        .build()
+        .expect("the engine starts")
+}
+
+fn config(capacity: usize, policy: OverflowPolicy) -> ChannelConfig {
+    ChannelConfig::new(capacity, policy)
+}
+
+fn values(items: impl Iterator<Item = Msg>) -> Vec<u32> {
+    items.map(|m| *m).collect()
+}
+
+/// Model 1. A broadcast that starts after `subscribe` returned reaches the new channel;
+/// one racing with it may or may not, but never partly, and once one reached it every
+/// later one does.
+#[test]
+fn subscribe_is_visible_to_every_later_broadcast() {
+    model(|| {
+        let feed = feed();
+        let subscribed = Arc::new(AtomicBool::new(false));
+        let publisher = thread::spawn({
+            let feed = feed.clone();
+            let subscribed = Arc::clone(&subscribed);
+            move || {
+                let mut reached = Vec::new();
+                for value in 1..=2 {
+                    let after_subscribe = subscribed.load(SeqCst);
+                    let n = feed.publish(Arc::new(value)).unwrap();
+                    assert!(n <= 1, "one channel, {n} deliveries");
+                    if after_subscribe {
+                        assert_eq!(n, 1, "broadcast {value} started after subscribe returned");
+                    }
+                    reached.push(n);
+                }
+                reached
+            }
+        });
+        let channel = feed
+            .subscribe_with(config(2, OverflowPolicy::DropNewest))
+            .unwrap();
+        subscribed.store(true, SeqCst);
+        let reached = publisher.join().unwrap();
+
+        assert!(
+            reached[0] <= reached[1],
+            "visibility went backwards: {reached:?}"
+        );
+        let expected: Vec<u32> = (1..=2).filter(|v| reached[*v as usize - 1] == 1).collect();
+        assert_eq!(values(channel.try_iter()), expected);
+        assert_eq!(channel.dropped(), 0);
+        let stats = feed.stats();
+        assert_eq!(stats.deliveries, reached.iter().sum::<usize>() as u64);
+        // Only broadcasts that found a subscriber count.
+        assert_eq!(
+            stats.broadcasts,
+            reached.iter().filter(|n| **n == 1).count() as u64
+        );
+        assert_eq!(
+            feed.subscriber_count(),
+            1,
+            "subscribe returned, snapshot lacks it"
+        );
+    });
+}
+
+/// Model 1b. The same guarantee on the PubSub face, where `subscribe` is its own command
+/// (a callback client registered beforehand joins a topic).
+#[test]
+fn pubsub_subscribe_is_visible_to_every_later_broadcast() {
+    model(|| {
+        let pubsub = PubSub::<str>::builder()
+            .command_capacity(2)
+            .build()
+            .unwrap();
+        let id = pubsub.generate_client_id();
+        let calls = Arc::new(AtomicUsize::new(0));
+        pubsub
+            .register(id, {
+                let calls = Arc::clone(&calls);
+                move |_: &Bytes| {
+                    calls.fetch_add(1, SeqCst);
+                }
+            })
+            .unwrap();
+        let subscribed = Arc::new(AtomicBool::new(false));
+        let publisher = thread::spawn({
+            let pubsub = pubsub.clone();
+            let subscribed = Arc::clone(&subscribed);
+            move || {
+                let mut reached = Vec::new();
+                for _ in 0..2 {
+                    let after_subscribe = subscribed.load(SeqCst);
+                    let n = pubsub.broadcast("t", "x", &RawPayload).unwrap();
+                    assert!(n <= 1);
+                    if after_subscribe {
+                        assert_eq!(n, 1, "broadcast started after subscribe returned");
+                    }
+                    reached.push(n);
+                }
+                reached
+            }
+        });
+        pubsub.subscribe(id, "t").unwrap();
+        subscribed.store(true, SeqCst);
+        let reached = publisher.join().unwrap();
+
+        assert!(
+            reached[0] <= reached[1],
+            "visibility went backwards: {reached:?}"
+        );
+        assert_eq!(calls.load(SeqCst), reached.iter().sum::<usize>());
+        assert_eq!(pubsub.subscriber_count("t").unwrap(), 1);
+        // Idempotent: subscribing again changes nothing.
+        pubsub.subscribe(id, "t").unwrap();
+        assert_eq!(pubsub.broadcast("t", "x", &RawPayload).unwrap(), 1);
+        assert_eq!(pubsub.stats().subscriptions, 1);
+    });
+}
+
+/// Model 2a. When `unsubscribe` returns, no broadcast that starts afterwards reaches the
+/// client (PubSub face, callback sink).
+#[test]
+fn unsubscribe_hides_from_every_later_broadcast() {
+    model(|| {
+        let pubsub = PubSub::<str>::builder()
+            .command_capacity(2)
+            .build()
+            .unwrap();
+        let id = pubsub.generate_client_id();
+        let calls = Arc::new(AtomicUsize::new(0));
+        pubsub
+            .register(id, {
+                let calls = Arc::clone(&calls);
+                move |_: &Bytes| {
+                    calls.fetch_add(1, SeqCst);
+                }
+            })
+            .unwrap();
+        pubsub.subscribe(id, "t").unwrap();
+        let left = Arc::new(AtomicBool::new(false));
+        let publisher = thread::spawn({
+            let pubsub = pubsub.clone();
+            let (calls, left) = (Arc::clone(&calls), Arc::clone(&left));
+            move || {
+                let mut delivered = 0;
+                for _ in 0..2 {
+                    let after_unsubscribe = left.load(SeqCst);
+                    let calls_before = calls.load(SeqCst);
+                    let n = pubsub.broadcast("t", "x", &RawPayload).unwrap();
+                    assert!(n <= 1);
+                    if after_unsubscribe {
+                        assert_eq!(n, 0, "broadcast started after unsubscribe returned");
+                        assert_eq!(calls.load(SeqCst), calls_before);
+                    }
+                    delivered += n;
+                }
+                delivered
+            }
+        });
+        pubsub.unsubscribe(id, "t").unwrap();
+        left.store(true, SeqCst);
+        let delivered = publisher.join().unwrap();
+
+        assert_eq!(calls.load(SeqCst), delivered);
+        assert_eq!(pubsub.broadcast("t", "x", &RawPayload).unwrap(), 0);
+        assert_eq!(pubsub.subscriber_count("t").unwrap(), 0);
+        let stats = pubsub.stats();
+        assert_eq!(stats.deliveries, delivered as u64);
+        assert_eq!((stats.clients, stats.subscriptions), (1, 0));
+    });
+}
+
+/// Model 2b. When `Broadcaster::unsubscribe` (an unregister) returns, no later publish
+/// reaches the channel; the channel keeps exactly what reached it, then ends.
+#[test]
+fn unregister_hides_from_every_later_broadcast() {
+    model(|| {
+        let feed = feed();
+        let channel = feed
+            .subscribe_with(config(2, OverflowPolicy::DropNewest))
+            .unwrap();
+        let left = Arc::new(AtomicBool::new(false));
+        let publisher = thread::spawn({
+            let feed = feed.clone();
+            let left = Arc::clone(&left);
+            move || {
+                let mut reached = Vec::new();
+                for value in 1..=2 {
+                    let after_unregister = left.load(SeqCst);
+                    let n = feed.publish(Arc::new(value)).unwrap();
+                    if after_unregister {
+                        assert_eq!(n, 0, "publish {value} started after unsubscribe returned");
+                    }
+                    reached.push(n);
+                }
+                reached
+            }
+        });
+        feed.unsubscribe(&channel).unwrap();
+        left.store(true, SeqCst);
+        let reached = publisher.join().unwrap();
+
+        assert!(
+            reached[0] >= reached[1],
+            "reached again after leaving: {reached:?}"
+        );
+        let expected: Vec<u32> = (1..=2).filter(|v| reached[*v as usize - 1] == 1).collect();
+        // The writer and every snapshot have let go of the sink: the receiver ends.
+        assert_eq!(values(channel.iter()), expected);
+        assert_eq!(
+            channel.disconnect_reason(),
+            Some(DisconnectReason::Unsubscribed)
+        );
+        assert_eq!(feed.subscriber_count(), 0);
+        assert!(matches!(
+            feed.unsubscribe(&channel),
+            Err(Error::UnknownClient(_))
+        ));
+    });
+}
+
+/// Model 3. A channel dropped while a broadcast walks the snapshot: no panic, the
+/// broadcast's count is exact, the slot is pruned (seen after one more round trip to the
+/// writer, which handles commands in order) and the frame queued for it is freed.
+#[test]
+fn channel_dropped_during_broadcast_is_pruned() {
+    model(|| {
+        let feed = feed();
+        let stays = feed
+            .subscribe_with(config(1, OverflowPolicy::DropNewest))
+            .unwrap();
+        let leaves = feed
+            .subscribe_with(config(1, OverflowPolicy::DropNewest))
+            .unwrap();
+        let payload: Msg = Arc::new(7);
+        let publisher = thread::spawn({
+            let feed = feed.clone();
+            let payload = Arc::clone(&payload);
+            move || feed.publish(payload).unwrap()
+        });
+        drop(leaves);
+        let n = publisher.join().unwrap();
+
+        assert!(
+            n == 1 || n == 2,
+            "{n} deliveries to 2 channels, one staying"
+        );
+        assert_eq!(values(stays.try_iter()), [7]);
+        // A round trip queued after the prune request: when it returns, the prune is
+        // published.
+        let probe = feed
+            .subscribe_with(config(1, OverflowPolicy::DropNewest))
+            .unwrap();
+        assert_eq!(
+            feed.subscriber_count(),
+            2,
+            "the dropped channel's slot was not pruned"
+        );
+        let stats = feed.stats();
+        assert_eq!(stats.deliveries, n as u64);
+        assert_eq!((stats.clients, stats.dropped, stats.disconnects), (2, 0, 0));
+        // Nothing holds the frame any more (a copy queued to the dropped channel died
+        // with it).
+        assert_eq!(Arc::strong_count(&payload), 1);
+        drop(probe);
+        assert_eq!(stays.disconnect_reason(), None);
+    });
+}
+
+/// Model 3b. A channel dropped while the command queue is full (capacity 1, another
+/// subscribe in flight): its prune request cannot be queued, so it sets the sweep flag,
+/// and the writer sweeps the slot no later than its next batch.
+#[test]
+fn channel_dropped_with_command_queue_full_is_swept() {
+    model(|| {
+        let feed = Broadcaster::<Msg>::builder()
+            .command_capacity(1)
+            .build()
+            .unwrap();
+        let leaves = feed
+            .subscribe_with(config(1, OverflowPolicy::DropNewest))
+            .unwrap();
+        let joiner = thread::spawn({
+            let feed = feed.clone();
+            move || {
+                feed.subscribe_with(config(1, OverflowPolicy::DropNewest))
+                    .unwrap()
+            }
+        });
+        drop(leaves);
+        let joined = joiner.join().unwrap();
+        // One more round trip: whether the prune was queued or swept, it is published
+        // by the time this returns.
+        let probe = feed
+            .subscribe_with(config(1, OverflowPolicy::DropNewest))
+            .unwrap();
+        assert_eq!(
+            feed.subscriber_count(),
+            2,
+            "the dropped channel's slot was not removed"
+        );
+        assert_eq!(feed.stats().clients, 2);
+        assert_eq!(feed.publish(Arc::new(1)).unwrap(), 2);
+        assert_eq!(values(joined.try_iter()), [1]);
+        assert_eq!(values(probe.try_iter()), [1]);
+    });
+}
+
+/// Model 4. Drop-oldest with the publisher and the consumer racing on a full queue:
+/// nothing is delivered twice, order holds, the latest frame is always kept, and
+/// received + dropped == published. Capacity 1 and 2 (with 2, one pop too many would
+/// lose a frame that is still queued).
+#[test]
+fn drop_oldest_races_consumer_without_loss_or_duplicates() {
+    for capacity in [1, 2] {
+        model(move || drop_oldest_race(capacity));
+    }
+}
+
+fn drop_oldest_race(capacity: usize) {
+    let feed = feed();
+    let channel = feed
+        .subscribe_with(config(capacity, OverflowPolicy::DropOldest))
+        .unwrap();
+    let publisher = thread::spawn({
+        let feed = feed.clone();
+        move || {
+            for value in 1..=3 {
+                // A single publisher's new frame always goes in.
+                assert_eq!(feed.publish(Arc::new(value)).unwrap(), 1);
+            }
+            let stats = feed.stats();
+            (stats.deliveries, stats.dropped)
+            // The publisher's handle is the last: dropping it shuts the engine down and
+            // the channel's receiver ends.
+        }
+    });
+    drop(feed);
+    let received = values(channel.iter());
+    let (deliveries, dropped_total) = publisher.join().unwrap();
+
+    assert!(
+        received.windows(2).all(|w| w[0] < w[1]),
+        "duplicated or reordered: {received:?}"
+    );
+    assert_eq!(received.last(), Some(&3), "the latest frame was lost");
+    assert_eq!(
+        received.len() as u64 + channel.dropped(),
+        3,
+        "capacity {capacity}: received {received:?}, dropped {}",
+        channel.dropped()
+    );
+    assert_eq!((deliveries, dropped_total), (3, channel.dropped()));
+    assert_eq!(
+        channel.disconnect_reason(),
+        Some(DisconnectReason::Shutdown)
+    );
+}
+
+/// Runs one publisher of `count` messages against a consumer draining a channel with
+/// `policy` and capacity 1. Returns (per-publish deliveries, received values, channel
+/// dropped count, engine stats taken by the publisher, disconnect reason).
+fn race_consumer(
+    policy: OverflowPolicy,
+    count: u32,
+) -> (
+    Vec<usize>,
+    Vec<u32>,
+    u64,
+    fanout::Stats,
+    Option<DisconnectReason>,
+) {
+    let feed = feed();
+    let channel = feed.subscribe_with(config(1, policy)).unwrap();
+    let publisher = thread::spawn({
+        let feed = feed.clone();
+        move || {
+            let reached: Vec<usize> = (1..=count)
+                .map(|value| feed.publish(Arc::new(value)).unwrap())
+                .collect();
+            (reached, feed.stats())
+            // Last handle: the engine shuts down here and the receiver ends.
+        }
+    });
+    drop(feed);
+    let received = values(channel.iter());
+    let (reached, stats) = publisher.join().unwrap();
+    let expected: Vec<u32> = (1..=count)
+        .filter(|v| reached[*v as usize - 1] == 1)
+        .collect();
+    assert_eq!(received, expected, "deliveries per publish: {reached:?}");
+    assert_eq!(stats.dropped, channel.dropped());
+    assert_eq!(stats.deliveries, received.len() as u64);
+    (
+        reached,
+        received,
+        channel.dropped(),
+        stats,
+        channel.disconnect_reason(),
+    )
+}
+
+/// Model 5a. Disconnect policy under a racing consumer: either the consumer kept up, or
+/// the overflowing frame is dropped and counted, the subscriber is cut off with reason
+/// `Overflow`, and nothing after it arrives.
+#[test]
+fn disconnect_policy_races_consumer() {
+    model(|| {
+        let (reached, received, dropped, stats, reason) =
+            race_consumer(OverflowPolicy::Disconnect, 3);
+        match reached.iter().position(|n| *n == 0) {
+            None => {
+                assert_eq!(received, [1, 2, 3]);
+                assert_eq!(dropped, 0);
+                assert_eq!(reason, Some(DisconnectReason::Shutdown));
+                assert_eq!(stats.disconnects, 0);
+            }
+            Some(cut) => {
+                // The frame that overflowed is dropped and counted; nothing after it
+                // arrives (nor counts as dropped: the subscriber is gone).
+                assert!(cut >= 1, "the first frame meets an empty queue");
+                assert!(
+                    reached[cut..].iter().all(|n| *n == 0),
+                    "delivered after the disconnect: {reached:?}"
+                );
+                assert_eq!(received.len(), cut);
+                assert_eq!(dropped, 1);
+                assert_eq!(reason, Some(DisconnectReason::Overflow));
+                assert_eq!(stats.disconnects, 1);
+            }
+        }
+    });
+}
+
+/// Model 5b. Block policy whose bound elapses at once (`Duration::ZERO` in the loom
+/// stand-in): a frame meeting a full queue is dropped and counted, the subscriber stays.
+#[test]
+fn block_policy_bound_elapsed_drops_and_counts() {
+    model(|| {
+        let (reached, received, dropped, stats, reason) =
+            race_consumer(OverflowPolicy::Block(Duration::ZERO), 3);
+        assert_eq!(reached[0], 1, "the first frame meets an empty queue");
+        assert_eq!(dropped, reached.iter().filter(|n| **n == 0).count() as u64);
+        assert_eq!(received.len() as u64 + dropped, 3, "received {received:?}");
+        assert_eq!(stats.disconnects, 0);
+        assert_eq!(reason, Some(DisconnectReason::Shutdown));
+    });
+}
+
+/// Model 5c. Block policy whose bound is long enough (any non-zero duration in the loom
+/// stand-in): the publisher waits for the racing consumer and nothing is lost.
+#[test]
+fn block_policy_waits_for_consumer() {
+    model(|| {
+        let (reached, received, dropped, _, reason) =
+            race_consumer(OverflowPolicy::Block(Duration::from_secs(1)), 3);
+        assert_eq!(reached, [1, 1, 1]);
+        assert_eq!(received, [1, 2, 3]);
+        assert_eq!(dropped, 0);
+        assert_eq!(reason, Some(DisconnectReason::Shutdown));
+    });
+}
+
+/// Model 6. Shutdown while a subscribe (a mutation) and a publish are in flight: no
+/// deadlock, each gets `Ok` or `Error::Closed`, counts stay exact, every receiver ends,
+/// and later calls are `Closed`.
+#[test]
+fn shutdown_with_calls_in_flight() {
+    model(|| {
+        let feed = Broadcaster::<Msg>::builder()
+            .command_capacity(1)
+            .build()
+            .unwrap();
+        let existing = feed
+            .subscribe_with(config(1, OverflowPolicy::DropNewest))
+            .unwrap();
+        let subscriber = thread::spawn({
+            let feed = feed.clone();
+            move || feed.subscribe_with(config(1, OverflowPolicy::DropNewest))
+        });
+        let publisher = thread::spawn({
+            let feed = feed.clone();
+            move || feed.publish(Arc::new(1))
+        });
+        feed.shutdown();
+        let subscribed = subscriber.join().unwrap();
+        let published = publisher.join().unwrap();
+
+        let delivered = match published {
+            Ok(n) => {
+                assert!(n <= 2, "{n} deliveries to at most 2 channels");
+                n
+            }
+            Err(Error::Closed) => 0,
+            Err(e) => panic!("publish during shutdown: {e}"),
+        };
+        let mut received = existing.iter().count();
+        assert_eq!(
+            existing.disconnect_reason(),
+            Some(DisconnectReason::Shutdown)
+        );
+        match subscribed {
+            Ok(channel) => {
+                received += channel.iter().count();
+                assert_eq!(
+                    channel.disconnect_reason(),
+                    Some(DisconnectReason::Shutdown)
+                );
+            }
+            Err(Error::Closed) => {}
+            Err(e) => panic!("subscribe during shutdown: {e}"),
+        }
+        assert_eq!(received, delivered);
+        assert!(feed.is_closed());
+        assert!(matches!(feed.publish(Arc::new(2)), Err(Error::Closed)));
+        assert!(matches!(feed.subscribe(), Err(Error::Closed)));
+        assert_eq!(feed.subscriber_count(), 0);
+    });
+}
+
+/// Model 7. The last handle can be dropped on any thread — including the writer itself:
+/// a callback holding a strong handle panics, the broadcast closes its client and asks
+/// for a prune, and the writer frees the callback (and maybe the last handle) while the
+/// other handles are dropped on the main and publishing threads. No deadlock (the writer
+/// must not join itself), the writer thread ends, and nothing leaks (loom checks every
+/// `Arc` is freed).
+#[test]
+fn last_handle_dropped_on_any_thread() {
+    silence_deliberate_panics();
+    model(|| {
+        let pubsub = PubSub::<str>::builder()
+            .command_capacity(2)
+            .build()
+            .unwrap();
+        let id = pubsub.generate_client_id();
+        pubsub
+            .register(id, {
+                // A strong handle: the engine lives until this callback is freed.
+                let pubsub = pubsub.clone();
+                move |_: &Bytes| {
+                    let _ = &pubsub;
+                    std::panic::panic_any(DeliberatePanic);
+                }
+            })
+            .unwrap();
+        pubsub.subscribe(id, "t").unwrap();
+        let publisher = thread::spawn({
+            let pubsub = pubsub.clone();
+            move || {
+                assert_eq!(pubsub.broadcast("t", "x", &RawPayload).unwrap(), 0);
+                assert_eq!(pubsub.stats().panics, 1);
+                // Drops a handle: maybe the last.
+            }
+        });
+        drop(pubsub);
+        publisher.join().unwrap();
+    });
+}
+
+/// The payload of the panics model 7 provokes.
+struct DeliberatePanic;
+
+/// Keeps the default panic message out of the output for [`DeliberatePanic`] only.
+fn silence_deliberate_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !info.payload().is::<DeliberatePanic>() {
+                default(info);
+            }
+        }));
+    });
+}
