@@ -14,7 +14,9 @@
 use std::time::Duration;
 
 use fanout::transport::RawPayload;
-use fanout::{Broadcaster, Bytes, ChannelConfig, DisconnectReason, Error, OverflowPolicy, PubSub};
+use fanout::{
+    Broadcaster, Bytes, ChannelConfig, DisconnectReason, Error, Mutation, OverflowPolicy, PubSub,
+};
 use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use loom::sync::Arc;
 use loom::thread;
@@ -237,6 +239,62 @@ fn unsubscribe_hides_from_every_later_broadcast() {
         let stats = pubsub.stats();
         assert_eq!(stats.deliveries, delivered as u64);
         assert_eq!((stats.clients, stats.subscriptions), (1, 0));
+    });
+}
+
+/// Model 2c. `PubSub::apply` publishes its whole list at once: a client moved from topic
+/// `a` to topic `b` in one `apply` is, for any broadcast, in the old place or the new one,
+/// never in neither; once `apply` returns, only the new place is seen.
+#[test]
+fn apply_moves_a_client_atomically() {
+    model(|| {
+        let pubsub = PubSub::<str>::builder()
+            .command_capacity(2)
+            .build()
+            .unwrap();
+        let id = pubsub.generate_client_id();
+        let calls = Arc::new(AtomicUsize::new(0));
+        pubsub
+            .register(id, {
+                let calls = Arc::clone(&calls);
+                move |_: &Bytes| {
+                    calls.fetch_add(1, SeqCst);
+                }
+            })
+            .unwrap();
+        let (a, b) = (pubsub.topic("a").unwrap(), pubsub.topic("b").unwrap());
+        pubsub.subscribe(id, &a).unwrap();
+        let moved = Arc::new(AtomicBool::new(false));
+        let publisher = thread::spawn({
+            let pubsub = pubsub.clone();
+            let (a, b) = (a.clone(), b.clone());
+            let moved = Arc::clone(&moved);
+            move || {
+                let after_apply = moved.load(SeqCst);
+                let on_a = pubsub.broadcast(&a, "x", &RawPayload).unwrap();
+                let on_b = pubsub.broadcast(&b, "x", &RawPayload).unwrap();
+                // Snapshots only move forward: if `a` already missed it, `b` (later) has it.
+                assert!(on_a + on_b >= 1, "the client was in neither topic");
+                if after_apply {
+                    assert_eq!((on_a, on_b), (0, 1), "apply returned, old place still seen");
+                }
+                on_a + on_b
+            }
+        });
+        let results = pubsub
+            .apply([
+                Mutation::Unsubscribe(id, a.clone()),
+                Mutation::Subscribe(id, b.clone()),
+            ])
+            .unwrap();
+        moved.store(true, SeqCst);
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        let delivered = publisher.join().unwrap();
+
+        assert_eq!(calls.load(SeqCst), delivered);
+        assert_eq!(pubsub.subscriber_count(&a).unwrap(), 0);
+        assert_eq!(pubsub.subscriber_count(&b).unwrap(), 1);
+        assert_eq!(pubsub.stats().subscriptions, 1);
     });
 }
 
