@@ -178,6 +178,22 @@ fn rooms_no_echo_presence_and_time() {
         }
     }
 
+    // Pings are answered (by the writer thread: the reader never writes).
+    bob.ws
+        .send(Message::Ping(b"are you there".to_vec()))
+        .unwrap();
+    let deadline = Instant::now() + READ_TIMEOUT;
+    loop {
+        assert!(Instant::now() < deadline, "no pong");
+        match bob.ws.read().expect("a pong before the timeout") {
+            Message::Pong(payload) => {
+                assert_eq!(payload, b"are you there");
+                break;
+            }
+            _ => continue,
+        }
+    }
+
     // Alice vanishes without a goodbye: every room she was in hears she left.
     let alice_id = alice.id;
     drop(alice);

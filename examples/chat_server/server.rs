@@ -351,7 +351,7 @@ fn serve_http(mut stream: TcpStream, head: &str) {
 /// A WebSocket client: register it with the engine, start its writer thread, then read
 /// its commands on this thread until it goes away.
 fn serve_websocket(shared: &Shared, stream: TcpStream) {
-    let writer = match tungstenite::accept(stream) {
+    let mut writer = match tungstenite::accept(stream) {
         Ok(ws) => ws,
         Err(e) => return eprintln!("chat: WebSocket handshake failed: {e}"),
     };
@@ -367,6 +367,17 @@ fn serve_websocket(shared: &Shared, stream: TcpStream) {
 
     let pubsub = &shared.pubsub;
     let id = pubsub.generate_client_id();
+    // The welcome goes out first, straight from this thread, before the client can be
+    // sent anything else.
+    let welcome = Event::Welcome {
+        client: id.as_u64(),
+    };
+    let Ok(frame) = pubsub.encode("welcome", &welcome, &Json) else {
+        return;
+    };
+    if writer.send(Message::Binary(frame.to_vec())).is_err() {
+        return;
+    }
     let frames = match pubsub.register_channel(id) {
         Ok(frames) => frames,
         Err(e) => return eprintln!("chat: cannot register {id}: {e}"),
@@ -375,16 +386,8 @@ fn serve_websocket(shared: &Shared, stream: TcpStream) {
         return;
     }
 
-    // Frames for this client only (welcome, errors, pongs) go to the writer directly.
+    // Frames for this client only (errors, pongs) go to the writer thread directly.
     let (direct, direct_rx) = bounded::<Message>(64);
-    send_direct(
-        pubsub,
-        &direct,
-        "welcome",
-        &Event::Welcome {
-            client: id.as_u64(),
-        },
-    );
     let shutdown = shared.shutdown.clone();
     let writer_thread = thread::Builder::new()
         .name("chat-writer".into())
