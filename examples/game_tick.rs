@@ -35,7 +35,7 @@ use fanout::transport::{SerialiseError, Serialiser};
 use fanout::{Bytes, ClientId, Mutation, PubSub, Topic};
 use hdrhistogram::Histogram;
 
-/// World size: zones are vertical strips of this square.
+/// The world is a square this wide; zone `z` is the `z`-th vertical strip of it.
 const WORLD: f32 = 10_000.0;
 
 #[derive(Debug, Clone, Copy)]
@@ -170,10 +170,11 @@ fn run(s: &Settings) -> Result<bool, Box<dyn std::error::Error>> {
     for tick in 0..s.ticks {
         let tick_start = Instant::now();
 
-        // 1. Simulate: everyone moves a little.
-        for zone in &mut zones {
+        // 1. Simulate: everyone moves a little, staying inside their zone's strip.
+        for (z, zone) in zones.iter_mut().enumerate() {
+            let (left, right) = (z as f32 * zone_width, (z + 1) as f32 * zone_width - 0.01);
             for p in zone.iter_mut() {
-                p.x = (p.x + p.vx).clamp(0.0, WORLD - 0.01);
+                p.x = (p.x + p.vx).clamp(left, right);
                 p.y = (p.y + p.vy).clamp(0.0, WORLD - 0.01);
             }
         }
@@ -188,7 +189,8 @@ fn run(s: &Settings) -> Result<bool, Box<dyn std::error::Error>> {
             }
             let to = (from + 1 + rng.below(s.zones.max(2) - 1)) % s.zones;
             let which = rng.below(zones[from].len());
-            let player = zones[from].swap_remove(which);
+            let mut player = zones[from].swap_remove(which);
+            player.x = (to as f32 + 0.5) * zone_width; // now standing in its new zone
             let id = ids[player.id as usize];
             moves.push(Mutation::Unsubscribe(id, zone_topics[from].clone()));
             moves.push(Mutation::Subscribe(id, zone_topics[to].clone()));
