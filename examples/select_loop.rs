@@ -52,11 +52,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             select! {
                 recv(alert_channel.receiver()) -> alert => match alert {
                     Ok(alert) => show_alert(&alert),
-                    Err(_) => println!("alert channel closed"),
+                    Err(_) => {
+                        // A closed receiver is always ready: stop selecting on it.
+                        println!("alert channel closed: stopping after {handled} messages");
+                        return handled;
+                    }
                 },
                 recv(frames.receiver()) -> frame => match frame {
                     Ok(frame) => show_frame(&frame),
-                    Err(_) => println!("pubsub channel closed"),
+                    Err(_) => {
+                        println!("pubsub channel closed: stopping after {handled} messages");
+                        return handled;
+                    }
                 },
                 recv(stopped) -> _ => {
                     // `select!` picks among ready arms at random, so the stop signal can
