@@ -3,22 +3,34 @@
 #
 #   fuzz/run.sh TARGET SECONDS    run one target (frame_decode | ops_vs_model)
 #   fuzz/run.sh all SECONDS       run every target, SECONDS each
+#   fuzz/run.sh cmin TARGET       shrink corpus/TARGET to a set that keeps every covered
+#                                 edge (a libFuzzer merge without hit counters: far fewer
+#                                 files than `cargo fuzz cmin`); hand-made seed-* stay
 #   fuzz/run.sh list              list the targets
 #
 # Needs the nightly toolchain (`rustup toolchain install nightly`); installs cargo-fuzz if
 # it is missing. New corpus entries land in fuzz/corpus/TARGET/, crashes in
-# fuzz/artifacts/TARGET/. Extra libFuzzer flags: FUZZ_FLAGS="-jobs=2 -workers=2".
-# Extra cargo-fuzz flags (e.g. --sanitizer none, --release is the default): CARGO_FUZZ_FLAGS.
-# Every crash reproduces on stable with: cp the artifact into fuzz/corpus/TARGET/ and run
-# `cargo test --test fuzz_replay`.
+# fuzz/artifacts/TARGET/. Extra libFuzzer flags: FUZZ_FLAGS="-jobs=2 -workers=2"; extra
+# cargo-fuzz flags: CARGO_FUZZ_FLAGS="--sanitizer none".
+#
+# A crash reproduces on stable: copy the artifact into fuzz/corpus/TARGET/ and run
+# `cargo test --test fuzz_replay` (the replay test runs the same checks on every file).
 set -euo pipefail
 
 cd "$(dirname "$0")"
 TARGETS=(frame_decode ops_vs_model)
 
 usage() {
-    echo "usage: $0 {frame_decode|ops_vs_model|all} SECONDS | $0 list" >&2
+    echo "usage: $0 {frame_decode|ops_vs_model|all} SECONDS | $0 cmin TARGET | $0 list" >&2
     exit 2
+}
+
+known() {
+    local target
+    for target in "${TARGETS[@]}"; do
+        [[ $1 == "$target" ]] && return 0
+    done
+    return 1
 }
 
 [[ $# -ge 1 ]] || usage
@@ -26,16 +38,34 @@ if [[ $1 == list ]]; then
     printf '%s\n' "${TARGETS[@]}"
     exit 0
 fi
-[[ $# -eq 2 && $2 =~ ^[0-9]+$ ]] || usage
+[[ $# -eq 2 ]] || usage
 
-if ! cargo fuzz --version >/dev/null 2>&1; then
-    echo "installing cargo-fuzz" >&2
-    cargo install cargo-fuzz --locked
-fi
 if ! rustup run nightly rustc --version >/dev/null 2>&1; then
     echo "the nightly toolchain is needed: rustup toolchain install nightly" >&2
     exit 1
 fi
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "installing cargo-fuzz" >&2
+    cargo install cargo-fuzz --locked
+fi
+
+if [[ $1 == cmin ]]; then
+    target=$2
+    known "$target" || usage
+    # shellcheck disable=SC2086
+    cargo +nightly fuzz build ${CARGO_FUZZ_FLAGS:-} "$target"
+    binary=$(find "${CARGO_TARGET_DIR:-target}" -path "*/release/$target" -type f | head -n 1)
+    [[ -n $binary && -x $binary ]] || { echo "no built $target binary found" >&2; exit 1; }
+    minimal=$(mktemp -d)
+    "$binary" -merge=1 -use_counters=0 -use_value_profile=0 "$minimal" "corpus/$target"
+    find "corpus/$target" -type f ! -name 'seed-*' -delete
+    find "$minimal" -type f -exec cp {} "corpus/$target/" \;
+    rm -rf "$minimal"
+    echo "corpus/$target: $(find "corpus/$target" -type f | wc -l) files" >&2
+    exit 0
+fi
+
+[[ $2 =~ ^[0-9]+$ ]] || usage
 
 run_one() {
     local target=$1 seconds=$2
@@ -51,10 +81,6 @@ if [[ $1 == all ]]; then
         run_one "$target" "$2"
     done
 else
-    found=0
-    for target in "${TARGETS[@]}"; do
-        [[ $1 == "$target" ]] && found=1
-    done
-    [[ $found == 1 ]] || usage
+    known "$1" || usage
     run_one "$1" "$2"
 fi

@@ -33,6 +33,15 @@
 //! subscriptions, every callback sink was freed (a shared token's count returns to one),
 //! every unregistered channel's receiver ends, engine-wide `disconnects` equals the
 //! disconnects observed, and resident memory grew by less than a generous margin.
+//!
+//! A last segment (a sixth of the time, at least 0.3 s) does the same for the typed face:
+//! `Broadcaster<u64>` publishers, channels with every policy (delivered + dropped ==
+//! published, per-publisher order, unbroken prefixes before a disconnect), and a churn
+//! thread that subscribes, unsubscribes and drops channels until the subscriber count
+//! returns to zero.
+//!
+//! A watchdog aborts the process if the test runs far past its time (a failed thread
+//! would otherwise leave the others waiting at a barrier forever).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
