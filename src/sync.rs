@@ -43,51 +43,11 @@ mod imp {
 
 #[cfg(loom)]
 mod imp {
-    pub(crate) use loom::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
     pub(crate) use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
     pub(crate) use loom::thread::{self, JoinHandle, ThreadId};
 
     pub(crate) use super::loom_queue as queue;
-
-    /// `loom::sync::atomic::AtomicBool` with `swap` modelled by `compare_exchange`.
-    ///
-    /// Loom 0.7 lets a `swap` squeeze a concurrent plain `store` between its read and its
-    /// write (tokio-rs/loom#254, #389: RMW atomicity is not applied to stores), so a later
-    /// RMW can read a value the modification order has already overwritten. The engine's
-    /// writer consumes `sweep_requested` with `swap(false)` while publishers `store(true)`
-    /// it, and loom then reports a lost sweep request that no real execution can produce.
-    /// For a `bool`, `swap(v)` is `compare_exchange(!v, v)`: the same value returned and
-    /// the same value left behind; the only difference is that finding `v` already there
-    /// is a load (with the failure ordering) rather than a store of the same value, which
-    /// nothing in the engine relies on. A simple CAS is modelled correctly by loom. Every
-    /// other method is loom's own, through `Deref`.
-    #[derive(Debug, Default)]
-    pub(crate) struct AtomicBool(loom::sync::atomic::AtomicBool);
-
-    impl AtomicBool {
-        pub(crate) fn new(value: bool) -> Self {
-            Self(loom::sync::atomic::AtomicBool::new(value))
-        }
-
-        pub(crate) fn swap(&self, value: bool, order: Ordering) -> bool {
-            let failure = match order {
-                Ordering::AcqRel => Ordering::Acquire,
-                Ordering::Release => Ordering::Relaxed,
-                other => other,
-            };
-            match self.0.compare_exchange(!value, value, order, failure) {
-                Ok(previous) | Err(previous) => previous,
-            }
-        }
-    }
-
-    impl std::ops::Deref for AtomicBool {
-        type Target = loom::sync::atomic::AtomicBool;
-
-        fn deref(&self) -> &Self::Target {
-            &self.0
-        }
-    }
 
     /// Loom stand-in for `ArcSwap`: a mutex around the `Arc`. It is stronger than arc-swap
     /// (readers serialise on the lock) but has the same visible behaviour: a `load` that

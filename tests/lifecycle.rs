@@ -146,3 +146,29 @@ fn mutations_racing_shutdown_all_get_an_answer() {
         }
     }
 }
+
+#[test]
+fn concurrent_shutdowns_each_return_only_once_the_writer_stopped() {
+    for _ in 0..50 {
+        let feed = Broadcaster::<u8>::start().unwrap();
+        let channel = std::sync::Arc::new(feed.subscribe().unwrap());
+        let others: Vec<_> = (0..3)
+            .map(|_| {
+                let feed = feed.clone();
+                let channel = std::sync::Arc::clone(&channel);
+                std::thread::spawn(move || {
+                    feed.shutdown();
+                    channel.disconnect_reason()
+                })
+            })
+            .collect();
+        feed.shutdown();
+        assert_eq!(
+            channel.disconnect_reason(),
+            Some(DisconnectReason::Shutdown)
+        );
+        for other in others {
+            assert_eq!(other.join().unwrap(), Some(DisconnectReason::Shutdown));
+        }
+    }
+}

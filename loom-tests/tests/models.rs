@@ -648,14 +648,10 @@ fn shutdown_with_calls_in_flight() {
 
 /// Model 6b. Two `shutdown` calls at once: each returns only after the writer has stopped
 /// (its doc: "stops the writer thread and waits for it"), so each caller sees the channel
-/// closed with reason `Shutdown`.
-///
-/// Ignored: fails on the current engine. `Engine::shutdown` takes the join handle under
-/// the `writer` lock and releases the lock at once, so the second caller finds `None` and
-/// returns while the first is still stopping the writer. Fix: keep the lock guard until
-/// after `handle.join()`; then un-ignore this model.
+/// closed with reason `Shutdown`. (Caught a real bug: `Engine::shutdown` released the
+/// `writer` lock right after taking the join handle, so the second caller returned while
+/// the first was still stopping the writer.)
 #[test]
-#[ignore = "Engine::shutdown: a concurrent second call returns before the writer stops"]
 fn concurrent_shutdowns_both_wait_for_the_writer() {
     model(|| {
         let feed = feed();

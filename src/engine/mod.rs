@@ -434,7 +434,12 @@ impl<T> Engine<T> {
     pub(crate) fn shutdown(&self) {
         let on_writer_thread = thread::current().id() == self.writer_id;
         self.link.shared.closed.store(true, Ordering::Release);
-        let Some(handle) = lock(&self.writer).take() else {
+        // Held until the writer is joined, so a concurrent second `shutdown` waits here
+        // and also returns only once the writer has stopped. The writer itself never
+        // waits on this lock: it calls `shutdown` only when it drops the last handle, and
+        // then no other handle exists to be inside `shutdown` at the same time.
+        let mut writer = lock(&self.writer);
+        let Some(handle) = writer.take() else {
             return;
         };
         if on_writer_thread {
@@ -448,6 +453,7 @@ impl<T> Engine<T> {
         }
         let _ = self.link.send_and_wait(|reply| Command::Shutdown { reply });
         let _ = handle.join();
+        drop(writer);
     }
 }
 

@@ -93,7 +93,7 @@ impl<T: Clone> Writer<T> {
             shared,
             commands,
             working: Snapshot::default(),
-            clients: HashMap::default(),
+            clients: HashMap::with_hasher(client_map_hasher()),
         }
     }
 
@@ -146,8 +146,15 @@ impl<T: Clone> Writer<T> {
                 }
             }
             // AcqRel: pairs with the Release in `EngineLink::request_prune`; the sink's
-            // closed status, written before the flag, is then visible to the sweep.
-            if self.shared.sweep_requested.swap(false, Ordering::AcqRel) {
+            // closed status, written before the flag, is then visible to the sweep. A
+            // compare-exchange rather than `swap`: the same effect on a bool, and one
+            // loom models exactly (loom 0.7 can lose a store racing a `swap`, loom#254).
+            if self
+                .shared
+                .sweep_requested
+                .compare_exchange(true, false, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
                 changed |= self.sweep();
             }
             if changed {
@@ -360,6 +367,15 @@ impl<T: Clone> Writer<T> {
         self.working = Snapshot::default();
         self.publish();
     }
+}
+
+/// The hasher of the writer's client map: random normally; fixed under loom, which
+/// needs every run of a model to make the same choices (iteration order included).
+fn client_map_hasher() -> ahash::RandomState {
+    #[cfg(loom)]
+    return ahash::RandomState::with_seeds(1, 2, 3, 4);
+    #[cfg(not(loom))]
+    ahash::RandomState::new()
 }
 
 /// How much to grow a full list of `len` elements by: half again (at least one).
