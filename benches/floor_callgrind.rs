@@ -1,0 +1,390 @@
+//! A small fixed-work driver for `valgrind --tool=callgrind` (instruction counts are
+//! repeatable on a noisy machine; wall time is not). Each mode does `ITERS` broadcasts
+//! inside one `#[inline(never)]` function named `measure_*`, so callgrind can collect
+//! only that function:
+//!
+//! ```text
+//! cargo bench --bench floor_callgrind --no-run
+//! valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*measure_*' \
+//!     target/release/deps/floor_callgrind-<hash> cb_fanout 256
+//! callgrind_annotate callgrind.out.<pid>
+//! ```
+//!
+//! Modes (`<mode> <n>`):
+//! - callback sinks, 64 B raw payload: `cb_fanout` (pre-resolved `Topic`), `cb_fanout_str`
+//!   (topic by name), `cb_fanout_churn` (while another thread churns subscriptions on the
+//!   same topic), `cb_floor` (boxed-`Fn` loop), `cb_tokio` and `cb_bus` (one tokio
+//!   broadcast channel or `bus::Bus`, every receiver `try_recv`ing on this thread);
+//! - channel sinks: `ch_fanout`, `ch_crossbeam` (queues drained outside the measured
+//!   function);
+//! - mutations: `mutate` (`n` subscribe/unsubscribe round trips), `mutate_pre` (`n` topics
+//!   preloaded, then `[pairs]` (default 1,000) subscribe/unsubscribe pairs on them, one
+//!   round trip each), `apply_pre` (the same pairs through `PubSub::apply`, 256 per call). For
+//!   these collect everything (the writer thread does most of the work) and diff two
+//!   `pairs` values.
+//!
+//! Without arguments (as under `cargo bench`) it runs the broadcast modes in 7 interleaved
+//! rounds and prints the minimum and median wall-clock ns per delivery.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use bytes::Bytes;
+use fanout::transport::{encode_push, RawPayload};
+use fanout::{Channel, ChannelConfig, Mutation, OverflowPolicy, PubSub, Topic};
+
+type FloorSink = Box<dyn Fn(&Bytes) + Send + Sync>;
+
+const TOPIC: &str = "room/rust";
+const ITERS: usize = 2_000;
+const ROUND: usize = 32;
+const PAYLOAD: [u8; 64] = [7; 64];
+
+fn consume(frame: &Bytes) {
+    black_box(frame.len());
+}
+
+fn callback_engine(n: usize) -> (PubSub<[u8]>, Topic) {
+    let pubsub = PubSub::<[u8]>::new().unwrap();
+    for _ in 0..n {
+        let id = pubsub.generate_client_id();
+        pubsub.register(id, consume).unwrap();
+        pubsub.subscribe(id, TOPIC).unwrap();
+    }
+    let topic = pubsub.topic(TOPIC).unwrap();
+    (pubsub, topic)
+}
+
+#[inline(never)]
+fn measure_cb_fanout(pubsub: &PubSub<[u8]>, topic: &Topic, iters: usize) -> usize {
+    let mut total = 0;
+    for _ in 0..iters {
+        total += pubsub
+            .broadcast(black_box(topic), &PAYLOAD[..], &RawPayload)
+            .unwrap();
+    }
+    total
+}
+
+#[inline(never)]
+fn measure_cb_fanout_str(pubsub: &PubSub<[u8]>, iters: usize) -> usize {
+    let mut total = 0;
+    for _ in 0..iters {
+        total += pubsub
+            .broadcast(black_box(TOPIC), &PAYLOAD[..], &RawPayload)
+            .unwrap();
+    }
+    total
+}
+
+#[inline(never)]
+fn measure_cb_floor(sinks: &[FloorSink], iters: usize) -> usize {
+    let mut total = 0;
+    for _ in 0..iters {
+        let frame = encode_push(TOPIC, black_box(&PAYLOAD)).unwrap();
+        for send in sinks {
+            send(&frame);
+        }
+        total += sinks.len();
+    }
+    total
+}
+
+#[inline(never)]
+fn measure_cb_tokio(
+    tx: &tokio::sync::broadcast::Sender<Bytes>,
+    receivers: &mut [tokio::sync::broadcast::Receiver<Bytes>],
+    iters: usize,
+) -> usize {
+    let mut total = 0;
+    for _ in 0..iters {
+        tx.send(encode_push(TOPIC, black_box(&PAYLOAD)).unwrap())
+            .unwrap();
+        for rx in receivers.iter_mut() {
+            consume(&rx.try_recv().unwrap());
+        }
+        total += receivers.len();
+    }
+    total
+}
+
+#[inline(never)]
+fn measure_cb_bus(
+    bus: &mut bus::Bus<Bytes>,
+    readers: &mut [bus::BusReader<Bytes>],
+    iters: usize,
+) -> usize {
+    let mut total = 0;
+    for _ in 0..iters {
+        bus.broadcast(encode_push(TOPIC, black_box(&PAYLOAD)).unwrap());
+        for rx in readers.iter_mut() {
+            consume(&rx.try_recv().unwrap());
+        }
+        total += readers.len();
+    }
+    total
+}
+
+#[inline(never)]
+fn measure_ch_fanout(pubsub: &PubSub<[u8]>, topic: &Topic, iters: usize) -> usize {
+    let mut total = 0;
+    for _ in 0..iters {
+        total += pubsub
+            .broadcast(black_box(topic), &PAYLOAD[..], &RawPayload)
+            .unwrap();
+    }
+    total
+}
+
+#[inline(never)]
+fn measure_ch_crossbeam(senders: &[crossbeam_channel::Sender<Bytes>], iters: usize) -> usize {
+    let mut total = 0;
+    for _ in 0..iters {
+        let frame = encode_push(TOPIC, black_box(&PAYLOAD)).unwrap();
+        for tx in senders {
+            if tx.try_send(frame.clone()).is_ok() {
+                total += 1;
+            }
+        }
+    }
+    total
+}
+
+#[inline(never)]
+fn measure_mutate(pubsub: &PubSub<[u8]>, id: fanout::ClientId, topics: &[Topic]) -> usize {
+    for topic in topics {
+        pubsub.subscribe(id, topic).unwrap();
+        pubsub.unsubscribe(id, topic).unwrap();
+    }
+    2 * topics.len()
+}
+
+/// An engine holding `topics` topics (100 per filler client), loaded through `apply`.
+fn preloaded(topics: usize) -> PubSub<[u8]> {
+    let pubsub = PubSub::<[u8]>::new().unwrap();
+    for chunk in 0..topics.div_ceil(100) {
+        let id = pubsub.generate_client_id();
+        pubsub.register(id, consume).unwrap();
+        let changes = (chunk * 100..((chunk + 1) * 100).min(topics))
+            .map(|i| Mutation::Subscribe(id, pubsub.topic(&format!("preload/{i:07}")).unwrap()));
+        pubsub.apply(changes).unwrap();
+    }
+    pubsub
+}
+
+fn run(mode: &str, n: usize, iters: usize, pairs: usize) -> (usize, std::time::Duration) {
+    let start;
+    let delivered = match mode {
+        "cb_fanout" | "cb_fanout_str" => {
+            let (pubsub, topic) = callback_engine(n);
+            start = Instant::now();
+            if mode == "cb_fanout" {
+                measure_cb_fanout(&pubsub, &topic, iters)
+            } else {
+                measure_cb_fanout_str(&pubsub, iters)
+            }
+        }
+        "cb_fanout_churn" => {
+            // Same as cb_fanout while another thread subscribes/unsubscribes a client to
+            // the same topic as fast as it can (each change publishes a new snapshot).
+            let (pubsub, topic) = callback_engine(n);
+            let churner = pubsub.generate_client_id();
+            pubsub.register(churner, consume).unwrap();
+            let stop = std::sync::atomic::AtomicBool::new(false);
+            let churned = std::sync::atomic::AtomicUsize::new(0);
+            let delivered = std::thread::scope(|s| {
+                s.spawn(|| {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        pubsub.subscribe(churner, &topic).unwrap();
+                        pubsub.unsubscribe(churner, &topic).unwrap();
+                        churned.fetch_add(2, std::sync::atomic::Ordering::Relaxed);
+                    }
+                });
+                let mut total = 0;
+                for _ in 0..iters / ROUND {
+                    total += measure_cb_fanout(&pubsub, &topic, ROUND);
+                    // Let the churn thread make progress between rounds.
+                    std::thread::yield_now();
+                }
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                total
+            });
+            eprintln!(
+                "churn: {} mutations during {iters} broadcasts",
+                churned.into_inner()
+            );
+            start = Instant::now();
+            delivered
+        }
+        "cb_floor" => {
+            let sinks: Vec<FloorSink> = (0..n).map(|_| Box::new(consume) as FloorSink).collect();
+            start = Instant::now();
+            measure_cb_floor(&sinks, iters)
+        }
+        "cb_tokio" => {
+            let (tx, _) = tokio::sync::broadcast::channel::<Bytes>(16);
+            let mut receivers: Vec<_> = (0..n).map(|_| tx.subscribe()).collect();
+            start = Instant::now();
+            measure_cb_tokio(&tx, &mut receivers, iters)
+        }
+        "cb_bus" => {
+            let mut bus = bus::Bus::<Bytes>::new(16);
+            let mut readers: Vec<_> = (0..n).map(|_| bus.add_rx()).collect();
+            start = Instant::now();
+            measure_cb_bus(&mut bus, &mut readers, iters)
+        }
+        "ch_fanout" => {
+            let pubsub = PubSub::<[u8]>::new().unwrap();
+            let channels: Vec<Channel<Bytes>> = (0..n)
+                .map(|_| {
+                    let id = pubsub.generate_client_id();
+                    let channel = pubsub
+                        .register_channel_with(
+                            id,
+                            ChannelConfig::new(ROUND, OverflowPolicy::DropNewest),
+                        )
+                        .unwrap();
+                    pubsub.subscribe(id, TOPIC).unwrap();
+                    channel
+                })
+                .collect();
+            let topic = pubsub.topic(TOPIC).unwrap();
+            start = Instant::now();
+            let mut total = 0;
+            let mut draining = std::time::Duration::ZERO;
+            for _ in 0..iters / ROUND {
+                total += measure_ch_fanout(&pubsub, &topic, ROUND);
+                let drain = Instant::now();
+                for channel in &channels {
+                    while channel.try_recv().is_ok() {}
+                }
+                draining += drain.elapsed();
+            }
+            return (total, start.elapsed() - draining);
+        }
+        "ch_crossbeam" => {
+            let (senders, receivers): (Vec<_>, Vec<_>) =
+                (0..n).map(|_| crossbeam_channel::bounded(ROUND)).unzip();
+            start = Instant::now();
+            let mut total = 0;
+            let mut draining = std::time::Duration::ZERO;
+            for _ in 0..iters / ROUND {
+                total += measure_ch_crossbeam(&senders, ROUND);
+                let drain = Instant::now();
+                for rx in &receivers {
+                    while rx.try_recv().is_ok() {}
+                }
+                draining += drain.elapsed();
+            }
+            return (total, start.elapsed() - draining);
+        }
+        "mutate" => {
+            let (pubsub, topic) = callback_engine(16);
+            let id = pubsub.generate_client_id();
+            pubsub.register(id, consume).unwrap();
+            start = Instant::now();
+            for _ in 0..n {
+                pubsub.subscribe(id, &topic).unwrap();
+                pubsub.unsubscribe(id, &topic).unwrap();
+            }
+            2 * n
+        }
+        "mutate_pre" => {
+            // `n` topics preloaded; ITERS / 2 subscribe–unsubscribe pairs on existing
+            // topics spread over the trie.
+            let pubsub = preloaded(n);
+            let id = pubsub.generate_client_id();
+            pubsub.register(id, consume).unwrap();
+            let sample: Vec<Topic> = (0..pairs)
+                .map(|i| {
+                    pubsub
+                        .topic(&format!("preload/{:07}", (i * 7_919) % n))
+                        .unwrap()
+                })
+                .collect();
+            start = Instant::now();
+            measure_mutate(&pubsub, id, &sample)
+        }
+        "apply_pre" => {
+            // `n` topics preloaded; `pairs` mutations' worth of `apply` batches (256 per
+            // call: 128 subscribe–unsubscribe pairs on topics spread over the trie).
+            let pubsub = preloaded(n);
+            let id = pubsub.generate_client_id();
+            pubsub.register(id, consume).unwrap();
+            let sample: Vec<Topic> = (0..pairs)
+                .map(|i| {
+                    pubsub
+                        .topic(&format!("preload/{:07}", (i * 7_919) % n))
+                        .unwrap()
+                })
+                .collect();
+            start = Instant::now();
+            let mut total = 0;
+            for chunk in sample.chunks(128) {
+                let changes = chunk.iter().flat_map(|t| {
+                    [
+                        Mutation::Subscribe(id, t.clone()),
+                        Mutation::Unsubscribe(id, t.clone()),
+                    ]
+                });
+                total += pubsub.apply(changes).unwrap().len();
+            }
+            total
+        }
+        other => panic!("unknown mode {other}"),
+    };
+    (delivered, start.elapsed())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    if let [mode, n, ..] = &args[..] {
+        let n: usize = n.parse().expect("n");
+        let pairs = args.get(2).map_or(ITERS / 2, |p| p.parse().expect("pairs"));
+        let (delivered, took) = run(mode, n, ITERS, pairs);
+        println!("{mode} n={n}: {delivered} deliveries in {took:?}");
+        return;
+    }
+    // Wall clock, for reference: min and median of ROUNDS interleaved runs (the minimum is
+    // the least disturbed by other processes on a shared machine).
+    const ROUNDS: usize = 7;
+    const MODES: [&str; 6] = [
+        "cb_fanout",
+        "cb_floor",
+        "cb_tokio",
+        "cb_bus",
+        "ch_fanout",
+        "ch_crossbeam",
+    ];
+    const NS: [usize; 3] = [1, 256, 4096];
+    let mut samples = vec![Vec::new(); MODES.len() * NS.len()];
+    for _ in 0..ROUNDS {
+        for (m, mode) in MODES.iter().enumerate() {
+            for (k, &n) in NS.iter().enumerate() {
+                let (delivered, took) = run(mode, n, ITERS, 0);
+                samples[m * NS.len() + k].push(took.as_nanos() as f64 / delivered as f64);
+            }
+        }
+    }
+    println!(
+        "\n## floor_callgrind: wall-clock ns per delivery (min / median of {ROUNDS} rounds)\n"
+    );
+    println!(
+        "| mode         | n=1 min | n=1 med | n=256 min | n=256 med | n=4096 min | n=4096 med |"
+    );
+    println!(
+        "|--------------|---------|---------|-----------|-----------|------------|------------|"
+    );
+    for (m, mode) in MODES.iter().enumerate() {
+        let mut line = format!("| {mode:<12} |");
+        for k in 0..NS.len() {
+            let v = &mut samples[m * NS.len() + k];
+            v.sort_by(f64::total_cmp);
+            line += &format!(" {:>7.2} | {:>7.2} |", v[0], v[v.len() / 2]);
+        }
+        println!("{line}");
+    }
+}

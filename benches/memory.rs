@@ -1,0 +1,214 @@
+//! Workload 7 (custom harness, prints a table): memory per client and per subscription
+//! at 1,000,000 clients, counted by a global allocator that tracks live bytes requested
+//! (allocator overhead and fragmentation are not included).
+//!
+//! Phases, each measured after the writer has published (every call is a round trip):
+//! 1. register 1M callback clients (zero-sized closures: the engine's own cost);
+//! 2. subscribe each to one of 100k topics by `&str` name (creates the topics, 10
+//!    subscribers each);
+//! 3. subscribe each to a second, existing topic by `&str` name (each call allocates its
+//!    own `Topic`, kept in the client's record);
+//! 4. subscribe each to a third, existing topic through a shared pre-resolved `Topic`;
+//! 5. for comparison, 100k channel clients (capacity 16) registered and subscribed.
+//!
+//! Run: `cargo bench --bench memory` (tens of seconds; `-- quick` uses 100k clients).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use fanout::{ChannelConfig, OverflowPolicy, PubSub, Topic};
+
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator unchanged; only counts bytes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(new_size, Ordering::Relaxed);
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const THREADS: usize = 16;
+
+fn live() -> usize {
+    // Let the writer finish dropping superseded snapshots.
+    thread::sleep(Duration::from_millis(200));
+    LIVE.load(Ordering::Relaxed)
+}
+
+/// Runs `f(i)` for `i in 0..count` from `THREADS` threads.
+fn parallel(count: usize, f: impl Fn(usize) + Sync) {
+    thread::scope(|s| {
+        for t in 0..THREADS {
+            let f = &f;
+            s.spawn(move || {
+                for i in (t..count).step_by(THREADS) {
+                    f(i);
+                }
+            });
+        }
+    });
+}
+
+fn row(what: &str, bytes: usize, per: usize, unit: &str, took: Duration) {
+    println!(
+        "| {what:<58} | {:>10.1} | {:>8.1} {unit:<13} | {:>6.1} |",
+        bytes as f64 / (1 << 20) as f64,
+        bytes as f64 / per as f64,
+        took.as_secs_f64()
+    );
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "quick");
+    let clients: usize = if quick { 100_000 } else { 1_000_000 };
+    let topics = clients / 10;
+    println!("\n## memory: {clients} clients, {topics} topics (live bytes requested)\n");
+    println!("| phase                                                      |   Δ MiB    | bytes per              | secs   |");
+    println!("|------------------------------------------------------------|------------|------------------------|--------|");
+
+    let pubsub = PubSub::<[u8]>::builder()
+        .command_capacity(16_384)
+        .build()
+        .unwrap();
+    let ids: Vec<_> = (0..clients).map(|_| pubsub.generate_client_id()).collect();
+    let names: Vec<String> = (0..topics).map(|i| format!("topic/{i:06}")).collect();
+    let handles: Vec<Topic> = names.iter().map(|n| pubsub.topic(n).unwrap()).collect();
+
+    let before = live();
+    let start = Instant::now();
+    parallel(clients, |i| {
+        pubsub
+            .register(ids[i], |frame| {
+                black_box(frame.len());
+            })
+            .unwrap();
+    });
+    let took = start.elapsed();
+    let after = live();
+    row(
+        "register (callback sink)",
+        after - before,
+        clients,
+        "/client",
+        took,
+    );
+
+    let before = after;
+    let start = Instant::now();
+    parallel(clients, |i| {
+        pubsub
+            .subscribe(ids[i], names[i % topics].as_str())
+            .unwrap();
+    });
+    let took = start.elapsed();
+    let after = live();
+    row(
+        "1st subscription by name (creates topics)",
+        after - before,
+        clients,
+        "/subscription",
+        took,
+    );
+
+    let before = after;
+    let start = Instant::now();
+    parallel(clients, |i| {
+        pubsub
+            .subscribe(ids[i], names[(i + 1) % topics].as_str())
+            .unwrap();
+    });
+    let took = start.elapsed();
+    let after = live();
+    row(
+        "2nd subscription by name (existing topics)",
+        after - before,
+        clients,
+        "/subscription",
+        took,
+    );
+
+    let before = after;
+    let start = Instant::now();
+    parallel(clients, |i| {
+        pubsub
+            .subscribe(ids[i], &handles[(i + 2) % topics])
+            .unwrap();
+    });
+    let took = start.elapsed();
+    let after = live();
+    row(
+        "3rd subscription by shared Topic handle",
+        after - before,
+        clients,
+        "/subscription",
+        took,
+    );
+    let stats = pubsub.stats();
+    assert_eq!(stats.clients, clients);
+    assert_eq!(stats.subscriptions, 3 * clients);
+    let engine_total = after;
+    row(
+        "total live (engine + ids + names + handles)",
+        engine_total,
+        clients,
+        "/client",
+        Duration::ZERO,
+    );
+
+    // Channel clients, for comparison: the queue is allocated up front.
+    let channel_clients = clients / 10;
+    let other = PubSub::<[u8]>::new().unwrap();
+    let before = live();
+    let start = Instant::now();
+    let channels: Vec<_> = (0..channel_clients)
+        .map(|i| {
+            let id = other.generate_client_id();
+            let channel = other
+                .register_channel_with(id, ChannelConfig::new(16, OverflowPolicy::DropNewest))
+                .unwrap();
+            other.subscribe(id, &handles[i % topics]).unwrap();
+            channel
+        })
+        .collect();
+    let took = start.elapsed();
+    let after = live();
+    row(
+        "channel client (capacity 16) + 1 subscription",
+        after - before,
+        channel_clients,
+        "/client",
+        took,
+    );
+    drop(channels);
+    drop(other);
+    drop(pubsub);
+}
