@@ -13,6 +13,7 @@
 //! Implementations:
 //! - `fanout_pubsub`: `PubSub<[u8]>` channel clients, `broadcast(&Topic, payload,
 //!   &RawPayload)` (frames built per broadcast, like the peers);
+//! - `fanout_pubsub_frame`: the same clients, `broadcast_frame` of one prebuilt frame;
 //! - `fanout_broadcaster`: `Broadcaster<Bytes>::publish` of a prebuilt frame;
 //! - `crossbeam_raw`: one `crossbeam_channel::bounded` queue per subscriber, frame
 //!   encoded once then `send(frame.clone())` per queue — the floor for channel sinks;
@@ -108,6 +109,23 @@ fn channel_fanout(c: &mut Criterion) {
                         iters,
                         || {
                             pubsub.broadcast(&topic, &payload[..], &RawPayload).unwrap();
+                        },
+                        || {
+                            for channel in &channels {
+                                for _ in 0..BATCH {
+                                    black_box(channel.recv().unwrap());
+                                }
+                            }
+                        },
+                    )
+                })
+            });
+            group.bench_with_input(BenchmarkId::new("fanout_pubsub_frame", n), &n, |b, _| {
+                b.iter_custom(|iters| {
+                    end_to_end(
+                        iters,
+                        || {
+                            pubsub.broadcast_frame(&topic, &frame).unwrap();
                         },
                         || {
                             for channel in &channels {
