@@ -32,7 +32,9 @@ pub struct Stats {
 /// What one broadcast did, added to the engine's counters in one go.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Tally {
-    pub(crate) delivered: usize,
+    /// Subscribers walked past that did not receive the frame (the sender, closed sinks,
+    /// frames a policy dropped, a panicking callback). Deliveries are the rest.
+    pub(crate) missed: usize,
     pub(crate) dropped: u64,
     pub(crate) disconnects: u64,
     pub(crate) panics: u64,
@@ -52,10 +54,10 @@ impl Counters {
     /// Adds one broadcast's tally. Relaxed throughout: these are statistics and order
     /// nothing. The rare counters are only touched when non-zero.
     #[inline]
-    pub(crate) fn record(&self, tally: &Tally) {
+    pub(crate) fn record(&self, delivered: usize, tally: &Tally) {
         self.broadcasts.fetch_add(1, Ordering::Relaxed);
         self.deliveries
-            .fetch_add(tally.delivered as u64, Ordering::Relaxed);
+            .fetch_add(delivered as u64, Ordering::Relaxed);
         if tally.dropped != 0 {
             self.dropped.fetch_add(tally.dropped, Ordering::Relaxed);
         }
