@@ -14,4 +14,4 @@ export RUSTFLAGS="--cfg loom${RUSTFLAGS:+ $RUSTFLAGS}"
 export LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-2}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target/loom}"
 exec timeout "${LOOM_RUN_TIMEOUT:-900}" \
-    cargo test --release --manifest-path loom-tests/Cargo.toml "$@"
+    cargo test --release --manifest-path loom-tests/Cargo.toml --test models "$@"
