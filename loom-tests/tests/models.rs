@@ -27,10 +27,12 @@ type Msg = Arc<u32>;
 /// Gives every `ahash::RandomState` made in this process the same seeds.
 ///
 /// Loom replays a model many times and requires each run to make the same sequence of
-/// loom operations. The writer keeps its clients in a `HashMap` with a fresh
-/// `ahash::RandomState` per engine, so by default each run iterates them (closing sinks
-/// at shutdown, sweeping) in a different order and loom aborts with "Is the model fully
-/// deterministic?". Fixed seeds make the order a function of the schedule alone.
+/// loom operations. Iterating a `HashMap` with fresh random seeds (the writer closing
+/// sinks at shutdown, or sweeping) would differ between runs and loom would abort with
+/// "Is the model fully deterministic?". The engine itself fixes its client map's seeds
+/// under `cfg(loom)` (`client_map_hasher` in `src/engine/writer.rs`, added after this
+/// model found the problem); this keeps every other `ahash::RandomState` a model makes
+/// deterministic too.
 struct FixedSeeds;
 
 impl ahash::random_state::RandomSource for FixedSeeds {
