@@ -46,7 +46,8 @@ struct ClientRecord<T> {
     topics: Vec<std::sync::Arc<str>>,
 }
 
-/// The writer's state. Built by the engine, then moved onto its thread by [`Writer::run`].
+/// The writer's state. Built by the engine, then moved onto its thread by
+/// [`Writer::run_until_stopped`].
 pub(crate) struct Writer<T> {
     /// What the writer shares with every handle: the snapshot cell, counters, flags.
     shared: Arc<Shared<T>>,

@@ -71,8 +71,9 @@ impl<T: Clone> Sink<T> {
     }
 
     /// Hands `item` to this sink. May panic only if a user callback (or `T::clone`)
-    /// panics; the engine's broadcast loop catches that.
-    #[inline]
+    /// panics; the engine's broadcast loop catches that. Always inlined into the walk;
+    /// the channel flavour's body stays a call.
+    #[inline(always)]
     pub(crate) fn deliver(&self, item: &T) -> Delivery {
         match &self.kind {
             // A callback checks its own inline flag, not the shared state: one dependent
