@@ -89,7 +89,8 @@
 //! - A mutation: a round trip to the writer thread (the caller parks until its change is
 //!   published). Cost grows with `log32(topics)`, the touched topic's subscriber count
 //!   and the client's own topic count — never with the total number of clients or
-//!   topics. Concurrent callers share batches and snapshot publications.
+//!   topics. Concurrent callers share batches and snapshot publications, and
+//!   [`PubSub::apply`] sends many mutations in one round trip.
 //!
 //! # Trade-offs
 //!
