@@ -3,46 +3,16 @@
 //! `cargo test`. The checks themselves live in `fuzz/targets_common/`, shared with the
 //! cargo-fuzz binaries (`fuzz/run.sh` runs those).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::path::PathBuf;
 
 #[path = "../fuzz/targets_common/frame_decode.rs"]
 mod frame_decode;
 #[path = "../fuzz/targets_common/ops_vs_model.rs"]
 mod ops_vs_model;
+#[path = "../fuzz/targets_common/thread_alloc_counter.rs"]
+mod thread_alloc_counter;
 
-/// Counts bytes each thread allocates, so the decode check can see it allocates none.
-struct Counting;
-
-thread_local! {
-    static ALLOCATED: Cell<u64> = const { Cell::new(0) };
-}
-
-// SAFETY: forwards every call to the system allocator unchanged; the counter is a
-// const-initialised thread-local `Cell` without a destructor, which allocates nothing.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCATED.try_with(|c| c.set(c.get() + layout.size() as u64));
-        System.alloc(layout)
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let _ = ALLOCATED.try_with(|c| c.set(c.get() + new_size as u64));
-        System.realloc(ptr, layout, new_size)
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn allocated() -> u64 {
-    ALLOCATED.with(Cell::get)
-}
+use thread_alloc_counter::allocated;
 
 /// splitmix64: a small deterministic generator, so every run checks the same cases.
 struct Rng(u64);
