@@ -12,7 +12,8 @@
 //!
 //! Modes (`<mode> <n>`):
 //! - callback sinks, 64 B raw payload: `cb_fanout` (pre-resolved `Topic`), `cb_fanout_str`
-//!   (topic by name), `cb_fanout_churn` (while another thread churns subscriptions on the
+//!   (topic by name), `cb_fanout_from` (`broadcast_from` a client that is not
+//!   subscribed: the same deliveries plus the sender compare), `cb_fanout_churn` (while another thread churns subscriptions on the
 //!   same topic), `cb_floor` (boxed-`Fn` loop), `cb_tokio` and `cb_bus` (one tokio
 //!   broadcast channel or `bus::Bus`, every receiver `try_recv`ing on this thread);
 //! - channel sinks: `ch_fanout`, `ch_crossbeam` (queues drained outside the measured
@@ -31,7 +32,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use fanout::transport::{encode_push, RawPayload};
-use fanout::{Channel, ChannelConfig, Mutation, OverflowPolicy, PubSub, Topic};
+use fanout::{Channel, ChannelConfig, ClientId, Mutation, OverflowPolicy, PubSub, Topic};
 
 type FloorSink = Box<dyn Fn(&Bytes) + Send + Sync>;
 
@@ -61,6 +62,22 @@ fn measure_cb_fanout(pubsub: &PubSub<[u8]>, topic: &Topic, iters: usize) -> usiz
     for _ in 0..iters {
         total += pubsub
             .broadcast(black_box(topic), &PAYLOAD[..], &RawPayload)
+            .unwrap();
+    }
+    total
+}
+
+#[inline(never)]
+fn measure_cb_fanout_from(
+    pubsub: &PubSub<[u8]>,
+    topic: &Topic,
+    from: ClientId,
+    iters: usize,
+) -> usize {
+    let mut total = 0;
+    for _ in 0..iters {
+        total += pubsub
+            .broadcast_from(from, black_box(topic), &PAYLOAD[..], &RawPayload)
             .unwrap();
     }
     total
@@ -175,13 +192,17 @@ fn preloaded(topics: usize) -> PubSub<[u8]> {
 fn run(mode: &str, n: usize, iters: usize, pairs: usize) -> (usize, std::time::Duration) {
     let start;
     let delivered = match mode {
-        "cb_fanout" | "cb_fanout_str" => {
+        "cb_fanout" | "cb_fanout_str" | "cb_fanout_from" => {
             let (pubsub, topic) = callback_engine(n);
+            // A registered client that is not subscribed: `broadcast_from` then skips
+            // nobody, so it delivers exactly what `broadcast` does and any difference is
+            // the sender compare alone.
+            let from = pubsub.generate_client_id();
             start = Instant::now();
-            if mode == "cb_fanout" {
-                measure_cb_fanout(&pubsub, &topic, iters)
-            } else {
-                measure_cb_fanout_str(&pubsub, iters)
+            match mode {
+                "cb_fanout" => measure_cb_fanout(&pubsub, &topic, iters),
+                "cb_fanout_from" => measure_cb_fanout_from(&pubsub, &topic, from, iters),
+                _ => measure_cb_fanout_str(&pubsub, iters),
             }
         }
         "cb_fanout_churn" => {
@@ -351,8 +372,9 @@ fn main() {
     // Wall clock, for reference: min and median of ROUNDS interleaved runs (the minimum is
     // the least disturbed by other processes on a shared machine).
     const ROUNDS: usize = 7;
-    const MODES: [&str; 6] = [
+    const MODES: [&str; 7] = [
         "cb_fanout",
+        "cb_fanout_from",
         "cb_floor",
         "cb_tokio",
         "cb_bus",

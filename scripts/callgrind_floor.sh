@@ -27,7 +27,7 @@ count() { # mode n -> Ir collected
 }
 
 printf '%-14s %14s %14s %12s\n' mode 'Ir/broadcast@1' 'Ir/delivery' 'deliveries'
-for mode in cb_fanout cb_floor cb_fanout_str cb_tokio cb_bus ch_fanout ch_crossbeam; do
+for mode in cb_fanout cb_floor cb_fanout_str cb_fanout_from cb_tokio cb_bus ch_fanout ch_crossbeam; do
     one=$(count "$mode" 1)
     small=$(count "$mode" 256)
     big=$(count "$mode" 4096)
