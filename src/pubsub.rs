@@ -281,12 +281,8 @@ impl<M: ?Sized> PubSub<M> {
         S: Serialiser<M> + ?Sized,
     {
         let key = topic.topic_key(self.max_topic_len())?;
-        self.engine.broadcast(key, from, || {
-            let hint = serialiser.size_hint(message);
-            let frame =
-                frame::encode_with(key.name, hint, |out| serialiser.serialise(message, out))?;
-            Ok(frame)
-        })
+        self.engine
+            .broadcast(key, from, || encode_frame(key.name, message, serialiser))
     }
 
     /// Serialises `message` into a Push frame for `topic` without broadcasting it, for
@@ -302,10 +298,7 @@ impl<M: ?Sized> PubSub<M> {
         S: Serialiser<M> + ?Sized,
     {
         let key = topic.topic_key(self.max_topic_len())?;
-        let hint = serialiser.size_hint(message);
-        Ok(frame::encode_with(key.name, hint, |out| {
-            serialiser.serialise(message, out)
-        })?)
+        encode_frame(key.name, message, serialiser)
     }
 
     /// Broadcasts an already-encoded Push frame (from [`encode`](Self::encode) or
@@ -379,6 +372,19 @@ impl<M: ?Sized> PubSub<M> {
     fn max_topic_len(&self) -> usize {
         self.engine.config().max_topic_len
     }
+}
+
+/// Serialises `message` straight into the payload of a Push frame for `topic`: the one
+/// place both `broadcast` and `encode` build frames.
+fn encode_frame<M, S>(topic: &str, message: &M, serialiser: &S) -> Result<Bytes, Error>
+where
+    M: ?Sized,
+    S: Serialiser<M> + ?Sized,
+{
+    let hint = serialiser.size_hint(message);
+    Ok(frame::encode_with(topic, hint, |out| {
+        serialiser.serialise(message, out)
+    })?)
 }
 
 /// A [`PubSub`] handle that does not keep the engine running. Upgrade it to use it.
