@@ -5,6 +5,8 @@
 
 use std::path::PathBuf;
 
+mod common;
+
 #[path = "../fuzz/targets_common/frame_decode.rs"]
 mod frame_decode;
 #[path = "../fuzz/targets_common/ops_vs_model.rs"]
@@ -12,28 +14,8 @@ mod ops_vs_model;
 #[path = "../fuzz/targets_common/thread_alloc_counter.rs"]
 mod thread_alloc_counter;
 
+use common::Rng;
 use thread_alloc_counter::allocated;
-
-/// splitmix64: a small deterministic generator, so every run checks the same cases.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next() as u8).collect()
-    }
-}
 
 fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

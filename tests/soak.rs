@@ -43,6 +43,8 @@
 //! A watchdog aborts the process if the test runs far past its time (a failed thread
 //! would otherwise leave the others waiting at a barrier forever).
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -50,6 +52,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::Rng;
 use fanout::transport::{decode, RawPayload};
 use fanout::{
     Broadcaster, Bytes, Channel, ChannelConfig, ClientId, DisconnectReason, OverflowPolicy, PubSub,
@@ -132,23 +135,6 @@ fn parse(frame: &Bytes) -> (u32, u32, u64) {
     };
     assert_eq!(push.topic, want, "frame topic matches its payload");
     (p, k, seq)
-}
-
-/// splitmix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// Frames one subscriber received, per (publisher, topic): the sequence numbers, in
@@ -401,11 +387,11 @@ fn churn(
     let any_topic = |rng: &mut Rng| -> String {
         if rng.below(3) == 0 {
             publisher_topic(
-                rng.below(u64::from(PUBLISHERS)) as u32,
-                rng.below(u64::from(TOPICS_PER_PUBLISHER)) as u32,
+                rng.below(PUBLISHERS as usize) as u32,
+                rng.below(TOPICS_PER_PUBLISHER as usize) as u32,
             )
         } else {
-            churn_topic(rng.below(u64::from(CHURN_TOPICS)) as u32)
+            churn_topic(rng.below(CHURN_TOPICS as usize) as u32)
         }
     };
     let drain = |client: &mut ChurnClient| {
@@ -436,7 +422,7 @@ fn churn(
                         1 => OverflowPolicy::DropOldest,
                         _ => OverflowPolicy::Block(Duration::from_micros(50)),
                     };
-                    let capacity = [1, 16, 256][rng.below(3) as usize];
+                    let capacity = [1, 16, 256][rng.below(3)];
                     let channel = ps
                         .register_channel_with(id, ChannelConfig::new(capacity, policy))
                         .expect("register_channel");
@@ -456,23 +442,23 @@ fn churn(
                 pool.push(client);
             }
             2 if !pool.is_empty() => {
-                let i = rng.below(pool.len() as u64) as usize;
+                let i = rng.below(pool.len());
                 let topic = any_topic(&mut rng);
                 ps.subscribe(pool[i].id, topic.as_str()).expect("subscribe");
                 pool[i].topics.push(topic);
             }
             3 if !pool.is_empty() => {
-                let i = rng.below(pool.len() as u64) as usize;
+                let i = rng.below(pool.len());
                 let client = &mut pool[i];
                 if !client.topics.is_empty() {
-                    let t = rng.below(client.topics.len() as u64) as usize;
+                    let t = rng.below(client.topics.len());
                     let topic = client.topics.swap_remove(t);
                     ps.unsubscribe(client.id, topic.as_str())
                         .expect("unsubscribe");
                 }
             }
             4 | 5 if !pool.is_empty() => {
-                let i = rng.below(pool.len() as u64) as usize;
+                let i = rng.below(pool.len());
                 let mut client = pool.swap_remove(i);
                 drain(&mut client);
                 match client.sink {
@@ -491,7 +477,7 @@ fn churn(
                 }
             }
             _ if !pool.is_empty() => {
-                let i = rng.below(pool.len() as u64) as usize;
+                let i = rng.below(pool.len());
                 drain(&mut pool[i]);
             }
             _ => thread::yield_now(),
@@ -546,7 +532,7 @@ fn setup_phase(ps: &PubSub<[u8]>, rng: &mut Rng, done: &Arc<AtomicBool>) -> Vec<
         let mut topics: Vec<(u32, u32)> =
             all.iter().copied().filter(|_| rng.below(2) == 0).collect();
         if topics.is_empty() {
-            topics.push(all[rng.below(all.len() as u64) as usize]);
+            topics.push(all[rng.below(all.len())]);
         }
         let outside = all.iter().copied().find(|t| !topics.contains(t));
         let (name, sink) = match kind {
@@ -558,7 +544,7 @@ fn setup_phase(ps: &PubSub<[u8]>, rng: &mut Rng, done: &Arc<AtomicBool>) -> Vec<
                 (format!("callback #{n}"), PhaseSink::Callback(received))
             }
             Some((policy, speed)) => {
-                let capacity = [4, 32, 256][rng.below(3) as usize];
+                let capacity = [4, 32, 256][rng.below(3)];
                 let channel = Arc::new(
                     ps.register_channel_with(id, ChannelConfig::new(capacity, policy))
                         .expect("register_channel"),
