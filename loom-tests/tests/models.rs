@@ -76,6 +76,26 @@ fn feed() -> Broadcaster<Msg> {
         .expect("the engine starts")
 }
 
+/// A PubSub with a small command queue and one registered callback client that counts
+/// the frames it is handed (subscribed to nothing yet).
+fn pubsub_with_counting_client() -> (PubSub<str>, fanout::ClientId, Arc<AtomicUsize>) {
+    let pubsub = PubSub::<str>::builder()
+        .command_capacity(2)
+        .build()
+        .expect("the engine starts");
+    let id = pubsub.generate_client_id();
+    let calls = Arc::new(AtomicUsize::new(0));
+    pubsub
+        .register(id, {
+            let calls = Arc::clone(&calls);
+            move |_: &Bytes| {
+                calls.fetch_add(1, SeqCst);
+            }
+        })
+        .unwrap();
+    (pubsub, id, calls)
+}
+
 fn config(capacity: usize, policy: OverflowPolicy) -> ChannelConfig {
     ChannelConfig::new(capacity, policy)
 }
@@ -142,20 +162,7 @@ fn subscribe_is_visible_to_every_later_broadcast() {
 #[test]
 fn pubsub_subscribe_is_visible_to_every_later_broadcast() {
     model(|| {
-        let pubsub = PubSub::<str>::builder()
-            .command_capacity(2)
-            .build()
-            .unwrap();
-        let id = pubsub.generate_client_id();
-        let calls = Arc::new(AtomicUsize::new(0));
-        pubsub
-            .register(id, {
-                let calls = Arc::clone(&calls);
-                move |_: &Bytes| {
-                    calls.fetch_add(1, SeqCst);
-                }
-            })
-            .unwrap();
+        let (pubsub, id, calls) = pubsub_with_counting_client();
         let subscribed = Arc::new(AtomicBool::new(false));
         let publisher = thread::spawn({
             let pubsub = pubsub.clone();
@@ -196,20 +203,7 @@ fn pubsub_subscribe_is_visible_to_every_later_broadcast() {
 #[test]
 fn unsubscribe_hides_from_every_later_broadcast() {
     model(|| {
-        let pubsub = PubSub::<str>::builder()
-            .command_capacity(2)
-            .build()
-            .unwrap();
-        let id = pubsub.generate_client_id();
-        let calls = Arc::new(AtomicUsize::new(0));
-        pubsub
-            .register(id, {
-                let calls = Arc::clone(&calls);
-                move |_: &Bytes| {
-                    calls.fetch_add(1, SeqCst);
-                }
-            })
-            .unwrap();
+        let (pubsub, id, calls) = pubsub_with_counting_client();
         pubsub.subscribe(id, "t").unwrap();
         let left = Arc::new(AtomicBool::new(false));
         let publisher = thread::spawn({
@@ -250,20 +244,7 @@ fn unsubscribe_hides_from_every_later_broadcast() {
 #[test]
 fn apply_moves_a_client_atomically() {
     model(|| {
-        let pubsub = PubSub::<str>::builder()
-            .command_capacity(2)
-            .build()
-            .unwrap();
-        let id = pubsub.generate_client_id();
-        let calls = Arc::new(AtomicUsize::new(0));
-        pubsub
-            .register(id, {
-                let calls = Arc::clone(&calls);
-                move |_: &Bytes| {
-                    calls.fetch_add(1, SeqCst);
-                }
-            })
-            .unwrap();
+        let (pubsub, id, calls) = pubsub_with_counting_client();
         let (a, b) = (pubsub.topic("a").unwrap(), pubsub.topic("b").unwrap());
         pubsub.subscribe(id, &a).unwrap();
         let moved = Arc::new(AtomicBool::new(false));
