@@ -87,6 +87,18 @@ fn row(what: &str, bytes: usize, per: usize, unit: &str, took: Duration) {
     );
 }
 
+/// Runs `work`, then prints a row with the live bytes it added (per `per` items) and the
+/// time it took. Returns the live byte count after it.
+fn measured_row(what: &str, per: usize, unit: &str, work: impl FnOnce()) -> usize {
+    let before = live();
+    let start = Instant::now();
+    work();
+    let took = start.elapsed();
+    let after = live();
+    row(what, after - before, per, unit, took);
+    after
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "quick");
     let clients: usize = if quick { 100_000 } else { 1_000_000 };
@@ -103,79 +115,57 @@ fn main() {
     let names: Vec<String> = (0..topics).map(|i| format!("topic/{i:06}")).collect();
     let handles: Vec<Topic> = names.iter().map(|n| pubsub.topic(n).unwrap()).collect();
 
-    let before = live();
-    let start = Instant::now();
-    parallel(clients, |i| {
-        pubsub
-            .register(ids[i], |frame| {
-                black_box(frame.len());
-            })
-            .unwrap();
+    measured_row("register (callback sink)", clients, "/client", || {
+        parallel(clients, |i| {
+            pubsub
+                .register(ids[i], |frame| {
+                    black_box(frame.len());
+                })
+                .unwrap();
+        })
     });
-    let took = start.elapsed();
-    let after = live();
-    row(
-        "register (callback sink)",
-        after - before,
-        clients,
-        "/client",
-        took,
-    );
 
-    let before = after;
-    let start = Instant::now();
-    parallel(clients, |i| {
-        pubsub
-            .subscribe(ids[i], names[i % topics].as_str())
-            .unwrap();
-    });
-    let took = start.elapsed();
-    let after = live();
-    row(
+    measured_row(
         "1st subscription by name (creates topics)",
-        after - before,
         clients,
         "/subscription",
-        took,
+        || {
+            parallel(clients, |i| {
+                pubsub
+                    .subscribe(ids[i], names[i % topics].as_str())
+                    .unwrap();
+            })
+        },
     );
 
-    let before = after;
-    let start = Instant::now();
-    parallel(clients, |i| {
-        pubsub
-            .subscribe(ids[i], names[(i + 1) % topics].as_str())
-            .unwrap();
-    });
-    let took = start.elapsed();
-    let after = live();
-    row(
+    measured_row(
         "2nd subscription by name (existing topics)",
-        after - before,
         clients,
         "/subscription",
-        took,
+        || {
+            parallel(clients, |i| {
+                pubsub
+                    .subscribe(ids[i], names[(i + 1) % topics].as_str())
+                    .unwrap();
+            })
+        },
     );
 
-    let before = after;
-    let start = Instant::now();
-    parallel(clients, |i| {
-        pubsub
-            .subscribe(ids[i], &handles[(i + 2) % topics])
-            .unwrap();
-    });
-    let took = start.elapsed();
-    let after = live();
-    row(
+    let engine_total = measured_row(
         "3rd subscription by shared Topic handle",
-        after - before,
         clients,
         "/subscription",
-        took,
+        || {
+            parallel(clients, |i| {
+                pubsub
+                    .subscribe(ids[i], &handles[(i + 2) % topics])
+                    .unwrap();
+            })
+        },
     );
     let stats = pubsub.stats();
     assert_eq!(stats.clients, clients);
     assert_eq!(stats.subscriptions, 3 * clients);
-    let engine_total = after;
     row(
         "total live (engine + ids + names + handles)",
         engine_total,
