@@ -189,6 +189,22 @@ fn preloaded(topics: usize) -> PubSub<[u8]> {
     pubsub
 }
 
+/// A `preloaded(n)` engine, one registered client, and `pairs` of its topics spread over
+/// the trie: the setup of the mutation modes.
+fn preloaded_with_sample(n: usize, pairs: usize) -> (PubSub<[u8]>, ClientId, Vec<Topic>) {
+    let pubsub = preloaded(n);
+    let id = pubsub.generate_client_id();
+    pubsub.register(id, consume).unwrap();
+    let sample = (0..pairs)
+        .map(|i| {
+            pubsub
+                .topic(&format!("preload/{:07}", (i * 7_919) % n))
+                .unwrap()
+        })
+        .collect();
+    (pubsub, id, sample)
+}
+
 fn run(mode: &str, n: usize, iters: usize, pairs: usize) -> (usize, std::time::Duration) {
     let start;
     let delivered = match mode {
@@ -313,32 +329,14 @@ fn run(mode: &str, n: usize, iters: usize, pairs: usize) -> (usize, std::time::D
         "mutate_pre" => {
             // `n` topics preloaded; ITERS / 2 subscribe–unsubscribe pairs on existing
             // topics spread over the trie.
-            let pubsub = preloaded(n);
-            let id = pubsub.generate_client_id();
-            pubsub.register(id, consume).unwrap();
-            let sample: Vec<Topic> = (0..pairs)
-                .map(|i| {
-                    pubsub
-                        .topic(&format!("preload/{:07}", (i * 7_919) % n))
-                        .unwrap()
-                })
-                .collect();
+            let (pubsub, id, sample) = preloaded_with_sample(n, pairs);
             start = Instant::now();
             measure_mutate(&pubsub, id, &sample)
         }
         "apply_pre" => {
             // `n` topics preloaded; `pairs` mutations' worth of `apply` batches (256 per
             // call: 128 subscribe–unsubscribe pairs on topics spread over the trie).
-            let pubsub = preloaded(n);
-            let id = pubsub.generate_client_id();
-            pubsub.register(id, consume).unwrap();
-            let sample: Vec<Topic> = (0..pairs)
-                .map(|i| {
-                    pubsub
-                        .topic(&format!("preload/{:07}", (i * 7_919) % n))
-                        .unwrap()
-                })
-                .collect();
+            let (pubsub, id, sample) = preloaded_with_sample(n, pairs);
             start = Instant::now();
             let mut total = 0;
             for chunk in sample.chunks(128) {
