@@ -45,6 +45,20 @@ type Received = Result<Bytes, u64>;
 /// One latency run: histogram, churn rate achieved (if any), frames lost.
 type Run = (Histogram<u64>, Option<f64>, u64);
 
+/// Subscribes `CHURN_SUBSCRIBERS` callback clients (each only reads the frame's length)
+/// to `TOPIC`.
+fn add_callback_peers(pubsub: &PubSub<[u8]>) {
+    for _ in 0..CHURN_SUBSCRIBERS {
+        let id = pubsub.generate_client_id();
+        pubsub
+            .register(id, |f| {
+                black_box(f.len());
+            })
+            .unwrap();
+        pubsub.subscribe(id, TOPIC).unwrap();
+    }
+}
+
 fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000_000, 3).unwrap()
 }
@@ -231,15 +245,7 @@ fn latency() {
         let channel = pubsub.register_channel_with(id, config).unwrap();
         pubsub.subscribe(id, TOPIC).unwrap();
         // Some company on the topic, so churn changes a real list.
-        for _ in 0..CHURN_SUBSCRIBERS {
-            let other = pubsub.generate_client_id();
-            pubsub
-                .register(other, |f| {
-                    black_box(f.len());
-                })
-                .unwrap();
-            pubsub.subscribe(other, TOPIC).unwrap();
-        }
+        add_callback_peers(&pubsub);
         let topic = pubsub.topic(TOPIC).unwrap();
         (pubsub, channel, topic)
     };
@@ -383,15 +389,7 @@ fn broadcast_under_churn() {
     println!("|--------------------------------|----------|----------|----------|----------|------------|");
 
     let pubsub = PubSub::<[u8]>::new().unwrap();
-    for _ in 0..CHURN_SUBSCRIBERS {
-        let id = pubsub.generate_client_id();
-        pubsub
-            .register(id, |f| {
-                black_box(f.len());
-            })
-            .unwrap();
-        pubsub.subscribe(id, TOPIC).unwrap();
-    }
+    add_callback_peers(&pubsub);
     let topic = pubsub.topic(TOPIC).unwrap();
     for _round in 0..2 {
         let (hist, mean) = time_broadcasts(|| {
