@@ -130,6 +130,39 @@ impl<M: ?Sized> PubSub<M> {
         self.engine.register(id, sink, None)
     }
 
+    /// Registers many callback clients in one batch: one pass of the writer and one
+    /// snapshot publication for all of them, instead of one call each. Returns one result
+    /// per client, in order (each as [`register`](Self::register) would return it); the
+    /// outer `Err` is only [`Error::Closed`].
+    ///
+    /// For a server that restores a million sessions after a restart. The whole batch is
+    /// applied in one hold of the writer role, so other mutations wait behind it: send
+    /// very large populations in chunks (say 100,000) if mutations must keep flowing.
+    ///
+    /// ```
+    /// use fanout::PubSub;
+    ///
+    /// let pubsub = PubSub::<str>::new()?;
+    /// let ids: Vec<_> = (0..1000).map(|_| pubsub.generate_client_id()).collect();
+    /// let results = pubsub.register_many(ids.iter().map(|&id| (id, |_: &fanout::Bytes| {})))?;
+    /// assert!(results.iter().all(Result::is_ok));
+    /// assert_eq!(pubsub.stats().clients, 1000);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn register_many<F>(
+        &self,
+        clients: impl IntoIterator<Item = (ClientId, F)>,
+    ) -> Result<Vec<Result<(), Error>>, Error>
+    where
+        F: Fn(&Bytes) + Send + Sync + 'static,
+    {
+        let sinks = clients
+            .into_iter()
+            .map(|(id, send)| (id, Sink::callback(CallbackSink::new(send))))
+            .collect();
+        self.engine.register_many(sinks)
+    }
+
     /// Registers client `id` backed by a bounded channel of Push frames, with the
     /// engine's default capacity and overflow policy. Dropping the channel unregisters
     /// the client.

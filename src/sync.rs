@@ -9,7 +9,7 @@
 
 #[cfg(not(loom))]
 mod imp {
-    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+    pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, Ordering};
     pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard};
     pub(crate) use std::thread::{self, JoinHandle, ThreadId};
 
@@ -33,17 +33,18 @@ mod imp {
             self.0.load()
         }
 
-        /// Publishes a new snapshot. Every `load` that starts after this returns sees it
-        /// (arc-swap's `store` is `SeqCst`).
-        pub(crate) fn store(&self, value: Arc<T>) {
-            self.0.store(value)
+        /// Publishes a new snapshot and returns the one it replaces (for the caller to
+        /// drop when it chooses). Every `load` that starts after this returns sees the new
+        /// one (arc-swap's `swap` is `SeqCst`).
+        pub(crate) fn swap(&self, value: Arc<T>) -> Arc<T> {
+            self.0.swap(value)
         }
     }
 }
 
 #[cfg(loom)]
 mod imp {
-    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+    pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, Ordering};
     pub(crate) use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
     pub(crate) use loom::thread::{self, JoinHandle, ThreadId};
 
@@ -66,10 +67,8 @@ mod imp {
             self.0.lock().unwrap().clone()
         }
 
-        pub(crate) fn store(&self, value: Arc<T>) {
-            let old = std::mem::replace(&mut *self.0.lock().unwrap(), value);
-            // Drop the old snapshot outside the lock, as arc-swap does.
-            drop(old);
+        pub(crate) fn swap(&self, value: Arc<T>) -> Arc<T> {
+            std::mem::replace(&mut *self.0.lock().unwrap(), value)
         }
     }
 }
@@ -78,6 +77,16 @@ mod imp {
 pub(crate) mod loom_queue;
 
 pub(crate) use imp::*;
+
+/// Takes a mutex if it is free: `None` if another thread holds it. Poisoning is ignored,
+/// as in [`lock`].
+pub(crate) fn try_lock<T>(mutex: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    match mutex.try_lock() {
+        Ok(guard) => Some(guard),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+        Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+    }
+}
 
 /// Locks a mutex, ignoring poisoning: every mutex in the engine guards data that stays
 /// consistent across a panic (a slot written in one assignment).

@@ -1,66 +1,128 @@
-//! Commands to the writer thread, and the one-shot reply each caller waits on.
+//! What a caller asks of the writer, and the one-shot reply it waits on when another
+//! caller applies its request for it.
 
 use std::time::Duration;
 
 use crate::sink::{Sink, SinkState};
-use crate::sync::{lock, Arc, Condvar, Mutex};
+use crate::sync::{lock, Arc, AtomicU8, Condvar, Mutex, Ordering};
 use crate::topic::Topic;
 use crate::{ClientId, Error, Mutation};
 
-/// How often a caller waiting for an answer (or for room in the queue) checks that the
-/// writer is still running. Only a writer that stopped mid-call makes this matter.
+/// How long a caller waiting for its answer sleeps before it looks again for itself
+/// (and takes the writer role if it is free). The protocol in [`combiner`](super::combiner)
+/// never needs it — every posted request is drained by whoever releases the role — it
+/// only bounds the damage if that protocol had a hole.
 pub(crate) const LIVENESS_CHECK: Duration = Duration::from_millis(50);
 
-/// One mutation, queued to the writer on the bounded command queue.
-pub(crate) enum Command<T> {
+/// How many times a waiting caller checks its reply before it parks. A combiner usually
+/// answers within a few microseconds; spinning longer only steals the core it runs on
+/// (two cores: see the crate docs' trade-offs).
+/// Under loom it is zero: a spin is only a repeated check, and each would multiply the
+/// interleavings to explore.
+#[cfg(not(loom))]
+const SPINS_BEFORE_PARKING: u32 = 64;
+#[cfg(loom)]
+const SPINS_BEFORE_PARKING: u32 = 0;
+
+/// One change to the registry.
+pub(crate) enum Op<T> {
     /// Add a client with its sink; optionally subscribe it to one topic in the same step
-    /// (a `Broadcaster` channel joins its one topic without a second round trip).
+    /// (a `Broadcaster` channel joins its one topic in one call).
     Register {
         id: ClientId,
         sink: Arc<Sink<T>>,
         topic: Option<Topic>,
-        reply: Reply<()>,
     },
+    /// Add many clients, each with its sink; one result each, in order.
+    RegisterMany(Vec<(ClientId, Arc<Sink<T>>)>),
     /// One subscribe, unsubscribe or unregister.
-    One { change: Mutation, reply: Reply<()> },
-    /// Many, answered together with one result each, in order.
-    Many {
-        changes: Vec<Mutation>,
-        reply: Reply<Vec<Result<(), Error>>>,
-    },
-    /// Remove a client whose sink died (consumer gone, overflow, panic), but only if it is
-    /// still registered with that very sink: the id may have been re-registered since.
+    One(Mutation),
+    /// Many, with one result each, in order.
+    Many(Vec<Mutation>),
+    /// Remove a client whose sink died (consumer gone, overflow, panic), but only if it
+    /// is still registered with that very sink: the id may have been re-registered since.
+    /// Nobody waits for it.
     Prune { id: ClientId, sink: Arc<SinkState> },
-    /// Close every sink, publish an empty snapshot and stop.
-    Shutdown { reply: Reply<()> },
 }
 
-/// The writer's answer to one command, delivered after the snapshot that reflects the
-/// command is published.
+/// What applying an [`Op`] gives its caller.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// The result of a single change.
+    One(Result<(), Error>),
+    /// One result per change of a batch, in order.
+    Many(Vec<Result<(), Error>>),
+    /// Nothing to report (a prune).
+    Nothing,
+}
+
+impl Outcome {
+    /// The single result of a one-change op.
+    pub(crate) fn one(self) -> Result<(), Error> {
+        match self {
+            Outcome::One(result) => result,
+            _ => unreachable!("a one-change op has one result"),
+        }
+    }
+
+    /// The results of a batch op.
+    pub(crate) fn many(self) -> Vec<Result<(), Error>> {
+        match self {
+            Outcome::Many(results) => results,
+            _ => unreachable!("a batch op has one result per change"),
+        }
+    }
+}
+
+/// An op on the command queue, with the reply its caller waits on (none for prunes).
+pub(crate) struct Command<T> {
+    pub(crate) op: Op<T>,
+    pub(crate) reply: Option<Reply>,
+}
+
+/// The answer owed to one waiting caller, delivered after the snapshot that reflects its
+/// op is published.
 ///
-/// If the writer drops a command without answering (it stopped first), the waiting
-/// caller gets [`Error::Closed`]: every caller gets a result.
-pub(crate) struct Reply<R> {
-    slot: Arc<ReplySlot<R>>,
+/// Dropping it unanswered (the engine closed first, or the batch panicked) answers
+/// [`Error::Closed`]: every caller gets a result.
+pub(crate) struct Reply {
+    slot: Arc<ReplySlot>,
     sent: bool,
 }
 
 /// Where the caller waits for its [`Reply`].
-pub(crate) struct ReplyWaiter<R> {
-    slot: Arc<ReplySlot<R>>,
+pub(crate) struct ReplyWaiter {
+    slot: Arc<ReplySlot>,
 }
 
-struct ReplySlot<R> {
-    /// `None` until the writer answers.
-    result: Mutex<Option<Result<R, Error>>>,
-    /// Signalled once, when `result` is filled.
+/// `ReplySlot::state` values.
+const EMPTY: u8 = 0;
+const FILLED: u8 = 1;
+
+struct ReplySlot {
+    /// `FILLED` once `result` holds the answer: lets the waiter's spin check one atomic
+    /// instead of taking the lock.
+    state: AtomicU8,
+    /// The answer, and whether the waiter is parked (so the answerer knows whether a
+    /// wake-up is needed: a notify with nobody waiting is a wasted system call).
+    inner: Mutex<SlotInner>,
+    /// Signalled once, when the answer arrives for a parked waiter.
     filled: Condvar,
 }
 
+struct SlotInner {
+    result: Option<Result<Outcome, Error>>,
+    parked: bool,
+}
+
 /// A reply and the waiter for it.
-pub(crate) fn reply_channel<R>() -> (Reply<R>, ReplyWaiter<R>) {
+pub(crate) fn reply_channel() -> (Reply, ReplyWaiter) {
     let slot = Arc::new(ReplySlot {
-        result: Mutex::new(None),
+        state: AtomicU8::new(EMPTY),
+        inner: Mutex::new(SlotInner {
+            result: None,
+            parked: false,
+        }),
         filled: Condvar::new(),
     });
     (
@@ -72,20 +134,26 @@ pub(crate) fn reply_channel<R>() -> (Reply<R>, ReplyWaiter<R>) {
     )
 }
 
-impl<R> Reply<R> {
+impl Reply {
     /// Answers the caller.
-    pub(crate) fn send(mut self, result: Result<R, Error>) {
+    pub(crate) fn send(mut self, result: Result<Outcome, Error>) {
         self.fill(result);
     }
 
-    fn fill(&mut self, result: Result<R, Error>) {
+    fn fill(&mut self, result: Result<Outcome, Error>) {
         self.sent = true;
-        *lock(&self.slot.result) = Some(result);
-        self.slot.filled.notify_one();
+        let mut inner = lock(&self.slot.inner);
+        inner.result = Some(result);
+        // Release pairs with the Acquire in `ReplyWaiter::try_take`; stored under the lock
+        // so a waiter that saw EMPTY and then parks is sure to be notified below.
+        self.slot.state.store(FILLED, Ordering::Release);
+        if inner.parked {
+            self.slot.filled.notify_one();
+        }
     }
 }
 
-impl<R> Drop for Reply<R> {
+impl Drop for Reply {
     fn drop(&mut self) {
         if !self.sent {
             self.fill(Err(Error::Closed));
@@ -93,23 +161,33 @@ impl<R> Drop for Reply<R> {
     }
 }
 
-impl<R> ReplyWaiter<R> {
-    /// Blocks (parked, not spinning) until the writer answers, or until `writer_gone`
-    /// says the writer has exited: a command that reached the queue just before the
-    /// writer stopped is never answered, and its caller must not wait forever.
-    pub(crate) fn wait(self, writer_gone: impl Fn() -> bool) -> Result<R, Error> {
-        let mut result = lock(&self.slot.result);
-        loop {
-            if let Some(result) = result.take() {
-                return result;
+impl ReplyWaiter {
+    /// The answer, if it has arrived.
+    pub(crate) fn try_take(&self) -> Option<Result<Outcome, Error>> {
+        if self.slot.state.load(Ordering::Acquire) != FILLED {
+            return None;
+        }
+        lock(&self.slot.inner).result.take()
+    }
+
+    /// Waits for the answer: spins briefly, then parks for at most [`LIVENESS_CHECK`].
+    /// `None` if it has not arrived by then (the caller then looks again for itself).
+    pub(crate) fn wait(&self) -> Option<Result<Outcome, Error>> {
+        for _ in 0..SPINS_BEFORE_PARKING {
+            if let Some(result) = self.try_take() {
+                return Some(result);
             }
-            if writer_gone() {
-                return Err(Error::Closed);
-            }
-            result = match self.slot.filled.wait_timeout(result, LIVENESS_CHECK) {
+            std::hint::spin_loop();
+        }
+        let mut inner = lock(&self.slot.inner);
+        if inner.result.is_none() {
+            inner.parked = true;
+            inner = match self.slot.filled.wait_timeout(inner, LIVENESS_CHECK) {
                 Ok((guard, _)) => guard,
                 Err(poisoned) => poisoned.into_inner().0,
             };
+            inner.parked = false;
         }
+        inner.result.take()
     }
 }

@@ -18,19 +18,24 @@
 //!
 //! # How a mutation works
 //!
-//! The caller queues a [`Command`] on the bounded command queue (blocking while it is
-//! full: back-pressure on mutations, never on broadcasts) and parks until the
-//! [writer](writer) answers, which it does only after publishing the snapshot that
-//! contains the change.
+//! The caller becomes the writer if nobody else is one: it applies its change (and
+//! whatever others queued meanwhile) to the working copy, publishes one snapshot and
+//! returns — no thread hop. If another caller holds the writer role, it queues its
+//! change on the bounded command queue and waits for that caller to apply it. See
+//! [`combiner`] for the protocol, [`writer`] for what a batch does, and [`janitor`] for
+//! the background thread that serves work nobody waits on (prunes of dead sinks).
 
+pub(crate) mod combiner;
 pub(crate) mod command;
+mod janitor;
 mod snapshot;
 pub(crate) mod topic_map;
 mod writer;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use command::{reply_channel, Command, Reply, LIVENESS_CHECK};
+use command::{Command, Op};
+use janitor::JanitorState;
 pub(crate) use snapshot::Snapshot;
 use snapshot::Subscriber;
 use writer::Writer;
@@ -39,8 +44,8 @@ use crate::error::StartError;
 use crate::policy::ChannelConfig;
 use crate::sink::{ChannelSink, Delivery, Sink, SinkState, Status};
 use crate::stats::{Counters, Stats, Tally};
-use crate::sync::queue::{self, SendTimeoutError, Sender, TrySendError};
-use crate::sync::{lock, thread, Arc, AtomicBool, AtomicU64, JoinHandle, Mutex, Ordering};
+use crate::sync::queue::{self, Receiver, Sender};
+use crate::sync::{lock, thread, Arc, AtomicBool, AtomicU64, Condvar, JoinHandle, Mutex, Ordering};
 use crate::sync::{SnapshotCell, SnapshotGuard, ThreadId};
 use crate::topic::{Topic, TopicKey, MAX_TOPIC_LEN};
 use crate::Channel;
@@ -53,9 +58,9 @@ const NOBODY: ClientId = ClientId::from_raw(0);
 /// Settings shared by both faces' builders.
 #[derive(Debug, Clone)]
 pub(crate) struct EngineConfig {
-    /// Capacity of the command queue to the writer.
+    /// Capacity of the command queue callers post to while another holds the writer role.
     pub(crate) command_capacity: usize,
-    /// Name of the writer thread.
+    /// Name of the background (janitor) thread.
     pub(crate) thread_name: String,
     /// Longest topic name accepted, in bytes.
     pub(crate) max_topic_len: usize,
@@ -92,121 +97,120 @@ impl EngineConfig {
     }
 }
 
-/// What the writer and every handle share.
+/// What every handle, the writer role and the janitor share.
 pub(crate) struct Shared<T> {
     /// The snapshot broadcasts read.
     pub(crate) snapshot: SnapshotCell<Snapshot<T>>,
-    /// Set once, by `shutdown` (or by the writer as it stops); broadcasts and mutations
+    /// Set once, by `shutdown` (or by a writer that panicked); broadcasts and mutations
     /// check it first and return `Closed`.
     pub(crate) closed: AtomicBool,
-    /// Set when the writer thread has stopped (normally or by panicking) and dropped the
-    /// command queue: nobody will answer a command any more.
-    pub(crate) writer_exited: AtomicBool,
-    /// Set by `shutdown` when it runs on the writer thread itself (a sink dropped there
-    /// held the last handle): the writer stops after its current batch.
-    pub(crate) stop_after_batch: AtomicBool,
+    /// The writer role: whoever holds this lock is the one writer. Never held while user
+    /// code runs (see [`writer`]).
+    writer: Mutex<Writer<T>>,
+    /// Where callers post commands while another holds the role.
+    inbox_sender: Sender<Command<T>>,
+    /// The same queue's other end, drained by whoever holds the role.
+    inbox: Receiver<Command<T>>,
     /// Set by a publisher that could not queue a prune command because the queue was
-    /// full; the writer then sweeps closed sinks.
+    /// full; the next batch then sweeps closed sinks.
     pub(crate) sweep_requested: AtomicBool,
+    /// The janitor's wake-up flags, and its signal.
+    janitor_state: Mutex<JanitorState>,
+    janitor_signal: Condvar,
     /// Source of client ids; starts at 1 (0 is [`NOBODY`]).
     next_client_id: AtomicU64,
     /// Broadcast totals.
     pub(crate) counters: Counters,
 }
 
+impl<T> Shared<T> {
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
 /// What a consumer's [`Channel`](crate::Channel) keeps of its engine: enough to ask for
 /// its own removal, not enough to keep the engine running.
 pub(crate) struct EngineLink<T> {
-    commands: Sender<Command<T>>,
     shared: Arc<Shared<T>>,
 }
 
 impl<T> Clone for EngineLink<T> {
     fn clone(&self) -> Self {
         Self {
-            commands: self.commands.clone(),
             shared: Arc::clone(&self.shared),
         }
     }
 }
 
 impl<T> EngineLink<T> {
-    fn writer_gone(&self) -> bool {
-        self.shared.writer_exited.load(Ordering::Acquire)
-    }
-
-    /// Queues a command (parking while the queue is full) and waits for its answer.
-    /// Returns `Closed` rather than waiting forever if the writer stops meanwhile.
-    fn send_and_wait<R>(&self, command: impl FnOnce(Reply<R>) -> Command<T>) -> Result<R, Error> {
-        let (reply, waiter) = reply_channel();
-        let mut command = command(reply);
-        loop {
-            match self.commands.send_timeout(command, LIVENESS_CHECK) {
-                Ok(()) => break,
-                Err(SendTimeoutError::Timeout(back)) if !self.writer_gone() => command = back,
-                // Dropping the command drops its reply: the waiter reads `Closed`.
-                Err(_) => break,
-            }
-        }
-        waiter.wait(|| self.writer_gone())
-    }
-
     /// Whether both links lead to the same engine.
     pub(crate) fn same_engine(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.shared, &other.shared)
     }
 
-    /// Asks the writer to remove client `id` if it is still registered with the sink
-    /// whose state is `sink`. Never blocks: if the queue is full, sets the sweep flag
-    /// instead, and the writer sweeps after its current batch.
+    /// Asks for client `id` to be removed if it is still registered with the sink whose
+    /// state is `sink`. Never blocks and never takes the writer role (the janitor serves
+    /// it): if the queue is full, sets the sweep flag instead.
     pub(crate) fn request_prune(&self, id: ClientId, sink: &Arc<SinkState>) {
-        let command = Command::Prune {
-            id,
-            sink: Arc::clone(sink),
-        };
-        if let Err(TrySendError::Full(_)) = self.commands.try_send(command) {
-            // Release pairs with the writer's AcqRel swap: the sink's closed status,
-            // written before this, is visible to the sweep.
-            self.shared.sweep_requested.store(true, Ordering::Release);
+        let shared = &self.shared;
+        if shared.is_closed() {
+            // Closing closed every sink and emptied the registry already.
+            return;
         }
-        // Disconnected: the writer has stopped and closed every sink already.
+        let command = Command {
+            op: Op::Prune {
+                id,
+                sink: Arc::clone(sink),
+            },
+            reply: None,
+        };
+        if shared.post_unanswered(command).is_err() {
+            // Release pairs with the AcqRel compare-exchange in `Writer::run_batch`: the
+            // sink's closed status, written before this, is visible to the sweep.
+            shared.sweep_requested.store(true, Ordering::Release);
+            shared.wake_janitor();
+        }
     }
 }
 
-/// The engine: the handle side of the registry. Dropping it shuts the writer down.
+/// The engine: the handle side of the registry. Dropping it shuts the engine down.
 pub(crate) struct Engine<T> {
     link: EngineLink<T>,
     /// Settings, fixed at start.
     config: EngineConfig,
-    /// The writer thread, until joined.
-    writer: Mutex<Option<JoinHandle<()>>>,
-    /// The writer thread's id: `shutdown` on that thread must not join itself.
-    writer_id: ThreadId,
+    /// The janitor thread, until joined.
+    janitor: Mutex<Option<JoinHandle<()>>>,
+    /// The janitor thread's id: `shutdown` on that thread must not join itself.
+    janitor_id: ThreadId,
 }
 
 impl<T: Clone + Send + 'static> Engine<T> {
-    /// Starts the writer thread.
+    /// Starts the janitor thread.
     pub(crate) fn start(config: EngineConfig) -> Result<Self, StartError> {
         config.validate()?;
+        let (inbox_sender, inbox) = queue::bounded(config.command_capacity);
         let shared = Arc::new(Shared {
             snapshot: SnapshotCell::new(Arc::new(Snapshot::default())),
             closed: AtomicBool::new(false),
+            writer: Mutex::new(Writer::new()),
+            inbox_sender,
+            inbox,
             sweep_requested: AtomicBool::new(false),
-            writer_exited: AtomicBool::new(false),
-            stop_after_batch: AtomicBool::new(false),
+            janitor_state: Mutex::new(JanitorState::default()),
+            janitor_signal: Condvar::new(),
             next_client_id: AtomicU64::new(1),
             counters: Counters::default(),
         });
-        let (commands, inbox) = queue::bounded(config.command_capacity);
-        let writer = Writer::new(Arc::clone(&shared), inbox);
+        let for_janitor = Arc::clone(&shared);
         let handle = thread::Builder::new()
             .name(config.thread_name.clone())
-            .spawn(move || writer.run_until_stopped())
+            .spawn(move || janitor::run(for_janitor))
             .map_err(StartError::Spawn)?;
         Ok(Self {
-            writer_id: handle.thread().id(),
-            writer: Mutex::new(Some(handle)),
-            link: EngineLink { commands, shared },
+            janitor_id: handle.thread().id(),
+            janitor: Mutex::new(Some(handle)),
+            link: EngineLink { shared },
             config,
         })
     }
@@ -258,14 +262,6 @@ impl<T: Clone> Engine<T> {
 
     // ----- mutations -------------------------------------------------------------
 
-    /// Sends a command to the writer and waits for its answer.
-    fn call<R>(&self, command: impl FnOnce(Reply<R>) -> Command<T>) -> Result<R, Error> {
-        if self.is_closed() {
-            return Err(Error::Closed);
-        }
-        self.link.send_and_wait(command)
-    }
-
     pub(crate) fn register(
         &self,
         id: ClientId,
@@ -273,12 +269,22 @@ impl<T: Clone> Engine<T> {
         topic: Option<Topic>,
     ) -> Result<(), Error> {
         let sink = Arc::new(sink);
-        self.call(|reply| Command::Register {
-            id,
-            sink,
-            topic,
-            reply,
-        })
+        self.shared().call(Op::Register { id, sink, topic })?.one()
+    }
+
+    /// Registers many clients in one batch; one result each, in order.
+    pub(crate) fn register_many(
+        &self,
+        clients: Vec<(ClientId, Sink<T>)>,
+    ) -> Result<Vec<Result<(), Error>>, Error> {
+        if clients.is_empty() {
+            return self.empty_batch();
+        }
+        let clients = clients
+            .into_iter()
+            .map(|(id, sink)| (id, Arc::new(sink)))
+            .collect();
+        Ok(self.shared().call(Op::RegisterMany(clients))?.many())
     }
 
     /// Registers `id` with a new channel sink (subscribed to `topic`, if given) and
@@ -298,22 +304,27 @@ impl<T: Clone> Engine<T> {
 
     /// Applies one subscribe, unsubscribe or unregister.
     pub(crate) fn mutate(&self, change: Mutation) -> Result<(), Error> {
-        self.call(|reply| Command::One { change, reply })
+        self.shared().call(Op::One(change))?.one()
     }
 
-    /// Applies `changes` in order in one round trip; one result per change.
+    /// Applies `changes` in order in one batch; one result per change.
     pub(crate) fn mutate_many(
         &self,
         changes: Vec<Mutation>,
     ) -> Result<Vec<Result<(), Error>>, Error> {
         if changes.is_empty() {
-            return if self.is_closed() {
-                Err(Error::Closed)
-            } else {
-                Ok(Vec::new())
-            };
+            return self.empty_batch();
         }
-        self.call(|reply| Command::Many { changes, reply })
+        Ok(self.shared().call(Op::Many(changes))?.many())
+    }
+
+    /// What an empty batch returns: nothing, or `Closed`.
+    fn empty_batch(&self) -> Result<Vec<Result<(), Error>>, Error> {
+        if self.is_closed() {
+            Err(Error::Closed)
+        } else {
+            Ok(Vec::new())
+        }
     }
 
     // ----- broadcasts ------------------------------------------------------------
@@ -466,31 +477,30 @@ fn receivers<'s, T>(
 }
 
 impl<T> Engine<T> {
-    /// Stops the writer and waits for it. Idempotent. Called from the writer thread
-    /// itself (a sink dropped there held the last handle), it only signals.
+    /// Closes the registry (every sink closed, an empty snapshot published, every queued
+    /// call answered `Closed`) and stops the janitor. Idempotent; returns only once both
+    /// are done, even when another thread's `shutdown` started first. Called on the
+    /// janitor thread itself (a sink it dropped held the last handle), it does not join.
     pub(crate) fn shutdown(&self) {
-        let on_writer_thread = thread::current().id() == self.writer_id;
-        self.link.shared.closed.store(true, Ordering::Release);
-        // Held until the writer is joined, so a concurrent second `shutdown` waits here
-        // and also returns only once the writer has stopped. The writer itself never
-        // waits on this lock: it calls `shutdown` only when it drops the last handle, and
-        // then no other handle exists to be inside `shutdown` at the same time.
-        let mut writer = lock(&self.writer);
-        let Some(handle) = writer.take() else {
+        let shared = &self.link.shared;
+        shared.closed.store(true, Ordering::Release);
+        shared.close_registry();
+        // Held until the janitor is joined, so a concurrent second `shutdown` waits here
+        // and also returns only once the janitor has stopped. The janitor never waits on
+        // this lock: it calls `shutdown` only when it drops the last handle, and then no
+        // other handle exists to be inside `shutdown` at the same time.
+        let mut janitor = lock(&self.janitor);
+        let Some(handle) = janitor.take() else {
             return;
         };
-        if on_writer_thread {
-            // The writer stops after its current batch; nobody can join it.
-            self.link
-                .shared
-                .stop_after_batch
-                .store(true, Ordering::Release);
+        shared.stop_janitor();
+        if thread::current().id() == self.janitor_id {
+            // We are the janitor: it exits when this returns to its loop.
             drop(handle);
             return;
         }
-        let _ = self.link.send_and_wait(|reply| Command::Shutdown { reply });
         let _ = handle.join();
-        drop(writer);
+        drop(janitor);
     }
 }
 

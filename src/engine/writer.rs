@@ -1,39 +1,54 @@
-//! The writer thread: the only code that changes the registry.
+//! The writer: the only code that changes the registry, run by whichever thread holds
+//! the writer role (see [`combiner`](super::combiner)).
 //!
 //! It owns the mutable side — the client registry and a working copy of the snapshot —
-//! and runs a loop: block for a command, drain up to [`MAX_BATCH`] more without blocking,
-//! apply them all to the working copy, publish it as one new snapshot, and only then
-//! answer each caller. So a mutation returns only once every broadcast that starts
-//! afterwards sees it (the visibility guarantee), and a burst of mutations costs one
-//! snapshot publication, not one each.
+//! and applies one batch at a time: the op of the caller that holds the role (if any),
+//! then up to [`MAX_BATCH`] queued commands, all to the working copy; then it publishes
+//! the working copy as one new snapshot. Answers are sent only after that publication,
+//! so a mutation returns only once every broadcast that starts afterwards sees it (the
+//! visibility guarantee), and a burst of mutations costs one publication, not one each.
 //!
-//! Cost of one mutation, with `d = log32(topics)` (≤ 4 up to a million topics), `s` the
-//! subscribers of the topic touched and `k` the topics of the client touched:
-//! subscribe and unsubscribe copy `d` trie nodes and the topic's subscriber list — O(d +
-//! s + k) — and only the first change to a path in a batch copies; unregister is that
-//! for each of the client's topics. Nothing is proportional to the total number of
-//! clients or topics.
+//! # No user code under the role
+//!
+//! Dropping a sink can run user code: a callback's captured state, which may hold the
+//! last handle to this very engine (whose `Drop` then shuts it down) or call into it.
+//! So nothing a batch removes is dropped while the role is held: removed sinks, refused
+//! registrations and the replaced snapshot go into the batch's [`Aftermath`], which the
+//! combiner disposes of after releasing the role.
+//!
+//! # A panic in a batch
+//!
+//! Applying a batch calls nothing but this module and the collections it uses, so a
+//! panic here is a bug or an allocation failure. The working copy may then be half
+//! changed, so the writer does not try to go on: it closes the engine (every sink closed,
+//! an empty snapshot published) and every caller of the batch, and of any later call,
+//! gets [`Error::Closed`]. Nothing waits forever and no broadcast sees a torn registry.
+//!
+//! # Costs
+//!
+//! With `d = log32(topics)` (≤ 4 up to a million topics), `s` the subscribers of the
+//! topic touched and `k` the topics of the client touched: subscribe and unsubscribe copy
+//! `d` trie nodes and the topic's subscriber list — O(d + s + k) — and only the first
+//! change to a path in a batch copies; unregister is that for each of the client's
+//! topics. Nothing is proportional to the total number of clients or topics.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use smallvec::smallvec;
+use smallvec::{smallvec, SmallVec};
 
-use super::command::{Command, Reply};
+use super::command::{Command, Op, Outcome, Reply};
 use super::snapshot::{Snapshot, Subscriber, TopicEntry};
 use super::Shared;
 use crate::sink::{Sink, Status};
-use crate::sync::queue::{Receiver, RecvTimeoutError};
+use crate::sync::queue::Receiver;
 use crate::sync::{Arc, Ordering};
 use crate::topic::{hash_topic, Topic};
 use crate::{ClientId, Error, Mutation};
 
-/// Most commands applied before one publication. Bounds how long the first caller of a
-/// burst waits for its answer.
+/// Most commands applied before one publication. Bounds how long one combiner holds the
+/// role, and so how long its own call and everyone queued behind it wait.
 pub(crate) const MAX_BATCH: usize = 1024;
-
-/// How often an idle writer checks for a sweep request (see [`Writer::sweep`]).
-const SWEEP_INTERVAL: Duration = Duration::from_millis(20);
 
 /// What the writer keeps per client.
 struct ClientRecord<T> {
@@ -41,183 +56,222 @@ struct ClientRecord<T> {
     sink: Arc<Sink<T>>,
     /// The topics it is subscribed to, for `unregister` and for idempotent `subscribe`.
     /// Each name is the very `Arc` the topic's snapshot entry holds: a subscription costs
-    /// this pointer here, not another copy of the name. The hash is recomputed when
-    /// needed (unregister), which is cheaper than storing it per subscription.
-    topics: Vec<std::sync::Arc<str>>,
+    /// this pointer here, not another copy of the name. One is stored inline: most
+    /// clients of a per-user-topic server have exactly one topic of their own.
+    topics: SmallVec<[std::sync::Arc<str>; 1]>,
 }
 
-/// The writer's state. Built by the engine, then moved onto its thread by
-/// [`Writer::run_until_stopped`].
+/// The registry's mutable side. Lives behind the writer-role lock in [`Shared`].
 pub(crate) struct Writer<T> {
-    /// What the writer shares with every handle: the snapshot cell, counters, flags.
-    shared: Arc<Shared<T>>,
-    /// The command queue's receiving end.
-    commands: Receiver<Command<T>>,
     /// The next snapshot, built in place. After a publication it shares every node with
     /// the published snapshot until changed again.
     working: Snapshot<T>,
     /// Every registered client.
     clients: HashMap<ClientId, ClientRecord<T>, ahash::RandomState>,
+    /// Set once the registry is closed (shutdown, or a panic in a batch): every op is
+    /// then answered [`Error::Closed`].
+    closed: bool,
+    /// Fault injection for the tests of a panicking batch.
+    #[cfg(any(test, loom))]
+    pub(crate) panic_in_next_batch: bool,
 }
 
-/// An answer owed to a caller, sent once the batch is published.
-enum Answer {
-    One(Reply<()>, Result<(), Error>),
-    Many(Reply<Vec<Result<(), Error>>>, Vec<Result<(), Error>>),
+/// What a batch leaves for after the writer role is released: answers to send and
+/// values to drop (see the module docs on why not earlier).
+pub(crate) struct Aftermath<T> {
+    answers: Vec<(Reply, Result<Outcome, Error>)>,
+    /// Commands never applied (the engine closed): dropping them answers `Closed`.
+    unapplied: Vec<Command<T>>,
+    retired_sinks: Vec<Arc<Sink<T>>>,
+    retired_snapshots: Vec<Arc<Snapshot<T>>>,
 }
 
-impl Answer {
-    fn send(self) {
-        match self {
-            Answer::One(reply, result) => reply.send(result),
-            Answer::Many(reply, results) => reply.send(Ok(results)),
+impl<T> Default for Aftermath<T> {
+    fn default() -> Self {
+        Self {
+            answers: Vec::new(),
+            unapplied: Vec::new(),
+            retired_sinks: Vec::new(),
+            retired_snapshots: Vec::new(),
         }
     }
 }
 
-/// How applying a command ended.
-enum Applied {
-    /// Whether the registry changed, and what to answer after publishing. Every answer,
-    /// even for a no-op or an error, waits for the publication, so answers keep the
-    /// order the commands came in.
-    Done {
-        changed: bool,
-        answer: Option<Answer>,
-    },
-    /// Stop.
-    Shutdown(Reply<()>),
+impl<T> Aftermath<T> {
+    /// Answers every caller, then drops what the batch retired. Call it with the role
+    /// released: the drops may run user code.
+    pub(crate) fn finish(self) {
+        let Self {
+            answers,
+            unapplied,
+            retired_sinks,
+            retired_snapshots,
+        } = self;
+        for (reply, result) in answers {
+            reply.send(result);
+        }
+        drop(unapplied);
+        drop(retired_snapshots);
+        drop(retired_sinks);
+    }
 }
 
-impl<T: Clone> Writer<T> {
-    pub(crate) fn new(shared: Arc<Shared<T>>, commands: Receiver<Command<T>>) -> Self {
+/// One batch's result for the caller that ran it.
+pub(crate) struct Batch<T> {
+    /// The result of the combiner's own op, if it brought one.
+    pub(crate) own: Option<Result<Outcome, Error>>,
+    /// To finish once the role is released.
+    pub(crate) aftermath: Aftermath<T>,
+}
+
+impl<T> Writer<T> {
+    pub(crate) fn new() -> Self {
         Self {
-            shared,
-            commands,
             working: Snapshot::default(),
             clients: HashMap::with_hasher(client_map_hasher()),
+            closed: false,
+            #[cfg(any(test, loom))]
+            panic_in_next_batch: false,
         }
     }
 
-    /// The writer thread's body: runs the loop, then — however it ended, even by a
-    /// panic — marks the engine closed and the writer gone, so no caller waits forever.
-    pub(crate) fn run_until_stopped(self) {
-        struct OnExit<T>(Arc<Shared<T>>);
-        impl<T> Drop for OnExit<T> {
-            fn drop(&mut self) {
-                self.0.closed.store(true, Ordering::Release);
-                // Release pairs with the Acquire in `EngineLink::writer_gone`.
-                self.0.writer_exited.store(true, Ordering::Release);
-            }
-        }
-        let _on_exit = OnExit(Arc::clone(&self.shared));
-        self.run();
-        // `self` (with the command queue's receiving end) was dropped inside `run`
-        // before `_on_exit` runs: new sends fail from here on.
-    }
-
-    fn run(mut self) {
-        let mut answers: Vec<Answer> = Vec::new();
-        loop {
-            let first = match self.commands.recv_timeout(SWEEP_INTERVAL) {
-                Ok(command) => Some(command),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => break,
+    /// Applies `own` (the role holder's op, not queued) and then up to [`MAX_BATCH`] queued
+    /// commands, and publishes one snapshot if anything changed.
+    pub(crate) fn run_batch(
+        &mut self,
+        shared: &Shared<T>,
+        own: Option<Op<T>>,
+        queue: &Receiver<Command<T>>,
+    ) -> Batch<T> {
+        let mut aftermath = Aftermath::default();
+        if self.closed {
+            aftermath.unapplied.extend(queue.try_iter());
+            return Batch {
+                own: own.map(|_| Err(Error::Closed)),
+                aftermath,
             };
-            let mut changed = false;
-            let mut stop = None;
-            let mut next = first;
-            let mut applied = 0;
-            while let Some(command) = next.take() {
-                match self.apply(command) {
-                    Applied::Done {
-                        changed: this_changed,
-                        answer,
-                    } => {
-                        changed |= this_changed;
-                        answers.extend(answer);
-                    }
-                    Applied::Shutdown(reply) => {
-                        stop = Some(reply);
-                        break;
-                    }
+        }
+        let brought_own = own.is_some();
+        let mut own_result = None;
+        let mut changed = false;
+        let applied = catch_unwind(AssertUnwindSafe(|| {
+            #[cfg(any(test, loom))]
+            if std::mem::take(&mut self.panic_in_next_batch) {
+                panic!("fault injection: a panic while applying a batch");
+            }
+            let mut count = 0;
+            if let Some(op) = own {
+                let (this_changed, outcome) = self.apply(op, &mut aftermath);
+                changed |= this_changed;
+                own_result = Some(outcome);
+                count += 1;
+            }
+            while count < MAX_BATCH {
+                let Ok(command) = queue.try_recv() else { break };
+                let (this_changed, outcome) = self.apply(command.op, &mut aftermath);
+                changed |= this_changed;
+                if let Some(reply) = command.reply {
+                    aftermath.answers.push((reply, outcome));
                 }
-                applied += 1;
-                if applied < MAX_BATCH {
-                    next = self.commands.try_recv().ok();
-                }
+                count += 1;
             }
             // AcqRel: pairs with the Release in `EngineLink::request_prune`; the sink's
             // closed status, written before the flag, is then visible to the sweep. A
             // compare-exchange rather than `swap`: the same effect on a bool, and one
             // loom models exactly (loom 0.7 can lose a store racing a `swap`, loom#254).
-            if self
-                .shared
+            if shared
                 .sweep_requested
                 .compare_exchange(true, false, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
             {
-                changed |= self.sweep();
+                changed |= self.sweep(&mut aftermath);
             }
-            if changed {
-                self.publish();
+        }));
+        match applied {
+            Ok(()) => {
+                if changed {
+                    self.publish(shared, &mut aftermath);
+                }
+                Batch {
+                    own: own_result,
+                    aftermath,
+                }
             }
-            // Answer only now: the snapshot each caller's change is in has been published.
-            for answer in answers.drain(..) {
-                answer.send();
-            }
-            if let Some(reply) = stop {
-                self.shutdown();
-                reply.send(Ok(()));
-                return;
-            }
-            if self.shared.stop_after_batch.load(Ordering::Acquire) {
-                // The last handle was dropped on this very thread (see `Engine::shutdown`).
-                break;
+            Err(panic) => {
+                // Dropping a panic payload can itself panic; leak it instead.
+                std::mem::forget(panic);
+                // Nothing of this batch was published: unanswered, every caller in it
+                // reads `Closed` (dropping a `Reply` answers so).
+                aftermath.answers.clear();
+                self.close(shared, queue, Status::Shutdown, &mut aftermath);
+                Batch {
+                    own: brought_own.then_some(Err(Error::Closed)),
+                    aftermath,
+                }
             }
         }
-        self.shutdown();
     }
 
-    fn apply(&mut self, command: Command<T>) -> Applied {
-        match command {
-            Command::Register {
-                id,
-                sink,
-                topic,
-                reply,
-            } => {
-                let result = self.register(id, sink, topic);
-                Applied::Done {
-                    changed: result.is_ok(),
-                    answer: Some(Answer::One(reply, result)),
-                }
+    /// Closes the registry for good: every sink closed with `reason`, an empty snapshot
+    /// published, every queued command answered `Closed`. Idempotent.
+    pub(crate) fn close(
+        &mut self,
+        shared: &Shared<T>,
+        queue: &Receiver<Command<T>>,
+        reason: Status,
+        aftermath: &mut Aftermath<T>,
+    ) {
+        shared.closed.store(true, Ordering::Release);
+        if !self.closed {
+            self.closed = true;
+            for (_, record) in self.clients.drain() {
+                record.sink.state.close(reason);
+                aftermath.retired_sinks.push(record.sink);
             }
-            Command::One { change, reply } => {
-                let (changed, result) = match self.mutate(change) {
-                    Ok(changed) => (changed, Ok(())),
-                    Err(e) => (false, Err(e)),
-                };
-                Applied::Done {
-                    changed,
-                    answer: Some(Answer::One(reply, result)),
-                }
+            let working = std::mem::take(&mut self.working);
+            aftermath.retired_snapshots.push(Arc::new(working));
+            self.publish(shared, aftermath);
+        }
+        aftermath.unapplied.extend(queue.try_iter());
+    }
+
+    /// Applies one op. Returns whether the registry changed, and the outcome.
+    fn apply(&mut self, op: Op<T>, aftermath: &mut Aftermath<T>) -> (bool, Result<Outcome, Error>) {
+        match op {
+            Op::Register { id, sink, topic } => {
+                let result = self.register(id, sink, topic, aftermath);
+                (result.is_ok(), Ok(Outcome::One(result)))
             }
-            Command::Many { changes, reply } => {
+            Op::RegisterMany(clients) => {
+                self.clients.reserve(clients.len());
+                let mut changed = false;
+                let results = clients
+                    .into_iter()
+                    .map(|(id, sink)| {
+                        let result = self.register(id, sink, None, aftermath);
+                        changed |= result.is_ok();
+                        result
+                    })
+                    .collect();
+                (changed, Ok(Outcome::Many(results)))
+            }
+            Op::One(change) => match self.mutate(change, aftermath) {
+                Ok(changed) => (changed, Ok(Outcome::One(Ok(())))),
+                Err(e) => (false, Ok(Outcome::One(Err(e)))),
+            },
+            Op::Many(changes) => {
                 let mut changed = false;
                 let results = changes
                     .into_iter()
                     .map(|change| {
-                        let outcome = self.mutate(change);
+                        let outcome = self.mutate(change, aftermath);
                         changed |= matches!(outcome, Ok(true));
                         outcome.map(|_| ())
                     })
                     .collect();
-                Applied::Done {
-                    changed,
-                    answer: Some(Answer::Many(reply, results)),
-                }
+                (changed, Ok(Outcome::Many(results)))
             }
-            Command::Prune { id, sink } => {
+            Op::Prune { id, sink } => {
                 let current = self
                     .clients
                     .get(&id)
@@ -225,14 +279,10 @@ impl<T: Clone> Writer<T> {
                 if current {
                     // The sink was closed by whoever asked for the prune; `ConsumerGone`
                     // only applies if it somehow was not.
-                    let _ = self.unregister(id, Status::ConsumerGone);
+                    let _ = self.unregister(id, Status::ConsumerGone, aftermath);
                 }
-                Applied::Done {
-                    changed: current,
-                    answer: None,
-                }
+                (current, Ok(Outcome::Nothing))
             }
-            Command::Shutdown { reply } => Applied::Shutdown(reply),
         }
     }
 
@@ -241,15 +291,17 @@ impl<T: Clone> Writer<T> {
         id: ClientId,
         sink: Arc<Sink<T>>,
         topic: Option<Topic>,
+        aftermath: &mut Aftermath<T>,
     ) -> Result<(), Error> {
         if self.clients.contains_key(&id) {
+            aftermath.retired_sinks.push(sink);
             return Err(Error::DuplicateClient(id));
         }
         self.clients.insert(
             id,
             ClientRecord {
                 sink,
-                topics: Vec::new(),
+                topics: SmallVec::new(),
             },
         );
         self.working.clients += 1;
@@ -260,11 +312,13 @@ impl<T: Clone> Writer<T> {
     }
 
     /// Applies one change. Returns whether the registry changed.
-    fn mutate(&mut self, change: Mutation) -> Result<bool, Error> {
+    fn mutate(&mut self, change: Mutation, aftermath: &mut Aftermath<T>) -> Result<bool, Error> {
         match change {
             Mutation::Subscribe(id, topic) => self.subscribe(id, topic),
             Mutation::Unsubscribe(id, topic) => self.unsubscribe(id, &topic),
-            Mutation::Unregister(id) => self.unregister(id, Status::Unsubscribed).map(|()| true),
+            Mutation::Unregister(id) => self
+                .unregister(id, Status::Unsubscribed, aftermath)
+                .map(|()| true),
         }
     }
 
@@ -328,19 +382,25 @@ impl<T: Clone> Writer<T> {
     }
 
     /// Removes `id` from every topic and forgets it, closing its sink with `reason`.
-    fn unregister(&mut self, id: ClientId, reason: Status) -> Result<(), Error> {
+    fn unregister(
+        &mut self,
+        id: ClientId,
+        reason: Status,
+        aftermath: &mut Aftermath<T>,
+    ) -> Result<(), Error> {
         let record = self.clients.remove(&id).ok_or(Error::UnknownClient(id))?;
         for name in &record.topics {
             remove_subscriber(&mut self.working, id, name, hash_topic(name));
         }
         record.sink.state.close(reason);
         self.working.clients -= 1;
+        aftermath.retired_sinks.push(record.sink);
         Ok(())
     }
 
     /// Removes every client whose sink is closed. Runs only when a publisher could not
     /// queue a prune command because the queue was full: O(clients), and rare.
-    fn sweep(&mut self) -> bool {
+    fn sweep(&mut self, aftermath: &mut Aftermath<T>) -> bool {
         let dead: Vec<ClientId> = self
             .clients
             .iter()
@@ -348,25 +408,15 @@ impl<T: Clone> Writer<T> {
             .map(|(id, _)| *id)
             .collect();
         for id in &dead {
-            let _ = self.unregister(*id, Status::ConsumerGone);
+            let _ = self.unregister(*id, Status::ConsumerGone, aftermath);
         }
         !dead.is_empty()
     }
 
-    fn publish(&mut self) {
-        self.shared.snapshot.store(Arc::new(self.working.clone()));
-    }
-
-    /// Closes every sink and publishes an empty snapshot, so channel receivers end once
-    /// the last in-flight broadcast lets go of the old one.
-    fn shutdown(&mut self) {
-        self.shared.closed.store(true, Ordering::Release);
-        for record in self.clients.values() {
-            record.sink.state.close(Status::Shutdown);
-        }
-        self.clients.clear();
-        self.working = Snapshot::default();
-        self.publish();
+    /// Publishes the working copy; the snapshot it replaces is retired, not dropped.
+    fn publish(&mut self, shared: &Shared<T>, aftermath: &mut Aftermath<T>) {
+        let previous = shared.snapshot.swap(Arc::new(self.working.clone()));
+        aftermath.retired_snapshots.push(previous);
     }
 }
 

@@ -1,0 +1,60 @@
+//! The janitor: a background thread for the writer's work that nobody waits on.
+//!
+//! Callers apply their own mutations ([`combiner`](super::combiner)); but some changes
+//! are asked for by code that must not take the writer role or wait for it — a broadcast
+//! that found a dead sink, a consumer dropping its [`Channel`](crate::Channel) — and a
+//! combiner that has served its bounded share leaves the rest of the queue behind. Those
+//! wake the janitor, which takes the role (waiting for it if need be) and serves the
+//! queue until it is empty, then sleeps until woken again. An idle engine's janitor never
+//! wakes up.
+
+use super::Shared;
+use crate::sync::{lock, Arc};
+
+/// What the janitor's wake-up lock guards.
+#[derive(Default)]
+pub(crate) struct JanitorState {
+    /// Work was posted since the janitor last looked.
+    requested: bool,
+    /// The engine is shutting down: exit.
+    stop: bool,
+}
+
+impl<T> Shared<T> {
+    /// Wakes the janitor to serve the queue.
+    pub(crate) fn wake_janitor(&self) {
+        let mut state = lock(&self.janitor_state);
+        if !state.requested {
+            state.requested = true;
+            self.janitor_signal.notify_one();
+        }
+    }
+
+    /// Tells the janitor to exit.
+    pub(crate) fn stop_janitor(&self) {
+        lock(&self.janitor_state).stop = true;
+        self.janitor_signal.notify_one();
+    }
+}
+
+/// The janitor thread's body.
+pub(crate) fn run<T>(shared: Arc<Shared<T>>) {
+    loop {
+        {
+            let mut state = lock(&shared.janitor_state);
+            while !state.requested && !state.stop {
+                state = match shared.janitor_signal.wait(state) {
+                    Ok(guard) => guard,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+            }
+            if state.stop {
+                return;
+            }
+            state.requested = false;
+        }
+        // Dropping what a batch retired may drop the last handle to this engine, whose
+        // shutdown then runs here and asks us to stop: the loop above sees it.
+        shared.serve_until_empty();
+    }
+}
