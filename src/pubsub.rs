@@ -393,6 +393,13 @@ impl<M: ?Sized> PubSub<M> {
         self.engine.is_closed()
     }
 
+    /// Loom models only: the next writer batch panics while applying.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn loom_inject_batch_panic(&self) {
+        self.engine.inject_batch_panic();
+    }
+
     /// A handle that does not keep the engine alive; for callbacks that call back into
     /// their own engine.
     pub fn downgrade(&self) -> WeakPubSub<M> {

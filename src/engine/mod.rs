@@ -318,6 +318,13 @@ impl<T: Clone> Engine<T> {
         Ok(self.shared().call(Op::Many(changes))?.many())
     }
 
+    /// Fault injection: the next batch panics while applying, as a bug or an allocation
+    /// failure would (see [`writer`]'s "A panic in a batch").
+    #[cfg(any(test, loom))]
+    pub(crate) fn inject_batch_panic(&self) {
+        lock(&self.shared().writer).panic_in_next_batch = true;
+    }
+
     /// What an empty batch returns: nothing, or `Closed`.
     fn empty_batch(&self) -> Result<Vec<Result<(), Error>>, Error> {
         if self.is_closed() {
