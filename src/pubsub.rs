@@ -260,8 +260,10 @@ impl<M: ?Sized> PubSub<M> {
     /// Validates and hashes a topic name once, for hot paths: pass `&topic` anywhere a
     /// topic name is taken.
     ///
-    /// Errors: [`Error::InvalidTopic`].
+    /// Errors: [`Error::InvalidTopic`], [`Error::Closed`] (like every call but
+    /// [`stats`](Self::stats) once the engine is shut down).
     pub fn topic(&self, name: &str) -> Result<Topic, Error> {
+        self.check_open()?;
         Ok(Topic::new(name, self.max_topic_len())?)
     }
 
@@ -330,6 +332,7 @@ impl<M: ?Sized> PubSub<M> {
     where
         S: Serialiser<M> + ?Sized,
     {
+        self.check_open()?;
         let key = topic.topic_key(self.max_topic_len())?;
         encode_frame(key.name, message, serialiser)
     }
@@ -370,8 +373,9 @@ impl<M: ?Sized> PubSub<M> {
 
     /// How many clients are subscribed to `topic` now.
     ///
-    /// Errors: [`Error::InvalidTopic`].
+    /// Errors: [`Error::InvalidTopic`], [`Error::Closed`].
     pub fn subscriber_count(&self, topic: impl TopicRef) -> Result<usize, Error> {
+        self.check_open()?;
         let key = topic.topic_key(self.max_topic_len())?;
         Ok(self.engine.subscriber_count(key))
     }
@@ -406,6 +410,16 @@ impl<M: ?Sized> PubSub<M> {
         WeakPubSub {
             engine: Arc::downgrade(&self.engine),
             message: PhantomData,
+        }
+    }
+
+    /// `Err(Closed)` once the engine is shut down, for the calls that would otherwise
+    /// not notice (they read no engine state that closing changes).
+    fn check_open(&self) -> Result<(), Error> {
+        if self.engine.is_closed() {
+            Err(Error::Closed)
+        } else {
+            Ok(())
         }
     }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fanout::transport::{encode_push, RawPayload};
+use fanout::Mutation;
 use fanout::{Broadcaster, DisconnectReason, Error, PubSub};
 
 /// Names of this process's threads, from /proc (Linux).
@@ -24,13 +25,19 @@ fn every_call_after_shutdown_returns_closed() {
     pubsub.register(id, |_| {}).unwrap();
     pubsub.subscribe(id, "t").unwrap();
     let other = pubsub.clone();
+    let topic = other.topic("t").unwrap();
     pubsub.shutdown();
     pubsub.shutdown(); // idempotent
     assert!(other.is_closed());
     let fresh = other.generate_client_id();
     let frame = encode_push("t", b"x").unwrap();
-    let topic = other.topic("t").unwrap();
     let results = [
+        other.topic("t").map(|_| 0),
+        other.subscriber_count("t"),
+        other.subscriber_count(&topic),
+        other.encode("t", "x", &RawPayload).map(|_| 0),
+        other.apply([Mutation::Unregister(id)]).map(|_| 0),
+        other.register_many([(fresh, |_: &Bytes| {})]).map(|_| 0),
         other.register(fresh, |_: &Bytes| {}).map(|_| 0),
         other.register_channel(fresh).map(|_| 0),
         other.subscribe(id, "t").map(|_| 0),

@@ -29,6 +29,8 @@ pub(crate) mod combiner;
 pub(crate) mod command;
 mod janitor;
 mod snapshot;
+#[cfg(test)]
+mod tests;
 pub(crate) mod topic_map;
 mod writer;
 

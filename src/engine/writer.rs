@@ -74,6 +74,9 @@ pub(crate) struct Writer<T> {
     /// Fault injection for the tests of a panicking batch.
     #[cfg(any(test, loom))]
     pub(crate) panic_in_next_batch: bool,
+    /// The thread that ran the latest batch, for the tests that show who combines.
+    #[cfg(test)]
+    pub(crate) last_batch_thread: Option<std::thread::ThreadId>,
 }
 
 /// What a batch leaves for after the writer role is released: answers to send and
@@ -132,6 +135,8 @@ impl<T> Writer<T> {
             closed: false,
             #[cfg(any(test, loom))]
             panic_in_next_batch: false,
+            #[cfg(test)]
+            last_batch_thread: None,
         }
     }
 
@@ -150,6 +155,10 @@ impl<T> Writer<T> {
                 own: own.map(|_| Err(Error::Closed)),
                 aftermath,
             };
+        }
+        #[cfg(test)]
+        {
+            self.last_batch_thread = Some(std::thread::current().id());
         }
         let brought_own = own.is_some();
         let mut own_result = None;

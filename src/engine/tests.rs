@@ -1,0 +1,150 @@
+//! Tests of the combining writer's internals: who runs a batch, how big a batch gets,
+//! and what a panic inside one does. The guarantees as users see them are tested through
+//! the public API in `tests/`; the interleavings in `loom-tests/`.
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::time::Duration;
+
+use super::command::{Command, Op};
+use super::writer::MAX_BATCH;
+use super::{Engine, EngineConfig};
+use crate::sink::{CallbackSink, Sink, SinkState, Status};
+use crate::sync::{lock, Arc};
+use crate::topic::Topic;
+use crate::{ClientId, Error, Mutation};
+
+fn engine(command_capacity: usize) -> Engine<u32> {
+    Engine::start(EngineConfig {
+        command_capacity,
+        ..EngineConfig::default()
+    })
+    .expect("the engine starts")
+}
+
+fn topic(name: &str) -> Topic {
+    Topic::new(name, 256).unwrap()
+}
+
+fn callback_sink() -> Sink<u32> {
+    Sink::callback(CallbackSink::new(|_: &u32| {}))
+}
+
+/// The point of the combining writer: with nobody else writing, the caller applies its
+/// own mutation — the batch runs on the calling thread, not on a writer thread.
+#[test]
+fn an_uncontended_mutation_runs_on_the_callers_thread() {
+    let engine = engine(16);
+    let id = engine.generate_client_id();
+    engine.register(id, callback_sink(), None).unwrap();
+    engine.mutate(Mutation::Subscribe(id, topic("t"))).unwrap();
+    let ran_on = lock(&engine.shared().writer).last_batch_thread;
+    assert_eq!(ran_on, Some(std::thread::current().id()));
+    assert_eq!(engine.subscriber_count(topic("t").key()), 1);
+}
+
+/// A caller that finds the role taken queues its op and is answered by whoever serves
+/// the queue once the role is released: here the test itself holds the role, so the
+/// caller must wait, and must get its answer once the test lets go.
+#[test]
+fn a_caller_that_finds_the_role_taken_is_served_after_release() {
+    let engine = Arc::new(engine(16));
+    let id = engine.generate_client_id();
+    engine.register(id, callback_sink(), None).unwrap();
+    let held = lock(&engine.shared().writer);
+    let done = Arc::new(AtomicUsize::new(0));
+    let caller = {
+        let (engine, done) = (Arc::clone(&engine), Arc::clone(&done));
+        std::thread::spawn(move || {
+            let result = engine.mutate(Mutation::Subscribe(id, topic("t")));
+            done.store(1, SeqCst);
+            result
+        })
+    };
+    // The caller cannot finish while we hold the role: its op waits in the queue.
+    while engine.shared().inbox.is_empty() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(done.load(SeqCst), 0, "answered while the role was held");
+    drop(held);
+    caller.join().unwrap().unwrap();
+    assert_eq!(engine.subscriber_count(topic("t").key()), 1);
+}
+
+/// Fairness: one batch applies at most `MAX_BATCH` queued commands, so a combiner's own
+/// call is bounded however many others queue behind it.
+#[test]
+fn a_batch_applies_at_most_max_batch_commands() {
+    let engine = engine(4 * MAX_BATCH);
+    let shared = engine.shared();
+    let mut writer = lock(&shared.writer);
+    let queued = 3 * MAX_BATCH;
+    for _ in 0..queued {
+        let command = Command {
+            op: Op::Prune {
+                id: ClientId::from_raw(u64::MAX),
+                sink: Arc::new(SinkState::new()),
+            },
+            reply: None,
+        };
+        assert!(shared.inbox_sender.try_send(command).is_ok());
+    }
+    let batch = writer.run_batch(shared, None, &shared.inbox);
+    assert_eq!(shared.inbox.len(), queued - MAX_BATCH);
+    // The caller's own op counts towards the bound too.
+    let batch_with_own = writer.run_batch(shared, Some(Op::Many(Vec::new())), &shared.inbox);
+    assert_eq!(shared.inbox.len(), queued - 2 * MAX_BATCH + 1);
+    drop(writer);
+    batch.aftermath.finish();
+    batch_with_own.aftermath.finish();
+}
+
+/// A panic while applying a batch (a bug, an allocation failure) closes the engine
+/// cleanly: the caller that ran the batch and every caller queued in it get `Closed`,
+/// every sink is closed with `Shutdown`, nothing waits forever, and later calls are
+/// `Closed` too.
+#[test]
+fn a_panic_in_a_batch_closes_the_engine_and_answers_every_caller() {
+    let engine = Arc::new(engine(64));
+    let id = engine.generate_client_id();
+    let state = Arc::new(SinkState::new());
+    let (sink, _receiver) = crate::sink::ChannelSink::new(crate::policy::ChannelConfig::default());
+    engine
+        .register(id, Sink::channel(sink, Arc::clone(&state)), None)
+        .unwrap();
+    engine.mutate(Mutation::Subscribe(id, topic("t"))).unwrap();
+
+    // Callers that keep mutating while the panic happens: each must end with `Closed`.
+    let callers: Vec<_> = (0..3)
+        .map(|i| {
+            let engine = Arc::clone(&engine);
+            std::thread::spawn(move || {
+                let name = format!("caller/{i}");
+                loop {
+                    match engine.mutate(Mutation::Subscribe(id, topic(&name))) {
+                        Ok(()) => {}
+                        Err(Error::Closed) => return,
+                        Err(other) => panic!("unexpected {other:?}"),
+                    }
+                    let _ = engine.mutate(Mutation::Unsubscribe(id, topic(&name)));
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(20));
+    engine.inject_batch_panic();
+    let result = engine.mutate(Mutation::Subscribe(id, topic("u")));
+    // Our call either ran the panicking batch or was applied before it; either way the
+    // engine is closed once some batch has panicked.
+    for caller in callers {
+        caller.join().expect("a caller hung or panicked");
+    }
+    assert!(matches!(result, Ok(()) | Err(Error::Closed)), "{result:?}");
+    assert!(engine.is_closed());
+    assert_eq!(state.status(), Status::Shutdown);
+    assert_eq!(engine.subscriber_count(topic("t").key()), 0);
+    assert!(matches!(
+        engine.mutate(Mutation::Unregister(id)),
+        Err(Error::Closed)
+    ));
+    assert_eq!(engine.stats().clients, 0);
+}
