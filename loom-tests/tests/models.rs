@@ -710,3 +710,180 @@ fn silence_deliberate_panics() {
         }));
     });
 }
+
+// ===== The combining writer (issue 9) ==================================================
+//
+// Models of the protocol in `src/engine/combiner.rs`: there is no writer thread any more;
+// a caller applies its own mutation when the writer role is free, and otherwise posts it
+// and waits while the role holder (another caller, or the janitor for prunes) applies it.
+// The loom stand-ins have no timeouts, so `LIVENESS_CHECK` never rescues a waiter here: a
+// posted command that nobody serves shows up as a loom deadlock.
+//
+// Broken on purpose, once each, in a scratch copy of the engine (never in this tree), to
+// check these models can fail:
+//
+// BREAK-TABLE
+
+/// A PubSub with a command queue of `capacity`.
+fn small_pubsub(capacity: usize) -> PubSub<str> {
+    PubSub::<str>::builder()
+        .command_capacity(capacity)
+        .build()
+        .expect("the engine starts")
+}
+
+/// Registers a callback client that counts the frames it is handed.
+fn counting_client(pubsub: &PubSub<str>) -> (fanout::ClientId, Arc<AtomicUsize>) {
+    let id = pubsub.generate_client_id();
+    let calls = Arc::new(AtomicUsize::new(0));
+    pubsub
+        .register(id, {
+            let calls = Arc::clone(&calls);
+            move |_: &Bytes| {
+                calls.fetch_add(1, SeqCst);
+            }
+        })
+        .unwrap();
+    (id, calls)
+}
+
+fn broadcast(pubsub: &PubSub<str>, topic: &str) -> usize {
+    pubsub.broadcast(topic, "x", &RawPayload).unwrap()
+}
+
+/// Combining 1a. Two callers mutate at once through a one-slot queue: whichever finds the
+/// role taken posts and waits, and the holder (or the poster itself, once the role is
+/// free) applies it. Both calls return `Ok` — none is stranded — and every change is in
+/// the registry afterwards, exactly once.
+#[test]
+fn concurrent_mutations_are_all_applied() {
+    model(|| {
+        let pubsub = small_pubsub(1);
+        let (a, a_calls) = counting_client(&pubsub);
+        let (b, b_calls) = counting_client(&pubsub);
+        let other = thread::spawn({
+            let pubsub = pubsub.clone();
+            move || {
+                pubsub.subscribe(b, "t").unwrap();
+                pubsub.subscribe(b, "u").unwrap();
+            }
+        });
+        pubsub.subscribe(a, "t").unwrap();
+        other.join().unwrap();
+
+        assert_eq!(broadcast(&pubsub, "t"), 2);
+        assert_eq!(broadcast(&pubsub, "u"), 1);
+        assert_eq!((a_calls.load(SeqCst), b_calls.load(SeqCst)), (1, 2));
+        let stats = pubsub.stats();
+        assert_eq!((stats.clients, stats.topics, stats.subscriptions), (2, 2, 3));
+    });
+}
+
+/// Combining 1b. Three callers at once through a one-slot queue, so a caller can find the
+/// queue full and has to make room (serve a batch) or wait for it: all three return `Ok`
+/// and all three subscriptions are published.
+#[test]
+fn three_callers_through_a_full_queue_are_all_applied() {
+    model(|| {
+        let pubsub = small_pubsub(1);
+        let clients: Vec<_> = (0..3).map(|_| counting_client(&pubsub)).collect();
+        let others: Vec<_> = clients[1..]
+            .iter()
+            .map(|(id, _)| {
+                let (pubsub, id) = (pubsub.clone(), *id);
+                thread::spawn(move || pubsub.subscribe(id, "t").unwrap())
+            })
+            .collect();
+        pubsub.subscribe(clients[0].0, "t").unwrap();
+        for other in others {
+            other.join().unwrap();
+        }
+
+        assert_eq!(broadcast(&pubsub, "t"), 3);
+        for (_, calls) in &clients {
+            assert_eq!(calls.load(SeqCst), 1);
+        }
+        assert_eq!(pubsub.stats().subscriptions, 3);
+    });
+}
+
+/// Combining 2. Visibility when another caller applied your op: each thread subscribes
+/// its own client and then broadcasts to it. Whichever thread's op went into the other's
+/// batch must still, once its call returns, see its client reached (the holder publishes
+/// the batch's snapshot before it answers anyone).
+#[test]
+fn an_op_applied_by_another_caller_is_visible_when_its_call_returns() {
+    model(|| {
+        let pubsub = small_pubsub(1);
+        let (x, x_calls) = counting_client(&pubsub);
+        let (y, y_calls) = counting_client(&pubsub);
+        let other = thread::spawn({
+            let pubsub = pubsub.clone();
+            move || {
+                pubsub.subscribe(y, "b").unwrap();
+                assert_eq!(broadcast(&pubsub, "b"), 1, "own subscribe not visible");
+            }
+        });
+        pubsub.subscribe(x, "a").unwrap();
+        assert_eq!(broadcast(&pubsub, "a"), 1, "own subscribe not visible");
+        other.join().unwrap();
+
+        assert_eq!((x_calls.load(SeqCst), y_calls.load(SeqCst)), (1, 1));
+        assert_eq!(pubsub.stats().subscriptions, 2);
+    });
+}
+
+/// Combining 3. A callback that subscribes from inside a broadcast (through a
+/// `WeakPubSub` upgraded in the callback), while another thread subscribes too. The
+/// broadcast holds no lock the mutation needs, so there is no deadlock; the nested
+/// subscribe is visible as soon as it returns, to the broadcasting thread and to all.
+#[test]
+fn callback_subscribes_from_inside_a_broadcast() {
+    model(|| {
+        let pubsub = small_pubsub(1);
+        let (joiner, joiner_calls) = counting_client(&pubsub);
+        let (other_client, other_calls) = counting_client(&pubsub);
+        let trigger = pubsub.generate_client_id();
+        let nested = Arc::new(AtomicUsize::new(0));
+        pubsub
+            .register(trigger, {
+                let weak = pubsub.downgrade();
+                let nested = Arc::clone(&nested);
+                // Records what it saw rather than asserting: the broadcast walk would
+                // catch an assertion's panic as a failing callback.
+                move |_: &Bytes| {
+                    let pubsub = weak.upgrade().expect("a strong handle is alive");
+                    if pubsub.subscribe(joiner, "later").is_ok() {
+                        // Visible to this very thread at once, nested in the broadcast
+                        // (the other client may be there too).
+                        nested.store(pubsub.subscriber_count("later").unwrap(), SeqCst);
+                    }
+                }
+            })
+            .unwrap();
+        pubsub.subscribe(trigger, "t").unwrap();
+        let broadcaster = thread::spawn({
+            let pubsub = pubsub.clone();
+            move || {
+                assert_eq!(broadcast(&pubsub, "t"), 1);
+                let seen_nested = nested.load(SeqCst);
+                assert!(
+                    seen_nested == 1 || seen_nested == 2,
+                    "nested subscribe failed or was not visible: {seen_nested}"
+                );
+                let reached = broadcast(&pubsub, "later");
+                assert!(reached >= seen_nested, "visibility went backwards");
+                reached
+            }
+        });
+        pubsub.subscribe(other_client, "later").unwrap();
+        let reached = broadcaster.join().unwrap();
+
+        // The joiner is in; the other client may or may not have been yet.
+        assert!(reached == 1 || reached == 2, "{reached} of 2 reached");
+        assert_eq!(joiner_calls.load(SeqCst), 1);
+        assert_eq!(other_calls.load(SeqCst), reached - 1);
+        assert_eq!(broadcast(&pubsub, "later"), 2);
+        assert_eq!(pubsub.stats().subscriptions, 3);
+    });
+}
