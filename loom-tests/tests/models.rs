@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use fanout::transport::RawPayload;
 use fanout::{
-    Broadcaster, Bytes, ChannelConfig, DisconnectReason, Error, Mutation, OverflowPolicy, PubSub,
+    Broadcaster, Bytes, ChannelConfig, ClientId, DisconnectReason, Error, Mutation,
+    OverflowPolicy, PubSub, Stats, WeakPubSub,
 };
 use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use loom::sync::Arc;
@@ -698,13 +699,18 @@ fn last_handle_dropped_on_any_thread() {
 /// The payload of the panics model 7 provokes.
 struct DeliberatePanic;
 
-/// Keeps the default panic message out of the output for [`DeliberatePanic`] only.
+/// Keeps the default panic message out of the output for [`DeliberatePanic`] and for the
+/// engine's injected batch panic (`PubSub::loom_inject_batch_panic`) only.
 fn silence_deliberate_panics() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let default = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if !info.payload().is::<DeliberatePanic>() {
+            let injected = info
+                .payload()
+                .downcast_ref::<&str>()
+                .is_some_and(|message| message.starts_with("fault injection"));
+            if !info.payload().is::<DeliberatePanic>() && !injected {
                 default(info);
             }
         }));
@@ -885,5 +891,245 @@ fn callback_subscribes_from_inside_a_broadcast() {
         assert_eq!(other_calls.load(SeqCst), reached - 1);
         assert_eq!(broadcast(&pubsub, "later"), 2);
         assert_eq!(pubsub.stats().subscriptions, 3);
+    });
+}
+
+/// What the callback of combining model 4a holds. Fields drop in order: the payload
+/// first, then (perhaps) the last handle, whose drop shuts the engine down.
+struct LastHandle {
+    payload: Msg,
+    pubsub: PubSub<str>,
+}
+
+/// Combining 4a. The last strong handle lives in a callback that panics: the broadcast
+/// closes its client and posts a prune, and the callback — with the handle — is freed
+/// by whoever serves that prune: the janitor (which then runs `shutdown` on its own
+/// thread and must not join itself), or the main thread's combiner, whose subscribe
+/// races it and may drain the prune in its batch. No deadlock, the engine ends closed
+/// (a channel's receiver ends with `Shutdown`) and nothing leaks.
+#[test]
+fn last_handle_freed_by_whoever_serves_the_prune() {
+    silence_deliberate_panics();
+    model(|| {
+        let pubsub = small_pubsub(1);
+        let weak = pubsub.downgrade();
+        let payload: Msg = Arc::new(0);
+        let doomed = pubsub.generate_client_id();
+        pubsub
+            .register(doomed, {
+                let holds = LastHandle {
+                    payload: Arc::clone(&payload),
+                    pubsub: pubsub.clone(),
+                };
+                move |_: &Bytes| {
+                    let _ = (&holds.payload, &holds.pubsub);
+                    std::panic::panic_any(DeliberatePanic);
+                }
+            })
+            .unwrap();
+        pubsub.subscribe(doomed, "t").unwrap();
+        let watcher = pubsub.generate_client_id();
+        let channel = pubsub
+            .register_channel_with(watcher, config(1, OverflowPolicy::DropNewest))
+            .unwrap();
+        let publisher = thread::spawn({
+            let pubsub = pubsub.clone();
+            move || {
+                assert_eq!(broadcast(&pubsub, "t"), 0);
+                assert_eq!(pubsub.stats().panics, 1);
+            }
+        });
+        // The engine is alive while this handle is: Ok, never Closed.
+        pubsub.subscribe(watcher, "u").unwrap();
+        drop(pubsub);
+        publisher.join().unwrap();
+
+        // Ends only once the engine has shut down, wherever the last handle went.
+        assert_eq!(channel.iter().count(), 0);
+        assert_eq!(
+            channel.disconnect_reason(),
+            Some(DisconnectReason::Shutdown)
+        );
+        assert!(weak.upgrade().is_none());
+        assert_eq!(Arc::strong_count(&payload), 1, "the callback was not freed");
+    });
+}
+
+/// Captured by a callback; when the callback is freed, subscribes `id` to `late` through
+/// its engine, if that is still running: user code in a sink's drop that re-enters the
+/// engine.
+struct SubscribeOnDrop {
+    pubsub: WeakPubSub<str>,
+    id: ClientId,
+    subscribed: Arc<AtomicBool>,
+}
+
+impl Drop for SubscribeOnDrop {
+    fn drop(&mut self) {
+        if let Some(pubsub) = self.pubsub.upgrade() {
+            pubsub.subscribe(self.id, "late").unwrap();
+            self.subscribed.store(true, SeqCst);
+        }
+    }
+}
+
+/// Combining 4b. A sink freed in a combiner's aftermath re-enters the engine: the main
+/// thread unregisters a client whose callback subscribes another client when dropped,
+/// while a second thread subscribes. Whichever batch applied the unregister frees the
+/// callback after releasing the role, so the nested subscribe takes the role (or posts)
+/// like any call: no deadlock, and it is visible once both threads are done.
+#[test]
+fn sink_freed_in_a_combiners_aftermath_reenters_the_engine() {
+    model(|| {
+        let pubsub = small_pubsub(1);
+        let (late, late_calls) = counting_client(&pubsub);
+        let (other, other_calls) = counting_client(&pubsub);
+        let subscribed = Arc::new(AtomicBool::new(false));
+        let doomed = pubsub.generate_client_id();
+        pubsub
+            .register(doomed, {
+                let on_drop = SubscribeOnDrop {
+                    pubsub: pubsub.downgrade(),
+                    id: late,
+                    subscribed: Arc::clone(&subscribed),
+                };
+                move |_: &Bytes| {
+                    let _ = &on_drop;
+                }
+            })
+            .unwrap();
+        let subscriber = thread::spawn({
+            let pubsub = pubsub.clone();
+            move || pubsub.subscribe(other, "t").unwrap()
+        });
+        pubsub.unregister(doomed).unwrap();
+        subscriber.join().unwrap();
+
+        // Freed by the main thread or by the subscriber's batch: done either way now.
+        assert!(subscribed.load(SeqCst), "the callback was not freed");
+        assert_eq!(broadcast(&pubsub, "late"), 1);
+        assert_eq!(broadcast(&pubsub, "t"), 1);
+        assert_eq!((late_calls.load(SeqCst), other_calls.load(SeqCst)), (1, 1));
+        let stats = pubsub.stats();
+        assert_eq!((stats.clients, stats.subscriptions), (2, 2));
+    });
+}
+
+/// Combining 5. A panic while applying a batch (`loom_inject_batch_panic`), with a
+/// second thread's broadcast and subscribe in flight. The first batch after the fault
+/// panics, whichever caller runs it and whichever commands it holds, and closes the
+/// engine: both subscribes return `Err(Closed)` (the only batch before the fault was
+/// the setup's), the broadcast returns what it delivered or `Closed`, nothing deadlocks,
+/// and afterwards the registry is empty and every channel ends with `Shutdown`, holding
+/// exactly what the broadcast delivered.
+///
+/// The fault is armed before the second thread starts: the hook takes the writer role
+/// to set its flag and releases it without looking at the queue (it is no caller), so
+/// arming it while another caller posts could strand that caller — a limit of the test
+/// hook, not of the protocol.
+#[test]
+fn panic_in_a_batch_answers_every_caller_and_closes_the_engine() {
+    silence_deliberate_panics();
+    model(|| {
+        let pubsub = small_pubsub(1);
+        let (x, y) = (pubsub.generate_client_id(), pubsub.generate_client_id());
+        let x_frames = pubsub
+            .register_channel_with(x, config(1, OverflowPolicy::DropNewest))
+            .unwrap();
+        let y_frames = pubsub
+            .register_channel_with(y, config(1, OverflowPolicy::DropNewest))
+            .unwrap();
+        pubsub.subscribe(x, "t").unwrap();
+        pubsub.loom_inject_batch_panic();
+        let other = thread::spawn({
+            let pubsub = pubsub.clone();
+            move || {
+                let sent = pubsub.broadcast("t", "x", &RawPayload);
+                (sent, pubsub.subscribe(y, "t"))
+            }
+        });
+        let mine = pubsub.subscribe(x, "u");
+        let (sent, theirs) = other.join().unwrap();
+
+        assert!(matches!(mine, Err(Error::Closed)), "{mine:?}");
+        assert!(matches!(theirs, Err(Error::Closed)), "{theirs:?}");
+        let delivered = match sent {
+            Ok(n) => {
+                assert!(n <= 1, "{n} deliveries to one subscriber");
+                n
+            }
+            Err(Error::Closed) => 0,
+            Err(e) => panic!("broadcast during the fault: {e}"),
+        };
+        assert!(pubsub.is_closed());
+        let stats = pubsub.stats();
+        assert_eq!(
+            (stats.clients, stats.topics, stats.subscriptions),
+            (0, 0, 0)
+        );
+        assert_eq!(x_frames.iter().count(), delivered);
+        assert_eq!(y_frames.iter().count(), 0);
+        for frames in [&x_frames, &y_frames] {
+            assert_eq!(
+                frames.disconnect_reason(),
+                Some(DisconnectReason::Shutdown)
+            );
+        }
+        assert!(matches!(pubsub.subscribe(y, "t"), Err(Error::Closed)));
+        assert!(matches!(
+            pubsub.broadcast("t", "x", &RawPayload),
+            Err(Error::Closed)
+        ));
+    });
+}
+
+/// Combining 6. `shutdown` racing combiners: one thread subscribes and unsubscribes, a
+/// second subscribes, while the main thread shuts the engine down. Each mutation returns
+/// `Ok` or `Closed` (and once one is `Closed`, so is every later one on that thread);
+/// after all three, the registry is empty (every size and counter zero), every channel
+/// has ended with `Shutdown`, and later calls are `Closed`.
+#[test]
+fn shutdown_races_combiners() {
+    model(|| {
+        let pubsub = small_pubsub(1);
+        let (x, y) = (pubsub.generate_client_id(), pubsub.generate_client_id());
+        let x_frames = pubsub
+            .register_channel_with(x, config(1, OverflowPolicy::DropNewest))
+            .unwrap();
+        let y_frames = pubsub
+            .register_channel_with(y, config(1, OverflowPolicy::DropNewest))
+            .unwrap();
+        let churn = thread::spawn({
+            let pubsub = pubsub.clone();
+            move || (pubsub.subscribe(x, "t"), pubsub.unsubscribe(x, "t"))
+        });
+        let joiner = thread::spawn({
+            let pubsub = pubsub.clone();
+            move || pubsub.subscribe(y, "t")
+        });
+        pubsub.shutdown();
+        let (subscribed, unsubscribed) = churn.join().unwrap();
+        let joined = joiner.join().unwrap();
+
+        match (&subscribed, &unsubscribed) {
+            (Ok(()), Ok(())) | (Ok(()), Err(Error::Closed)) => {}
+            (Err(Error::Closed), Err(Error::Closed)) => {}
+            other => panic!("churn during shutdown: {other:?}"),
+        }
+        assert!(
+            matches!(joined, Ok(()) | Err(Error::Closed)),
+            "subscribe during shutdown: {joined:?}"
+        );
+        assert!(pubsub.is_closed());
+        assert_eq!(pubsub.stats(), Stats::default());
+        for frames in [&x_frames, &y_frames] {
+            assert_eq!(frames.iter().count(), 0);
+            assert_eq!(
+                frames.disconnect_reason(),
+                Some(DisconnectReason::Shutdown)
+            );
+        }
+        assert!(matches!(pubsub.subscribe(x, "t"), Err(Error::Closed)));
+        assert!(matches!(pubsub.unregister(y), Err(Error::Closed)));
     });
 }
