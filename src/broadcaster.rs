@@ -69,7 +69,7 @@ impl<M: Clone + Send + 'static> fmt::Debug for Broadcaster<M> {
 }
 
 impl<M: Clone + Send + 'static> Builder<Broadcaster<M>> {
-    /// Starts the engine's writer thread.
+    /// Starts the engine (and its background thread).
     pub fn build(self) -> Result<Broadcaster<M>, StartError> {
         let all = Topic::new(ALL, self.config.max_topic_len)
             .map_err(|_| StartError::InvalidConfig("max topic length must be at least 1"))?;
@@ -139,7 +139,7 @@ impl<M: Clone + Send + 'static> Broadcaster<M> {
         self.engine.stats()
     }
 
-    /// Stops the writer thread and waits for it; every channel's receiver ends with
+    /// Closes the engine and joins its background thread; every channel's receiver ends with
     /// [`DisconnectReason::Shutdown`](crate::DisconnectReason::Shutdown), and later calls
     /// return [`Error::Closed`]. Idempotent.
     pub fn shutdown(&self) {

@@ -33,7 +33,8 @@ impl<E> Builder<E> {
         }
     }
 
-    /// Capacity of the bounded command queue to the writer thread (default 4096). A
+    /// Capacity of the bounded queue where callers post changes while another caller holds
+    /// the writer role (default 4096). A
     /// caller mutating while it is full blocks until the writer catches up; broadcasts
     /// never touch it.
     pub fn command_capacity(mut self, capacity: usize) -> Self {
@@ -41,7 +42,8 @@ impl<E> Builder<E> {
         self
     }
 
-    /// Name of the writer thread (default `fanout-writer`).
+    /// Name of the engine's background thread, which removes dead sinks and serves
+    /// changes a combiner left behind (default `fanout-writer`).
     pub fn thread_name(mut self, name: impl Into<String>) -> Self {
         self.config.thread_name = name.into();
         self

@@ -97,7 +97,7 @@ impl std::error::Error for TopicError {}
 pub enum StartError {
     /// The builder was given an unusable setting.
     InvalidConfig(&'static str),
-    /// The writer thread could not be spawned.
+    /// The engine's background thread could not be spawned.
     Spawn(std::io::Error),
 }
 
@@ -105,7 +105,9 @@ impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StartError::InvalidConfig(why) => write!(f, "invalid configuration: {why}"),
-            StartError::Spawn(e) => write!(f, "could not spawn the writer thread: {e}"),
+            StartError::Spawn(e) => {
+                write!(f, "could not spawn the engine's background thread: {e}")
+            }
         }
     }
 }

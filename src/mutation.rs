@@ -1,10 +1,10 @@
-//! [`Mutation`]: one registry change, for applying many in one round trip.
+//! [`Mutation`]: one registry change, for applying many as one batch.
 
 use crate::topic::Topic;
 use crate::ClientId;
 
 /// One change to the registry, for [`PubSub::apply`](crate::PubSub::apply), which sends
-/// a whole list to the writer thread as one command: one round trip and one snapshot
+/// a whole list to the writer as one batch: one hold of the writer role and one snapshot
 /// publication for all of them, instead of one each.
 ///
 /// Topics are pre-resolved [`Topic`]s (from [`PubSub::topic`](crate::PubSub::topic)), so
