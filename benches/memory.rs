@@ -2,14 +2,19 @@
 //! at 1,000,000 clients, counted by a global allocator that tracks live bytes requested
 //! (allocator overhead and fragmentation are not included).
 //!
-//! Phases, each measured after the writer has published (every call is a round trip):
+//! Phases, each measured once its calls have returned (a mutation returns after the
+//! snapshot with its change is published):
 //! 1. register 1M callback clients (zero-sized closures: the engine's own cost);
 //! 2. subscribe each to one of 100k topics by `&str` name (creates the topics, 10
 //!    subscribers each);
 //! 3. subscribe each to a second, existing topic by `&str` name (each call allocates its
 //!    own `Topic`, kept in the client's record);
 //! 4. subscribe each to a third, existing topic through a shared pre-resolved `Topic`;
-//! 5. for comparison, 100k channel clients (capacity 16) registered and subscribed.
+//! 5. per-user topics (the `user:123` pattern for direct messages), in a fresh engine:
+//!    1M callback clients, each subscribed by name to a topic of its own (creates 1M
+//!    topics with one subscriber each); bytes per client in all — client record, topic
+//!    entry, subscription;
+//! 6. for comparison, 100k channel clients (capacity 16) registered and subscribed.
 //!
 //! Run: `cargo bench --bench memory` (tens of seconds; `-- quick` uses 100k clients).
 
@@ -174,6 +179,52 @@ fn main() {
         Duration::ZERO,
     );
 
+    drop(pubsub);
+
+    // Per-user topics: every client has a topic of its own, in a fresh engine.
+    let own = PubSub::<[u8]>::builder()
+        .command_capacity(16_384)
+        .build()
+        .unwrap();
+    let own_ids: Vec<_> = (0..clients).map(|_| own.generate_client_id()).collect();
+    let own_names: Vec<String> = (0..clients).map(|i| format!("user:{i}")).collect();
+    let own_start = live();
+    measured_row(
+        "own topic: register (callback sink)",
+        clients,
+        "/client",
+        || {
+            parallel(clients, |i| {
+                own.register(own_ids[i], |frame| {
+                    black_box(frame.len());
+                })
+                .unwrap();
+            })
+        },
+    );
+    let own_total = measured_row(
+        "own topic: subscribe to `user:<n>` by name (creates it)",
+        clients,
+        "/client",
+        || {
+            parallel(clients, |i| {
+                own.subscribe(own_ids[i], own_names[i].as_str()).unwrap();
+            })
+        },
+    );
+    let stats = own.stats();
+    assert_eq!(stats.clients, clients);
+    assert_eq!(stats.topics, clients);
+    assert_eq!(stats.subscriptions, clients);
+    row(
+        "own topic: in all (client + topic + subscription)",
+        own_total - own_start,
+        clients,
+        "/client",
+        Duration::ZERO,
+    );
+    drop(own);
+
     // Channel clients, for comparison: the queue is allocated up front.
     let channel_clients = clients / 10;
     let other = PubSub::<[u8]>::new().unwrap();
@@ -200,5 +251,4 @@ fn main() {
     );
     drop(channels);
     drop(other);
-    drop(pubsub);
 }
