@@ -31,6 +31,7 @@ mod janitor;
 mod snapshot;
 #[cfg(test)]
 mod tests;
+pub(crate) mod topic_events;
 pub(crate) mod topic_map;
 mod writer;
 

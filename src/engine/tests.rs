@@ -148,3 +148,47 @@ fn a_panic_in_a_batch_closes_the_engine_and_answers_every_caller() {
     ));
     assert_eq!(engine.stats().clients, 0);
 }
+
+/// Topic events: a watcher learns the topics that exist when it starts watching, then
+/// exactly one `Opened` per topic's first subscriber and one `Closed` per topic's last,
+/// in order, and nothing for subscribers in between.
+#[test]
+fn topic_events_report_first_and_last_subscribers_only() {
+    use super::topic_events::TopicEvent;
+
+    let engine = engine(16);
+    let (a, b) = (engine.generate_client_id(), engine.generate_client_id());
+    engine.register(a, callback_sink(), None).unwrap();
+    engine.register(b, callback_sink(), None).unwrap();
+    engine
+        .mutate(Mutation::Subscribe(a, topic("before")))
+        .unwrap();
+
+    let (events, watched) = crossbeam_channel::unbounded();
+    let existing = engine.watch_topics(events).unwrap();
+    assert_eq!(existing, vec![std::sync::Arc::<str>::from("before")]);
+
+    engine.mutate(Mutation::Subscribe(a, topic("t"))).unwrap();
+    engine.mutate(Mutation::Subscribe(b, topic("t"))).unwrap();
+    engine.mutate(Mutation::Unsubscribe(a, topic("t"))).unwrap();
+    engine.mutate(Mutation::Unregister(b)).unwrap();
+    engine.mutate(Mutation::Unregister(a)).unwrap();
+    let seen: Vec<TopicEvent> = watched.try_iter().collect();
+    assert_eq!(
+        seen,
+        vec![
+            TopicEvent::Opened("t".into()),
+            TopicEvent::Closed("t".into()),
+            TopicEvent::Closed("before".into()),
+        ]
+    );
+
+    engine.unwatch_topics();
+    engine
+        .register(a, callback_sink(), Some(topic("after")))
+        .unwrap();
+    assert!(
+        watched.try_recv().is_err(),
+        "an unwatched engine sent an event"
+    );
+}

@@ -168,7 +168,6 @@ impl<V: Keyed> TopicMap<V> {
     }
 
     /// Calls `f` on every entry, in no particular order.
-    #[cfg(test)]
     pub(crate) fn for_each(&self, mut f: impl FnMut(&V)) {
         fn walk<V>(node: &Node<V>, f: &mut impl FnMut(&V)) {
             for child in &node.children {

@@ -39,6 +39,7 @@ use smallvec::{smallvec, SmallVec};
 
 use super::command::{Command, Op, Outcome, Reply};
 use super::snapshot::{Snapshot, Subscriber, TopicEntry};
+use super::topic_events::{TopicEvent, TopicEventSender};
 use super::Shared;
 use crate::sink::{Sink, Status};
 use crate::sync::queue::Receiver;
@@ -71,6 +72,8 @@ pub(crate) struct Writer<T> {
     /// Set once the registry is closed (shutdown, or a panic in a batch): every op is
     /// then answered [`Error::Closed`].
     closed: bool,
+    /// Where topic events go, if anyone watches (see [`topic_events`](super::topic_events)).
+    topic_watcher: Option<TopicEventSender>,
     /// Fault injection for the tests of a panicking batch.
     #[cfg(any(test, loom))]
     pub(crate) panic_in_next_batch: bool,
@@ -133,6 +136,7 @@ impl<T> Writer<T> {
             working: Snapshot::default(),
             clients: HashMap::with_hasher(client_map_hasher()),
             closed: false,
+            topic_watcher: None,
             #[cfg(any(test, loom))]
             panic_in_next_batch: false,
             #[cfg(test)]
@@ -362,6 +366,11 @@ impl<T> Writer<T> {
                     hash: topic.hash_value(),
                     subscribers: smallvec![subscriber],
                 });
+                if let Some(watcher) = &self.topic_watcher {
+                    // Unbounded: never blocks. An observer that went away just stops
+                    // receiving.
+                    let _ = watcher.send(TopicEvent::Opened(std::sync::Arc::clone(&name)));
+                }
                 name
             }
         };
@@ -386,7 +395,7 @@ impl<T> Writer<T> {
             return Ok(false);
         };
         record.topics.swap_remove(position);
-        remove_subscriber(&mut self.working, id, topic.name(), topic.hash_value());
+        self.remove_subscriber(id, topic.name(), topic.hash_value());
         Ok(true)
     }
 
@@ -399,7 +408,7 @@ impl<T> Writer<T> {
     ) -> Result<(), Error> {
         let record = self.clients.remove(&id).ok_or(Error::UnknownClient(id))?;
         for name in &record.topics {
-            remove_subscriber(&mut self.working, id, name, hash_topic(name));
+            self.remove_subscriber(id, name, hash_topic(name));
         }
         record.sink.state.close(reason);
         self.working.clients -= 1;
@@ -420,6 +429,28 @@ impl<T> Writer<T> {
             let _ = self.unregister(*id, Status::ConsumerGone, aftermath);
         }
         !dead.is_empty()
+    }
+
+    /// Removes `id` from `topic`'s entry, dropping the entry if it empties.
+    fn remove_subscriber(&mut self, id: ClientId, name: &str, hash: u64) {
+        if let Some(closed) = remove_subscriber(&mut self.working, id, name, hash) {
+            if let Some(watcher) = &self.topic_watcher {
+                let _ = watcher.send(TopicEvent::Closed(closed));
+            }
+        }
+    }
+
+    /// Sets (or clears) the topic watcher; returns the topics that have subscribers now.
+    pub(crate) fn watch_topics(
+        &mut self,
+        watcher: Option<TopicEventSender>,
+    ) -> Vec<std::sync::Arc<str>> {
+        self.topic_watcher = watcher;
+        let mut names = Vec::with_capacity(self.working.topics.len());
+        self.working
+            .topics
+            .for_each(|entry| names.push(std::sync::Arc::clone(&entry.name)));
+        names
     }
 
     /// Publishes the working copy; the snapshot it replaces is retired, not dropped.
@@ -449,16 +480,26 @@ fn gentle_growth(len: usize) -> usize {
 }
 
 /// Removes `id` from `topic`'s entry in `snapshot`, dropping the entry if it empties.
-fn remove_subscriber<T>(snapshot: &mut Snapshot<T>, id: ClientId, name: &str, hash: u64) {
+/// Returns the topic's name if it did drop the entry.
+fn remove_subscriber<T>(
+    snapshot: &mut Snapshot<T>,
+    id: ClientId,
+    name: &str,
+    hash: u64,
+) -> Option<std::sync::Arc<str>> {
     let Some(entry) = snapshot.topics.get_mut(name, hash) else {
         debug_assert!(false, "client record names a topic the snapshot lacks");
-        return;
+        return None;
     };
     if let Some(position) = entry.subscribers.iter().position(|s| s.id == id) {
         entry.subscribers.swap_remove(position);
         snapshot.subscriptions -= 1;
     }
     if entry.subscribers.is_empty() {
-        snapshot.topics.remove(name, hash);
+        return snapshot
+            .topics
+            .remove(name, hash)
+            .map(|removed| std::sync::Arc::clone(&removed.name));
     }
+    None
 }
