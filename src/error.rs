@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use crate::authorization::Denied;
 use crate::transport::SerialiseError;
 use crate::ClientId;
 
@@ -25,6 +26,11 @@ pub enum Error {
     FrameMismatch,
     /// A channel configuration is unusable (for example a capacity of zero).
     InvalidConfig(&'static str),
+    /// A wildcard subscription is malformed (see [`PatternError`]).
+    InvalidPattern(PatternError),
+    /// The engine's [`can_subscribe`](crate::Builder::can_subscribe) hook refused the
+    /// subscription; nothing changed.
+    Denied(Denied),
 }
 
 impl fmt::Display for Error {
@@ -37,6 +43,8 @@ impl fmt::Display for Error {
             Error::Serialise(e) => write!(f, "serialiser failed: {e}"),
             Error::FrameMismatch => f.write_str("frame is not a Push frame for this topic"),
             Error::InvalidConfig(why) => write!(f, "invalid configuration: {why}"),
+            Error::InvalidPattern(e) => write!(f, "invalid pattern: {e}"),
+            Error::Denied(denied) => denied.fmt(f),
         }
     }
 }
@@ -46,6 +54,8 @@ impl std::error::Error for Error {
         match self {
             Error::InvalidTopic(e) => Some(e),
             Error::Serialise(e) => Some(e),
+            Error::InvalidPattern(e) => Some(e),
+            Error::Denied(e) => Some(e),
             _ => None,
         }
     }
@@ -90,6 +100,33 @@ impl fmt::Display for TopicError {
 }
 
 impl std::error::Error for TopicError {}
+
+impl From<PatternError> for Error {
+    fn from(e: PatternError) -> Self {
+        Error::InvalidPattern(e)
+    }
+}
+
+/// Why a wildcard subscription was refused (see [`PubSub::subscribe`](crate::PubSub::subscribe)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PatternError {
+    /// A token is empty (`foo..*`, `*.`).
+    EmptyToken,
+    /// `>` is not the last token (`foo.>.bar`).
+    RestNotLast,
+}
+
+impl fmt::Display for PatternError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PatternError::EmptyToken => f.write_str("a pattern token is empty"),
+            PatternError::RestNotLast => f.write_str("`>` may only be a pattern's last token"),
+        }
+    }
+}
+
+impl std::error::Error for PatternError {}
 
 /// Why an engine could not start.
 #[derive(Debug)]

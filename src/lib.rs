@@ -126,6 +126,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![deny(unsafe_code)]
 
+mod authorization;
 mod broadcaster;
 mod builder;
 mod channel;
@@ -145,11 +146,12 @@ pub mod transport;
 /// writes into a [`BytesMut`] with [`BufMut`], without adding `bytes` to your dependencies.
 pub use bytes::{self, BufMut, Bytes, BytesMut};
 
+pub use authorization::Denied;
 pub use broadcaster::Broadcaster;
 pub use builder::Builder;
 pub use channel::{Channel, DisconnectReason};
 pub use client::ClientId;
-pub use error::{Error, StartError, TopicError};
+pub use error::{Error, PatternError, StartError, TopicError};
 pub use mutation::Mutation;
 pub use policy::{ChannelConfig, OverflowPolicy};
 pub use pubsub::{PubSub, WeakPubSub};

@@ -6,7 +6,9 @@ use std::marker::PhantomData;
 
 use bytes::Bytes;
 
+use crate::authorization::{Denied, SubscribeHook};
 use crate::builder::Builder;
+use crate::engine::pattern::{self, Pattern};
 use crate::engine::Engine;
 use crate::error::StartError;
 use crate::policy::ChannelConfig;
@@ -93,6 +95,26 @@ impl<M: ?Sized> fmt::Debug for PubSub<M> {
 }
 
 impl<M: ?Sized> Builder<PubSub<M>> {
+    /// The token separator of topics and wildcard patterns (default `.`, as in NATS:
+    /// `md.*.eurusd`). Any character but the wildcards `*` and `>`; with `/`, topics read
+    /// like paths (`room/*`).
+    pub fn separator(mut self, separator: char) -> Self {
+        self.config.separator = separator;
+        self
+    }
+
+    /// A hook asked before every subscription — exact or pattern, from `subscribe` or
+    /// `apply` — with the client and the subscription as written. `Err` refuses it (the
+    /// call returns [`Error::Denied`] and nothing changes); a panic counts as a refusal.
+    /// See [`Denied`] for an example.
+    pub fn can_subscribe<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(ClientId, &str) -> Result<(), Denied> + Send + Sync + 'static,
+    {
+        self.config.can_subscribe = Some(SubscribeHook::new(hook));
+        self
+    }
+
     /// Starts the engine (and its background thread).
     pub fn build(self) -> Result<PubSub<M>, StartError> {
         Ok(PubSub {
@@ -182,22 +204,75 @@ impl<M: ?Sized> PubSub<M> {
         self.engine.register_channel(id, config, None)
     }
 
-    /// Subscribes client `id` to `topic`. When this returns, every broadcast that starts
-    /// afterwards, on any thread, reaches the client. Subscribing twice changes nothing.
+    /// Subscribes client `id` to `topic`, or to every topic a wildcard pattern matches.
+    /// When this returns, every broadcast that starts afterwards, on any thread, reaches
+    /// the client. Subscribing twice changes nothing.
     ///
-    /// Errors: [`Error::UnknownClient`], [`Error::InvalidTopic`], [`Error::Closed`].
+    /// # Wildcards
+    ///
+    /// NATS semantics over tokens split by the engine's
+    /// [`separator`](crate::Builder::separator) (`.` by default): a token `*` matches any
+    /// one token, a last token `>` matches one or more. A client receives **one** frame
+    /// per broadcast however many of its subscriptions match the topic. Unsubscribe with
+    /// the same pattern string.
+    ///
+    /// ```
+    /// use fanout::{transport::RawPayload, PubSub};
+    ///
+    /// let pubsub = PubSub::<str>::new()?;
+    /// let desk = pubsub.generate_client_id();
+    /// pubsub.register(desk, |_| {})?;
+    /// pubsub.subscribe(desk, "md.*.eurusd")?;
+    /// pubsub.subscribe(desk, "md.>")?;
+    /// pubsub.subscribe(desk, "md.ebs.eurusd")?;
+    /// assert_eq!(pubsub.broadcast("md.ebs.eurusd", "1.0842", &RawPayload)?, 1); // once
+    /// assert_eq!(pubsub.broadcast("md.cme.gbpusd.fut", "1.27", &RawPayload)?, 1);
+    /// assert_eq!(pubsub.broadcast("news.fx", "…", &RawPayload)?, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// Errors: [`Error::UnknownClient`], [`Error::InvalidTopic`], [`Error::InvalidPattern`]
+    /// (an empty token, or `>` before the last token), [`Error::Denied`] (the
+    /// [`can_subscribe`](crate::Builder::can_subscribe) hook refused), [`Error::Closed`].
     pub fn subscribe(&self, id: ClientId, topic: impl TopicRef) -> Result<(), Error> {
         let topic = topic.to_topic(self.max_topic_len())?;
+        self.check_subscribe(id, &topic)?;
         self.engine.mutate(Mutation::Subscribe(id, topic))
     }
 
-    /// Unsubscribes client `id` from `topic` (a no-op if it is not subscribed). When this
-    /// returns, no broadcast that starts afterwards reaches the client on this topic.
+    /// Unsubscribes client `id` from `topic` or from a wildcard pattern (the same string
+    /// it subscribed with); a no-op if it is not subscribed. When this returns, no
+    /// broadcast that starts afterwards reaches the client through this subscription
+    /// (another of its subscriptions may still match the topic).
     ///
-    /// Errors: [`Error::UnknownClient`], [`Error::InvalidTopic`], [`Error::Closed`].
+    /// Errors: [`Error::UnknownClient`], [`Error::InvalidTopic`],
+    /// [`Error::InvalidPattern`], [`Error::Closed`].
     pub fn unsubscribe(&self, id: ClientId, topic: impl TopicRef) -> Result<(), Error> {
         let topic = topic.to_topic(self.max_topic_len())?;
+        self.check_pattern(&topic)?;
         self.engine.mutate(Mutation::Unsubscribe(id, topic))
+    }
+
+    /// A malformed pattern is refused before anything is queued.
+    fn check_pattern(&self, topic: &Topic) -> Result<(), Error> {
+        let separator = self.engine.config().separator;
+        if pattern::is_pattern(topic.name(), separator) {
+            Pattern::parse(topic.shared_name(), separator)?;
+        }
+        Ok(())
+    }
+
+    /// Everything a subscription must pass before it reaches the writer: a well-formed
+    /// pattern, and the authorization hook (counted when it refuses).
+    fn check_subscribe(&self, id: ClientId, topic: &Topic) -> Result<(), Error> {
+        self.check_pattern(topic)?;
+        if let Some(hook) = &self.engine.config().can_subscribe {
+            if let Err(denied) = hook.check(id, topic.name()) {
+                self.engine.record_denial();
+                return Err(Error::Denied(denied));
+            }
+        }
+        Ok(())
     }
 
     /// Unregisters client `id`, leaving every topic. A channel-backed client's receiver
@@ -238,12 +313,19 @@ impl<M: ?Sized> PubSub<M> {
         let mut early: Vec<(usize, Error)> = Vec::new();
         for (i, mutation) in mutations.into_iter().enumerate() {
             // Re-check lengths: a `Topic` may come from an engine with a larger limit.
-            let topic_error = match &mutation {
-                Mutation::Subscribe(_, t) | Mutation::Unsubscribe(_, t) => t.topic_key(max).err(),
+            let refused = match &mutation {
+                Mutation::Subscribe(id, t) => match t.topic_key(max) {
+                    Err(e) => Some(e.into()),
+                    Ok(_) => self.check_subscribe(*id, t).err(),
+                },
+                Mutation::Unsubscribe(_, t) => match t.topic_key(max) {
+                    Err(e) => Some(e.into()),
+                    Ok(_) => self.check_pattern(t).err(),
+                },
                 Mutation::Unregister(_) => None,
             };
-            match topic_error {
-                Some(e) => early.push((i, e.into())),
+            match refused {
+                Some(e) => early.push((i, e)),
                 None => checked.push(mutation),
             }
         }

@@ -15,8 +15,10 @@ pub struct Stats {
     pub clients: usize,
     /// Topics with at least one subscriber.
     pub topics: usize,
-    /// Client–topic pairs.
+    /// Client–topic pairs subscribed by name.
     pub subscriptions: usize,
+    /// Client–pattern pairs (wildcard subscriptions).
+    pub patterns: usize,
     /// Broadcasts that found at least one subscriber.
     pub broadcasts: u64,
     /// Frames handed to sinks (a callback called, or a frame queued on a channel).
@@ -27,6 +29,8 @@ pub struct Stats {
     pub disconnects: u64,
     /// Send callbacks that panicked (each one removed its client).
     pub panics: u64,
+    /// Subscriptions the `can_subscribe` hook refused.
+    pub denied: u64,
 }
 
 /// What one broadcast did, added to the engine's counters in one go.
@@ -48,6 +52,7 @@ pub(crate) struct Counters {
     dropped: AtomicU64,
     disconnects: AtomicU64,
     panics: AtomicU64,
+    denied: AtomicU64,
 }
 
 impl Counters {
@@ -70,11 +75,17 @@ impl Counters {
         }
     }
 
+    /// Counts one subscription the authorization hook refused.
+    pub(crate) fn record_denial(&self) {
+        self.denied.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn fill(&self, stats: &mut Stats) {
         stats.broadcasts = self.broadcasts.load(Ordering::Relaxed);
         stats.deliveries = self.deliveries.load(Ordering::Relaxed);
         stats.dropped = self.dropped.load(Ordering::Relaxed);
         stats.disconnects = self.disconnects.load(Ordering::Relaxed);
         stats.panics = self.panics.load(Ordering::Relaxed);
+        stats.denied = self.denied.load(Ordering::Relaxed);
     }
 }

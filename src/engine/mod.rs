@@ -28,13 +28,17 @@
 pub(crate) mod combiner;
 pub(crate) mod command;
 mod janitor;
+pub(crate) mod pattern;
+mod pattern_index;
 mod snapshot;
 #[cfg(test)]
 mod tests;
 pub(crate) mod topic_events;
+mod topic_index;
 pub(crate) mod topic_map;
 mod writer;
 
+use std::borrow::Borrow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use command::{Command, Op};
@@ -43,6 +47,7 @@ pub(crate) use snapshot::Snapshot;
 use snapshot::Subscriber;
 use writer::Writer;
 
+use crate::authorization::SubscribeHook;
 use crate::error::StartError;
 use crate::policy::ChannelConfig;
 use crate::sink::{ChannelSink, Delivery, Sink, SinkState, Status};
@@ -69,6 +74,10 @@ pub(crate) struct EngineConfig {
     pub(crate) max_topic_len: usize,
     /// Capacity and policy of channels made without an explicit configuration.
     pub(crate) default_channel: ChannelConfig,
+    /// The token separator of topics and wildcard patterns.
+    pub(crate) separator: char,
+    /// Asked before any subscription is applied, if set.
+    pub(crate) can_subscribe: Option<SubscribeHook>,
 }
 
 impl Default for EngineConfig {
@@ -78,6 +87,8 @@ impl Default for EngineConfig {
             thread_name: "fanout-writer".to_owned(),
             max_topic_len: 256,
             default_channel: ChannelConfig::default(),
+            separator: pattern::DEFAULT_SEPARATOR,
+            can_subscribe: None,
         }
     }
 }
@@ -87,6 +98,11 @@ impl EngineConfig {
         if self.command_capacity == 0 {
             return Err(StartError::InvalidConfig(
                 "command queue capacity must be at least 1",
+            ));
+        }
+        if matches!(self.separator, '*' | '>') {
+            return Err(StartError::InvalidConfig(
+                "the separator cannot be a wildcard (`*` or `>`)",
             ));
         }
         if self.max_topic_len == 0 || self.max_topic_len > MAX_TOPIC_LEN {
@@ -196,7 +212,7 @@ impl<T: Clone + Send + 'static> Engine<T> {
         let shared = Arc::new(Shared {
             snapshot: SnapshotCell::new(Arc::new(Snapshot::default())),
             closed: AtomicBool::new(false),
-            writer: Mutex::new(Writer::new()),
+            writer: Mutex::new(Writer::new(config.separator)),
             inbox_sender,
             inbox,
             sweep_requested: AtomicBool::new(false),
@@ -246,9 +262,21 @@ impl<T: Clone> Engine<T> {
         self.shared().snapshot.load()
     }
 
-    /// How many clients are subscribed to `topic` in the current snapshot.
+    /// How many clients a broadcast on `topic` would reach now (by name or pattern).
     pub(crate) fn subscriber_count(&self, topic: TopicKey<'_>) -> usize {
-        self.snapshot().subscribers(topic).map_or(0, <[_]>::len)
+        let snapshot = self.snapshot();
+        match snapshot.subscribers(topic) {
+            Some(subscribers) => subscribers.len(),
+            None if snapshot.patterns.has_none() => 0,
+            None => {
+                pattern_index::matching(&snapshot.patterns, topic.name, self.config.separator).len()
+            }
+        }
+    }
+
+    /// Counts a subscription the authorization hook refused.
+    pub(crate) fn record_denial(&self) {
+        self.shared().counters.record_denial();
     }
 
     pub(crate) fn stats(&self) -> Stats {
@@ -257,6 +285,7 @@ impl<T: Clone> Engine<T> {
             clients: snapshot.clients,
             topics: snapshot.topics.len(),
             subscriptions: snapshot.subscriptions,
+            patterns: snapshot.pattern_subscriptions,
             ..Stats::default()
         };
         self.shared().counters.fill(&mut stats);
@@ -350,11 +379,37 @@ impl<T: Clone> Engine<T> {
     ) -> Result<usize, Error> {
         let skip = skip.unwrap_or(NOBODY);
         let snapshot = self.load_for_broadcast()?;
-        let Some(subscribers) = receivers(&snapshot, topic, skip) else {
-            return Ok(0);
+        let Some(subscribers) = snapshot.subscribers(topic) else {
+            return self.broadcast_to_patterns(&snapshot, topic, skip, make);
         };
+        if only_the_sender(subscribers, skip) {
+            return Ok(0);
+        }
         let item = make()?;
         Ok(self.deliver(subscribers, skip, &item))
+    }
+
+    /// A broadcast to a topic nobody subscribed to by name: it reaches the clients whose
+    /// patterns match it, each once. Out of line: an engine without patterns returns
+    /// after one check.
+    #[inline(never)]
+    fn broadcast_to_patterns(
+        &self,
+        snapshot: &Snapshot<T>,
+        topic: TopicKey<'_>,
+        skip: ClientId,
+        make: impl FnOnce() -> Result<T, Error>,
+    ) -> Result<usize, Error> {
+        if snapshot.patterns.has_none() {
+            return Ok(0);
+        }
+        let subscribers =
+            pattern_index::matching(&snapshot.patterns, topic.name, self.config.separator);
+        if subscribers.is_empty() || only_the_sender(&subscribers, skip) {
+            return Ok(0);
+        }
+        let item = make()?;
+        Ok(self.deliver(&subscribers, skip, &item))
     }
 
     /// Like [`broadcast`](Self::broadcast) for an item the caller already has.
@@ -367,10 +422,33 @@ impl<T: Clone> Engine<T> {
     ) -> Result<usize, Error> {
         let skip = skip.unwrap_or(NOBODY);
         let snapshot = self.load_for_broadcast()?;
-        let Some(subscribers) = receivers(&snapshot, topic, skip) else {
-            return Ok(0);
+        let Some(subscribers) = snapshot.subscribers(topic) else {
+            return self.broadcast_ref_to_patterns(&snapshot, topic, skip, item);
         };
+        if only_the_sender(subscribers, skip) {
+            return Ok(0);
+        }
         Ok(self.deliver(subscribers, skip, item))
+    }
+
+    /// [`broadcast_to_patterns`](Self::broadcast_to_patterns) for an item the caller has.
+    #[inline(never)]
+    fn broadcast_ref_to_patterns(
+        &self,
+        snapshot: &Snapshot<T>,
+        topic: TopicKey<'_>,
+        skip: ClientId,
+        item: &T,
+    ) -> Result<usize, Error> {
+        if snapshot.patterns.has_none() {
+            return Ok(0);
+        }
+        let subscribers =
+            pattern_index::matching(&snapshot.patterns, topic.name, self.config.separator);
+        if only_the_sender(&subscribers, skip) {
+            return Ok(0);
+        }
+        Ok(self.deliver(&subscribers, skip, item))
     }
 
     #[inline]
@@ -384,21 +462,26 @@ impl<T: Clone> Engine<T> {
     /// Hands `item` to every subscriber but `skip`, isolating panics. Returns how many
     /// sinks received it.
     #[inline]
-    fn deliver(&self, subscribers: &[Subscriber<T>], skip: ClientId, item: &T) -> usize {
+    fn deliver<S: Borrow<Subscriber<T>>>(
+        &self,
+        subscribers: &[S],
+        skip: ClientId,
+        item: &T,
+    ) -> usize {
         // Two copies of the walk: a plain `broadcast` compiles the sender check out.
         if skip == NOBODY {
-            self.walk::<false>(subscribers, skip, item)
+            self.walk::<false, S>(subscribers, skip, item)
         } else {
-            self.walk::<true>(subscribers, skip, item)
+            self.walk::<true, S>(subscribers, skip, item)
         }
     }
 
     /// The broadcast loop. The hot path does as little per subscriber as it can: no
     /// delivery counter (deliveries are `subscribers.len()` minus the rare misses the
     /// tally counts), and, unless `SKIPPING`, no sender compare.
-    fn walk<const SKIPPING: bool>(
+    fn walk<const SKIPPING: bool, S: Borrow<Subscriber<T>>>(
         &self,
-        subscribers: &[Subscriber<T>],
+        subscribers: &[S],
         skip: ClientId,
         item: &T,
     ) -> usize {
@@ -410,6 +493,7 @@ impl<T: Clone> Engine<T> {
             // callback panicked.
             let walk = catch_unwind(AssertUnwindSafe(|| {
                 for subscriber in remaining.by_ref() {
+                    let subscriber = subscriber.borrow();
                     if SKIPPING && subscriber.id == skip {
                         tally.missed += 1;
                         continue;
@@ -421,7 +505,7 @@ impl<T: Clone> Engine<T> {
                 Ok(()) => break,
                 Err(panic) => {
                     tally.missed += 1;
-                    let culprit = &subscribers[subscribers.len() - remaining.len() - 1];
+                    let culprit = subscribers[subscribers.len() - remaining.len() - 1].borrow();
                     if culprit.sink.mark_panicked() {
                         tally.panics += 1;
                         self.link.request_prune(culprit.id, &culprit.sink.state);
@@ -471,19 +555,11 @@ impl<T: Clone> Engine<T> {
     }
 }
 
-/// The subscribers of `topic` a broadcast skipping `skip` would reach; `None` if nobody,
-/// so the caller can skip making the item.
+/// Whether the only subscriber is the one a `broadcast_from` skips: then nobody would
+/// receive the item and it is not made.
 #[inline]
-fn receivers<'s, T>(
-    snapshot: &'s Snapshot<T>,
-    topic: TopicKey<'_>,
-    skip: ClientId,
-) -> Option<&'s [Subscriber<T>]> {
-    let subscribers = snapshot.subscribers(topic)?;
-    match subscribers {
-        [only] if only.id == skip => None,
-        _ => Some(subscribers),
-    }
+fn only_the_sender<T, S: Borrow<Subscriber<T>>>(subscribers: &[S], skip: ClientId) -> bool {
+    matches!(subscribers, [only] if only.borrow().id == skip)
 }
 
 impl<T> Engine<T> {

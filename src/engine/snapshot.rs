@@ -7,6 +7,7 @@
 
 use smallvec::SmallVec;
 
+use super::pattern_index::PatternNode;
 use super::topic_map::{Keyed, TopicMap};
 use crate::sink::Sink;
 use crate::sync::Arc;
@@ -76,8 +77,12 @@ pub(crate) struct Snapshot<T> {
     pub(crate) topics: TopicMap<TopicEntry<T>>,
     /// Registered clients (channels, for a `Broadcaster`).
     pub(crate) clients: usize,
-    /// Sum of all topics' subscriber counts.
+    /// Subscriptions to topics by name (client–topic pairs).
     pub(crate) subscriptions: usize,
+    /// Wildcard subscriptions, for topics nobody subscribed to by name.
+    pub(crate) patterns: std::sync::Arc<PatternNode<T>>,
+    /// Wildcard subscriptions (client–pattern pairs).
+    pub(crate) pattern_subscriptions: usize,
 }
 
 impl<T> Clone for Snapshot<T> {
@@ -86,6 +91,8 @@ impl<T> Clone for Snapshot<T> {
             topics: self.topics.clone(),
             clients: self.clients,
             subscriptions: self.subscriptions,
+            patterns: std::sync::Arc::clone(&self.patterns),
+            pattern_subscriptions: self.pattern_subscriptions,
         }
     }
 }
@@ -96,6 +103,8 @@ impl<T> Default for Snapshot<T> {
             topics: TopicMap::default(),
             clients: 0,
             subscriptions: 0,
+            patterns: std::sync::Arc::default(),
+            pattern_subscriptions: 0,
         }
     }
 }

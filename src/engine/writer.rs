@@ -38,8 +38,11 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use smallvec::{smallvec, SmallVec};
 
 use super::command::{Command, Op, Outcome, Reply};
-use super::snapshot::{Snapshot, Subscriber, TopicEntry};
+use super::pattern::{is_pattern, Pattern};
+use super::pattern_index;
+use super::snapshot::{Snapshot, Subscriber, TopicEntry, INLINE_SUBSCRIBERS};
 use super::topic_events::{TopicEvent, TopicEventSender};
+use super::topic_index::TopicIndex;
 use super::Shared;
 use crate::sink::{Sink, Status};
 use crate::sync::queue::Receiver;
@@ -74,6 +77,12 @@ pub(crate) struct Writer<T> {
     closed: bool,
     /// Where topic events go, if anyone watches (see [`topic_events`](super::topic_events)).
     topic_watcher: Option<TopicEventSender>,
+    /// The token separator of topics and patterns.
+    separator: char,
+    /// Each client's wildcard patterns; only clients that have some.
+    client_patterns: HashMap<ClientId, Vec<Pattern>, ahash::RandomState>,
+    /// Existing topics by token, once any pattern was subscribed (see [`TopicIndex`]).
+    topic_index: Option<TopicIndex>,
     /// Fault injection for the tests of a panicking batch.
     #[cfg(any(test, loom))]
     pub(crate) panic_in_next_batch: bool,
@@ -131,12 +140,15 @@ pub(crate) struct Batch<T> {
 }
 
 impl<T> Writer<T> {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(separator: char) -> Self {
         Self {
             working: Snapshot::default(),
             clients: HashMap::with_hasher(client_map_hasher()),
             closed: false,
             topic_watcher: None,
+            separator,
+            client_patterns: HashMap::with_hasher(client_map_hasher()),
+            topic_index: None,
             #[cfg(any(test, loom))]
             panic_in_next_batch: false,
             #[cfg(test)]
@@ -243,6 +255,8 @@ impl<T> Writer<T> {
             }
             let working = std::mem::take(&mut self.working);
             aftermath.retired_snapshots.push(Arc::new(working));
+            self.client_patterns.clear();
+            self.topic_index = None;
             self.publish(shared, aftermath);
         }
         aftermath.unapplied.extend(queue.try_iter());
@@ -327,16 +341,44 @@ impl<T> Writer<T> {
     /// Applies one change. Returns whether the registry changed.
     fn mutate(&mut self, change: Mutation, aftermath: &mut Aftermath<T>) -> Result<bool, Error> {
         match change {
-            Mutation::Subscribe(id, topic) => self.subscribe(id, topic),
-            Mutation::Unsubscribe(id, topic) => self.unsubscribe(id, &topic),
+            Mutation::Subscribe(id, topic) => match self.as_pattern(&topic)? {
+                Some(pattern) => self.subscribe_pattern(id, pattern),
+                None => self.subscribe(id, topic),
+            },
+            Mutation::Unsubscribe(id, topic) => match self.as_pattern(&topic)? {
+                Some(pattern) => self.unsubscribe_pattern(id, &pattern, aftermath),
+                None => self.unsubscribe(id, &topic),
+            },
             Mutation::Unregister(id) => self
                 .unregister(id, Status::Unsubscribed, aftermath)
                 .map(|()| true),
         }
     }
 
-    /// Adds `id` to `topic`. Returns whether anything changed.
+    /// The subscription as a pattern, if it is one (see [`pattern`](super::pattern)).
+    fn as_pattern(&self, topic: &Topic) -> Result<Option<Pattern>, Error> {
+        if !is_pattern(topic.name(), self.separator) {
+            return Ok(None);
+        }
+        Ok(Some(Pattern::parse(topic.shared_name(), self.separator)?))
+    }
+
+    /// Whether one of client `id`'s patterns matches topic `name`: then the client is in
+    /// that topic's subscriber list through the pattern (the invariant below).
+    fn covered_by_pattern(&self, id: ClientId, name: &str) -> bool {
+        self.client_patterns
+            .get(&id)
+            .is_some_and(|patterns| patterns.iter().any(|p| p.matches(name, self.separator)))
+    }
+
+    // The invariant that keeps one frame per client per broadcast: for every topic entry
+    // `t` and client `c`, `c` is in `t`'s subscriber list exactly once if `c` subscribed
+    // to `t` by name or one of `c`'s patterns matches `t`, and not at all otherwise. Each
+    // change below re-establishes it for the topics it touches.
+
+    /// Adds `id` to `topic` by name. Returns whether anything changed.
     fn subscribe(&mut self, id: ClientId, topic: Topic) -> Result<bool, Error> {
+        let covered = self.covered_by_pattern(id, topic.name());
         let record = self.clients.get_mut(&id).ok_or(Error::UnknownClient(id))?;
         if record.topics.iter().any(|name| **name == *topic.name()) {
             return Ok(false);
@@ -351,21 +393,33 @@ impl<T> Writer<T> {
             .get_mut(topic.name(), topic.hash_value())
         {
             Some(entry) => {
-                if entry.subscribers.len() == entry.subscribers.capacity() {
-                    entry
-                        .subscribers
-                        .reserve_exact(gentle_growth(entry.subscribers.len()));
+                if !covered {
+                    push_subscriber(&mut entry.subscribers, subscriber);
                 }
-                entry.subscribers.push(subscriber);
                 std::sync::Arc::clone(&entry.name)
             }
             None => {
                 let name = topic.shared_name();
+                let mut subscribers: SmallVec<[Subscriber<T>; INLINE_SUBSCRIBERS]> =
+                    smallvec![subscriber];
+                if !self.working.patterns.has_none() {
+                    // A new topic: it gets every pattern subscriber that matches it.
+                    let matched =
+                        pattern_index::matching(&self.working.patterns, &name, self.separator);
+                    subscribers.extend(matched.into_iter().filter(|s| s.id != id).cloned());
+                }
                 self.working.topics.insert(TopicEntry {
                     name: std::sync::Arc::clone(&name),
                     hash: topic.hash_value(),
-                    subscribers: smallvec![subscriber],
+                    subscribers,
                 });
+                if let Some(index) = &mut self.topic_index {
+                    index.insert(
+                        std::sync::Arc::clone(&name),
+                        topic.hash_value(),
+                        self.separator,
+                    );
+                }
                 if let Some(watcher) = &self.topic_watcher {
                     // Unbounded: never blocks. An observer that went away just stops
                     // receiving.
@@ -384,7 +438,7 @@ impl<T> Writer<T> {
         Ok(true)
     }
 
-    /// Removes `id` from `topic`. Returns whether anything changed.
+    /// Removes `id` from `topic` by name. Returns whether anything changed.
     fn unsubscribe(&mut self, id: ClientId, topic: &Topic) -> Result<bool, Error> {
         let record = self.clients.get_mut(&id).ok_or(Error::UnknownClient(id))?;
         let Some(position) = record
@@ -395,11 +449,99 @@ impl<T> Writer<T> {
             return Ok(false);
         };
         record.topics.swap_remove(position);
-        self.remove_subscriber(id, topic.name(), topic.hash_value());
+        self.working.subscriptions -= 1;
+        if !self.covered_by_pattern(id, topic.name()) {
+            self.remove_subscriber(id, topic.name(), topic.hash_value());
+        }
         Ok(true)
     }
 
-    /// Removes `id` from every topic and forgets it, closing its sink with `reason`.
+    /// Subscribes `id` to `pattern`: into the pattern index (for topics that do not exist
+    /// yet) and into the list of every existing topic it matches. Returns whether
+    /// anything changed.
+    fn subscribe_pattern(&mut self, id: ClientId, pattern: Pattern) -> Result<bool, Error> {
+        let record = self.clients.get(&id).ok_or(Error::UnknownClient(id))?;
+        let sink = Arc::clone(&record.sink);
+        let theirs = self.client_patterns.get(&id);
+        if theirs.is_some_and(|patterns| patterns.iter().any(|p| p.text() == pattern.text())) {
+            return Ok(false);
+        }
+        let index = self.topic_index_mut();
+        for (name, hash) in index.matching(&pattern) {
+            let by_name = record_has_topic(&self.clients, id, &name);
+            if by_name || self.covered_by_pattern(id, &name) {
+                continue;
+            }
+            let entry = self
+                .working
+                .topics
+                .get_mut(&name, hash)
+                .expect("the topic index lists only topics that exist");
+            push_subscriber(
+                &mut entry.subscribers,
+                Subscriber {
+                    id,
+                    sink: Arc::clone(&sink),
+                },
+            );
+        }
+        std::sync::Arc::make_mut(&mut self.working.patterns)
+            .insert(&pattern, Subscriber { id, sink });
+        self.client_patterns.entry(id).or_default().push(pattern);
+        self.working.pattern_subscriptions += 1;
+        Ok(true)
+    }
+
+    /// Unsubscribes `id` from `pattern` (the same string it subscribed with). Returns
+    /// whether anything changed.
+    fn unsubscribe_pattern(
+        &mut self,
+        id: ClientId,
+        pattern: &Pattern,
+        aftermath: &mut Aftermath<T>,
+    ) -> Result<bool, Error> {
+        if !self.clients.contains_key(&id) {
+            return Err(Error::UnknownClient(id));
+        }
+        let Some(patterns) = self.client_patterns.get_mut(&id) else {
+            return Ok(false);
+        };
+        let Some(position) = patterns.iter().position(|p| p.text() == pattern.text()) else {
+            return Ok(false);
+        };
+        let pattern = patterns.swap_remove(position);
+        if patterns.is_empty() {
+            self.client_patterns.remove(&id);
+        }
+        if let Some(removed) =
+            std::sync::Arc::make_mut(&mut self.working.patterns).remove(&pattern, id)
+        {
+            aftermath.retired_sinks.push(removed.sink);
+        }
+        self.working.pattern_subscriptions -= 1;
+        for (name, hash) in self.topic_index_mut().matching(&pattern) {
+            if !record_has_topic(&self.clients, id, &name) && !self.covered_by_pattern(id, &name) {
+                self.remove_subscriber(id, &name, hash);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The index of existing topics by token, built on first use.
+    fn topic_index_mut(&mut self) -> &mut TopicIndex {
+        let separator = self.separator;
+        let topics = &self.working.topics;
+        self.topic_index.get_or_insert_with(|| {
+            let mut index = TopicIndex::default();
+            topics.for_each(|entry| {
+                index.insert(std::sync::Arc::clone(&entry.name), entry.hash, separator)
+            });
+            index
+        })
+    }
+
+    /// Removes `id` from every topic and pattern and forgets it, closing its sink with
+    /// `reason`.
     fn unregister(
         &mut self,
         id: ClientId,
@@ -409,6 +551,23 @@ impl<T> Writer<T> {
         let record = self.clients.remove(&id).ok_or(Error::UnknownClient(id))?;
         for name in &record.topics {
             self.remove_subscriber(id, name, hash_topic(name));
+        }
+        self.working.subscriptions -= record.topics.len();
+        if let Some(patterns) = self.client_patterns.remove(&id) {
+            let index = std::sync::Arc::make_mut(&mut self.working.patterns);
+            for pattern in &patterns {
+                if let Some(removed) = index.remove(pattern, id) {
+                    aftermath.retired_sinks.push(removed.sink);
+                }
+            }
+            self.working.pattern_subscriptions -= patterns.len();
+            // The topics it was in through its patterns (once each: the client is in a
+            // list at most once, and removing an absent subscriber is a no-op).
+            for pattern in &patterns {
+                for (name, hash) in self.topic_index_mut().matching(pattern) {
+                    self.remove_subscriber(id, &name, hash);
+                }
+            }
         }
         record.sink.state.close(reason);
         self.working.clients -= 1;
@@ -434,6 +593,9 @@ impl<T> Writer<T> {
     /// Removes `id` from `topic`'s entry, dropping the entry if it empties.
     fn remove_subscriber(&mut self, id: ClientId, name: &str, hash: u64) {
         if let Some(closed) = remove_subscriber(&mut self.working, id, name, hash) {
+            if let Some(index) = &mut self.topic_index {
+                index.remove(&closed, self.separator);
+            }
             if let Some(watcher) = &self.topic_watcher {
                 let _ = watcher.send(TopicEvent::Closed(closed));
             }
@@ -469,6 +631,28 @@ fn client_map_hasher() -> ahash::RandomState {
     ahash::RandomState::new()
 }
 
+/// Whether client `id` subscribed to topic `name` by name.
+fn record_has_topic<T>(
+    clients: &HashMap<ClientId, ClientRecord<T>, ahash::RandomState>,
+    id: ClientId,
+    name: &str,
+) -> bool {
+    clients
+        .get(&id)
+        .is_some_and(|record| record.topics.iter().any(|t| **t == *name))
+}
+
+/// Appends to a topic's subscriber list, growing it gently.
+fn push_subscriber<T>(
+    list: &mut SmallVec<[Subscriber<T>; INLINE_SUBSCRIBERS]>,
+    subscriber: Subscriber<T>,
+) {
+    if list.len() == list.capacity() {
+        list.reserve_exact(gentle_growth(list.len()));
+    }
+    list.push(subscriber);
+}
+
 /// How much to grow a full list of `len` elements by: half again (at least one).
 ///
 /// Lists here are long-lived and mostly short (a client's topics, a topic's
@@ -493,7 +677,6 @@ fn remove_subscriber<T>(
     };
     if let Some(position) = entry.subscribers.iter().position(|s| s.id == id) {
         entry.subscribers.swap_remove(position);
-        snapshot.subscriptions -= 1;
     }
     if entry.subscribers.is_empty() {
         return snapshot
