@@ -728,7 +728,36 @@ fn silence_deliberate_panics() {
 // Broken on purpose, once each, in a scratch copy of the engine (never in this tree), to
 // check these models can fail:
 //
-// BREAK-TABLE
+// | mutation (in the scratch copy)                                   | what fails              |
+// |------------------------------------------------------------------|-------------------------|
+// | `combine` never looks at the queue again after releasing the     | 1a, 1b, 2, 3, 4b:       |
+// | role (`more = false`)                                            | loom "deadlock; threads |
+// |                                                                  | = [.. Blocked ..]"      |
+// | a poster does not try the role after posting (just waits)        | 1a, 1b, 2, 3, 4b, 5, 6: |
+// |                                                                  | loom "deadlock"         |
+// | the writer answers a batch's callers before publishing it        | 2: "own subscribe not   |
+// |                                                                  | visible, left: 0,       |
+// |                                                                  | right: 1"; 3: joiner    |
+// |                                                                  | calls 0, expected 1     |
+// | a panicking batch answers `Closed` but does not close the engine | 5: `theirs` was `Ok(())`|
+// | a closed writer's batch leaves the queue alone                   | 5, 6: loom "Model       |
+// |                                                                  | exceeded maximum number |
+// |                                                                  | of branches" (livelock) |
+// | the aftermath is finished with the role still held               | 4a, 4b: loom "deadlock" |
+// | `shutdown` on the janitor thread joins itself                    | 4a (and model 7):       |
+// |                                                                  | loom "deadlock"         |
+// | `close_registry` closes only if no combiner holds the role       | 6: `Stats { clients: 2, |
+// |                                                                  | topics: 1, subs.. 1 }`  |
+//
+// Not caught, and why (the stand-ins, not the models):
+// - A panicking batch keeping its answers instead of clearing them: the injected panic
+//   fires before the batch applies anything, so there are no answers yet.
+// - Removing both `SeqCst` fences of the store-buffering pair: loom models every
+//   `Mutex` as sequentially consistent, and the command queue stand-in is a `Mutex`.
+// - `close_registry` not serving what was posted while it held the role, or `hand_off`
+//   waking a stopped janitor: a poster can only slip in between the last drain of the
+//   queue and the role's unlock, and loom has no schedule point there (releasing a
+//   mutex is not one).
 
 /// A PubSub with a command queue of `capacity`.
 fn small_pubsub(capacity: usize) -> PubSub<str> {
@@ -774,7 +803,11 @@ fn concurrent_mutations_are_all_applied() {
                 pubsub.subscribe(b, "u").unwrap();
             }
         });
-        pubsub.subscribe(a, "t").unwrap();
+        let one = thread::spawn({
+            let pubsub = pubsub.clone();
+            move || pubsub.subscribe(a, "t").unwrap()
+        });
+        one.join().unwrap();
         other.join().unwrap();
 
         assert_eq!(broadcast(&pubsub, "t"), 2);
@@ -830,8 +863,14 @@ fn an_op_applied_by_another_caller_is_visible_when_its_call_returns() {
                 assert_eq!(broadcast(&pubsub, "b"), 1, "own subscribe not visible");
             }
         });
-        pubsub.subscribe(x, "a").unwrap();
-        assert_eq!(broadcast(&pubsub, "a"), 1, "own subscribe not visible");
+        let one = thread::spawn({
+            let pubsub = pubsub.clone();
+            move || {
+                pubsub.subscribe(x, "a").unwrap();
+                assert_eq!(broadcast(&pubsub, "a"), 1, "own subscribe not visible");
+            }
+        });
+        one.join().unwrap();
         other.join().unwrap();
 
         assert_eq!((x_calls.load(SeqCst), y_calls.load(SeqCst)), (1, 1));
@@ -882,7 +921,11 @@ fn callback_subscribes_from_inside_a_broadcast() {
                 reached
             }
         });
-        pubsub.subscribe(other_client, "later").unwrap();
+        let subscriber = thread::spawn({
+            let pubsub = pubsub.clone();
+            move || pubsub.subscribe(other_client, "later").unwrap()
+        });
+        subscriber.join().unwrap();
         let reached = broadcaster.join().unwrap();
 
         // The joiner is in; the other client may or may not have been yet.
@@ -1002,7 +1045,11 @@ fn sink_freed_in_a_combiners_aftermath_reenters_the_engine() {
             let pubsub = pubsub.clone();
             move || pubsub.subscribe(other, "t").unwrap()
         });
-        pubsub.unregister(doomed).unwrap();
+        let unregisterer = thread::spawn({
+            let pubsub = pubsub.clone();
+            move || pubsub.unregister(doomed).unwrap()
+        });
+        unregisterer.join().unwrap();
         subscriber.join().unwrap();
 
         // Freed by the main thread or by the subscriber's batch: done either way now.
@@ -1048,7 +1095,11 @@ fn panic_in_a_batch_answers_every_caller_and_closes_the_engine() {
                 (sent, pubsub.subscribe(y, "t"))
             }
         });
-        let mine = pubsub.subscribe(x, "u");
+        let mine = thread::spawn({
+            let pubsub = pubsub.clone();
+            move || pubsub.subscribe(x, "u")
+        });
+        let mine = mine.join().unwrap();
         let (sent, theirs) = other.join().unwrap();
 
         assert!(matches!(mine, Err(Error::Closed)), "{mine:?}");
@@ -1107,7 +1158,14 @@ fn shutdown_races_combiners() {
             let pubsub = pubsub.clone();
             move || pubsub.subscribe(y, "t")
         });
-        pubsub.shutdown();
+        // On a thread of its own rather than on the main thread, which only waits: loom
+        // then needs no preemption to start any of the three first, and its preemption
+        // bound goes to the interleavings inside the calls.
+        let closer = thread::spawn({
+            let pubsub = pubsub.clone();
+            move || pubsub.shutdown()
+        });
+        closer.join().unwrap();
         let (subscribed, unsubscribed) = churn.join().unwrap();
         let joined = joiner.join().unwrap();
 
