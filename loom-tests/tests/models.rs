@@ -2,13 +2,19 @@
 //!
 //! Built with `RUSTFLAGS="--cfg loom"`, `fanout` swaps its synchronisation primitives
 //! for loom's (see `src/sync.rs` and `src/sync/loom_queue.rs`), so these models run the
-//! engine's real code — writer thread, snapshot cell, reply slots, sinks — under every
-//! interleaving loom explores. Run them with `loom-tests/run.sh`.
+//! engine's real code — the combining writer, the janitor thread, snapshot cell, reply
+//! slots, sinks — under every interleaving loom explores. Run them with
+//! `loom-tests/run.sh`.
 //!
-//! Each model creates its engine inside the closure and drops it (joining the writer
+//! Each model creates its engine inside the closure and drops it (joining the janitor
 //! thread) before the closure ends. Payloads are `loom::sync::Arc`s, so a frame that is
 //! leaked or freed twice fails the model. Timeouts follow the stand-in's rules: a zero
 //! duration elapses at once, any other never does.
+//!
+//! Loom switches threads only at a synchronisation operation that can block or be
+//! observed (taking a lock, an atomic access, a fence), never at a lock's release: a
+//! critical section with no such operation between its last one and its unlock is
+//! atomic to every model here (see the combining section's notes).
 #![cfg(loom)]
 
 use std::time::Duration;
