@@ -764,6 +764,16 @@ fn silence_deliberate_panics() {
 //   waking a stopped janitor: a poster can only slip in between the last drain of the
 //   queue and the role's unlock, and loom has no schedule point there (releasing a
 //   mutex is not one).
+//
+// Found by reading, out of loom's reach for the same reason (no schedule point between
+// a closed batch's drain and the unlock, nor inside the fault hook's hold):
+// - `post` drops the duty a batch leaves: after its `try_combine` served a batch with
+//   commands still queued, it retries `try_send`, finds the queue full and returns
+//   `Closed` because the engine closed meanwhile, serving nobody. A caller that posted
+//   in that batch's last instants (after the closed writer drained the queue, before the
+//   unlock) and found the role taken then waits out its `LIVENESS_CHECK`.
+// - `inject_batch_panic` takes the role and releases it without looking at the queue:
+//   arming it while another caller posts can strand that caller (model 5 arms it first).
 
 /// A PubSub with a command queue of `capacity`.
 fn small_pubsub(capacity: usize) -> PubSub<str> {
