@@ -1225,15 +1225,14 @@ impl Drop for ShutdownOnDrop {
 /// frees it in the prune's aftermath; its captured state shuts the engine down through
 /// an upgraded handle, while the main thread calls `shutdown` too. Both must return.
 ///
-/// Finds a deadlock in `Engine::shutdown` (src/engine/mod.rs), in 2 preemptions: the
+/// Found a deadlock in `Engine::shutdown` (src/engine/mod.rs), in 2 preemptions: the
 /// main thread's `shutdown` takes the `janitor` handle lock and joins the janitor; the
 /// janitor, freeing the callback after applying the prune, runs the nested `shutdown`,
 /// which waits for that same lock (`LOOM_LOCATION=1`: main blocked at `handle.join()`,
 /// janitor in `lock(&self.janitor)`). The comment there assumes the janitor only calls
-/// `shutdown` when it drops the last handle; user code in a drop can call it too. Passes
-/// once the janitor thread skips the lock (stops itself and returns) before taking it.
+/// `shutdown` when it drops the last handle; user code in a drop can call it too. Fixed:
+/// on the janitor thread `shutdown` stops the janitor and returns before that lock.
 #[test]
-#[ignore = "finds a real deadlock: Engine::shutdown on the janitor waits for the lock another shutdown holds while joining the janitor (see the doc comment)"]
 fn shutdown_from_a_sink_freed_on_the_janitor_races_shutdown() {
     silence_deliberate_panics();
     model(|| {

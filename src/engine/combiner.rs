@@ -133,6 +133,9 @@ impl<T> Shared<T> {
                 Err(TrySendError::Disconnected(_)) => return Err(Error::Closed),
             }
             if self.is_closed() {
+                // A batch we served above may have left commands behind: they are ours
+                // to see answered (a closed writer answers `Closed` at once).
+                self.hand_off();
                 return Err(Error::Closed);
             }
             // Full. Make room ourselves if we can (the batch's leftovers are ours to

@@ -355,6 +355,12 @@ impl<T: Clone> Engine<T> {
     #[cfg(any(test, loom))]
     pub(crate) fn inject_batch_panic(&self) {
         lock(&self.shared().writer).panic_in_next_batch = true;
+        // We held the role: like every releaser, make sure what was posted meanwhile is
+        // served.
+        crate::sync::fence(Ordering::SeqCst);
+        if !self.shared().inbox.is_empty() {
+            self.shared().hand_off();
+        }
     }
 
     /// What an empty batch returns: nothing, or `Closed`.
@@ -571,20 +577,21 @@ impl<T> Engine<T> {
         let shared = &self.link.shared;
         shared.closed.store(true, Ordering::Release);
         shared.close_registry();
+        if thread::current().id() == self.janitor_id {
+            // We are the janitor (user code it ran while disposing of a batch's leftovers
+            // shut the engine down, or dropped its last handle): it exits when this returns
+            // to its loop. It must not touch the join-handle lock: another thread's
+            // `shutdown` may hold it while joining us (found by a loom model).
+            shared.stop_janitor();
+            return;
+        }
         // Held until the janitor is joined, so a concurrent second `shutdown` waits here
-        // and also returns only once the janitor has stopped. The janitor never waits on
-        // this lock: it calls `shutdown` only when it drops the last handle, and then no
-        // other handle exists to be inside `shutdown` at the same time.
+        // and also returns only once the janitor has stopped.
         let mut janitor = lock(&self.janitor);
         let Some(handle) = janitor.take() else {
             return;
         };
         shared.stop_janitor();
-        if thread::current().id() == self.janitor_id {
-            // We are the janitor: it exits when this returns to its loop.
-            drop(handle);
-            return;
-        }
         let _ = handle.join();
         drop(janitor);
     }
