@@ -1,5 +1,5 @@
 //! The registry core both faces share: an immutable snapshot read by broadcasts, and one
-//! writer thread that changes it.
+//! writer at a time that changes it.
 //!
 //! [`Engine<T>`] is generic over the item it delivers: `Bytes` Push frames for
 //! [`PubSub`](crate::PubSub), the user's message type for
@@ -8,13 +8,9 @@
 //!
 //! # How a broadcast works
 //!
-//! 1. Load the current [`Snapshot`] (one atomic load; no lock).
-//! 2. Look the topic up in its [`TopicMap`](topic_map::TopicMap); no subscribers → done,
-//!    and the serialiser never runs.
-//! 3. Make the item (serialise once), then walk the subscriber list and hand each sink
-//!    a reference to it. The walk runs inside one `catch_unwind`: a panicking callback
-//!    closes its own sink, and the walk resumes at the next subscriber.
-//! 4. Add what happened to the counters (once per broadcast, not per delivery).
+//! See [`delivery`]: one atomic snapshot load, a topic lookup (a pattern match only for
+//! topics nobody subscribed to by name, and only if patterns exist), the item made once,
+//! one call or queue push per subscriber.
 //!
 //! # How a mutation works
 //!
@@ -27,6 +23,7 @@
 
 pub(crate) mod combiner;
 pub(crate) mod command;
+mod delivery;
 mod janitor;
 pub(crate) mod pattern;
 mod pattern_index;
@@ -38,20 +35,16 @@ mod topic_index;
 pub(crate) mod topic_map;
 mod writer;
 
-use std::borrow::Borrow;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-
 use command::{Command, Op};
 use janitor::JanitorState;
 pub(crate) use snapshot::Snapshot;
-use snapshot::Subscriber;
 use writer::Writer;
 
 use crate::authorization::SubscribeHook;
 use crate::error::StartError;
 use crate::policy::ChannelConfig;
-use crate::sink::{ChannelSink, Delivery, Sink, SinkState, Status};
-use crate::stats::{Counters, Stats, Tally};
+use crate::sink::{ChannelSink, Sink, SinkState};
+use crate::stats::{Counters, Stats};
 use crate::sync::queue::{self, Receiver, Sender};
 use crate::sync::{lock, thread, Arc, AtomicBool, AtomicU64, Condvar, JoinHandle, Mutex, Ordering};
 use crate::sync::{SnapshotCell, SnapshotGuard, ThreadId};
@@ -59,9 +52,7 @@ use crate::topic::{Topic, TopicKey, MAX_TOPIC_LEN};
 use crate::Channel;
 use crate::{ClientId, Error, Mutation};
 
-/// No client ever has this id. It stands for "skip nobody", for which the broadcast walk
-/// has its own copy with no sender compare at all.
-const NOBODY: ClientId = ClientId::from_raw(0);
+use delivery::NOBODY;
 
 /// Settings shared by both faces' builders.
 #[derive(Debug, Clone)]
@@ -138,6 +129,9 @@ pub(crate) struct Shared<T> {
     janitor_signal: Condvar,
     /// Source of client ids; starts at 1 (0 is [`NOBODY`]).
     next_client_id: AtomicU64,
+    /// The token separator of topics and patterns (broadcasts to pattern-only topics
+    /// split names with it).
+    separator: char,
     /// Broadcast totals.
     pub(crate) counters: Counters,
 }
@@ -169,27 +163,9 @@ impl<T> EngineLink<T> {
     }
 
     /// Asks for client `id` to be removed if it is still registered with the sink whose
-    /// state is `sink`. Never blocks and never takes the writer role (the janitor serves
-    /// it): if the queue is full, sets the sweep flag instead.
+    /// state is `sink` (see [`Shared::request_prune`]).
     pub(crate) fn request_prune(&self, id: ClientId, sink: &Arc<SinkState>) {
-        let shared = &self.shared;
-        if shared.is_closed() {
-            // Closing closed every sink and emptied the registry already.
-            return;
-        }
-        let command = Command {
-            op: Op::Prune {
-                id,
-                sink: Arc::clone(sink),
-            },
-            reply: None,
-        };
-        if shared.post_unanswered(command).is_err() {
-            // Release pairs with the AcqRel compare-exchange in `Writer::run_batch`: the
-            // sink's closed status, written before this, is visible to the sweep.
-            shared.sweep_requested.store(true, Ordering::Release);
-            shared.wake_janitor();
-        }
+        self.shared.request_prune(id, sink);
     }
 }
 
@@ -219,6 +195,7 @@ impl<T: Clone + Send + 'static> Engine<T> {
             janitor_state: Mutex::new(JanitorState::default()),
             janitor_signal: Condvar::new(),
             next_client_id: AtomicU64::new(1),
+            separator: config.separator,
             counters: Counters::default(),
         });
         let for_janitor = Arc::clone(&shared);
@@ -383,39 +360,7 @@ impl<T: Clone> Engine<T> {
         skip: Option<ClientId>,
         make: impl FnOnce() -> Result<T, Error>,
     ) -> Result<usize, Error> {
-        let skip = skip.unwrap_or(NOBODY);
-        let snapshot = self.load_for_broadcast()?;
-        let Some(subscribers) = snapshot.subscribers(topic) else {
-            return self.broadcast_to_patterns(&snapshot, topic, skip, make);
-        };
-        if only_the_sender(subscribers, skip) {
-            return Ok(0);
-        }
-        let item = make()?;
-        Ok(self.deliver(subscribers, skip, &item))
-    }
-
-    /// A broadcast to a topic nobody subscribed to by name: it reaches the clients whose
-    /// patterns match it, each once. Out of line: an engine without patterns returns
-    /// after one check.
-    #[inline(never)]
-    fn broadcast_to_patterns(
-        &self,
-        snapshot: &Snapshot<T>,
-        topic: TopicKey<'_>,
-        skip: ClientId,
-        make: impl FnOnce() -> Result<T, Error>,
-    ) -> Result<usize, Error> {
-        if snapshot.patterns.has_none() {
-            return Ok(0);
-        }
-        let subscribers =
-            pattern_index::matching(&snapshot.patterns, topic.name, self.config.separator);
-        if subscribers.is_empty() || only_the_sender(&subscribers, skip) {
-            return Ok(0);
-        }
-        let item = make()?;
-        Ok(self.deliver(&subscribers, skip, &item))
+        self.shared().broadcast(topic, skip.unwrap_or(NOBODY), make)
     }
 
     /// Like [`broadcast`](Self::broadcast) for an item the caller already has.
@@ -426,146 +371,9 @@ impl<T: Clone> Engine<T> {
         skip: Option<ClientId>,
         item: &T,
     ) -> Result<usize, Error> {
-        let skip = skip.unwrap_or(NOBODY);
-        let snapshot = self.load_for_broadcast()?;
-        let Some(subscribers) = snapshot.subscribers(topic) else {
-            return self.broadcast_ref_to_patterns(&snapshot, topic, skip, item);
-        };
-        if only_the_sender(subscribers, skip) {
-            return Ok(0);
-        }
-        Ok(self.deliver(subscribers, skip, item))
+        self.shared()
+            .broadcast_ref(topic, skip.unwrap_or(NOBODY), item)
     }
-
-    /// [`broadcast_to_patterns`](Self::broadcast_to_patterns) for an item the caller has.
-    #[inline(never)]
-    fn broadcast_ref_to_patterns(
-        &self,
-        snapshot: &Snapshot<T>,
-        topic: TopicKey<'_>,
-        skip: ClientId,
-        item: &T,
-    ) -> Result<usize, Error> {
-        if snapshot.patterns.has_none() {
-            return Ok(0);
-        }
-        let subscribers =
-            pattern_index::matching(&snapshot.patterns, topic.name, self.config.separator);
-        if only_the_sender(&subscribers, skip) {
-            return Ok(0);
-        }
-        Ok(self.deliver(&subscribers, skip, item))
-    }
-
-    #[inline]
-    fn load_for_broadcast(&self) -> Result<SnapshotGuard<Snapshot<T>>, Error> {
-        if self.is_closed() {
-            return Err(Error::Closed);
-        }
-        Ok(self.shared().snapshot.load())
-    }
-
-    /// Hands `item` to every subscriber but `skip`, isolating panics. Returns how many
-    /// sinks received it.
-    #[inline]
-    fn deliver<S: Borrow<Subscriber<T>>>(
-        &self,
-        subscribers: &[S],
-        skip: ClientId,
-        item: &T,
-    ) -> usize {
-        // Two copies of the walk: a plain `broadcast` compiles the sender check out.
-        if skip == NOBODY {
-            self.walk::<false, S>(subscribers, skip, item)
-        } else {
-            self.walk::<true, S>(subscribers, skip, item)
-        }
-    }
-
-    /// The broadcast loop. The hot path does as little per subscriber as it can: no
-    /// delivery counter (deliveries are `subscribers.len()` minus the rare misses the
-    /// tally counts), and, unless `SKIPPING`, no sender compare.
-    fn walk<const SKIPPING: bool, S: Borrow<Subscriber<T>>>(
-        &self,
-        subscribers: &[S],
-        skip: ClientId,
-        item: &T,
-    ) -> usize {
-        let mut tally = Tally::default();
-        let mut remaining = subscribers.iter();
-        loop {
-            // One `catch_unwind` per broadcast, not per subscriber: after a panic the
-            // walk resumes where the iterator stopped, just past the subscriber whose
-            // callback panicked.
-            let walk = catch_unwind(AssertUnwindSafe(|| {
-                for subscriber in remaining.by_ref() {
-                    let subscriber = subscriber.borrow();
-                    if SKIPPING && subscriber.id == skip {
-                        tally.missed += 1;
-                        continue;
-                    }
-                    self.deliver_one(subscriber, item, &mut tally);
-                }
-            }));
-            match walk {
-                Ok(()) => break,
-                Err(panic) => {
-                    tally.missed += 1;
-                    let culprit = subscribers[subscribers.len() - remaining.len() - 1].borrow();
-                    if culprit.sink.mark_panicked() {
-                        tally.panics += 1;
-                        self.link.request_prune(culprit.id, &culprit.sink.state);
-                    }
-                    // Dropping a panic payload can itself panic; leak it instead.
-                    std::mem::forget(panic);
-                }
-            }
-        }
-        let delivered = subscribers.len() - tally.missed;
-        self.shared().counters.record(delivered, &tally);
-        delivered
-    }
-
-    /// One delivery. Always inlined into the walk: out of line (as the compiler chose in
-    /// some binaries) it cost 39 instructions per delivery instead of 21. Everything but
-    /// the common `Delivered` lives in the cold [`account_miss`](Self::account_miss).
-    #[inline(always)]
-    fn deliver_one(&self, subscriber: &Subscriber<T>, item: &T, tally: &mut Tally) {
-        let outcome = subscriber.sink.deliver(item);
-        if outcome != Delivery::Delivered {
-            self.account_miss(subscriber, outcome, tally);
-        }
-    }
-
-    /// Books a delivery that did not simply succeed.
-    #[cold]
-    #[inline(never)]
-    fn account_miss(&self, subscriber: &Subscriber<T>, outcome: Delivery, tally: &mut Tally) {
-        match outcome {
-            Delivery::Delivered => {}
-            Delivery::Dropped { frames, delivered } => {
-                tally.dropped += frames;
-                tally.missed += usize::from(!delivered);
-            }
-            Delivery::Skipped => tally.missed += 1,
-            Delivery::Closed { dropped } => {
-                tally.missed += 1;
-                tally.dropped += dropped;
-                if subscriber.sink.state.status() == Status::Overflow {
-                    tally.disconnects += 1;
-                }
-                self.link
-                    .request_prune(subscriber.id, &subscriber.sink.state);
-            }
-        }
-    }
-}
-
-/// Whether the only subscriber is the one a `broadcast_from` skips: then nobody would
-/// receive the item and it is not made.
-#[inline]
-fn only_the_sender<T, S: Borrow<Subscriber<T>>>(subscribers: &[S], skip: ClientId) -> bool {
-    matches!(subscribers, [only] if only.borrow().id == skip)
 }
 
 impl<T> Engine<T> {

@@ -1,0 +1,244 @@
+//! Broadcast delivery: from a topic to every subscriber's sink.
+//!
+//! 1. Load the current [`Snapshot`] (one atomic load; no lock).
+//! 2. Look the topic up in its topic map; no subscribers by name → match the pattern
+//!    index, if there are patterns at all; nobody → done, and the item is never made.
+//! 3. Make the item (serialise once), then walk the subscriber list and hand each sink
+//!    a reference to it. The walk runs inside one `catch_unwind`: a panicking callback
+//!    closes its own sink, and the walk resumes at the next subscriber.
+//! 4. Add what happened to the counters (once per broadcast, not per delivery).
+//!
+//! It lives on [`Shared`] rather than on the engine handle so that code holding only the
+//! shared state — the writer's aftermath delivering presence events — can broadcast too.
+
+use std::borrow::Borrow;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use super::command::{Command, Op};
+use super::pattern_index;
+use super::snapshot::{Snapshot, Subscriber};
+use super::Shared;
+use crate::sink::{Delivery, SinkState, Status};
+use crate::stats::Tally;
+use crate::sync::{Arc, Ordering, SnapshotGuard};
+use crate::topic::TopicKey;
+use crate::{ClientId, Error};
+
+/// No client ever has this id. It stands for "skip nobody", for which the broadcast walk
+/// has its own copy with no sender compare at all.
+pub(crate) const NOBODY: ClientId = ClientId::from_raw(0);
+
+impl<T: Clone> Shared<T> {
+    /// Delivers the item `make` produces to every subscriber of `topic` except `skip`.
+    /// `make` runs only if someone will receive it.
+    #[inline]
+    pub(crate) fn broadcast(
+        &self,
+        topic: TopicKey<'_>,
+        skip: ClientId,
+        make: impl FnOnce() -> Result<T, Error>,
+    ) -> Result<usize, Error> {
+        let snapshot = self.load_for_broadcast()?;
+        let Some(subscribers) = snapshot.subscribers(topic) else {
+            return self.broadcast_to_patterns(&snapshot, topic, skip, make);
+        };
+        if only_the_sender(subscribers, skip) {
+            return Ok(0);
+        }
+        let item = make()?;
+        Ok(self.deliver(subscribers, skip, &item))
+    }
+
+    /// A broadcast to a topic nobody subscribed to by name: it reaches the clients whose
+    /// patterns match it, each once. Out of line: an engine without patterns returns
+    /// after one check.
+    #[inline(never)]
+    fn broadcast_to_patterns(
+        &self,
+        snapshot: &Snapshot<T>,
+        topic: TopicKey<'_>,
+        skip: ClientId,
+        make: impl FnOnce() -> Result<T, Error>,
+    ) -> Result<usize, Error> {
+        if snapshot.patterns.has_none() {
+            return Ok(0);
+        }
+        let subscribers = pattern_index::matching(&snapshot.patterns, topic.name, self.separator);
+        if subscribers.is_empty() || only_the_sender(&subscribers, skip) {
+            return Ok(0);
+        }
+        let item = make()?;
+        Ok(self.deliver(&subscribers, skip, &item))
+    }
+
+    /// Like [`broadcast`](Self::broadcast) for an item the caller already has.
+    #[inline]
+    pub(crate) fn broadcast_ref(
+        &self,
+        topic: TopicKey<'_>,
+        skip: ClientId,
+        item: &T,
+    ) -> Result<usize, Error> {
+        let snapshot = self.load_for_broadcast()?;
+        let Some(subscribers) = snapshot.subscribers(topic) else {
+            return self.broadcast_ref_to_patterns(&snapshot, topic, skip, item);
+        };
+        if only_the_sender(subscribers, skip) {
+            return Ok(0);
+        }
+        Ok(self.deliver(subscribers, skip, item))
+    }
+
+    /// [`broadcast_to_patterns`](Self::broadcast_to_patterns) for an item the caller has.
+    #[inline(never)]
+    fn broadcast_ref_to_patterns(
+        &self,
+        snapshot: &Snapshot<T>,
+        topic: TopicKey<'_>,
+        skip: ClientId,
+        item: &T,
+    ) -> Result<usize, Error> {
+        if snapshot.patterns.has_none() {
+            return Ok(0);
+        }
+        let subscribers = pattern_index::matching(&snapshot.patterns, topic.name, self.separator);
+        if subscribers.is_empty() || only_the_sender(&subscribers, skip) {
+            return Ok(0);
+        }
+        Ok(self.deliver(&subscribers, skip, item))
+    }
+
+    #[inline]
+    fn load_for_broadcast(&self) -> Result<SnapshotGuard<Snapshot<T>>, Error> {
+        if self.is_closed() {
+            return Err(Error::Closed);
+        }
+        Ok(self.snapshot.load())
+    }
+
+    /// Hands `item` to every subscriber but `skip`, isolating panics. Returns how many
+    /// sinks received it.
+    #[inline]
+    fn deliver<S: Borrow<Subscriber<T>>>(
+        &self,
+        subscribers: &[S],
+        skip: ClientId,
+        item: &T,
+    ) -> usize {
+        // Two copies of the walk: a plain `broadcast` compiles the sender check out.
+        if skip == NOBODY {
+            self.walk::<false, S>(subscribers, skip, item)
+        } else {
+            self.walk::<true, S>(subscribers, skip, item)
+        }
+    }
+
+    /// The broadcast loop. The hot path does as little per subscriber as it can: no
+    /// delivery counter (deliveries are `subscribers.len()` minus the rare misses the
+    /// tally counts), and, unless `SKIPPING`, no sender compare.
+    fn walk<const SKIPPING: bool, S: Borrow<Subscriber<T>>>(
+        &self,
+        subscribers: &[S],
+        skip: ClientId,
+        item: &T,
+    ) -> usize {
+        let mut tally = Tally::default();
+        let mut remaining = subscribers.iter();
+        loop {
+            // One `catch_unwind` per broadcast, not per subscriber: after a panic the
+            // walk resumes where the iterator stopped, just past the subscriber whose
+            // callback panicked.
+            let walk = catch_unwind(AssertUnwindSafe(|| {
+                for subscriber in remaining.by_ref() {
+                    let subscriber = subscriber.borrow();
+                    if SKIPPING && subscriber.id == skip {
+                        tally.missed += 1;
+                        continue;
+                    }
+                    self.deliver_one(subscriber, item, &mut tally);
+                }
+            }));
+            match walk {
+                Ok(()) => break,
+                Err(panic) => {
+                    tally.missed += 1;
+                    let culprit = subscribers[subscribers.len() - remaining.len() - 1].borrow();
+                    if culprit.sink.mark_panicked() {
+                        tally.panics += 1;
+                        self.request_prune(culprit.id, &culprit.sink.state);
+                    }
+                    // Dropping a panic payload can itself panic; leak it instead.
+                    std::mem::forget(panic);
+                }
+            }
+        }
+        let delivered = subscribers.len() - tally.missed;
+        self.counters.record(delivered, &tally);
+        delivered
+    }
+
+    /// One delivery. Always inlined into the walk: out of line (as the compiler chose in
+    /// some binaries) it cost 39 instructions per delivery instead of 21. Everything but
+    /// the common `Delivered` lives in the cold [`account_miss`](Self::account_miss).
+    #[inline(always)]
+    fn deliver_one(&self, subscriber: &Subscriber<T>, item: &T, tally: &mut Tally) {
+        let outcome = subscriber.sink.deliver(item);
+        if outcome != Delivery::Delivered {
+            self.account_miss(subscriber, outcome, tally);
+        }
+    }
+
+    /// Books a delivery that did not simply succeed.
+    #[cold]
+    #[inline(never)]
+    fn account_miss(&self, subscriber: &Subscriber<T>, outcome: Delivery, tally: &mut Tally) {
+        match outcome {
+            Delivery::Delivered => {}
+            Delivery::Dropped { frames, delivered } => {
+                tally.dropped += frames;
+                tally.missed += usize::from(!delivered);
+            }
+            Delivery::Skipped => tally.missed += 1,
+            Delivery::Closed { dropped } => {
+                tally.missed += 1;
+                tally.dropped += dropped;
+                if subscriber.sink.state.status() == Status::Overflow {
+                    tally.disconnects += 1;
+                }
+                self.request_prune(subscriber.id, &subscriber.sink.state);
+            }
+        }
+    }
+}
+
+impl<T> Shared<T> {
+    /// Asks for client `id` to be removed if it is still registered with the sink whose
+    /// state is `sink`. Never blocks and never takes the writer role (the janitor serves
+    /// it): if the queue is full, sets the sweep flag instead.
+    pub(crate) fn request_prune(&self, id: ClientId, sink: &Arc<SinkState>) {
+        if self.is_closed() {
+            // Closing closed every sink and emptied the registry already.
+            return;
+        }
+        let command = Command {
+            op: Op::Prune {
+                id,
+                sink: Arc::clone(sink),
+            },
+            reply: None,
+        };
+        if self.post_unanswered(command).is_err() {
+            // Release pairs with the AcqRel compare-exchange in `Writer::run_batch`: the
+            // sink's closed status, written before this, is visible to the sweep.
+            self.sweep_requested.store(true, Ordering::Release);
+            self.wake_janitor();
+        }
+    }
+}
+
+/// Whether the only subscriber is the one a `broadcast_from` skips: then nobody would
+/// receive the item and it is not made.
+#[inline]
+fn only_the_sender<T, S: Borrow<Subscriber<T>>>(subscribers: &[S], skip: ClientId) -> bool {
+    matches!(subscribers, [only] if only.borrow().id == skip)
+}
