@@ -74,7 +74,7 @@ impl<M: Clone + Send + 'static> Builder<Broadcaster<M>> {
         let all = Topic::new(ALL, self.config.max_topic_len)
             .map_err(|_| StartError::InvalidConfig("max topic length must be at least 1"))?;
         Ok(Broadcaster {
-            engine: Arc::new(Engine::start(self.config)?),
+            engine: Arc::new(Engine::start(self.config, None)?),
             all,
         })
     }

@@ -73,7 +73,7 @@ use std::sync::{Arc, Weak};
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct PubSub<M: ?Sized> {
-    engine: Arc<Engine<Bytes>>,
+    pub(crate) engine: Arc<Engine<Bytes>>,
     message: PhantomData<fn(&M)>,
 }
 
@@ -118,7 +118,10 @@ impl<M: ?Sized> Builder<PubSub<M>> {
     /// Starts the engine (and its background thread).
     pub fn build(self) -> Result<PubSub<M>, StartError> {
         Ok(PubSub {
-            engine: Arc::new(Engine::start(self.config)?),
+            engine: Arc::new(Engine::start(
+                self.config,
+                Some(crate::presence::presence_frame),
+            )?),
             message: PhantomData,
         })
     }

@@ -9,11 +9,18 @@
 //!   re-encodes byte for byte to the input (`PushFrame::encode`, `encode_push`);
 //! - `decode` allocates nothing (checked through the caller's allocation counter).
 //!
+//! The same checks run for the Presence frame (`decode_presence`, kind 2) against its
+//! own reference decoder, and `decode_any` must agree with whichever decoder the kind
+//! byte selects.
+//!
 //! The same bytes also drive a structured round trip: a (topic, payload) pair cut from
 //! the input is encoded, decoded back, every strict prefix is `Truncated`, and one extra
 //! byte is `TrailingBytes`.
 
-use fanout::transport::{decode, encode_push, DecodeError, FRAME_KIND_PUSH, FRAME_VERSION};
+use fanout::transport::{
+    decode, decode_any, decode_presence, encode_presence, encode_push, DecodeError, Frame,
+    PresenceEvent, FRAME_KIND_PRESENCE, FRAME_KIND_PUSH, FRAME_VERSION,
+};
 
 /// What the reference decoder expects for a buffer.
 #[derive(Debug, PartialEq, Eq)]
@@ -106,6 +113,97 @@ pub fn check_decode(data: &[u8], allocated: fn() -> u64) {
             let _ = e.to_string();
         }
         (got, want) => panic!("decode returned {got:?}, the reference expects {want:?}"),
+    }
+    check_decode_presence(data, allocated);
+}
+
+/// The Presence layout, decoded independently: `Ok((topic range, event, client, meta
+/// range))` or the error, in the documented order of checks.
+fn reference_presence(
+    data: &[u8],
+) -> Result<(std::ops::Range<usize>, u8, u64, std::ops::Range<usize>), DecodeError> {
+    let truncated = |needed: usize| DecodeError::Truncated {
+        needed,
+        got: data.len(),
+    };
+    if data.len() < 4 {
+        return Err(truncated(4));
+    }
+    if data[0] != FRAME_VERSION {
+        return Err(DecodeError::UnsupportedVersion(data[0]));
+    }
+    if data[1] != FRAME_KIND_PRESENCE {
+        return Err(DecodeError::UnknownKind(data[1]));
+    }
+    let t = (usize::from(data[2]) << 8) | usize::from(data[3]);
+    if t == 0 {
+        return Err(DecodeError::EmptyTopic);
+    }
+    if data.len() < 17 + t {
+        return Err(truncated(17 + t));
+    }
+    let event = data[4 + t];
+    if event != 1 && event != 2 {
+        return Err(DecodeError::UnknownEvent(event));
+    }
+    let be = |bytes: &[u8]| bytes.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
+    let client = be(&data[5 + t..13 + t]);
+    let m = be(&data[13 + t..17 + t]);
+    let end = 17 + t as u64 + m;
+    if (data.len() as u64) < end {
+        return Err(truncated(end as usize));
+    }
+    let end = end as usize;
+    if data.len() > end {
+        return Err(DecodeError::TrailingBytes {
+            extra: data.len() - end,
+        });
+    }
+    if std::str::from_utf8(&data[4..4 + t]).is_err() {
+        return Err(DecodeError::TopicNotUtf8);
+    }
+    Ok((4..4 + t, event, client, 17 + t..end))
+}
+
+/// Checks `decode_presence` and `decode_any` on `data`, as `check_decode` does `decode`.
+fn check_decode_presence(data: &[u8], allocated: fn() -> u64) {
+    let before = allocated();
+    let decoded = decode_presence(data);
+    let any = decode_any(data);
+    assert_eq!(
+        allocated() - before,
+        0,
+        "decode_presence or decode_any allocated"
+    );
+    match (decoded, reference_presence(data)) {
+        (Ok(p), Ok((topic, event, client, meta))) => {
+            assert_eq!(p.topic.as_ptr(), data[topic.clone()].as_ptr());
+            assert_eq!(p.topic.len(), topic.len());
+            assert_eq!(p.meta.as_ptr(), data[meta.clone()].as_ptr());
+            assert_eq!(p.meta.len(), meta.len());
+            let want_event = if event == 1 {
+                PresenceEvent::Join
+            } else {
+                PresenceEvent::Leave
+            };
+            assert_eq!((p.event, p.client), (want_event, client));
+            let again = p.encode().expect("a decoded presence frame re-encodes");
+            assert_eq!(&again[..], data);
+            let again = encode_presence(p.topic, p.event, p.client, p.meta).unwrap();
+            assert_eq!(&again[..], data);
+        }
+        (Err(e), Err(want)) => {
+            assert_eq!(e, want, "decode_presence error differs from the reference");
+            let _ = e.to_string();
+        }
+        (got, want) => panic!("decode_presence returned {got:?}, the reference expects {want:?}"),
+    }
+    // `decode_any` is whichever decoder the kind byte picks.
+    let is_presence = data.len() >= 2 && data[0] == FRAME_VERSION && data[1] == FRAME_KIND_PRESENCE;
+    if is_presence {
+        assert_eq!(any, decode_presence(data).map(Frame::Presence));
+    } else {
+        assert_eq!(any, decode(data).map(Frame::Push));
     }
 }
 

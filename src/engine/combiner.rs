@@ -180,6 +180,11 @@ impl<T> Shared<T> {
         fence(Ordering::SeqCst);
         let more = !self.inbox.is_empty();
         batch.aftermath.finish();
+        if batch.presence_changed {
+            // The changes are queued in order under the role; they go out now, with the
+            // role released (delivering runs callbacks).
+            self.deliver_presence();
+        }
         (batch.own, more)
     }
 

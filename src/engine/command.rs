@@ -43,6 +43,14 @@ pub(crate) enum Op<T> {
     /// is still registered with that very sink: the id may have been re-registered since.
     /// Nobody waits for it.
     Prune { id: ClientId, sink: Arc<SinkState> },
+    /// Track a registered client in a topic's presence list with metadata.
+    Track {
+        id: ClientId,
+        topic: Topic,
+        meta: bytes::Bytes,
+    },
+    /// Untrack it (a no-op if not tracked).
+    Untrack { id: ClientId, topic: Topic },
 }
 
 /// What applying an [`Op`] gives its caller.

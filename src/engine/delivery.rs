@@ -16,11 +16,12 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::command::{Command, Op};
 use super::pattern_index;
+use super::presence_table::PresenceChange;
 use super::snapshot::{Snapshot, Subscriber};
 use super::Shared;
 use crate::sink::{Delivery, SinkState, Status};
 use crate::stats::Tally;
-use crate::sync::{Arc, Ordering, SnapshotGuard};
+use crate::sync::{fence, lock, try_lock, Arc, Ordering, SnapshotGuard};
 use crate::topic::TopicKey;
 use crate::{ClientId, Error};
 
@@ -211,7 +212,53 @@ impl<T: Clone> Shared<T> {
     }
 }
 
+/// How an engine with presence broadcasts a change: `encode` makes the item (a
+/// Presence frame), `broadcast` delivers it to the topic's subscribers. Function
+/// pointers, made where the item type's bounds are known, so that the combiner — which
+/// has no such bounds — can deliver changes.
+pub(crate) struct PresenceBroadcast<T> {
+    pub(crate) encode: fn(&PresenceChange) -> Option<T>,
+    pub(crate) broadcast: fn(&Shared<T>, TopicKey<'_>, &T),
+}
+
 impl<T> Shared<T> {
+    /// Broadcasts the queued presence changes, oldest first, unless another thread is
+    /// already doing so (then that thread delivers ours too). Called after a batch that
+    /// queued changes, with the writer role released: delivering runs sinks' callbacks.
+    ///
+    /// The same hand-off as the writer role (see [`combiner`](super::combiner)): whoever
+    /// releases the delivery turn looks at the queue again, so a change queued while it
+    /// was delivering, by a thread that found the turn taken, still goes out. A callback
+    /// that tracks someone from inside a delivery finds the turn taken (by its own
+    /// thread) and leaves its change to the loop it is called from.
+    pub(crate) fn deliver_presence(&self) {
+        let Some(presence) = &self.presence_broadcast else {
+            return;
+        };
+        loop {
+            let Some(turn) = try_lock(&self.presence_delivery) else {
+                return;
+            };
+            loop {
+                let next = lock(&self.presence).next_change();
+                let Some(change) = next else { break };
+                if let Some(item) = (presence.encode)(&change) {
+                    let topic = TopicKey {
+                        name: &change.topic,
+                        hash: change.hash,
+                    };
+                    (presence.broadcast)(self, topic, &item);
+                }
+            }
+            drop(turn);
+            // SeqCst: the releaser's half of the store-buffering pair, as in `combine`.
+            fence(Ordering::SeqCst);
+            if !lock(&self.presence).has_changes() {
+                return;
+            }
+        }
+    }
+
     /// Asks for client `id` to be removed if it is still registered with the sink whose
     /// state is `sink`. Never blocks and never takes the writer role (the janitor serves
     /// it): if the queue is full, sets the sweep flag instead.

@@ -27,6 +27,7 @@ mod delivery;
 mod janitor;
 pub(crate) mod pattern;
 mod pattern_index;
+pub(crate) mod presence_table;
 mod snapshot;
 #[cfg(test)]
 mod tests;
@@ -37,6 +38,7 @@ mod writer;
 
 use command::{Command, Op};
 use janitor::JanitorState;
+use presence_table::{Member, PresenceChange, PresenceTable};
 pub(crate) use snapshot::Snapshot;
 use writer::Writer;
 
@@ -52,7 +54,7 @@ use crate::topic::{Topic, TopicKey, MAX_TOPIC_LEN};
 use crate::Channel;
 use crate::{ClientId, Error, Mutation};
 
-use delivery::NOBODY;
+use delivery::{PresenceBroadcast, NOBODY};
 
 /// Settings shared by both faces' builders.
 #[derive(Debug, Clone)]
@@ -107,6 +109,9 @@ impl EngineConfig {
     }
 }
 
+/// How an engine turns a presence change into what it delivers.
+pub(crate) type PresenceEncoder<T> = fn(&PresenceChange) -> Option<T>;
+
 /// What every handle, the writer role and the janitor share.
 pub(crate) struct Shared<T> {
     /// The snapshot broadcasts read.
@@ -132,6 +137,13 @@ pub(crate) struct Shared<T> {
     /// The token separator of topics and patterns (broadcasts to pattern-only topics
     /// split names with it).
     separator: char,
+    /// Presence: members per topic and undelivered changes (see [`presence_table`]).
+    presence: Arc<Mutex<PresenceTable>>,
+    /// Held by whoever is broadcasting queued presence changes, so they go out in order.
+    presence_delivery: Mutex<()>,
+    /// How presence changes are broadcast (`None` for a `Broadcaster`, which has no
+    /// presence).
+    presence_broadcast: Option<PresenceBroadcast<T>>,
     /// Broadcast totals.
     pub(crate) counters: Counters,
 }
@@ -181,14 +193,19 @@ pub(crate) struct Engine<T> {
 }
 
 impl<T: Clone + Send + 'static> Engine<T> {
-    /// Starts the janitor thread.
-    pub(crate) fn start(config: EngineConfig) -> Result<Self, StartError> {
+    /// Starts the janitor thread. `presence_encoder` makes the frames of presence
+    /// changes (`None`: this engine has no presence).
+    pub(crate) fn start(
+        config: EngineConfig,
+        presence_encoder: Option<PresenceEncoder<T>>,
+    ) -> Result<Self, StartError> {
         config.validate()?;
         let (inbox_sender, inbox) = queue::bounded(config.command_capacity);
+        let presence = Arc::new(Mutex::new(PresenceTable::default()));
         let shared = Arc::new(Shared {
             snapshot: SnapshotCell::new(Arc::new(Snapshot::default())),
             closed: AtomicBool::new(false),
-            writer: Mutex::new(Writer::new(config.separator)),
+            writer: Mutex::new(Writer::new(config.separator, Arc::clone(&presence))),
             inbox_sender,
             inbox,
             sweep_requested: AtomicBool::new(false),
@@ -196,6 +213,15 @@ impl<T: Clone + Send + 'static> Engine<T> {
             janitor_signal: Condvar::new(),
             next_client_id: AtomicU64::new(1),
             separator: config.separator,
+            presence,
+            presence_delivery: Mutex::new(()),
+            presence_broadcast: presence_encoder.map(|encode| PresenceBroadcast {
+                encode,
+                broadcast: |shared, topic, item| {
+                    // Closed: nobody left to tell.
+                    let _ = shared.broadcast_ref(topic, NOBODY, item);
+                },
+            }),
             counters: Counters::default(),
         });
         let for_janitor = Arc::clone(&shared);
@@ -279,6 +305,26 @@ impl<T: Clone> Engine<T> {
     ) -> Result<(), Error> {
         let sink = Arc::new(sink);
         self.shared().call(Op::Register { id, sink, topic })?.one()
+    }
+
+    /// Tracks `id` in `topic`'s presence list with `meta`.
+    pub(crate) fn track(
+        &self,
+        id: ClientId,
+        topic: Topic,
+        meta: bytes::Bytes,
+    ) -> Result<(), Error> {
+        self.shared().call(Op::Track { id, topic, meta })?.one()
+    }
+
+    /// Untracks `id` from `topic` (a no-op if not tracked).
+    pub(crate) fn untrack(&self, id: ClientId, topic: Topic) -> Result<(), Error> {
+        self.shared().call(Op::Untrack { id, topic })?.one()
+    }
+
+    /// The members of `topic` now.
+    pub(crate) fn presence_list(&self, topic: &str) -> Vec<Member> {
+        lock(&self.shared().presence).list(topic)
     }
 
     /// Registers many clients in one batch; one result each, in order.

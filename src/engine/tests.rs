@@ -14,10 +14,13 @@ use crate::topic::Topic;
 use crate::{ClientId, Error, Mutation};
 
 fn engine(command_capacity: usize) -> Engine<u32> {
-    Engine::start(EngineConfig {
-        command_capacity,
-        ..EngineConfig::default()
-    })
+    Engine::start(
+        EngineConfig {
+            command_capacity,
+            ..EngineConfig::default()
+        },
+        None,
+    )
     .expect("the engine starts")
 }
 

@@ -40,13 +40,14 @@ use smallvec::{smallvec, SmallVec};
 use super::command::{Command, Op, Outcome, Reply};
 use super::pattern::{is_pattern, Pattern};
 use super::pattern_index;
+use super::presence_table::PresenceTable;
 use super::snapshot::{Snapshot, Subscriber, TopicEntry, INLINE_SUBSCRIBERS};
 use super::topic_events::{TopicEvent, TopicEventSender};
 use super::topic_index::TopicIndex;
 use super::Shared;
 use crate::sink::{Sink, Status};
 use crate::sync::queue::Receiver;
-use crate::sync::{Arc, Ordering};
+use crate::sync::{lock, Arc, Mutex, Ordering};
 use crate::topic::{hash_topic, Topic};
 use crate::{ClientId, Error, Mutation};
 
@@ -83,6 +84,10 @@ pub(crate) struct Writer<T> {
     client_patterns: HashMap<ClientId, Vec<Pattern>, ahash::RandomState>,
     /// Existing topics by token, once any pattern was subscribed (see [`TopicIndex`]).
     topic_index: Option<TopicIndex>,
+    /// The presence table (shared with readers of `list`; changed only here).
+    presence: Arc<Mutex<PresenceTable>>,
+    /// Whether this batch queued presence changes to deliver.
+    pub(crate) presence_changed: bool,
     /// Fault injection for the tests of a panicking batch.
     #[cfg(any(test, loom))]
     pub(crate) panic_in_next_batch: bool,
@@ -135,12 +140,14 @@ impl<T> Aftermath<T> {
 pub(crate) struct Batch<T> {
     /// The result of the combiner's own op, if it brought one.
     pub(crate) own: Option<Result<Outcome, Error>>,
+    /// Whether the batch queued presence changes to broadcast.
+    pub(crate) presence_changed: bool,
     /// To finish once the role is released.
     pub(crate) aftermath: Aftermath<T>,
 }
 
 impl<T> Writer<T> {
-    pub(crate) fn new(separator: char) -> Self {
+    pub(crate) fn new(separator: char, presence: Arc<Mutex<PresenceTable>>) -> Self {
         Self {
             working: Snapshot::default(),
             clients: HashMap::with_hasher(client_map_hasher()),
@@ -149,6 +156,8 @@ impl<T> Writer<T> {
             separator,
             client_patterns: HashMap::with_hasher(client_map_hasher()),
             topic_index: None,
+            presence,
+            presence_changed: false,
             #[cfg(any(test, loom))]
             panic_in_next_batch: false,
             #[cfg(test)]
@@ -169,6 +178,7 @@ impl<T> Writer<T> {
             aftermath.unapplied.extend(queue.try_iter());
             return Batch {
                 own: own.map(|_| Err(Error::Closed)),
+                presence_changed: false,
                 aftermath,
             };
         }
@@ -219,6 +229,7 @@ impl<T> Writer<T> {
                 }
                 Batch {
                     own: own_result,
+                    presence_changed: std::mem::take(&mut self.presence_changed),
                     aftermath,
                 }
             }
@@ -229,8 +240,10 @@ impl<T> Writer<T> {
                 // reads `Closed` (dropping a `Reply` answers so).
                 aftermath.answers.clear();
                 self.close(shared, queue, Status::Shutdown, &mut aftermath);
+                self.presence_changed = false;
                 Batch {
                     own: brought_own.then_some(Err(Error::Closed)),
+                    presence_changed: false,
                     aftermath,
                 }
             }
@@ -257,6 +270,7 @@ impl<T> Writer<T> {
             aftermath.retired_snapshots.push(Arc::new(working));
             self.client_patterns.clear();
             self.topic_index = None;
+            lock(&self.presence).clear();
             self.publish(shared, aftermath);
         }
         aftermath.unapplied.extend(queue.try_iter());
@@ -297,6 +311,31 @@ impl<T> Writer<T> {
                     })
                     .collect();
                 (changed, Ok(Outcome::Many(results)))
+            }
+            Op::Track { id, topic, meta } => {
+                let result = if self.clients.contains_key(&id) {
+                    let tracked = lock(&self.presence).track(
+                        id,
+                        topic.shared_name(),
+                        topic.hash_value(),
+                        meta,
+                    );
+                    self.presence_changed |= tracked;
+                    Ok(())
+                } else {
+                    Err(Error::UnknownClient(id))
+                };
+                (false, Ok(Outcome::One(result)))
+            }
+            Op::Untrack { id, topic } => {
+                let result = if self.clients.contains_key(&id) {
+                    let untracked = lock(&self.presence).untrack(id, topic.name());
+                    self.presence_changed |= untracked;
+                    Ok(())
+                } else {
+                    Err(Error::UnknownClient(id))
+                };
+                (false, Ok(Outcome::One(result)))
             }
             Op::Prune { id, sink } => {
                 let current = self
@@ -572,6 +611,7 @@ impl<T> Writer<T> {
         record.sink.state.close(reason);
         self.working.clients -= 1;
         aftermath.retired_sinks.push(record.sink);
+        self.presence_changed |= lock(&self.presence).depart(id);
         Ok(())
     }
 

@@ -18,7 +18,8 @@
 //! message carries one frame.
 //!
 //! A receiver that sees a version it does not know must drop the frame: a later version
-//! may change everything after byte 0. Kinds other than Push are reserved.
+//! may change everything after byte 0. Kind 2 is the [Presence frame](super::presence);
+//! other kinds are reserved.
 //!
 //! Decoding in JavaScript, for a WebSocket with `binaryType = "arraybuffer"`:
 //!
@@ -103,6 +104,8 @@ pub enum DecodeError {
         /// How many bytes follow the frame.
         extra: usize,
     },
+    /// A Presence frame's event byte is neither join nor leave.
+    UnknownEvent(u8),
 }
 
 impl fmt::Display for DecodeError {
@@ -118,6 +121,7 @@ impl fmt::Display for DecodeError {
             DecodeError::TrailingBytes { extra } => {
                 write!(f, "{extra} bytes follow the end of the frame")
             }
+            DecodeError::UnknownEvent(e) => write!(f, "unknown presence event {e}"),
         }
     }
 }

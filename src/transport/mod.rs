@@ -6,7 +6,12 @@
 //! layout documented in [`frame`].
 
 pub mod frame;
+pub mod presence;
 mod serialiser;
 
 pub use frame::{decode, encode_push, DecodeError, PushFrame, FRAME_KIND_PUSH, FRAME_VERSION};
+pub use presence::{
+    decode_any, decode_presence, encode_presence, Frame, PresenceEvent, PresenceFrame,
+    FRAME_KIND_PRESENCE,
+};
 pub use serialiser::{RawPayload, SerialiseError, Serialiser};

@@ -1,0 +1,156 @@
+//! Who is present where: the members tracked in each topic, with their metadata, and the
+//! join/leave changes not yet delivered.
+//!
+//! The writer changes it while it holds the writer role — `track`, `untrack`, and every
+//! way a client goes away (unregister, prune after a dead consumer, overflow or panic) —
+//! so a departure can never be missed or reported twice. Readers (`list`) take only this
+//! table's own lock, never the writer role. The queued changes are broadcast as Presence
+//! frames after the role is released, in the order they were made (see
+//! [`Shared::deliver_presence`](super::Shared::deliver_presence)).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use bytes::Bytes;
+use smallvec::SmallVec;
+
+use crate::client::ClientId;
+use crate::transport::PresenceEvent;
+
+/// One join or leave, waiting to be broadcast to the topic's subscribers.
+#[derive(Debug, Clone)]
+pub(crate) struct PresenceChange {
+    pub(crate) topic: std::sync::Arc<str>,
+    pub(crate) hash: u64,
+    pub(crate) event: PresenceEvent,
+    pub(crate) client: ClientId,
+    pub(crate) meta: Bytes,
+}
+
+/// One member of a topic, as [`PubSub::list`](crate::PubSub::list) returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// The tracked client.
+    pub client: ClientId,
+    /// The metadata it was tracked with.
+    pub meta: Bytes,
+}
+
+#[derive(Default)]
+pub(crate) struct PresenceTable {
+    /// Topic → its members, ordered by client id.
+    by_topic: HashMap<std::sync::Arc<str>, (u64, BTreeMap<ClientId, Bytes>), ahash::RandomState>,
+    /// Client → the topics it is tracked in (for departures).
+    by_client: HashMap<ClientId, SmallVec<[std::sync::Arc<str>; 1]>, ahash::RandomState>,
+    /// Changes made and not yet taken for delivery, oldest first.
+    outbox: VecDeque<PresenceChange>,
+}
+
+impl PresenceTable {
+    /// Tracks `client` in `topic` with `meta`. A change (and a queued join) unless it was
+    /// already tracked there with the same metadata.
+    pub(crate) fn track(
+        &mut self,
+        client: ClientId,
+        topic: std::sync::Arc<str>,
+        hash: u64,
+        meta: Bytes,
+    ) -> bool {
+        let (_, members) = self
+            .by_topic
+            .entry(std::sync::Arc::clone(&topic))
+            .or_insert_with(|| (hash, BTreeMap::new()));
+        match members.insert(client, meta.clone()) {
+            Some(previous) if previous == meta => return false,
+            Some(_) => {}
+            None => self
+                .by_client
+                .entry(client)
+                .or_default()
+                .push(std::sync::Arc::clone(&topic)),
+        }
+        self.outbox.push_back(PresenceChange {
+            topic,
+            hash,
+            event: PresenceEvent::Join,
+            client,
+            meta,
+        });
+        true
+    }
+
+    /// Untracks `client` from `topic`; false if it was not tracked there.
+    pub(crate) fn untrack(&mut self, client: ClientId, topic: &str) -> bool {
+        let Some(topics) = self.by_client.get_mut(&client) else {
+            return false;
+        };
+        let Some(position) = topics.iter().position(|t| **t == *topic) else {
+            return false;
+        };
+        let name = topics.swap_remove(position);
+        if topics.is_empty() {
+            self.by_client.remove(&client);
+        }
+        self.leave(client, name);
+        true
+    }
+
+    /// `client` went away: it leaves every topic it was tracked in. Returns whether it
+    /// was tracked anywhere.
+    pub(crate) fn depart(&mut self, client: ClientId) -> bool {
+        let Some(topics) = self.by_client.remove(&client) else {
+            return false;
+        };
+        for name in topics {
+            self.leave(client, name);
+        }
+        true
+    }
+
+    fn leave(&mut self, client: ClientId, name: std::sync::Arc<str>) {
+        let Some((hash, members)) = self.by_topic.get_mut(&name) else {
+            debug_assert!(false, "a tracked topic has no member map");
+            return;
+        };
+        let hash = *hash;
+        let meta = members.remove(&client).unwrap_or_default();
+        if members.is_empty() {
+            self.by_topic.remove(&name);
+        }
+        self.outbox.push_back(PresenceChange {
+            topic: name,
+            hash,
+            event: PresenceEvent::Leave,
+            client,
+            meta,
+        });
+    }
+
+    /// The members of `topic`, ordered by client id.
+    pub(crate) fn list(&self, topic: &str) -> Vec<Member> {
+        self.by_topic
+            .get(topic)
+            .map_or_else(Vec::new, |(_, members)| {
+                members
+                    .iter()
+                    .map(|(client, meta)| Member {
+                        client: *client,
+                        meta: meta.clone(),
+                    })
+                    .collect()
+            })
+    }
+
+    /// The oldest undelivered change.
+    pub(crate) fn next_change(&mut self) -> Option<PresenceChange> {
+        self.outbox.pop_front()
+    }
+
+    pub(crate) fn has_changes(&self) -> bool {
+        !self.outbox.is_empty()
+    }
+
+    /// Forgets everyone, without events (the engine closed).
+    pub(crate) fn clear(&mut self) {
+        *self = Self::default();
+    }
+}

@@ -1,0 +1,243 @@
+//! Presence: `track`, `untrack`, `list`, and the join/leave Presence frames every way a
+//! client can go away sends.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::eventually;
+use fanout::transport::{decode_any, Frame, PresenceEvent, RawPayload};
+use fanout::{Bytes, Channel, ChannelConfig, ClientId, Error, OverflowPolicy, PubSub};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A subscriber of `topic` that collects the presence events it gets.
+fn watcher(pubsub: &PubSub<str>, topic: &str) -> Channel<Bytes> {
+    let id = pubsub.generate_client_id();
+    let channel = pubsub.register_channel(id).unwrap();
+    pubsub.subscribe(id, topic).unwrap();
+    channel
+}
+
+/// The next presence event on `channel`: (event, client, meta).
+fn next_event(channel: &Channel<Bytes>) -> (PresenceEvent, u64, Vec<u8>) {
+    loop {
+        let frame = channel.recv_timeout(WAIT).expect("a presence event");
+        if let Frame::Presence(p) = decode_any(&frame).unwrap() {
+            return (p.event, p.client, p.meta.to_vec());
+        }
+    }
+}
+
+fn members(pubsub: &PubSub<str>, topic: &str) -> Vec<(ClientId, Vec<u8>)> {
+    pubsub
+        .list(topic)
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.client, m.meta.to_vec()))
+        .collect()
+}
+
+#[test]
+fn track_lists_the_member_and_tells_subscribers() {
+    let pubsub = PubSub::<str>::new().unwrap();
+    let by_name = watcher(&pubsub, "room.rust");
+    let by_pattern = watcher(&pubsub, "room.*");
+    let alice = pubsub.generate_client_id();
+    pubsub.register(alice, |_| {}).unwrap();
+
+    pubsub
+        .track(alice, "room.rust", Bytes::from_static(b"Alice"))
+        .unwrap();
+    assert_eq!(members(&pubsub, "room.rust"), [(alice, b"Alice".to_vec())]);
+    let join = (PresenceEvent::Join, alice.as_u64(), b"Alice".to_vec());
+    assert_eq!(next_event(&by_name), join);
+    assert_eq!(next_event(&by_pattern), join);
+
+    // The same metadata again is no change; new metadata is a join carrying it.
+    pubsub
+        .track(alice, "room.rust", Bytes::from_static(b"Alice"))
+        .unwrap();
+    pubsub
+        .track(alice, "room.rust", Bytes::from_static(b"Alice (away)"))
+        .unwrap();
+    assert_eq!(next_event(&by_name).2, b"Alice (away)");
+    assert_eq!(
+        members(&pubsub, "room.rust"),
+        [(alice, b"Alice (away)".to_vec())]
+    );
+
+    pubsub.untrack(alice, "room.rust").unwrap();
+    assert!(members(&pubsub, "room.rust").is_empty());
+    assert_eq!(
+        next_event(&by_name),
+        (
+            PresenceEvent::Leave,
+            alice.as_u64(),
+            b"Alice (away)".to_vec()
+        )
+    );
+    // Untracking again is a no-op and sends nothing.
+    pubsub.untrack(alice, "room.rust").unwrap();
+    assert!(by_name.try_recv().is_err());
+}
+
+#[test]
+fn events_follow_the_order_of_the_changes() {
+    let pubsub = PubSub::<str>::new().unwrap();
+    let events = watcher(&pubsub, "lobby");
+    let ids: Vec<ClientId> = (0..20).map(|_| pubsub.generate_client_id()).collect();
+    for &id in &ids {
+        pubsub.register(id, |_| {}).unwrap();
+        pubsub.track(id, "lobby", Bytes::new()).unwrap();
+    }
+    for &id in ids.iter().rev() {
+        pubsub.untrack(id, "lobby").unwrap();
+    }
+    let seen: Vec<(PresenceEvent, u64)> = (0..40)
+        .map(|_| {
+            let (event, client, _) = next_event(&events);
+            (event, client)
+        })
+        .collect();
+    let expected: Vec<(PresenceEvent, u64)> = ids
+        .iter()
+        .map(|id| (PresenceEvent::Join, id.as_u64()))
+        .chain(
+            ids.iter()
+                .rev()
+                .map(|id| (PresenceEvent::Leave, id.as_u64())),
+        )
+        .collect();
+    assert_eq!(seen, expected);
+}
+
+#[test]
+fn unregister_leaves_every_tracked_topic() {
+    let pubsub = PubSub::<str>::new().unwrap();
+    let a = watcher(&pubsub, "a");
+    let b = watcher(&pubsub, "b");
+    let bob = pubsub.generate_client_id();
+    pubsub.register(bob, |_| {}).unwrap();
+    pubsub.track(bob, "a", Bytes::from_static(b"bob")).unwrap();
+    pubsub.track(bob, "b", Bytes::from_static(b"bob")).unwrap();
+    next_event(&a);
+    next_event(&b);
+    pubsub.unregister(bob).unwrap();
+    assert!(members(&pubsub, "a").is_empty() && members(&pubsub, "b").is_empty());
+    assert_eq!(next_event(&a).0, PresenceEvent::Leave);
+    assert_eq!(next_event(&b).0, PresenceEvent::Leave);
+}
+
+#[test]
+fn a_dropped_channel_leaves() {
+    let pubsub = PubSub::<str>::new().unwrap();
+    let events = watcher(&pubsub, "room");
+    let carol = pubsub.generate_client_id();
+    let channel = pubsub.register_channel(carol).unwrap();
+    pubsub
+        .track(carol, "room", Bytes::from_static(b"carol"))
+        .unwrap();
+    next_event(&events);
+    drop(channel); // the janitor prunes it
+    assert_eq!(
+        next_event(&events),
+        (PresenceEvent::Leave, carol.as_u64(), b"carol".to_vec())
+    );
+    assert!(members(&pubsub, "room").is_empty());
+}
+
+#[test]
+fn a_client_disconnected_on_overflow_leaves() {
+    let pubsub = PubSub::<str>::new().unwrap();
+    let events = watcher(&pubsub, "room");
+    let slow = pubsub.generate_client_id();
+    let _inbox = pubsub
+        .register_channel_with(slow, ChannelConfig::new(1, OverflowPolicy::Disconnect))
+        .unwrap();
+    pubsub.subscribe(slow, "feed").unwrap();
+    pubsub.track(slow, "room", Bytes::new()).unwrap();
+    next_event(&events);
+    pubsub.broadcast("feed", "1", &RawPayload).unwrap();
+    pubsub.broadcast("feed", "2", &RawPayload).unwrap(); // overflows: disconnected
+    assert_eq!(next_event(&events).0, PresenceEvent::Leave);
+    assert!(eventually(WAIT, || members(&pubsub, "room").is_empty()));
+}
+
+#[test]
+fn a_panicking_callback_leaves() {
+    let pubsub = PubSub::<str>::new().unwrap();
+    let events = watcher(&pubsub, "room");
+    let buggy = pubsub.generate_client_id();
+    pubsub
+        .register(buggy, |_: &Bytes| {
+            panic!("callback bug (expected by this test)")
+        })
+        .unwrap();
+    pubsub.subscribe(buggy, "feed").unwrap();
+    pubsub.track(buggy, "room", Bytes::new()).unwrap();
+    next_event(&events);
+    pubsub.broadcast("feed", "boom", &RawPayload).unwrap();
+    assert_eq!(
+        next_event(&events),
+        (PresenceEvent::Leave, buggy.as_u64(), Vec::new())
+    );
+    assert!(members(&pubsub, "room").is_empty());
+}
+
+#[test]
+fn shutdown_empties_every_list_and_bad_input_is_typed() {
+    let pubsub = PubSub::<str>::new().unwrap();
+    let stranger = pubsub.generate_client_id();
+    assert!(matches!(
+        pubsub.track(stranger, "room", Bytes::new()),
+        Err(Error::UnknownClient(id)) if id == stranger
+    ));
+    assert!(matches!(
+        pubsub.track(stranger, "", Bytes::new()),
+        Err(Error::InvalidTopic(_))
+    ));
+    assert!(matches!(pubsub.list(""), Err(Error::InvalidTopic(_))));
+    let dave = pubsub.generate_client_id();
+    pubsub.register(dave, |_| {}).unwrap();
+    pubsub.track(dave, "room", Bytes::new()).unwrap();
+    pubsub.shutdown();
+    assert!(matches!(pubsub.list("room"), Err(Error::Closed)));
+    assert!(matches!(
+        pubsub.track(dave, "room", Bytes::new()),
+        Err(Error::Closed)
+    ));
+}
+
+/// A subscriber's callback that tracks someone when it sees a join: the nested change's
+/// event is delivered too (by the loop already delivering), and nothing deadlocks.
+#[test]
+fn a_callback_may_track_from_inside_a_presence_event() {
+    let pubsub = PubSub::<str>::new().unwrap();
+    let weak = pubsub.downgrade();
+    let (greeter, guest) = (pubsub.generate_client_id(), pubsub.generate_client_id());
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&seen);
+    pubsub
+        .register(greeter, move |frame: &Bytes| {
+            if let Ok(Frame::Presence(p)) = decode_any(frame) {
+                counter.fetch_add(1, Ordering::SeqCst);
+                if p.client != greeter.as_u64() && p.event == PresenceEvent::Join {
+                    let pubsub = weak.upgrade().expect("engine alive");
+                    pubsub
+                        .track(greeter, "hall", Bytes::from_static(b"greeter"))
+                        .unwrap();
+                }
+            }
+        })
+        .unwrap();
+    pubsub.subscribe(greeter, "hall").unwrap();
+    pubsub.register(guest, |_| {}).unwrap();
+    pubsub
+        .track(guest, "hall", Bytes::from_static(b"guest"))
+        .unwrap();
+    assert!(eventually(WAIT, || seen.load(Ordering::SeqCst) == 2));
+    assert_eq!(members(&pubsub, "hall").len(), 2);
+}
