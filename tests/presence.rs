@@ -241,3 +241,46 @@ fn a_callback_may_track_from_inside_a_presence_event() {
     assert!(eventually(WAIT, || seen.load(Ordering::SeqCst) == 2));
     assert_eq!(members(&pubsub, "hall").len(), 2);
 }
+
+/// Many threads change presence on one topic at once: every change's event reaches a
+/// watcher, none is stranded in the queue (the delivery turn's hand-off), and each
+/// client's events alternate join, leave in the order it made them.
+#[test]
+fn concurrent_changes_all_reach_the_watcher() {
+    const THREADS: usize = 4;
+    const ROUNDS: usize = 500;
+    let pubsub = PubSub::<str>::new().unwrap();
+    let watcher_id = pubsub.generate_client_id();
+    let events = pubsub
+        .register_channel_with(
+            watcher_id,
+            ChannelConfig::new(THREADS * ROUNDS * 2 + 16, OverflowPolicy::DropNewest),
+        )
+        .unwrap();
+    pubsub.subscribe(watcher_id, "busy").unwrap();
+    let ids: Vec<ClientId> = (0..THREADS).map(|_| pubsub.generate_client_id()).collect();
+    std::thread::scope(|s| {
+        for &id in &ids {
+            let pubsub = &pubsub;
+            s.spawn(move || {
+                pubsub.register(id, |_| {}).unwrap();
+                for _ in 0..ROUNDS {
+                    pubsub.track(id, "busy", Bytes::new()).unwrap();
+                    pubsub.untrack(id, "busy").unwrap();
+                }
+            });
+        }
+    });
+    let mut last: std::collections::HashMap<u64, PresenceEvent> = Default::default();
+    for _ in 0..THREADS * ROUNDS * 2 {
+        let (event, client, _) = next_event(&events);
+        let previous = last.insert(client, event);
+        assert_ne!(
+            previous,
+            Some(event),
+            "client {client}: {event:?} twice in a row"
+        );
+    }
+    assert!(last.values().all(|e| *e == PresenceEvent::Leave));
+    assert!(members(&pubsub, "busy").is_empty());
+}

@@ -1269,3 +1269,58 @@ fn shutdown_from_a_sink_freed_on_the_janitor_races_shutdown() {
         );
     });
 }
+
+// ----- presence: the delivery turn ---------------------------------------------------
+//
+// Presence changes are queued in order under the writer role and broadcast afterwards by
+// whoever holds the delivery turn; a thread that finds the turn taken leaves its change
+// to the holder, which gives the turn up only while it holds the table lock and sees the
+// queue empty (`Shared::deliver_presence`). Broken on purpose once (scratch copy): a
+// turn that delivers one change and gives up (no loop) fails this model — the second
+// join never arrives and loom reports the watcher's receive as a deadlock.
+
+/// Two threads track a client each on one topic at once, while a watcher subscribes by
+/// name: both joins reach the watcher (a lost one blocks its receive forever, which loom
+/// reports as a deadlock), and `list` shows both members.
+///
+/// One change per thread on purpose: the stranding this model looks for needs a change
+/// made while another thread is at the end of its delivery turn, and a thread's *later*
+/// delivery would pick a stranded change up (hiding the hole).
+#[test]
+fn presence_changes_are_all_delivered() {
+    use fanout::transport::{decode_any, Frame, PresenceEvent};
+
+    model(|| {
+        let pubsub = small_pubsub(2);
+        let watcher = pubsub.generate_client_id();
+        let events = pubsub
+            .register_channel_with(watcher, config(4, OverflowPolicy::DropNewest))
+            .unwrap();
+        pubsub.subscribe(watcher, "room").unwrap();
+        let (a, b) = (pubsub.generate_client_id(), pubsub.generate_client_id());
+        pubsub.register(a, |_| {}).unwrap();
+        pubsub.register(b, |_| {}).unwrap();
+
+        let other = thread::spawn({
+            let pubsub = pubsub.clone();
+            move || pubsub.track(b, "room", Bytes::from_static(b"b")).unwrap()
+        });
+        pubsub.track(a, "room", Bytes::from_static(b"a")).unwrap();
+        other.join().unwrap();
+
+        // Events go out after the change is applied, possibly by another thread after
+        // the call returned: wait for each.
+        let mut joined: Vec<u64> = (0..2)
+            .map(|_| match decode_any(&events.recv().unwrap()).unwrap() {
+                Frame::Presence(p) => {
+                    assert_eq!(p.event, PresenceEvent::Join);
+                    p.client
+                }
+                Frame::Push(_) => panic!("only presence frames here"),
+            })
+            .collect();
+        joined.sort_unstable();
+        assert_eq!(joined, [a.as_u64(), b.as_u64()]);
+        assert_eq!(pubsub.list("room").unwrap().len(), 2);
+    });
+}

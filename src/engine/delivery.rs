@@ -21,7 +21,7 @@ use super::snapshot::{Snapshot, Subscriber};
 use super::Shared;
 use crate::sink::{Delivery, SinkState, Status};
 use crate::stats::Tally;
-use crate::sync::{fence, lock, try_lock, Arc, Ordering, SnapshotGuard};
+use crate::sync::{lock, try_lock, Arc, Ordering, SnapshotGuard};
 use crate::topic::TopicKey;
 use crate::{ClientId, Error};
 
@@ -226,35 +226,35 @@ impl<T> Shared<T> {
     /// already doing so (then that thread delivers ours too). Called after a batch that
     /// queued changes, with the writer role released: delivering runs sinks' callbacks.
     ///
-    /// The same hand-off as the writer role (see [`combiner`](super::combiner)): whoever
-    /// releases the delivery turn looks at the queue again, so a change queued while it
-    /// was delivering, by a thread that found the turn taken, still goes out. A callback
-    /// that tracks someone from inside a delivery finds the turn taken (by its own
-    /// thread) and leaves its change to the loop it is called from.
+    /// Why no change is stranded: changes are queued under the table's lock, and the
+    /// thread that queued one then tries to take the delivery turn. The deliverer gives
+    /// the turn up only while it holds the table's lock and has just found the queue
+    /// empty. So a change queued after that is queued after the turn was given up, and
+    /// its thread's try at the turn (which comes later still) cannot fail because of this
+    /// deliverer; a change queued before is seen by it. A callback that changes presence
+    /// from inside a delivery finds the turn taken (by its own thread) and leaves its
+    /// change to the loop it is called from.
     pub(crate) fn deliver_presence(&self) {
         let Some(presence) = &self.presence_broadcast else {
             return;
         };
+        let Some(turn) = try_lock(&self.presence_delivery) else {
+            return;
+        };
         loop {
-            let Some(turn) = try_lock(&self.presence_delivery) else {
+            let mut table = lock(&self.presence);
+            let Some(change) = table.next_change() else {
+                // Give the turn up while the queue is seen empty (see above).
+                drop(turn);
                 return;
             };
-            loop {
-                let next = lock(&self.presence).next_change();
-                let Some(change) = next else { break };
-                if let Some(item) = (presence.encode)(&change) {
-                    let topic = TopicKey {
-                        name: &change.topic,
-                        hash: change.hash,
-                    };
-                    (presence.broadcast)(self, topic, &item);
-                }
-            }
-            drop(turn);
-            // SeqCst: the releaser's half of the store-buffering pair, as in `combine`.
-            fence(Ordering::SeqCst);
-            if !lock(&self.presence).has_changes() {
-                return;
+            drop(table);
+            if let Some(item) = (presence.encode)(&change) {
+                let topic = TopicKey {
+                    name: &change.topic,
+                    hash: change.hash,
+                };
+                (presence.broadcast)(self, topic, &item);
             }
         }
     }

@@ -145,10 +145,6 @@ impl PresenceTable {
         self.outbox.pop_front()
     }
 
-    pub(crate) fn has_changes(&self) -> bool {
-        !self.outbox.is_empty()
-    }
-
     /// Forgets everyone, without events (the engine closed).
     pub(crate) fn clear(&mut self) {
         *self = Self::default();
