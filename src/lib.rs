@@ -47,6 +47,17 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Wildcards, authorization, presence
+//!
+//! - [`PubSub::subscribe`] takes NATS-style patterns (`md.*.eurusd`, `md.>`; the
+//!   separator is [`Builder::separator`], `.` by default); a client gets one frame per
+//!   broadcast however many of its subscriptions match. An engine nobody subscribes to
+//!   patterns on pays nothing for them.
+//! - [`Builder::can_subscribe`] is asked before every subscription is applied; a denial
+//!   is [`Error::Denied`] (see [`Denied`]).
+//! - [`presence`]: `track` / `untrack` / `list` members of a topic with metadata; join and
+//!   leave Presence frames go to the topic's subscribers.
+//!
 //! # Guarantees
 //!
 //! - **Visibility.** When `subscribe` returns, every broadcast that starts afterwards, on
@@ -66,6 +77,13 @@
 //! - **Fault isolation.** A panicking callback is caught; every other subscriber still
 //!   gets the frame; that client is unregistered and counted in [`Stats::panics`].
 //!   Callbacks may call back into the engine without deadlock.
+//! - **Patterns.** `*` matches one token, `>` the rest; at most one frame per client per
+//!   broadcast.
+//! - **Authorization.** A `can_subscribe` hook, when set, is asked before any
+//!   subscription (exact, pattern, batch); a denial changes nothing.
+//! - **Presence.** A tracked client is in `list(topic)` from when `track` returns; join
+//!   and leave events reach the topic's subscribers; a client that goes away by any path
+//!   leaves.
 //! - **Lifecycle.** Dropping the last handle, or `shutdown()`, closes every sink and stops
 //!   and joins the engine's background thread; later calls return [`Error::Closed`]
 //!   (every call but `stats()`); every channel's receiver ends.
