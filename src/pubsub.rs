@@ -7,11 +7,14 @@ use std::marker::PhantomData;
 use bytes::Bytes;
 
 use crate::builder::Builder;
+use crate::conflating_channel::ConflatingChannel;
 use crate::engine::Engine;
 use crate::error::StartError;
 use crate::policy::ChannelConfig;
-use crate::sink::{CallbackSink, Sink};
-use crate::stats::Stats;
+use crate::sink::conflating::MAX_CAPACITY;
+use crate::sink::{CallbackSink, ConflatingSink, Sink, SinkState};
+use crate::stats::{ConflationTotals, Stats};
+use crate::sync;
 use crate::topic::{Topic, TopicRef};
 use crate::transport::{self, frame, Serialiser};
 use crate::{Channel, ClientId, Error, Mutation};
@@ -72,6 +75,8 @@ use std::sync::{Arc, Weak};
 /// ```
 pub struct PubSub<M: ?Sized> {
     engine: Arc<Engine<Bytes>>,
+    /// The replacement counts of its conflating clients, for [`Stats::conflated`].
+    conflation: Arc<ConflationTotals>,
     message: PhantomData<fn(&M)>,
 }
 
@@ -79,6 +84,7 @@ impl<M: ?Sized> Clone for PubSub<M> {
     fn clone(&self) -> Self {
         Self {
             engine: Arc::clone(&self.engine),
+            conflation: Arc::clone(&self.conflation),
             message: PhantomData,
         }
     }
@@ -97,6 +103,7 @@ impl<M: ?Sized> Builder<PubSub<M>> {
     pub fn build(self) -> Result<PubSub<M>, StartError> {
         Ok(PubSub {
             engine: Arc::new(Engine::start(self.config)?),
+            conflation: Arc::new(ConflationTotals::new()),
             message: PhantomData,
         })
     }
@@ -147,6 +154,48 @@ impl<M: ?Sized> PubSub<M> {
         config: ChannelConfig,
     ) -> Result<Channel<Bytes>, Error> {
         self.engine.register_channel(id, config, None)
+    }
+
+    /// Registers client `id` backed by a [conflating channel](ConflatingChannel) keyed by
+    /// topic: at most one pending frame per topic, a newer frame for a pending topic
+    /// replacing it in place. When `capacity` distinct topics are pending, a frame for
+    /// yet another topic is dropped and counted. Dropping the channel unregisters the
+    /// client.
+    ///
+    /// ```
+    /// use fanout::{transport::{decode, RawPayload}, PubSub};
+    ///
+    /// let prices = PubSub::<str>::new()?;
+    /// let screen = prices.generate_client_id();
+    /// let latest = prices.register_conflating(screen, 100)?;
+    /// prices.subscribe(screen, "EURUSD")?;
+    /// prices.broadcast("EURUSD", "1.0841", &RawPayload)?;
+    /// prices.broadcast("EURUSD", "1.0842", &RawPayload)?;
+    /// assert_eq!(decode(&latest.recv()?)?.payload, b"1.0842");
+    /// assert_eq!(latest.conflated(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// Errors: [`Error::InvalidConfig`] for a capacity of zero (or above `u32::MAX`),
+    /// [`Error::DuplicateClient`], [`Error::Closed`].
+    pub fn register_conflating(
+        &self,
+        id: ClientId,
+        capacity: usize,
+    ) -> Result<ConflatingChannel<Bytes>, Error> {
+        if capacity == 0 || capacity > MAX_CAPACITY {
+            return Err(Error::InvalidConfig(
+                "conflating channel capacity must be between 1 and u32::MAX",
+            ));
+        }
+        // The sink's own state lives in `crate::sync` (loom's types under `cfg(loom)`).
+        let (sink, receiver, conflated) = ConflatingSink::new(capacity, frame::topic_bytes);
+        let state = sync::Arc::new(SinkState::new());
+        let sink = Sink::conflating(sink, sync::Arc::clone(&state));
+        self.engine.register(id, sink, None)?;
+        self.conflation.track(sync::Arc::clone(&conflated));
+        let link = self.engine.link().clone();
+        Ok(ConflatingChannel::new(receiver, state, conflated, id, link))
     }
 
     /// Subscribes client `id` to `topic`. When this returns, every broadcast that starts
@@ -345,7 +394,9 @@ impl<M: ?Sized> PubSub<M> {
 
     /// Sizes and counters of this engine.
     pub fn stats(&self) -> Stats {
-        self.engine.stats()
+        let mut stats = self.engine.stats();
+        stats.conflated = self.conflation.total();
+        stats
     }
 
     /// Stops the writer thread and waits for it. Every channel-backed client's receiver
@@ -365,6 +416,7 @@ impl<M: ?Sized> PubSub<M> {
     pub fn downgrade(&self) -> WeakPubSub<M> {
         WeakPubSub {
             engine: Arc::downgrade(&self.engine),
+            conflation: Arc::clone(&self.conflation),
             message: PhantomData,
         }
     }
@@ -390,6 +442,8 @@ where
 /// A [`PubSub`] handle that does not keep the engine running. Upgrade it to use it.
 pub struct WeakPubSub<M: ?Sized> {
     engine: Weak<Engine<Bytes>>,
+    /// Shared with the strong handles (it keeps no engine alive).
+    conflation: Arc<ConflationTotals>,
     message: PhantomData<fn(&M)>,
 }
 
@@ -398,6 +452,7 @@ impl<M: ?Sized> WeakPubSub<M> {
     pub fn upgrade(&self) -> Option<PubSub<M>> {
         self.engine.upgrade().map(|engine| PubSub {
             engine,
+            conflation: Arc::clone(&self.conflation),
             message: PhantomData,
         })
     }
@@ -407,6 +462,7 @@ impl<M: ?Sized> Clone for WeakPubSub<M> {
     fn clone(&self) -> Self {
         Self {
             engine: Weak::clone(&self.engine),
+            conflation: Arc::clone(&self.conflation),
             message: PhantomData,
         }
     }

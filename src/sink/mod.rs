@@ -1,8 +1,9 @@
 //! Sinks: where a broadcast hands each subscriber its frame.
 //!
-//! A sink is either a callback (`Fn(&T)`, called on the publisher's thread with a
-//! reference to the one shared frame) or a bounded channel (the frame is cloned into the
-//! queue — one atomic increment for `Bytes`). Like crossbeam's flavours, [`Sink`] holds a
+//! A sink is a callback (`Fn(&T)`, called on the publisher's thread with a reference to
+//! the one shared frame), a bounded channel (the frame is cloned into the queue — one
+//! atomic increment for `Bytes`) or a conflating channel (at most one pending frame per
+//! key, see [`conflating`]). Like crossbeam's flavours, [`Sink`] holds a
 //! private enum and matches on it; each flavour lives in its own file.
 //!
 //! Every sink shares a [`SinkState`] with whoever else needs to observe it: the
@@ -11,10 +12,12 @@
 
 mod callback;
 mod channel;
+pub(crate) mod conflating;
 mod state;
 
 pub(crate) use callback::CallbackSink;
 pub(crate) use channel::ChannelSink;
+pub(crate) use conflating::{ConflatingSink, ConflationCount, Pending};
 pub(crate) use state::{SinkState, Status};
 
 use crate::sync::Arc;
@@ -53,6 +56,7 @@ pub(crate) struct Sink<T> {
 enum SinkKind<T> {
     Callback(CallbackSink<T>),
     Channel(ChannelSink<T>),
+    Conflating(ConflatingSink<T>),
 }
 
 impl<T: Clone> Sink<T> {
@@ -67,6 +71,13 @@ impl<T: Clone> Sink<T> {
         Self {
             state,
             kind: SinkKind::Channel(sink),
+        }
+    }
+
+    pub(crate) fn conflating(sink: ConflatingSink<T>, state: Arc<SinkState>) -> Self {
+        Self {
+            state,
+            kind: SinkKind::Conflating(sink),
         }
     }
 
@@ -85,6 +96,7 @@ impl<T: Clone> Sink<T> {
                 Delivery::Delivered
             }
             SinkKind::Channel(sink) if self.state.is_open() => sink.send(item, &self.state),
+            SinkKind::Conflating(sink) if self.state.is_open() => sink.send(item, &self.state),
             _ => Delivery::Skipped,
         }
     }
