@@ -198,9 +198,17 @@ fn channel_dropped_during_publish_frees_everything() {
         assert!(n <= 1);
         // One more round trip: the prune is published when it returns.
         let probe = feed.subscribe_conflating(key, 1).unwrap();
-        assert_eq!(feed.subscriber_count(), 1, "the dropped channel was not pruned");
+        assert_eq!(
+            feed.subscriber_count(),
+            1,
+            "the dropped channel was not pruned"
+        );
         drop(probe);
         drop(feed);
-        assert_eq!(Arc::strong_count(&payload), 1, "an item outlived its channel");
+        assert_eq!(
+            Arc::strong_count(&payload),
+            1,
+            "an item outlived its channel"
+        );
     });
 }
