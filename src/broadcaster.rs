@@ -9,7 +9,7 @@ use crate::conflating_channel::ConflatingChannel;
 use crate::engine::Engine;
 use crate::error::StartError;
 use crate::policy::ChannelConfig;
-use crate::sink::conflating::MAX_CAPACITY;
+use crate::sink::conflating;
 use crate::sink::{ConflatingSink, Sink, SinkState};
 use crate::stats::{ConflationTotals, Stats};
 use crate::sync::Arc;
@@ -146,11 +146,7 @@ impl<M: Clone + Send + 'static> Broadcaster<M> {
         K: Hash + Eq + Clone + Send + 'static,
         F: Fn(&M) -> K + Send + Sync + 'static,
     {
-        if capacity == 0 || capacity > MAX_CAPACITY {
-            return Err(Error::InvalidConfig(
-                "conflating channel capacity must be between 1 and u32::MAX",
-            ));
-        }
+        conflating::validate_capacity(capacity)?;
         let id = self.engine.generate_client_id();
         let (sink, receiver, conflated) = ConflatingSink::new(capacity, key);
         let state = Arc::new(SinkState::new());

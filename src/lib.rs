@@ -20,6 +20,11 @@
 //!   [`publish`](Broadcaster::publish) fans a typed message out; dropping the channel
 //!   unsubscribes. Modelled on dream's `services/broadcaster`.
 //!
+//! Either face can also give a slow consumer a [`ConflatingChannel`]
+//! ([`Broadcaster::subscribe_conflating`], [`PubSub::register_conflating`]): at most one
+//! pending item per key, the newest replacing the pending one in place, so it always
+//! catches up to the latest of every key.
+//!
 //! # Quick start
 //!
 //! ```
@@ -60,6 +65,11 @@
 //! - **Slow consumers never stall a publisher** unless their owner chose
 //!   [`OverflowPolicy::Block`], and then for at most its bound. Every dropped frame is
 //!   counted on its channel and in [`Stats`]. See [`policy`] for choosing a policy.
+//! - **Conflation.** A [`ConflatingChannel`] holds at most one pending item per key; once
+//!   it drains, the last item received for every key is the last one published for it
+//!   (unless its drop-newest fallback, taken only when `capacity` distinct keys are
+//!   pending, dropped that one); received + conflated + dropped = published, per channel
+//!   ([`ConflatingChannel::conflated`]) and in [`Stats::conflated`].
 //! - **Fault isolation.** A panicking callback is caught; every other subscriber still
 //!   gets the frame; that client is unregistered and counted in [`Stats::panics`].
 //!   Callbacks may call back into the engine without deadlock.
@@ -84,8 +94,9 @@
 //!
 //! - A broadcast: one atomic snapshot load, a hash-trie lookup of `log32(topics)` levels
 //!   (skip the hash with a pre-resolved [`Topic`]), the serialiser once, then per
-//!   subscriber one integer compare and one call or queue push. Two relaxed counter
-//!   updates per broadcast, none per delivery.
+//!   subscriber one integer compare and one call or queue push (for a conflating
+//!   channel: one mutex lock and one hash lookup, see [`ConflatingChannel#cost`]). Two
+//!   relaxed counter updates per broadcast, none per delivery shared between sinks.
 //! - A mutation: a round trip to the writer thread (the caller parks until its change is
 //!   published). Cost grows with `log32(topics)`, the touched topic's subscriber count
 //!   and the client's own topic count — never with the total number of clients or

@@ -11,7 +11,7 @@ use crate::conflating_channel::ConflatingChannel;
 use crate::engine::Engine;
 use crate::error::StartError;
 use crate::policy::ChannelConfig;
-use crate::sink::conflating::MAX_CAPACITY;
+use crate::sink::conflating;
 use crate::sink::{CallbackSink, ConflatingSink, Sink, SinkState};
 use crate::stats::{ConflationTotals, Stats};
 use crate::sync;
@@ -183,11 +183,7 @@ impl<M: ?Sized> PubSub<M> {
         id: ClientId,
         capacity: usize,
     ) -> Result<ConflatingChannel<Bytes>, Error> {
-        if capacity == 0 || capacity > MAX_CAPACITY {
-            return Err(Error::InvalidConfig(
-                "conflating channel capacity must be between 1 and u32::MAX",
-            ));
-        }
+        conflating::validate_capacity(capacity)?;
         // The sink's own state lives in `crate::sync` (loom's types under `cfg(loom)`).
         let (sink, receiver, conflated) = ConflatingSink::new(capacity, frame::topic_bytes);
         let state = sync::Arc::new(SinkState::new());

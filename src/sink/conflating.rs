@@ -50,6 +50,7 @@ use std::fmt;
 use std::hash::Hash;
 
 use super::{Delivery, SinkState, Status};
+use crate::error::Error;
 use crate::sync::queue::{self, Receiver, Sender, TrySendError};
 use crate::sync::{lock, Arc, AtomicU64, Mutex, Ordering};
 
@@ -241,7 +242,7 @@ impl<T: Clone + Send + 'static> ConflatingSink<T> {
         K: Hash + Eq + Clone + Send + 'static,
         F: Fn(&T) -> K + Send + Sync + 'static,
     {
-        debug_assert!(capacity >= 1 && capacity <= MAX_CAPACITY);
+        debug_assert!(validate_capacity(capacity).is_ok());
         let conflated = Arc::new(ConflationCount::new());
         let table = KeyedTable {
             key,
@@ -262,7 +263,18 @@ impl<T: Clone + Send + 'static> ConflatingSink<T> {
 }
 
 /// The largest capacity a conflating channel accepts: slot numbers are `u32`.
-pub(crate) const MAX_CAPACITY: usize = u32::MAX as usize;
+const MAX_CAPACITY: usize = u32::MAX as usize;
+
+/// Checks a conflating channel's capacity (the most keys pending at once).
+pub(crate) fn validate_capacity(capacity: usize) -> Result<(), Error> {
+    if (1..=MAX_CAPACITY).contains(&capacity) {
+        Ok(())
+    } else {
+        Err(Error::InvalidConfig(
+            "conflating channel capacity must be between 1 and u32::MAX",
+        ))
+    }
+}
 
 impl<T> ConflatingSink<T> {
     #[inline]
