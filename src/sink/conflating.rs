@@ -32,9 +32,10 @@
 //! 2. So tokens in the queue ≤ occupied slots ≤ keys in the table ≤ capacity: queuing a
 //!    token never finds the queue full (the code still handles it, by dropping).
 //!
-//! A key whose `Hash`/`Eq` panics inside the lock leaves the table consistent in the
-//! sense of 1 (an index entry may go stale; a stale entry is refilled as new), and the
-//! broadcast loop closes the channel as for any panicking sink.
+//! A key whose `Clone`/`Hash`/`Eq` panics inside the lock leaves invariant 1 intact (an
+//! index entry may go stale — it is refilled as new — or, if the panic hit a rehash, be
+//! lost — the key's next item then takes a second slot, and both are delivered in
+//! order), and the broadcast loop closes the channel as for any panicking sink.
 //!
 //! # Cost
 //!
@@ -45,7 +46,7 @@
 //! 32 bytes, allocated up front by crossbeam), `capacity` slots of `(K, M)` and a hash
 //! index of `capacity` × (`K` + 4 bytes + 1 control byte, at 7/8 load).
 
-use std::collections::HashMap;
+use std::collections::hash_map::{Entry, HashMap};
 use std::fmt;
 use std::hash::Hash;
 
@@ -127,37 +128,44 @@ where
         let key = (self.key)(item);
         let item = item.clone();
         let mut guard = lock(&self.slots);
-        let slots = &mut *guard;
-        if let Some(&slot) = slots.index.get(&key) {
-            if let Some(entry) = &mut slots.slots[slot as usize] {
-                let replaced = std::mem::replace(&mut entry.1, item);
+        let Slots { index, slots, free } = &mut *guard;
+        let pending = index.len();
+        // One hash and probe, whichever way it goes.
+        match index.entry(key) {
+            Entry::Occupied(entry) => {
+                let slot = *entry.get();
+                let Some(stored) = &mut slots[slot as usize] else {
+                    // A stale entry (see `Slots::index`): refill its slot as new.
+                    let key = entry.key().clone();
+                    slots[slot as usize] = Some((key, item));
+                    return Offer::New(slot);
+                };
+                let replaced = std::mem::replace(&mut stored.1, item);
                 self.conflated.add();
                 drop(guard);
                 // The replaced item is dropped outside the lock.
                 drop(replaced);
-                return Offer::Replaced;
+                Offer::Replaced
             }
-            // A stale entry (see `Slots::index`): refill its slot as a new pending key.
-            slots.slots[slot as usize] = Some((key, item));
-            return Offer::New(slot);
+            Entry::Vacant(_) if pending >= self.capacity => Offer::Full,
+            Entry::Vacant(entry) => {
+                let slot = match free.last() {
+                    Some(&free) => free,
+                    None => slots.len() as u32,
+                };
+                // Clone, then insert: if the key's `Clone`/`Hash`/`Eq` panics, nothing
+                // has changed.
+                let key = entry.key().clone();
+                entry.insert(slot);
+                if slot as usize == slots.len() {
+                    slots.push(Some((key, item)));
+                } else {
+                    free.pop();
+                    slots[slot as usize] = Some((key, item));
+                }
+                Offer::New(slot)
+            }
         }
-        if slots.index.len() >= self.capacity {
-            return Offer::Full;
-        }
-        let slot = match slots.free.last() {
-            Some(&free) => free,
-            None => slots.slots.len() as u32,
-        };
-        let stored = key.clone();
-        // Insert first: if the key's `Hash`/`Eq` panics here, nothing has changed.
-        slots.index.insert(key, slot);
-        if slot as usize == slots.slots.len() {
-            slots.slots.push(Some((stored, item)));
-        } else {
-            slots.free.pop();
-            slots.slots[slot as usize] = Some((stored, item));
-        }
-        Offer::New(slot)
     }
 
     fn take(&self, slot: u32) -> T {
