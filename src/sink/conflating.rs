@@ -285,7 +285,8 @@ pub(crate) fn validate_capacity(capacity: usize) -> Result<(), Error> {
 }
 
 impl<T> ConflatingSink<T> {
-    #[inline]
+    /// Out of line, so the broadcast walk stays as small as it was without this flavour.
+    #[inline(never)]
     pub(crate) fn send(&self, item: &T, state: &SinkState) -> Delivery {
         match self.shared.table.offer(item) {
             Offer::Replaced => Delivery::Delivered,
