@@ -6,7 +6,8 @@ use std::time::Duration;
 use crate::channel::DisconnectReason;
 use crate::client::ClientId;
 use crate::engine::EngineLink;
-use crate::sink::{ConflationCount, Pending, SinkState, Status};
+use crate::sink::{Pending, SinkState, Status};
+use crate::stats::ConflationCount;
 use crate::sync::queue::{Receiver, RecvError, RecvTimeoutError, TryRecvError};
 use crate::sync::Arc;
 
@@ -34,6 +35,11 @@ use crate::sync::Arc;
 /// and, per channel, received + [`conflated`](Self::conflated) +
 /// [`dropped`](Self::dropped) = published. Items of one key arrive in publish order;
 /// different keys arrive in the order they became pending.
+///
+/// A publish that replaces counts as a delivery (the channel took the item: `publish`'s
+/// return value, [`Stats::deliveries`](crate::Stats::deliveries)); the item it replaced
+/// counts in [`conflated`](Self::conflated) (and [`Stats::conflated`](crate::Stats::conflated)).
+/// A dropped one counts in neither, only in `dropped`.
 ///
 /// # `select!`
 ///

@@ -1,6 +1,5 @@
 //! Engine-wide statistics.
 
-use crate::sink::ConflationCount;
 use crate::sync::{lock, Arc, AtomicU64, Mutex, Ordering};
 
 /// A point-in-time view of an engine, from [`PubSub::stats`](crate::PubSub::stats) or
@@ -83,6 +82,26 @@ impl Counters {
         stats.dropped = self.dropped.load(Ordering::Relaxed);
         stats.disconnects = self.disconnects.load(Ordering::Relaxed);
         stats.panics = self.panics.load(Ordering::Relaxed);
+    }
+}
+
+/// How many items a conflating channel replaced, shared by its sink, its consumer and
+/// the engine-wide [`ConflationTotals`].
+pub(crate) struct ConflationCount(AtomicU64);
+
+impl ConflationCount {
+    pub(crate) fn new() -> Self {
+        Self(AtomicU64::new(0))
+    }
+
+    /// Items replaced by a newer one for the same key so far.
+    pub(crate) fn get(&self) -> u64 {
+        // Relaxed: a statistic; the table lock orders everything that matters.
+        self.0.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn add(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
     }
 }
 

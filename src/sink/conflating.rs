@@ -52,28 +52,9 @@ use std::hash::Hash;
 
 use super::{Delivery, SinkState, Status};
 use crate::error::Error;
+use crate::stats::ConflationCount;
 use crate::sync::queue::{self, Receiver, Sender, TrySendError};
-use crate::sync::{lock, Arc, AtomicU64, Mutex, Ordering};
-
-/// How many items a conflating channel replaced, shared by its sink, its consumer and
-/// the engine-wide [`ConflationTotals`](crate::stats::ConflationTotals).
-pub(crate) struct ConflationCount(AtomicU64);
-
-impl ConflationCount {
-    fn new() -> Self {
-        Self(AtomicU64::new(0))
-    }
-
-    /// Items replaced by a newer one for the same key so far.
-    pub(crate) fn get(&self) -> u64 {
-        // Relaxed: a statistic; the table lock orders everything that matters.
-        self.0.load(Ordering::Relaxed)
-    }
-
-    fn add(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
-    }
-}
+use crate::sync::{lock, Arc, Mutex};
 
 /// What [`Table::offer`] did with an item.
 enum Offer {

@@ -17,7 +17,7 @@ mod state;
 
 pub(crate) use callback::CallbackSink;
 pub(crate) use channel::ChannelSink;
-pub(crate) use conflating::{ConflatingSink, ConflationCount, Pending};
+pub(crate) use conflating::{ConflatingSink, Pending};
 pub(crate) use state::{SinkState, Status};
 
 use crate::sync::Arc;
