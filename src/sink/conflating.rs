@@ -43,8 +43,9 @@
 //! lock/unlock and one hash lookup; for a key that was not pending, also a slot write,
 //! one hash insert and one token push (an `Arc` clone). Per receive: a token pop, the
 //! lock, one hash removal. Memory per channel, at most: the token queue (`capacity` ×
-//! 32 bytes, allocated up front by crossbeam), `capacity` slots of `(K, M)` and a hash
-//! index of `capacity` × (`K` + 4 bytes + 1 control byte, at 7/8 load).
+//! 24 bytes — a 16-byte token and crossbeam's stamp — allocated up front), `capacity`
+//! slots of `(K, M)` (grown as keys become pending, never shrunk) and a hash index of
+//! `capacity` × (`K` + 4 bytes + 1 control byte, at 7/8 load).
 
 use std::collections::hash_map::{Entry, HashMap};
 use std::fmt;
