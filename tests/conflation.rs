@@ -426,3 +426,65 @@ fn pubsub_conflating_clients_are_keyed_by_topic() {
     // A weak handle sees the same counters.
     assert_eq!(pubsub.downgrade().upgrade().unwrap().stats().conflated, 2);
 }
+
+/// Two publishers, each with its own keys (so each key's last publish is well defined),
+/// against a slow consumer: every key still ends on its latest, nothing is counted twice.
+#[test]
+fn two_publishers_and_a_slow_consumer_keep_every_key_latest() {
+    const PER_PUBLISHER: u64 = 20_000;
+    let feed = Broadcaster::<Update>::start().unwrap();
+    let channel = feed.subscribe_conflating(by_key, 64).unwrap();
+    let consumer = thread::spawn(move || {
+        let mut received = Vec::new();
+        for update in channel.iter() {
+            if received.len() % 128 == 0 {
+                thread::sleep(Duration::from_micros(100));
+            }
+            received.push(update);
+        }
+        (channel, received)
+    });
+    let publishers: Vec<_> = (0..2u32)
+        .map(|p| {
+            let feed = feed.clone();
+            thread::spawn(move || {
+                let mut rng = Rng(0x5EED_0000 + u64::from(p));
+                (0..PER_PUBLISHER)
+                    .map(|i| {
+                        // Publisher p owns keys 32p .. 32p + 31; sequence numbers are
+                        // per publisher, interleaved so they never collide.
+                        let update = (32 * p + rng.below(32) as u32, 2 * i + u64::from(p));
+                        feed.publish(update).unwrap();
+                        update
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut published = Vec::new();
+    for publisher in publishers {
+        published.extend(publisher.join().unwrap());
+    }
+    feed.shutdown();
+    let (channel, received) = consumer.join().unwrap();
+    // `published` holds each publisher's updates in its own order; keys are disjoint, so
+    // the per-key last is each publisher's last for that key.
+    check_latest_per_key(&channel, &received, &published);
+    assert_eq!(channel.dropped(), 0);
+}
+
+#[test]
+fn a_token_outlives_its_channel() {
+    let feed = Broadcaster::<Update>::start().unwrap();
+    let channel = feed.subscribe_conflating(by_key, 4).unwrap();
+    feed.publish((1, 0)).unwrap();
+    feed.publish((2, 1)).unwrap();
+    let token = channel.receiver().recv().unwrap();
+    let receiver = channel.receiver().clone();
+    drop(channel);
+    assert_eq!(token.take(), (1, 0));
+    drop(feed);
+    // The sink is gone; what was pending is still received, then the receiver ends.
+    assert_eq!(receiver.recv().unwrap().take(), (2, 1));
+    assert!(receiver.recv().is_err());
+}
