@@ -9,8 +9,6 @@ use crate::conflating_channel::ConflatingChannel;
 use crate::engine::Engine;
 use crate::error::StartError;
 use crate::policy::ChannelConfig;
-use crate::sink::conflating;
-use crate::sink::{ConflatingSink, Sink, SinkState};
 use crate::stats::{ConflationTotals, Stats};
 use crate::sync::Arc;
 use crate::topic::Topic;
@@ -146,15 +144,9 @@ impl<M: Clone + Send + 'static> Broadcaster<M> {
         K: Hash + Eq + Clone + Send + 'static,
         F: Fn(&M) -> K + Send + Sync + 'static,
     {
-        conflating::validate_capacity(capacity)?;
         let id = self.engine.generate_client_id();
-        let (sink, receiver, conflated) = ConflatingSink::new(capacity, key);
-        let state = Arc::new(SinkState::new());
-        let sink = Sink::conflating(sink, Arc::clone(&state));
-        self.engine.register(id, sink, Some(self.all.clone()))?;
-        self.conflation.track(Arc::clone(&conflated));
-        let link = self.engine.link().clone();
-        Ok(ConflatingChannel::new(receiver, state, conflated, id, link))
+        let all = Some(self.all.clone());
+        ConflatingChannel::register(&self.engine, &self.conflation, id, all, capacity, key)
     }
 
     /// Sends `message` to every channel (a clone each). Returns how many channels took

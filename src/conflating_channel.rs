@@ -1,15 +1,18 @@
 //! [`ConflatingChannel`]: the consumer's end of a conflating sink.
 
 use std::fmt;
+use std::hash::Hash;
 use std::time::Duration;
 
 use crate::channel::DisconnectReason;
 use crate::client::ClientId;
-use crate::engine::EngineLink;
-use crate::sink::{Pending, SinkState, Status};
-use crate::stats::ConflationCount;
+use crate::engine::{Engine, EngineLink};
+use crate::error::Error;
+use crate::sink::{conflating, ConflatingSink, Pending, Sink, SinkState, Status};
+use crate::stats::{ConflationCount, ConflationTotals};
 use crate::sync::queue::{Receiver, RecvError, RecvTimeoutError, TryRecvError};
 use crate::sync::Arc;
+use crate::topic::Topic;
 
 /// A subscription that holds at most one pending item per key: a slow consumer always
 /// catches up to the latest item of every key, and never loses a key entirely.
@@ -117,23 +120,38 @@ pub struct ConflatingChannel<M> {
     link: EngineLink<M>,
 }
 
-impl<M> ConflatingChannel<M> {
-    pub(crate) fn new(
-        receiver: Receiver<Pending<M>>,
-        state: Arc<SinkState>,
-        conflated: Arc<ConflationCount>,
+impl<M: Clone + Send + 'static> ConflatingChannel<M> {
+    /// Registers client `id` of `engine` (subscribed to `topic`, if given) with a new
+    /// conflating sink keyed by `key`, tracks its count in `totals`, and returns the
+    /// consumer's end. What both faces' conflating subscribe calls do.
+    pub(crate) fn register<K, F>(
+        engine: &Engine<M>,
+        totals: &ConflationTotals,
         id: ClientId,
-        link: EngineLink<M>,
-    ) -> Self {
-        Self {
+        topic: Option<Topic>,
+        capacity: usize,
+        key: F,
+    ) -> Result<Self, Error>
+    where
+        K: Hash + Eq + Clone + Send + 'static,
+        F: Fn(&M) -> K + Send + Sync + 'static,
+    {
+        conflating::validate_capacity(capacity)?;
+        let (sink, receiver, conflated) = ConflatingSink::new(capacity, key);
+        let state = Arc::new(SinkState::new());
+        engine.register(id, Sink::conflating(sink, Arc::clone(&state)), topic)?;
+        totals.track(Arc::clone(&conflated));
+        Ok(Self {
             receiver,
             state,
             conflated,
             id,
-            link,
-        }
+            link: engine.link().clone(),
+        })
     }
+}
 
+impl<M> ConflatingChannel<M> {
     /// The crossbeam receiver of [`Pending`] tokens, for `select!`; open each with
     /// [`Pending::take`].
     pub fn receiver(&self) -> &Receiver<Pending<M>> {

@@ -11,10 +11,8 @@ use crate::conflating_channel::ConflatingChannel;
 use crate::engine::Engine;
 use crate::error::StartError;
 use crate::policy::ChannelConfig;
-use crate::sink::conflating;
-use crate::sink::{CallbackSink, ConflatingSink, Sink, SinkState};
+use crate::sink::{CallbackSink, Sink};
 use crate::stats::{ConflationTotals, Stats};
-use crate::sync;
 use crate::topic::{Topic, TopicRef};
 use crate::transport::{self, frame, Serialiser};
 use crate::{Channel, ClientId, Error, Mutation};
@@ -183,15 +181,8 @@ impl<M: ?Sized> PubSub<M> {
         id: ClientId,
         capacity: usize,
     ) -> Result<ConflatingChannel<Bytes>, Error> {
-        conflating::validate_capacity(capacity)?;
-        // The sink's own state lives in `crate::sync` (loom's types under `cfg(loom)`).
-        let (sink, receiver, conflated) = ConflatingSink::new(capacity, frame::topic_bytes);
-        let state = sync::Arc::new(SinkState::new());
-        let sink = Sink::conflating(sink, sync::Arc::clone(&state));
-        self.engine.register(id, sink, None)?;
-        self.conflation.track(sync::Arc::clone(&conflated));
-        let link = self.engine.link().clone();
-        Ok(ConflatingChannel::new(receiver, state, conflated, id, link))
+        let key = frame::topic_bytes;
+        ConflatingChannel::register(&self.engine, &self.conflation, id, None, capacity, key)
     }
 
     /// Subscribes client `id` to `topic`. When this returns, every broadcast that starts
