@@ -212,3 +212,44 @@ fn channel_dropped_during_publish_frees_everything() {
         );
     });
 }
+
+/// Model 4. A conflating `PubSub` client, keyed by the frame's topic: two broadcasts on
+/// one topic race the consumer; it ends on the second frame, and every frame is either
+/// received or counted as conflated.
+#[test]
+fn pubsub_client_conflates_by_topic() {
+    model(|| {
+        let pubsub = fanout::PubSub::<str>::builder()
+            .command_capacity(2)
+            .build()
+            .expect("the engine starts");
+        let id = pubsub.generate_client_id();
+        let channel = pubsub.register_conflating(id, 1).unwrap();
+        pubsub.subscribe(id, "t").unwrap();
+        let publisher = thread::spawn({
+            let pubsub = pubsub.clone();
+            move || {
+                for payload in ["1", "2"] {
+                    let n = pubsub
+                        .broadcast("t", payload, &fanout::transport::RawPayload)
+                        .unwrap();
+                    assert_eq!(n, 1, "one pending topic always fits");
+                }
+                // The last handle: the engine shuts down here.
+            }
+        });
+        drop(pubsub);
+        let received: Vec<Vec<u8>> = channel
+            .iter()
+            .map(|frame| {
+                let push = fanout::transport::decode(&frame).unwrap();
+                assert_eq!(push.topic, "t");
+                push.payload.to_vec()
+            })
+            .collect();
+        publisher.join().unwrap();
+        assert_eq!(received.last().map(Vec::as_slice), Some(&b"2"[..]));
+        assert_eq!(received.len() as u64 + channel.conflated(), 2);
+        assert_eq!(channel.dropped(), 0);
+    });
+}
