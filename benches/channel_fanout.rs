@@ -19,6 +19,21 @@
 //!   encoded once then `send(frame.clone())` per queue — the floor for channel sinks;
 //! - `tokio_broadcast`: one `tokio::sync::broadcast` channel, `blocking_recv`;
 //! - `bus`: one `bus::Bus`, `recv`.
+//!
+//! Group `conflation/<scenario>/<policy>/<n>`: the publish cost of a conflating channel
+//! against `DropOldest`, on one thread, for `Broadcaster<(u32, u64)>::publish` to `n`
+//! channels (conflating ones keyed by the `u32`, 64 keys cycling):
+//! - `slow_consumer`: nobody receives. Every conflating channel holds all 64 keys, so
+//!   each publish replaces a pending item in place; every `DropOldest` queue (1024) is
+//!   full, so each publish drops the oldest and queues the new one. The steady state of
+//!   a consumer that fell behind.
+//! - `new_key`: the consumer keeps up, so each publish finds its key not pending (a new
+//!   slot, a hash insert and a token) and the queue not full. Publish only: batches of
+//!   64 publishes (64 distinct keys) are timed, and every channel is drained untimed
+//!   between them.
+//! - `round_trip`: one publish, then every channel's item is received: publish plus
+//!   receive (for a conflating channel the receive is a token pop, the lock and a hash
+//!   removal).
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -243,5 +258,85 @@ fn channel_fanout(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, channel_fanout);
+/// Keys the conflation group cycles through.
+const KEYS: u32 = 64;
+
+fn conflation(c: &mut Criterion) {
+    let mut group = c.benchmark_group("conflation");
+    group
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500))
+        .sample_size(20);
+    let key = |m: &(u32, u64)| m.0;
+    for n in [1usize, 16] {
+        group.throughput(Throughput::Elements(n as u64));
+        for conflate in [false, true] {
+            let policy = if conflate { "conflate" } else { "drop_oldest" };
+            let feed = Broadcaster::<(u32, u64)>::start().unwrap();
+            let (queues, conflating): (Vec<_>, Vec<_>) = if conflate {
+                let channels = (0..n)
+                    .map(|_| feed.subscribe_conflating(key, 1024).unwrap())
+                    .collect();
+                (Vec::new(), channels)
+            } else {
+                let config = ChannelConfig::new(1024, OverflowPolicy::DropOldest);
+                let channels = (0..n)
+                    .map(|_| feed.subscribe_with(config).unwrap())
+                    .collect();
+                (channels, Vec::new())
+            };
+            let mut seq = 0u64;
+            let mut publish = || {
+                seq += 1;
+                feed.publish(((seq % u64::from(KEYS)) as u32, seq)).unwrap()
+            };
+            // Fill: every key pending, every queue full.
+            for _ in 0..2048 {
+                publish();
+            }
+            group.bench_function(
+                BenchmarkId::new(format!("slow_consumer/{policy}"), n),
+                |b| b.iter(|| black_box(publish())),
+            );
+            let drain = || {
+                for channel in &queues {
+                    while channel.try_recv().is_ok() {}
+                }
+                for channel in &conflating {
+                    while channel.try_recv().is_ok() {}
+                }
+            };
+            drain();
+            group.bench_function(BenchmarkId::new(format!("new_key/{policy}"), n), |b| {
+                b.iter_custom(|iters| {
+                    let batches = iters.div_ceil(u64::from(KEYS));
+                    let mut elapsed = Duration::ZERO;
+                    for _ in 0..batches {
+                        let start = Instant::now();
+                        for _ in 0..KEYS {
+                            black_box(publish());
+                        }
+                        elapsed += start.elapsed();
+                        drain();
+                    }
+                    elapsed.mul_f64(iters as f64 / (batches * u64::from(KEYS)) as f64)
+                })
+            });
+            group.bench_function(BenchmarkId::new(format!("round_trip/{policy}"), n), |b| {
+                b.iter(|| {
+                    black_box(publish());
+                    for channel in &queues {
+                        black_box(channel.try_recv().unwrap());
+                    }
+                    for channel in &conflating {
+                        black_box(channel.try_recv().unwrap());
+                    }
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, channel_fanout, conflation);
 criterion_main!(benches);

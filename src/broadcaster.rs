@@ -2,12 +2,14 @@
 //! `services/broadcaster`.
 
 use std::fmt;
+use std::hash::Hash;
 
 use crate::builder::Builder;
+use crate::conflating_channel::ConflatingChannel;
 use crate::engine::Engine;
 use crate::error::StartError;
 use crate::policy::ChannelConfig;
-use crate::stats::Stats;
+use crate::stats::{ConflationTotals, Stats};
 use crate::sync::Arc;
 use crate::topic::Topic;
 use crate::{Channel, Error, Mutation};
@@ -49,6 +51,8 @@ pub struct Broadcaster<M> {
     engine: Arc<Engine<M>>,
     /// The one topic every channel joins, resolved once.
     all: Topic,
+    /// The replacement counts of its conflating channels, for [`Stats::conflated`].
+    conflation: Arc<ConflationTotals>,
 }
 
 impl<M> Clone for Broadcaster<M> {
@@ -56,6 +60,7 @@ impl<M> Clone for Broadcaster<M> {
         Self {
             engine: Arc::clone(&self.engine),
             all: self.all.clone(),
+            conflation: Arc::clone(&self.conflation),
         }
     }
 }
@@ -76,6 +81,7 @@ impl<M: Clone + Send + 'static> Builder<Broadcaster<M>> {
         Ok(Broadcaster {
             engine: Arc::new(Engine::start(self.config, None)?),
             all,
+            conflation: Arc::new(ConflationTotals::new()),
         })
     }
 }
@@ -108,6 +114,41 @@ impl<M: Clone + Send + 'static> Broadcaster<M> {
             .register_channel(id, config, Some(self.all.clone()))
     }
 
+    /// A new [conflating channel](ConflatingChannel): at most one pending message per
+    /// key, where `key` maps a message to its key (a quote's symbol, an entity's id); a
+    /// newer message for a pending key replaces it in place. When `capacity` distinct
+    /// keys are pending, a message for yet another key is dropped and counted. When this
+    /// returns, every `publish` that starts afterwards reaches it.
+    ///
+    /// `key` runs on the publisher's thread for every message, outside any lock; keep it
+    /// cheap. A panic in it (or in the key's `Hash`/`Eq`) closes this channel only.
+    ///
+    /// ```
+    /// let feed = fanout::Broadcaster::<(u32, f64)>::start()?;
+    /// let latest = feed.subscribe_conflating(|&(id, _)| id, 64)?;
+    /// for (id, x) in [(1, 0.1), (2, 0.2), (1, 0.3)] {
+    ///     feed.publish((id, x))?;
+    /// }
+    /// assert_eq!(latest.try_iter().collect::<Vec<_>>(), [(1, 0.3), (2, 0.2)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// Errors: [`Error::InvalidConfig`] for a capacity of zero (or above `u32::MAX`),
+    /// [`Error::Closed`].
+    pub fn subscribe_conflating<K, F>(
+        &self,
+        key: F,
+        capacity: usize,
+    ) -> Result<ConflatingChannel<M>, Error>
+    where
+        K: Hash + Eq + Clone + Send + 'static,
+        F: Fn(&M) -> K + Send + Sync + 'static,
+    {
+        let id = self.engine.generate_client_id();
+        let all = Some(self.all.clone());
+        ConflatingChannel::register(&self.engine, &self.conflation, id, all, capacity, key)
+    }
+
     /// Sends `message` to every channel (a clone each). Returns how many channels took
     /// it; frames an overflow policy dropped do not count.
     ///
@@ -129,6 +170,17 @@ impl<M: Clone + Send + 'static> Broadcaster<M> {
         self.engine.mutate(Mutation::Unregister(channel.id()))
     }
 
+    /// [`unsubscribe`](Self::unsubscribe) for a conflating channel: when this returns,
+    /// no later `publish` reaches it, and its receiver ends once drained.
+    ///
+    /// Errors: as for `unsubscribe`.
+    pub fn unsubscribe_conflating(&self, channel: &ConflatingChannel<M>) -> Result<(), Error> {
+        if !channel.is_from(self.engine.link()) {
+            return Err(Error::UnknownClient(channel.id()));
+        }
+        self.engine.mutate(Mutation::Unregister(channel.id()))
+    }
+
     /// How many channels are subscribed now.
     pub fn subscriber_count(&self) -> usize {
         self.engine.subscriber_count(self.all.key())
@@ -136,7 +188,9 @@ impl<M: Clone + Send + 'static> Broadcaster<M> {
 
     /// Sizes and counters of this broadcaster.
     pub fn stats(&self) -> Stats {
-        self.engine.stats()
+        let mut stats = self.engine.stats();
+        stats.conflated = self.conflation.total();
+        stats
     }
 
     /// Closes the engine and joins its background thread; every channel's receiver ends with

@@ -69,8 +69,22 @@ pub enum DisconnectReason {
     Overflow,
     /// The engine shut down.
     Shutdown,
-    /// Cloning a message into its queue panicked.
+    /// Cloning a message into its queue (or, for a conflating channel, computing its
+    /// key) panicked.
     Panicked,
+}
+
+impl DisconnectReason {
+    /// What a consumer is told about a sink in `status`: `None` while it is open.
+    pub(crate) fn of(status: Status) -> Option<Self> {
+        match status {
+            Status::Open => None,
+            Status::Unsubscribed | Status::ConsumerGone => Some(DisconnectReason::Unsubscribed),
+            Status::Overflow => Some(DisconnectReason::Overflow),
+            Status::Shutdown => Some(DisconnectReason::Shutdown),
+            Status::Panicked => Some(DisconnectReason::Panicked),
+        }
+    }
 }
 
 impl<M> Channel<M> {
@@ -145,13 +159,7 @@ impl<M> Channel<M> {
 
     /// Why the channel stopped receiving, or `None` while it is connected.
     pub fn disconnect_reason(&self) -> Option<DisconnectReason> {
-        match self.state.status() {
-            Status::Open => None,
-            Status::Unsubscribed | Status::ConsumerGone => Some(DisconnectReason::Unsubscribed),
-            Status::Overflow => Some(DisconnectReason::Overflow),
-            Status::Shutdown => Some(DisconnectReason::Shutdown),
-            Status::Panicked => Some(DisconnectReason::Panicked),
-        }
+        DisconnectReason::of(self.state.status())
     }
 
     /// Whether this channel belongs to the engine `link` points at.

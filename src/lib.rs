@@ -23,6 +23,11 @@
 //!   [`publish`](Broadcaster::publish) fans a typed message out; dropping the channel
 //!   unsubscribes. Modelled on dream's `services/broadcaster`.
 //!
+//! Either face can also give a slow consumer a [`ConflatingChannel`]
+//! ([`Broadcaster::subscribe_conflating`], [`PubSub::register_conflating`]): at most one
+//! pending item per key, the newest replacing the pending one in place, so it always
+//! catches up to the latest of every key.
+//!
 //! # Quick start
 //!
 //! ```
@@ -74,6 +79,11 @@
 //! - **Slow consumers never stall a publisher** unless their owner chose
 //!   [`OverflowPolicy::Block`], and then for at most its bound. Every dropped frame is
 //!   counted on its channel and in [`Stats`]. See [`policy`] for choosing a policy.
+//! - **Conflation.** A [`ConflatingChannel`] holds at most one pending item per key; once
+//!   it drains, the last item received for every key is the last one published for it
+//!   (unless its drop-newest fallback, taken only when `capacity` distinct keys are
+//!   pending, dropped that one); received + conflated + dropped = published, per channel
+//!   ([`ConflatingChannel::conflated`]) and in [`Stats::conflated`].
 //! - **Fault isolation.** A panicking callback is caught; every other subscriber still
 //!   gets the frame; that client is unregistered and counted in [`Stats::panics`].
 //!   Callbacks may call back into the engine without deadlock.
@@ -106,8 +116,9 @@
 //!
 //! - A broadcast: one atomic snapshot load, a hash-trie lookup of `log32(topics)` levels
 //!   (skip the hash with a pre-resolved [`Topic`]), the serialiser once, then per
-//!   subscriber one integer compare and one call or queue push. Two relaxed counter
-//!   updates per broadcast, none per delivery.
+//!   subscriber one integer compare and one call or queue push (for a conflating
+//!   channel: one mutex lock and one hash lookup, see [`ConflatingChannel#cost`]). Two
+//!   relaxed counter updates per broadcast, none per delivery shared between sinks.
 //! - A mutation: applied by the caller itself when no other mutation is in progress
 //!   (no thread hop: measured 0.9 µs p50 for a `subscribe` at 1k topics, 2.1 µs at
 //!   100k, against 11–41 µs for the round trip to a dedicated writer thread it
@@ -149,6 +160,7 @@ mod broadcaster;
 mod builder;
 mod channel;
 mod client;
+mod conflating_channel;
 mod engine;
 mod error;
 mod mutation;
@@ -170,11 +182,13 @@ pub use broadcaster::Broadcaster;
 pub use builder::Builder;
 pub use channel::{Channel, DisconnectReason};
 pub use client::ClientId;
+pub use conflating_channel::ConflatingChannel;
 pub use error::{Error, PatternError, StartError, TopicError};
 pub use mutation::Mutation;
 pub use policy::{ChannelConfig, OverflowPolicy};
 pub use presence::Member;
 pub use pubsub::{PubSub, WeakPubSub};
+pub use sink::conflating::Pending;
 pub use stats::Stats;
 pub use topic::{Topic, TopicRef, MAX_TOPIC_LEN};
 

@@ -13,9 +13,22 @@
 //! | [`DropOldest`](OverflowPolicy::DropOldest) | the oldest queued frame is dropped, the new one queued | state where only the latest counts (market data, game state) |
 //! | [`Disconnect`](OverflowPolicy::Disconnect) | the subscriber is removed; its receiver ends after draining and reports [`DisconnectReason::Overflow`](crate::DisconnectReason::Overflow) | consumers that must see everything or nothing (resync on reconnect) |
 //! | [`Block`](OverflowPolicy::Block) | the publisher waits up to the duration, then drops the frame | in-process pipelines where a short stall is better than loss |
+//! | conflation: a [`ConflatingChannel`](crate::ConflatingChannel) from [`subscribe_conflating`](crate::Broadcaster::subscribe_conflating) or [`register_conflating`](crate::PubSub::register_conflating) | at most one pending item per key (a key function's, or the frame's topic): a newer item replaces the pending one in place and is counted as [`conflated`](crate::ConflatingChannel::conflated); with `capacity` distinct keys pending, an item for another key is dropped (drop-newest) and counted | a slow consumer of many keys that must end on the latest of each and never lose a quiet one (quotes per symbol, entity state per id) |
 //!
 //! `Block` delays every later subscriber of the same broadcast by up to its bound: give
 //! it to consumers you trust to keep up.
+//!
+//! # Why conflation is not an `OverflowPolicy`
+//!
+//! The four policies above act only on a full queue of items and leave the consumer's
+//! [`Channel`](crate::Channel) alone. Conflation acts on every publish, needs a key (a
+//! function of a `Broadcaster`'s message type, which a `Copy` policy enum cannot carry
+//! and a builder's default channel could not supply), and changes what the queue holds:
+//! a crossbeam queue cannot replace an item in place, so a conflating channel queues one
+//! [`Pending`](crate::Pending) token per key and keeps the latest items beside it. That
+//! is a different consumer type, so it is chosen by its own subscribe call rather than a
+//! [`ChannelConfig`]. Its cost: one mutex lock and one hash lookup per publish (see
+//! [`ConflatingChannel`](crate::ConflatingChannel#cost)).
 
 use std::time::Duration;
 

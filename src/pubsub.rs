@@ -9,11 +9,12 @@ use bytes::Bytes;
 use crate::authorization::{Denied, SubscribeHook};
 use crate::builder::Builder;
 use crate::engine::pattern::{self, Pattern};
+use crate::conflating_channel::ConflatingChannel;
 use crate::engine::Engine;
 use crate::error::StartError;
 use crate::policy::ChannelConfig;
 use crate::sink::{CallbackSink, Sink};
-use crate::stats::Stats;
+use crate::stats::{ConflationTotals, Stats};
 use crate::topic::{Topic, TopicRef};
 use crate::transport::{self, frame, Serialiser};
 use crate::{Channel, ClientId, Error, Mutation};
@@ -74,6 +75,8 @@ use std::sync::{Arc, Weak};
 /// ```
 pub struct PubSub<M: ?Sized> {
     pub(crate) engine: Arc<Engine<Bytes>>,
+    /// The replacement counts of its conflating clients, for [`Stats::conflated`].
+    conflation: Arc<ConflationTotals>,
     message: PhantomData<fn(&M)>,
 }
 
@@ -81,6 +84,7 @@ impl<M: ?Sized> Clone for PubSub<M> {
     fn clone(&self) -> Self {
         Self {
             engine: Arc::clone(&self.engine),
+            conflation: Arc::clone(&self.conflation),
             message: PhantomData,
         }
     }
@@ -122,6 +126,7 @@ impl<M: ?Sized> Builder<PubSub<M>> {
                 self.config,
                 Some(crate::presence::presence_frame),
             )?),
+            conflation: Arc::new(ConflationTotals::new()),
             message: PhantomData,
         })
     }
@@ -205,6 +210,37 @@ impl<M: ?Sized> PubSub<M> {
         config: ChannelConfig,
     ) -> Result<Channel<Bytes>, Error> {
         self.engine.register_channel(id, config, None)
+    }
+
+    /// Registers client `id` backed by a [conflating channel](ConflatingChannel) keyed by
+    /// topic: at most one pending frame per topic, a newer frame for a pending topic
+    /// replacing it in place. When `capacity` distinct topics are pending, a frame for
+    /// yet another topic is dropped and counted. Dropping the channel unregisters the
+    /// client.
+    ///
+    /// ```
+    /// use fanout::{transport::{decode, RawPayload}, PubSub};
+    ///
+    /// let prices = PubSub::<str>::new()?;
+    /// let screen = prices.generate_client_id();
+    /// let latest = prices.register_conflating(screen, 100)?;
+    /// prices.subscribe(screen, "EURUSD")?;
+    /// prices.broadcast("EURUSD", "1.0841", &RawPayload)?;
+    /// prices.broadcast("EURUSD", "1.0842", &RawPayload)?;
+    /// assert_eq!(decode(&latest.recv()?)?.payload, b"1.0842");
+    /// assert_eq!(latest.conflated(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// Errors: [`Error::InvalidConfig`] for a capacity of zero (or above `u32::MAX`),
+    /// [`Error::DuplicateClient`], [`Error::Closed`].
+    pub fn register_conflating(
+        &self,
+        id: ClientId,
+        capacity: usize,
+    ) -> Result<ConflatingChannel<Bytes>, Error> {
+        let key = frame::topic_bytes;
+        ConflatingChannel::register(&self.engine, &self.conflation, id, None, capacity, key)
     }
 
     /// Subscribes client `id` to `topic`, or to every topic a wildcard pattern matches.
@@ -468,7 +504,9 @@ impl<M: ?Sized> PubSub<M> {
 
     /// Sizes and counters of this engine.
     pub fn stats(&self) -> Stats {
-        self.engine.stats()
+        let mut stats = self.engine.stats();
+        stats.conflated = self.conflation.total();
+        stats
     }
 
     /// Closes the engine and joins its background thread. Every channel-backed client's receiver
@@ -495,6 +533,7 @@ impl<M: ?Sized> PubSub<M> {
     pub fn downgrade(&self) -> WeakPubSub<M> {
         WeakPubSub {
             engine: Arc::downgrade(&self.engine),
+            conflation: Arc::clone(&self.conflation),
             message: PhantomData,
         }
     }
@@ -530,6 +569,8 @@ where
 /// A [`PubSub`] handle that does not keep the engine running. Upgrade it to use it.
 pub struct WeakPubSub<M: ?Sized> {
     engine: Weak<Engine<Bytes>>,
+    /// Shared with the strong handles (it keeps no engine alive).
+    conflation: Arc<ConflationTotals>,
     message: PhantomData<fn(&M)>,
 }
 
@@ -538,6 +579,7 @@ impl<M: ?Sized> WeakPubSub<M> {
     pub fn upgrade(&self) -> Option<PubSub<M>> {
         self.engine.upgrade().map(|engine| PubSub {
             engine,
+            conflation: Arc::clone(&self.conflation),
             message: PhantomData,
         })
     }
@@ -547,6 +589,7 @@ impl<M: ?Sized> Clone for WeakPubSub<M> {
     fn clone(&self) -> Self {
         Self {
             engine: Weak::clone(&self.engine),
+            conflation: Arc::clone(&self.conflation),
             message: PhantomData,
         }
     }

@@ -1,6 +1,6 @@
 //! Engine-wide statistics.
 
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{lock, Arc, AtomicU64, Mutex, Ordering};
 
 /// A point-in-time view of an engine, from [`PubSub::stats`](crate::PubSub::stats) or
 /// [`Broadcaster::stats`](crate::Broadcaster::stats).
@@ -8,6 +8,8 @@ use crate::sync::{AtomicU64, Ordering};
 /// The sizes (`clients`, `topics`, `subscriptions`) are exact as of the latest published
 /// snapshot; the counters are totals since the engine started, each updated once per
 /// broadcast (never per delivery), so they may lag a broadcast still in flight.
+/// `conflated` is the exception: each conflating channel counts its own replacements,
+/// and `stats()` sums them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
@@ -25,6 +27,10 @@ pub struct Stats {
     pub deliveries: u64,
     /// Frames lost to overflow policies, over all sinks.
     pub dropped: u64,
+    /// Items a [conflating channel](crate::ConflatingChannel) replaced with a newer one
+    /// for the same key, over all such channels. Not part of `dropped`: for every
+    /// conflating channel, received + conflated + dropped = published.
+    pub conflated: u64,
     /// Subscribers removed by the disconnect policy.
     pub disconnects: u64,
     /// Send callbacks that panicked (each one removed its client).
@@ -87,5 +93,90 @@ impl Counters {
         stats.disconnects = self.disconnects.load(Ordering::Relaxed);
         stats.panics = self.panics.load(Ordering::Relaxed);
         stats.denied = self.denied.load(Ordering::Relaxed);
+    }
+}
+
+/// How many items a conflating channel replaced, shared by its sink, its consumer and
+/// the engine-wide [`ConflationTotals`].
+pub(crate) struct ConflationCount(AtomicU64);
+
+impl ConflationCount {
+    pub(crate) fn new() -> Self {
+        Self(AtomicU64::new(0))
+    }
+
+    /// Items replaced by a newer one for the same key so far.
+    pub(crate) fn get(&self) -> u64 {
+        // Relaxed: a statistic; the table lock orders everything that matters.
+        self.0.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn add(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The conflation counts of every conflating channel one engine made, summed on demand:
+/// a replacement costs its channel one relaxed increment and touches nothing shared by
+/// other channels.
+///
+/// A channel's count is kept live here while anything else holds it (its sink, its
+/// consumer, a pending token); once only this registry does, the count is final and is
+/// folded into `retired`. Folding happens on every [`total`](Self::total) and whenever
+/// the list has doubled since the last fold, so the list stays within twice the live
+/// channels.
+pub(crate) struct ConflationTotals {
+    inner: Mutex<Registry>,
+}
+
+struct Registry {
+    /// Replacements by channels that are gone.
+    retired: u64,
+    /// Counts of channels that may still replace.
+    live: Vec<Arc<ConflationCount>>,
+    /// `live.len()` after the last fold.
+    folded_at: usize,
+}
+
+impl Registry {
+    fn fold(&mut self) {
+        let mut retired = 0;
+        self.live.retain(|count| {
+            let alive = Arc::strong_count(count) > 1;
+            if !alive {
+                retired += count.get();
+            }
+            alive
+        });
+        self.retired += retired;
+        self.folded_at = self.live.len();
+    }
+}
+
+impl ConflationTotals {
+    pub(crate) fn new() -> Self {
+        Self {
+            inner: Mutex::new(Registry {
+                retired: 0,
+                live: Vec::new(),
+                folded_at: 0,
+            }),
+        }
+    }
+
+    /// Starts summing a new channel's count.
+    pub(crate) fn track(&self, count: Arc<ConflationCount>) {
+        let mut registry = lock(&self.inner);
+        if registry.live.len() >= 2 * registry.folded_at.max(8) {
+            registry.fold();
+        }
+        registry.live.push(count);
+    }
+
+    /// Replacements so far over every channel tracked.
+    pub(crate) fn total(&self) -> u64 {
+        let mut registry = lock(&self.inner);
+        registry.fold();
+        registry.retired + registry.live.iter().map(|count| count.get()).sum::<u64>()
     }
 }

@@ -165,6 +165,7 @@ fn ops_vs_model_random() {
         total.broadcasts += summary.broadcasts;
         total.deliveries += summary.deliveries;
         total.dropped += summary.dropped;
+        total.conflated += summary.conflated;
         total.disconnects += summary.disconnects;
         total.zombies += summary.zombies;
         shut_down += usize::from(summary.shut_down);
@@ -174,6 +175,7 @@ fn ops_vs_model_random() {
     assert!(total.broadcasts > 1_000, "{total:?}");
     assert!(total.deliveries > 1_000, "{total:?}");
     assert!(total.dropped > 50, "{total:?}");
+    assert!(total.conflated > 50, "{total:?}");
     assert!(total.disconnects > 10, "{total:?}");
     assert!(total.zombies > 50, "{total:?}");
 }
@@ -191,11 +193,12 @@ fn random_ops(rng: &mut Rng) -> Vec<ops_vs_model::Op> {
         8..=13 => TopicSel::Resolved(rng.below(4) as u8),
         _ => TopicSel::Str(rng.below(4) as u8),
     };
-    let policy = |rng: &mut Rng| match rng.below(4) {
+    let policy = |rng: &mut Rng| match rng.below(5) {
         0 => PolicySel::DropNewest,
         1 => PolicySel::DropOldest,
         2 => PolicySel::Disconnect,
-        _ => PolicySel::BlockZero,
+        3 => PolicySel::BlockZero,
+        _ => PolicySel::Conflate,
     };
     let payload = |rng: &mut Rng| PayloadSel {
         len: rng.next() as u8,

@@ -9,6 +9,10 @@
 //! end every sink's exact frame sequence is compared, frames of one broadcast must be
 //! one shared buffer, every sink must be freed by `shutdown`.
 //!
+//! Channel clients use any overflow policy, or conflate by topic
+//! ([`PubSub::register_conflating`]): the model keeps one queue per channel either way,
+//! where a conflating channel replaces a queued frame of the same topic in place.
+//!
 //! Dropped channels and channels cut off by the `Disconnect` policy are removed by the
 //! writer asynchronously: the model keeps them as *zombies* — closed (they receive
 //! nothing more), maybe still counted in the registry — and never reuses their ids
@@ -26,8 +30,8 @@ use arbitrary::{Arbitrary, Unstructured};
 use bytes::{BufMut, Bytes, BytesMut};
 use fanout::transport::{decode, encode_push, SerialiseError};
 use fanout::{
-    Channel, ChannelConfig, ClientId, DisconnectReason, Error, Mutation, OverflowPolicy, PubSub,
-    Topic, TopicError,
+    Channel, ChannelConfig, ClientId, ConflatingChannel, DisconnectReason, Error, Mutation,
+    OverflowPolicy, PubSub, Topic, TopicError,
 };
 
 /// Client slots an op can name.
@@ -101,13 +105,31 @@ pub struct PayloadSel {
 }
 
 /// A channel's overflow policy. `Block` uses a zero timeout: on one thread a full queue
-/// never drains, so it behaves like `DropNewest` without stalling the run.
+/// never drains, so it behaves like `DropNewest` without stalling the run. `Conflate` is
+/// a conflating channel keyed by topic (`register_conflating`).
 #[derive(Arbitrary, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PolicySel {
     DropNewest,
     DropOldest,
     Disconnect,
     BlockZero,
+    Conflate,
+}
+
+impl PolicySel {
+    /// How many variants `arbitrary` chooses among.
+    const COUNT: u64 = 5;
+
+    /// The engine's policy, or `None` for a conflating channel.
+    fn overflow_policy(self) -> Option<OverflowPolicy> {
+        match self {
+            PolicySel::DropNewest => Some(OverflowPolicy::DropNewest),
+            PolicySel::DropOldest => Some(OverflowPolicy::DropOldest),
+            PolicySel::Disconnect => Some(OverflowPolicy::Disconnect),
+            PolicySel::BlockZero => Some(OverflowPolicy::Block(Duration::ZERO)),
+            PolicySel::Conflate => None,
+        }
+    }
 }
 
 /// One operation.
@@ -117,8 +139,8 @@ pub enum Op {
     Register {
         slot: u8,
     },
-    /// `register_channel_with`; capacity `capacity % 8`, where 0 is refused and 4.. means
-    /// 1024.
+    /// `register_channel_with` (or `register_conflating` for [`PolicySel::Conflate`]);
+    /// capacity `capacity % 8`, where 0 is refused and 4.. means 1024.
     RegisterChannel {
         slot: u8,
         capacity: u8,
@@ -266,7 +288,7 @@ pub fn encode(ops: &[Op]) -> Vec<u8> {
                 variant(o, 1, N);
                 o.push(slot);
                 o.push(capacity);
-                variant(o, policy as u64, 4);
+                variant(o, policy as u64, PolicySel::COUNT);
             }
             Op::Subscribe { slot, topic: t } => {
                 variant(o, 2, N);
@@ -404,6 +426,8 @@ enum SinkModel {
         queue: VecDeque<Expected>,
         /// Frames the policy dropped.
         dropped: u64,
+        /// Frames a conflating channel replaced with a newer one of the same topic.
+        conflated: u64,
         /// `Some` once the channel is cut off; what `disconnect_reason` must say.
         reason: Option<DisconnectReason>,
     },
@@ -414,9 +438,73 @@ enum ActualSink {
     Callback(Arc<Mutex<Vec<Bytes>>>),
     Channel {
         /// `None` once dropped.
-        channel: Option<Channel<Bytes>>,
+        channel: Option<AnyChannel>,
         drained: Vec<Bytes>,
     },
+}
+
+/// A channel client's consumer end, whichever kind.
+enum AnyChannel {
+    Queue(Channel<Bytes>),
+    Conflating(ConflatingChannel<Bytes>),
+}
+
+/// Calls the same-named method on whichever kind of channel `$c` is.
+macro_rules! either {
+    ($c:expr, |$ch:ident| $call:expr) => {
+        match $c {
+            AnyChannel::Queue($ch) => $call,
+            AnyChannel::Conflating($ch) => $call,
+        }
+    };
+}
+
+impl AnyChannel {
+    fn conflated(&self) -> u64 {
+        match self {
+            AnyChannel::Queue(_) => 0,
+            AnyChannel::Conflating(c) => c.conflated(),
+        }
+    }
+
+    /// Takes everything queued now.
+    fn drain(&self) -> Vec<Bytes> {
+        either!(self, |c| c.try_iter().collect())
+    }
+
+    /// Whether the receiver has ended (every sender gone, nothing queued).
+    fn has_ended(&self) -> bool {
+        match self {
+            AnyChannel::Queue(c) => matches!(c.try_recv(), Err(e) if e.is_disconnected()),
+            AnyChannel::Conflating(c) => matches!(c.try_recv(), Err(e) if e.is_disconnected()),
+        }
+    }
+
+    /// Compares the channel's counters and status with its model (`what` names the
+    /// moment, for the failure message).
+    fn check(&self, model: &SinkModel, what: &str) {
+        let SinkModel::Channel {
+            queue,
+            dropped,
+            conflated,
+            reason,
+            ..
+        } = model
+        else {
+            unreachable!("a channel registration has a channel model");
+        };
+        let (len, got_dropped, got_reason, connected) = either!(self, |c| (
+            c.len(),
+            c.dropped(),
+            c.disconnect_reason(),
+            c.is_connected()
+        ));
+        assert_eq!(got_dropped, *dropped, "dropped() {what}");
+        assert_eq!(self.conflated(), *conflated, "conflated() {what}");
+        assert_eq!(len, queue.len(), "len() {what}");
+        assert_eq!(got_reason, *reason, "disconnect_reason() {what}");
+        assert_eq!(connected, reason.is_none(), "is_connected() {what}");
+    }
 }
 
 /// One registration: the model and the engine's sink, side by side.
@@ -460,6 +548,7 @@ struct Harness {
     /// Engine-wide counters the model expects.
     deliveries: u64,
     dropped: u64,
+    conflated: u64,
     disconnects: u64,
     /// Bounds on `Stats::broadcasts` (a broadcast reaching only zombies may count).
     counted_min: u64,
@@ -537,6 +626,7 @@ impl Harness {
             broadcasts: 0,
             deliveries: 0,
             dropped: 0,
+            conflated: 0,
             disconnects: 0,
             counted_min: 0,
             counted_max: 0,
@@ -649,9 +739,20 @@ impl Harness {
                     policy,
                     queue,
                     dropped,
+                    conflated,
                     reason,
                 } => {
                     assert!(reason.is_none(), "a live client's channel is open");
+                    if *policy == PolicySel::Conflate {
+                        // The topic's queued frame, if any, is replaced where it stands.
+                        if let Some(queued) = queue.iter_mut().find(|e| e.topic == frame.topic) {
+                            *queued = frame.clone();
+                            *conflated += 1;
+                            self.conflated += 1;
+                            delivered += 1;
+                            continue;
+                        }
+                    }
                     if queue.len() < *capacity {
                         queue.push_back(frame.clone());
                         delivered += 1;
@@ -660,7 +761,7 @@ impl Harness {
                     *dropped += 1;
                     self.dropped += 1;
                     match policy {
-                        PolicySel::DropNewest | PolicySel::BlockZero => {}
+                        PolicySel::DropNewest | PolicySel::BlockZero | PolicySel::Conflate => {}
                         PolicySel::DropOldest => {
                             queue.pop_front();
                             queue.push_back(frame.clone());
@@ -728,16 +829,16 @@ impl Harness {
                     c @ 0..=3 => usize::from(c),
                     _ => 1024,
                 };
-                let config = ChannelConfig::new(
-                    capacity,
-                    match policy {
-                        PolicySel::DropNewest => OverflowPolicy::DropNewest,
-                        PolicySel::DropOldest => OverflowPolicy::DropOldest,
-                        PolicySel::Disconnect => OverflowPolicy::Disconnect,
-                        PolicySel::BlockZero => OverflowPolicy::Block(Duration::ZERO),
-                    },
-                );
-                let result = self.ps.register_channel_with(id, config);
+                let result = match policy.overflow_policy() {
+                    Some(overflow) => self
+                        .ps
+                        .register_channel_with(id, ChannelConfig::new(capacity, overflow))
+                        .map(AnyChannel::Queue),
+                    None => self
+                        .ps
+                        .register_conflating(id, capacity)
+                        .map(AnyChannel::Conflating),
+                };
                 let want = if capacity == 0 {
                     Outcome::InvalidConfig
                 } else if self.closed {
@@ -750,16 +851,16 @@ impl Harness {
                 match result {
                     Ok(channel) => {
                         assert_eq!(Outcome::Ok(0), want, "register_channel");
-                        assert_eq!(channel.id(), id);
-                        assert!(channel.is_connected());
-                        assert_eq!(channel.disconnect_reason(), None);
+                        assert_eq!(either!(&channel, |c| c.id()), id);
                         let model = SinkModel::Channel {
                             capacity,
                             policy,
                             queue: VecDeque::new(),
                             dropped: 0,
+                            conflated: 0,
                             reason: None,
                         };
+                        channel.check(&model, "when registered");
                         let actual = ActualSink::Channel {
                             channel: Some(channel),
                             drained: Vec::new(),
@@ -964,18 +1065,10 @@ impl Harness {
                 let Some(channel) = channel.take() else {
                     return;
                 };
-                let SinkModel::Channel {
-                    queue,
-                    dropped,
-                    reason,
-                    ..
-                } = &mut registration.model
-                else {
+                channel.check(&registration.model, "before drop");
+                let SinkModel::Channel { queue, reason, .. } = &mut registration.model else {
                     unreachable!("a channel registration has a channel model");
                 };
-                assert_eq!(channel.dropped(), *dropped, "dropped() before drop");
-                assert_eq!(channel.len(), queue.len(), "len() before drop");
-                assert_eq!(channel.disconnect_reason(), *reason);
                 // What was queued is lost with the channel.
                 queue.clear();
                 let id = registration.id;
@@ -1135,20 +1228,11 @@ impl Harness {
         else {
             return;
         };
-        let SinkModel::Channel {
-            queue,
-            dropped,
-            reason,
-            ..
-        } = &mut registration.model
-        else {
+        channel.check(&registration.model, "when drained");
+        let SinkModel::Channel { queue, .. } = &mut registration.model else {
             unreachable!("a channel registration has a channel model");
         };
-        assert_eq!(channel.dropped(), *dropped, "dropped()");
-        assert_eq!(channel.len(), queue.len(), "len()");
-        assert_eq!(channel.disconnect_reason(), *reason, "disconnect_reason()");
-        assert_eq!(channel.is_connected(), reason.is_none(), "is_connected()");
-        drained.extend(channel.try_iter());
+        drained.extend(channel.drain());
         registration.received.extend(queue.drain(..));
     }
 
@@ -1174,6 +1258,7 @@ impl Harness {
         let stats = self.ps.stats();
         assert_eq!(stats.deliveries, self.deliveries, "stats.deliveries");
         assert_eq!(stats.dropped, self.dropped, "stats.dropped");
+        assert_eq!(stats.conflated, self.conflated, "stats.conflated");
         assert_eq!(stats.disconnects, self.disconnects, "stats.disconnects");
         assert_eq!(stats.panics, 0, "stats.panics");
         assert!(
@@ -1282,10 +1367,9 @@ impl Harness {
                 }
                 ActualSink::Channel { channel, drained } => {
                     if let Some(channel) = channel {
-                        assert!(!channel.is_connected());
                         // Every sender is gone: the receiver has ended.
                         assert!(
-                            matches!(channel.try_recv(), Err(e) if e.is_disconnected()),
+                            channel.has_ended(),
                             "channel receiver did not end after shutdown"
                         );
                     }
@@ -1329,6 +1413,7 @@ pub struct Summary {
     pub broadcasts: u64,
     pub deliveries: u64,
     pub dropped: u64,
+    pub conflated: u64,
     pub disconnects: u64,
     /// Clients cut off (dropped channels, disconnects) whose removal was asynchronous.
     pub zombies: usize,
@@ -1352,6 +1437,7 @@ pub fn run(data: &[u8]) -> Summary {
     summary.broadcasts = harness.broadcasts;
     summary.deliveries = harness.deliveries;
     summary.dropped = harness.dropped;
+    summary.conflated = harness.conflated;
     summary.disconnects = harness.disconnects;
     summary.shut_down = harness.closed;
     harness.finish();
@@ -1717,6 +1803,68 @@ pub fn seeds() -> Vec<(&'static str, Vec<Op>)> {
                     ],
                     count: 0,
                 },
+            ],
+        ),
+        (
+            "conflate",
+            vec![
+                chan(0, 2, PolicySel::Conflate),
+                chan(1, 1, PolicySel::Conflate),
+                Subscribe {
+                    slot: 0,
+                    topic: Str(0),
+                },
+                Subscribe {
+                    slot: 0,
+                    topic: Str(1),
+                },
+                Subscribe {
+                    slot: 0,
+                    topic: Str(2),
+                },
+                Subscribe {
+                    slot: 1,
+                    topic: Str(0),
+                },
+                Subscribe {
+                    slot: 1,
+                    topic: Str(1),
+                },
+                Broadcast {
+                    topic: Str(0),
+                    payload: p(1),
+                },
+                Broadcast {
+                    topic: Str(1),
+                    payload: p(2),
+                },
+                Broadcast {
+                    topic: Str(0),
+                    payload: p(3),
+                },
+                Broadcast {
+                    topic: Str(2),
+                    payload: p(4),
+                },
+                BroadcastFrame {
+                    from: None,
+                    topic: Str(1),
+                    frame_topic: 1,
+                    payload: p(5),
+                },
+                Drain { slot: 0 },
+                Broadcast {
+                    topic: Str(2),
+                    payload: p(6),
+                },
+                DropChannel { slot: 1 },
+                Broadcast {
+                    topic: Str(0),
+                    payload: p(7),
+                },
+                Drain { slot: 0 },
+                Shutdown { guard: 0 },
+                Drain { slot: 0 },
             ],
         ),
         (

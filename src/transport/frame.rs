@@ -168,6 +168,19 @@ pub fn decode(frame: &[u8]) -> Result<PushFrame<'_>, DecodeError> {
     Ok(PushFrame { topic, payload })
 }
 
+/// The topic bytes of a frame the engine built or checked, as a slice sharing its buffer
+/// (a conflating client's key). A frame too short to hold its topic (never the case for
+/// frames a broadcast delivers) is its own key.
+pub(crate) fn topic_bytes(frame: &Bytes) -> Bytes {
+    if let Some(&[_, _, hi, lo]) = frame.get(..PREFIX_LEN) {
+        let end = PREFIX_LEN + usize::from(u16::from_be_bytes([hi, lo]));
+        if end <= frame.len() {
+            return frame.slice(PREFIX_LEN..end);
+        }
+    }
+    frame.clone()
+}
+
 /// Encodes a Push frame around an already-serialised payload.
 ///
 /// Fails only if the topic is empty or longer than [`MAX_TOPIC_LEN`](crate::MAX_TOPIC_LEN),

@@ -1,0 +1,315 @@
+//! The conflating flavour: at most one pending item per key, a newer item for a pending
+//! key replacing it where it stands.
+//!
+//! The consumer side is the public [`ConflatingChannel`](crate::ConflatingChannel); this
+//! is the publisher side, which lives in the snapshot and is shared by every broadcast,
+//! plus the [`Pending`] token the two sides pass between them.
+//!
+//! # How it works
+//!
+//! Two structures per channel:
+//!
+//! - a **table** behind one mutex: key → slot number, and the slots, each holding a
+//!   pending key's latest item;
+//! - a bounded queue of **tokens**, one per pending key, in the order the keys became
+//!   pending. It is the queue the consumer waits on (what `select!` sees).
+//!
+//! A publish computes the key (outside the lock), then under the lock either finds the
+//! key pending and swaps the new item into its slot (the token stays where it is in the
+//! queue: *replaced in place*, so a busy key cannot push the others back), or takes a
+//! free slot and, after unlocking, queues a token for it. Opening a token
+//! ([`Pending::take`]) takes the item out of its slot and frees the key under the lock.
+//!
+//! The consumer therefore always takes the latest item of a key: a publish that lands
+//! before the take replaces the item the token will yield; one that lands after it finds
+//! the key no longer pending and queues a new token. Either way the last publish for a
+//! key is the last item the consumer receives for it.
+//!
+//! # Invariants (under the table lock)
+//!
+//! 1. A queued or popped-but-unopened token names a slot that holds an item; only that
+//!    token empties it.
+//! 2. So tokens in the queue ≤ occupied slots ≤ keys in the table ≤ capacity: queuing a
+//!    token never finds the queue full (the code still handles it, by dropping).
+//!
+//! A key whose `Clone`/`Hash`/`Eq` panics inside the lock leaves invariant 1 intact (an
+//! index entry may go stale — it is refilled as new — or, if the panic hit a rehash, be
+//! lost — the key's next item then takes a second slot, and both are delivered in
+//! order), and the broadcast loop closes the channel as for any panicking sink.
+//!
+//! # Cost
+//!
+//! Per publish: the key function, one clone of the item, one uncontended mutex
+//! lock/unlock and one hash lookup; for a key that was not pending, also a slot write,
+//! one hash insert and one token push (an `Arc` clone). Per receive: a token pop, the
+//! lock, one hash removal. Memory per channel, at most: the token queue (`capacity` ×
+//! 24 bytes — a 16-byte token and crossbeam's stamp — allocated up front), `capacity`
+//! slots of `(K, M)` (grown as keys become pending, never shrunk) and a hash index of
+//! `capacity` × (`K` + 4 bytes + 1 control byte, at 7/8 load).
+
+use std::collections::hash_map::{Entry, HashMap};
+use std::fmt;
+use std::hash::Hash;
+
+use super::{Delivery, SinkState, Status};
+use crate::error::Error;
+use crate::stats::ConflationCount;
+use crate::sync::queue::{self, Receiver, Sender, TrySendError};
+use crate::sync::{lock, Arc, Mutex};
+
+/// What [`Table::offer`] did with an item.
+enum Offer {
+    /// Its key was pending: the item replaced the pending one.
+    Replaced,
+    /// Its key was not pending: the item sits in this slot, which needs a token.
+    New(u32),
+    /// Its key was not pending and the table already holds `capacity` keys.
+    Full,
+}
+
+/// The table with its key type erased, so that neither the sink nor the tokens name `K`.
+trait Table<T>: Send + Sync {
+    /// Stores a clone of `item` under its key.
+    fn offer(&self, item: &T) -> Offer;
+    /// Takes the item out of `slot` and frees its key. Called once per token.
+    fn take(&self, slot: u32) -> T;
+}
+
+/// The table of one channel: a key function and the pending items.
+struct KeyedTable<K, T, F> {
+    /// Maps an item to its key; runs on the publisher's thread, outside the lock.
+    key: F,
+    /// The most distinct keys pending at once.
+    capacity: usize,
+    /// Items replaced so far.
+    conflated: Arc<ConflationCount>,
+    /// Everything the lock protects.
+    slots: Mutex<Slots<K, T>>,
+}
+
+/// The pending keys and their items.
+struct Slots<K, T> {
+    /// Pending key → its slot. May hold a stale entry (pointing at an empty slot) only
+    /// after a key's `Hash`/`Eq` panicked during a removal.
+    index: HashMap<K, u32, ahash::RandomState>,
+    /// Slot → (key, latest item); `None` when free.
+    slots: Vec<Option<(K, T)>>,
+    /// Free slot numbers, reused before the vector grows.
+    free: Vec<u32>,
+}
+
+impl<K, T, F> Table<T> for KeyedTable<K, T, F>
+where
+    K: Hash + Eq + Clone + Send,
+    T: Clone + Send,
+    F: Fn(&T) -> K + Send + Sync,
+{
+    fn offer(&self, item: &T) -> Offer {
+        // User code (key function, clones) runs before the lock: a panic there leaves the
+        // table untouched.
+        let key = (self.key)(item);
+        let item = item.clone();
+        let mut guard = lock(&self.slots);
+        let Slots { index, slots, free } = &mut *guard;
+        let pending = index.len();
+        // One hash and probe, whichever way it goes.
+        match index.entry(key) {
+            Entry::Occupied(entry) => {
+                let slot = *entry.get();
+                let Some(stored) = &mut slots[slot as usize] else {
+                    // A stale entry (see `Slots::index`): refill its slot as new.
+                    let key = entry.key().clone();
+                    slots[slot as usize] = Some((key, item));
+                    return Offer::New(slot);
+                };
+                let replaced = std::mem::replace(&mut stored.1, item);
+                self.conflated.add();
+                drop(guard);
+                // The replaced item is dropped outside the lock.
+                drop(replaced);
+                Offer::Replaced
+            }
+            Entry::Vacant(_) if pending >= self.capacity => Offer::Full,
+            Entry::Vacant(entry) => {
+                let slot = match free.last() {
+                    Some(&free) => free,
+                    None => slots.len() as u32,
+                };
+                // Clone, then insert: if the key's `Clone`/`Hash`/`Eq` panics, nothing
+                // has changed.
+                let key = entry.key().clone();
+                entry.insert(slot);
+                if slot as usize == slots.len() {
+                    slots.push(Some((key, item)));
+                } else {
+                    free.pop();
+                    slots[slot as usize] = Some((key, item));
+                }
+                Offer::New(slot)
+            }
+        }
+    }
+
+    fn take(&self, slot: u32) -> T {
+        let mut guard = lock(&self.slots);
+        let slots = &mut *guard;
+        let (key, item) = slots.slots[slot as usize]
+            .take()
+            .expect("a token's slot holds its item until the token takes it");
+        slots.index.remove(&key);
+        slots.free.push(slot);
+        drop(guard);
+        item
+    }
+}
+
+/// The table behind one pointer: tokens and the sink share it through an `Arc` of this
+/// sized wrapper (loom's `Arc` cannot hold a `dyn` directly).
+struct Shared<T> {
+    table: Box<dyn Table<T>>,
+}
+
+/// One pending key of a [`ConflatingChannel`](crate::ConflatingChannel): what its
+/// receiver yields. [`take`](Self::take) it for the key's latest item.
+///
+/// The item is taken when the token is opened, not when it was queued: a publish for the
+/// same key that lands in between replaces what `take` returns. Dropping a token
+/// unopened discards its item (it counts as received).
+#[must_use = "a pending item is only received by `take`; dropping it discards the item"]
+pub struct Pending<M> {
+    /// The channel's table.
+    shared: Arc<Shared<M>>,
+    /// The slot holding this key's item.
+    slot: u32,
+    /// Set by `take`, so `drop` knows the slot is already empty.
+    taken: bool,
+}
+
+impl<M> Pending<M> {
+    /// The key's latest item. Frees the key: the next publish for it queues a new token.
+    pub fn take(mut self) -> M {
+        self.taken = true;
+        self.shared.table.take(self.slot)
+    }
+}
+
+impl<M> Drop for Pending<M> {
+    fn drop(&mut self) {
+        if !self.taken {
+            drop(self.shared.table.take(self.slot));
+        }
+    }
+}
+
+impl<M> fmt::Debug for Pending<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pending")
+            .field("slot", &self.slot)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The publishing half of a conflating channel.
+pub(crate) struct ConflatingSink<T> {
+    /// The pending items, shared with every token.
+    shared: Arc<Shared<T>>,
+    /// Where tokens for newly pending keys go.
+    tokens: Sender<Pending<T>>,
+}
+
+/// What [`ConflatingSink::new`] makes: the sink, the consumer's receiver of tokens, and
+/// the channel's replacement counter.
+pub(crate) type ConflatingParts<T> = (
+    ConflatingSink<T>,
+    Receiver<Pending<T>>,
+    Arc<ConflationCount>,
+);
+
+impl<T: Clone + Send + 'static> ConflatingSink<T> {
+    /// A sink keeping at most `capacity` (at least 1) pending keys, keyed by `key`.
+    pub(crate) fn new<K, F>(capacity: usize, key: F) -> ConflatingParts<T>
+    where
+        K: Hash + Eq + Clone + Send + 'static,
+        F: Fn(&T) -> K + Send + Sync + 'static,
+    {
+        debug_assert!(validate_capacity(capacity).is_ok());
+        let conflated = Arc::new(ConflationCount::new());
+        let table = KeyedTable {
+            key,
+            capacity,
+            conflated: Arc::clone(&conflated),
+            slots: Mutex::new(Slots {
+                index: HashMap::with_hasher(ahash::RandomState::new()),
+                slots: Vec::new(),
+                free: Vec::new(),
+            }),
+        };
+        let shared = Arc::new(Shared {
+            table: Box::new(table),
+        });
+        let (tokens, receiver) = queue::bounded(capacity);
+        (ConflatingSink { shared, tokens }, receiver, conflated)
+    }
+}
+
+/// The largest capacity a conflating channel accepts: slot numbers are `u32`.
+const MAX_CAPACITY: usize = u32::MAX as usize;
+
+/// Checks a conflating channel's capacity (the most keys pending at once).
+pub(crate) fn validate_capacity(capacity: usize) -> Result<(), Error> {
+    if (1..=MAX_CAPACITY).contains(&capacity) {
+        Ok(())
+    } else {
+        Err(Error::InvalidConfig(
+            "conflating channel capacity must be between 1 and u32::MAX",
+        ))
+    }
+}
+
+impl<T> ConflatingSink<T> {
+    /// Out of line, so the broadcast walk stays as small as it was without this flavour.
+    #[inline(never)]
+    pub(crate) fn send(&self, item: &T, state: &SinkState) -> Delivery {
+        match self.shared.table.offer(item) {
+            Offer::Replaced => Delivery::Delivered,
+            Offer::New(slot) => self.queue_token(slot, state),
+            Offer::Full => {
+                // Drop-newest, counted: the pending keys keep their places.
+                state.count_dropped(1);
+                Delivery::Dropped {
+                    frames: 1,
+                    delivered: false,
+                }
+            }
+        }
+    }
+
+    /// Queues the token of a newly pending key.
+    fn queue_token(&self, slot: u32, state: &SinkState) -> Delivery {
+        let token = Pending {
+            shared: Arc::clone(&self.shared),
+            slot,
+            taken: false,
+        };
+        match self.tokens.try_send(token) {
+            Ok(()) => Delivery::Delivered,
+            // Unreachable while invariant 2 holds (see the module docs); the token's drop
+            // frees the slot, and the item counts as dropped.
+            Err(TrySendError::Full(_)) => {
+                state.count_dropped(1);
+                Delivery::Dropped {
+                    frames: 1,
+                    delivered: false,
+                }
+            }
+            // The consumer's receiver is gone; the token's drop frees the slot.
+            Err(TrySendError::Disconnected(_)) => {
+                if state.close(Status::ConsumerGone) {
+                    Delivery::Closed { dropped: 0 }
+                } else {
+                    Delivery::Skipped
+                }
+            }
+        }
+    }
+}
