@@ -48,7 +48,10 @@ fn workload(n: usize, by_name: bool) -> Workload {
     for (i, &id) in clients.iter().enumerate().take(n) {
         let pattern = format!("feed.{i}.*");
         scan.push((id.as_u64(), tokens(&pattern)));
-        subscribes.push(fanout::Mutation::Subscribe(id, pubsub.topic(&pattern).unwrap()));
+        subscribes.push(fanout::Mutation::Subscribe(
+            id,
+            pubsub.topic(&pattern).unwrap(),
+        ));
     }
     scan.push((clients[n].as_u64(), tokens("feed.*.quotes")));
     subscribes.push(fanout::Mutation::Subscribe(
@@ -62,7 +65,9 @@ fn workload(n: usize, by_name: bool) -> Workload {
     let mut state = 0x5eed_u64;
     let picks: Vec<usize> = (0..256)
         .map(|_| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (state >> 33) as usize % n
         })
         .collect();
@@ -152,7 +157,10 @@ fn main() {
         let w = workload(n, false);
         let only = ns_per(|i| {
             let topic = &w.topics[i % w.topics.len()];
-            let reached = w.pubsub.broadcast(topic, &payload[..], &RawPayload).unwrap();
+            let reached = w
+                .pubsub
+                .broadcast(topic, &payload[..], &RawPayload)
+                .unwrap();
             assert_eq!(reached, 2);
             reached
         });
@@ -165,7 +173,10 @@ fn main() {
         let w = workload(n, true);
         let known = ns_per(|i| {
             let topic = &w.topics[i % w.topics.len()];
-            let reached = w.pubsub.broadcast(topic, &payload[..], &RawPayload).unwrap();
+            let reached = w
+                .pubsub
+                .broadcast(topic, &payload[..], &RawPayload)
+                .unwrap();
             assert_eq!(reached, 3);
             reached
         });
