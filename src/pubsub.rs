@@ -8,8 +8,8 @@ use bytes::Bytes;
 
 use crate::authorization::{Denied, SubscribeHook};
 use crate::builder::Builder;
-use crate::engine::pattern::{self, Pattern};
 use crate::conflating_channel::ConflatingChannel;
+use crate::engine::pattern::{self, Pattern};
 use crate::engine::Engine;
 use crate::error::StartError;
 use crate::policy::ChannelConfig;
