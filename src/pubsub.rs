@@ -12,6 +12,10 @@ use crate::error::StartError;
 use crate::policy::ChannelConfig;
 use crate::sink::{CallbackSink, Sink};
 use crate::stats::Stats;
+#[cfg(feature = "redis")]
+use crate::tap::Tap;
+#[cfg(feature = "redis")]
+use crate::topic::TopicKey;
 use crate::topic::{Topic, TopicRef};
 use crate::transport::{self, frame, Serialiser};
 use crate::{Channel, ClientId, Error, Mutation};
@@ -72,6 +76,9 @@ use std::sync::{Arc, Weak};
 /// ```
 pub struct PubSub<M: ?Sized> {
     engine: Arc<Engine<Bytes>>,
+    /// Where a Redis bridge taps this engine's broadcasts (shared by every handle).
+    #[cfg(feature = "redis")]
+    tap: Arc<Tap>,
     message: PhantomData<fn(&M)>,
 }
 
@@ -79,6 +86,8 @@ impl<M: ?Sized> Clone for PubSub<M> {
     fn clone(&self) -> Self {
         Self {
             engine: Arc::clone(&self.engine),
+            #[cfg(feature = "redis")]
+            tap: Arc::clone(&self.tap),
             message: PhantomData,
         }
     }
@@ -97,6 +106,8 @@ impl<M: ?Sized> Builder<PubSub<M>> {
     pub fn build(self) -> Result<PubSub<M>, StartError> {
         Ok(PubSub {
             engine: Arc::new(Engine::start(self.config)?),
+            #[cfg(feature = "redis")]
+            tap: Arc::default(),
             message: PhantomData,
         })
     }
@@ -273,6 +284,11 @@ impl<M: ?Sized> PubSub<M> {
     /// Returns how many sinks received it (frames a channel's policy dropped do not
     /// count).
     ///
+    /// On an engine with a Redis bridge attached (feature `redis`), the frame is also
+    /// handed to the bridge for the other engines, and so it is built even when the
+    /// topic has no local subscriber: the serialiser runs exactly once per broadcast.
+    /// The count is of local sinks only.
+    ///
     /// Errors: [`Error::InvalidTopic`], [`Error::Serialise`] (nothing was delivered),
     /// [`Error::Closed`].
     #[inline]
@@ -317,8 +333,34 @@ impl<M: ?Sized> PubSub<M> {
         S: Serialiser<M> + ?Sized,
     {
         let key = topic.topic_key(self.max_topic_len())?;
+        #[cfg(feature = "redis")]
+        if self.tap.is_on() {
+            return self.broadcast_tapped(from, key, message, serialiser);
+        }
         self.engine
             .broadcast(key, from, || encode_frame(key.name, message, serialiser))
+    }
+
+    /// A broadcast on a bridged engine. The frame is built even when no local client is
+    /// subscribed — subscribers on other engines may be — so on a bridged engine the
+    /// serialiser runs exactly once per broadcast.
+    #[cfg(feature = "redis")]
+    #[inline(never)]
+    fn broadcast_tapped<S>(
+        &self,
+        from: Option<ClientId>,
+        key: TopicKey<'_>,
+        message: &M,
+        serialiser: &S,
+    ) -> Result<usize, Error>
+    where
+        S: Serialiser<M> + ?Sized,
+    {
+        self.check_open()?;
+        let frame = encode_frame(key.name, message, serialiser)?;
+        let delivered = self.engine.broadcast_ref(key, from, &frame)?;
+        self.tap.send(from, frame);
+        Ok(delivered)
     }
 
     /// Serialises `message` into a Push frame for `topic` without broadcasting it, for
@@ -369,7 +411,26 @@ impl<M: ?Sized> PubSub<M> {
             Ok(push) if push.topic == key.name => {}
             _ => return Err(Error::FrameMismatch),
         }
-        self.engine.broadcast_ref(key, from, frame)
+        let delivered = self.engine.broadcast_ref(key, from, frame)?;
+        #[cfg(feature = "redis")]
+        if self.tap.is_on() {
+            self.tap.send(from, frame.clone());
+        }
+        Ok(delivered)
+    }
+
+    /// Delivers a frame that came from another engine to this engine's subscribers only
+    /// (never forwarded again): the Redis bridge's receiving end.
+    #[cfg(feature = "redis")]
+    pub(crate) fn deliver_remote(&self, topic: &str, frame: &Bytes) -> Result<usize, Error> {
+        let key = topic.topic_key(self.max_topic_len())?;
+        self.engine.broadcast_ref(key, None, frame)
+    }
+
+    /// The slot a Redis bridge attaches to.
+    #[cfg(feature = "redis")]
+    pub(crate) fn tap(&self) -> &Arc<Tap> {
+        &self.tap
     }
 
     /// How many clients are subscribed to `topic` now.
@@ -410,6 +471,8 @@ impl<M: ?Sized> PubSub<M> {
     pub fn downgrade(&self) -> WeakPubSub<M> {
         WeakPubSub {
             engine: Arc::downgrade(&self.engine),
+            #[cfg(feature = "redis")]
+            tap: Arc::clone(&self.tap),
             message: PhantomData,
         }
     }
@@ -445,6 +508,8 @@ where
 /// A [`PubSub`] handle that does not keep the engine running. Upgrade it to use it.
 pub struct WeakPubSub<M: ?Sized> {
     engine: Weak<Engine<Bytes>>,
+    #[cfg(feature = "redis")]
+    tap: Arc<Tap>,
     message: PhantomData<fn(&M)>,
 }
 
@@ -453,6 +518,8 @@ impl<M: ?Sized> WeakPubSub<M> {
     pub fn upgrade(&self) -> Option<PubSub<M>> {
         self.engine.upgrade().map(|engine| PubSub {
             engine,
+            #[cfg(feature = "redis")]
+            tap: Arc::clone(&self.tap),
             message: PhantomData,
         })
     }
@@ -462,6 +529,8 @@ impl<M: ?Sized> Clone for WeakPubSub<M> {
     fn clone(&self) -> Self {
         Self {
             engine: Weak::clone(&self.engine),
+            #[cfg(feature = "redis")]
+            tap: Arc::clone(&self.tap),
             message: PhantomData,
         }
     }

@@ -1,0 +1,420 @@
+//! The Redis bridge against a real `redis-server` (feature `redis`). Several engines in
+//! this process stand for several hosts; each test starts its own server on a free
+//! loopback port and kills it at the end.
+#![cfg(feature = "redis")]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use fanout::bridge::{Bridge, BridgeError};
+use fanout::transport::{encode_push, RawPayload};
+use fanout::PubSub;
+
+mod common;
+#[path = "common/redis_server.rs"]
+mod redis_server;
+
+use common::{eventually, u64_payload, CountingSerialiser, Inbox};
+use redis_server::{free_port, url_for, RedisServer};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// A bridge with short timeouts, so tests notice failures and stop quickly.
+fn bridge(pubsub: &PubSub<str>, url: &str, namespace: &str) -> Bridge {
+    Bridge::builder(url, namespace)
+        .backoff(Duration::from_millis(20), Duration::from_millis(200))
+        .read_timeout(Duration::from_millis(20))
+        .ping_interval(Duration::from_millis(200))
+        .queue_capacity(1 << 17)
+        .attach(pubsub)
+        .expect("attach")
+}
+
+fn wait_connected(bridges: &[&Bridge]) {
+    assert!(
+        eventually(WAIT, || bridges.iter().all(|b| b.stats().connected)),
+        "bridges did not connect: {bridges:?}"
+    );
+}
+
+/// An engine with one callback client subscribed to `topic`; returns its inbox.
+fn subscriber(pubsub: &PubSub<str>, topic: &str) -> Inbox {
+    let inbox = Inbox::default();
+    let id = pubsub.generate_client_id();
+    pubsub.register(id, inbox.sink()).unwrap();
+    pubsub.subscribe(id, topic).unwrap();
+    inbox
+}
+
+#[test]
+fn cross_node_delivery_reaches_every_subscriber_once() {
+    let redis = RedisServer::start();
+    let nodes: Vec<PubSub<str>> = (0..3).map(|_| PubSub::new().unwrap()).collect();
+    let bridges: Vec<Bridge> = nodes
+        .iter()
+        .map(|n| bridge(n, &redis.url(), "cross"))
+        .collect();
+    wait_connected(&bridges.iter().collect::<Vec<_>>());
+    let inboxes: Vec<Vec<Inbox>> = nodes
+        .iter()
+        .map(|n| (0..2).map(|_| subscriber(n, "room")).collect())
+        .collect();
+    let other_topic = subscriber(&nodes[2], "elsewhere");
+
+    assert_eq!(nodes[0].broadcast("room", "hello", &RawPayload).unwrap(), 2);
+    assert!(eventually(WAIT, || inboxes
+        .iter()
+        .flatten()
+        .all(|i| i.len() == 1)));
+    thread::sleep(Duration::from_millis(100)); // anything extra would arrive by now
+    for inbox in inboxes.iter().flatten() {
+        assert_eq!(inbox.decoded(), [("room".to_owned(), b"hello".to_vec())]);
+    }
+    assert_eq!(other_topic.len(), 0);
+    assert_eq!(bridges[0].stats().sent, 1);
+    assert_eq!(bridges[1].stats().received, 1);
+    assert_eq!(bridges[2].stats().received, 1);
+}
+
+#[test]
+fn no_echo_and_serialise_once_without_local_subscribers() {
+    let redis = RedisServer::start();
+    let (a, b) = (PubSub::<u64>::new().unwrap(), PubSub::<str>::new().unwrap());
+    let bridge_a = Bridge::builder(&redis.url(), "echo")
+        .read_timeout(Duration::from_millis(20))
+        .attach(&a)
+        .unwrap();
+    let bridge_b = bridge(&b, &redis.url(), "echo");
+    wait_connected(&[&bridge_a, &bridge_b]);
+    let remote = subscriber(&b, "t");
+
+    // No local subscriber on `a`: the serialiser still runs, once, for the remote one.
+    let serialiser = CountingSerialiser::default();
+    for i in 0..10 {
+        assert_eq!(a.broadcast("t", &i, &serialiser).unwrap(), 0);
+    }
+    assert_eq!(serialiser.calls(), 10);
+    let local = Inbox::default();
+    let id = a.generate_client_id();
+    a.register(id, local.sink()).unwrap();
+    a.subscribe(id, "t").unwrap();
+    for i in 10..20 {
+        assert_eq!(a.broadcast("t", &i, &serialiser).unwrap(), 1);
+    }
+    assert!(eventually(WAIT, || remote.len() == 20));
+    // `a`'s subscriber thread has read its own 20 envelopes by now, or soon: none of
+    // them may be delivered again.
+    assert!(eventually(WAIT, || bridge_b.stats().received == 20));
+    thread::sleep(Duration::from_millis(200));
+    let values: Vec<u64> = local.payloads().iter().map(|p| u64_payload(p)).collect();
+    assert_eq!(values, (10..20).collect::<Vec<_>>());
+    assert_eq!(bridge_a.stats().received, 0);
+    assert_eq!(bridge_a.stats().bad_envelopes, 0);
+}
+
+#[test]
+fn broadcast_from_skips_the_sender_on_its_own_node_only() {
+    let redis = RedisServer::start();
+    let (a, b) = (PubSub::<str>::new().unwrap(), PubSub::<str>::new().unwrap());
+    let (bridge_a, bridge_b) = (
+        bridge(&a, &redis.url(), "from"),
+        bridge(&b, &redis.url(), "from"),
+    );
+    wait_connected(&[&bridge_a, &bridge_b]);
+
+    let (sender, peer) = (a.generate_client_id(), a.generate_client_id());
+    let (sender_inbox, peer_inbox) = (Inbox::default(), Inbox::default());
+    a.register(sender, sender_inbox.sink()).unwrap();
+    a.register(peer, peer_inbox.sink()).unwrap();
+    // On `b`, a client with the same id number as `sender`: ids are per engine.
+    let twin = b.generate_client_id();
+    assert_eq!(twin.as_u64(), sender.as_u64());
+    let twin_inbox = Inbox::default();
+    b.register(twin, twin_inbox.sink()).unwrap();
+    for (engine, id) in [(&a, sender), (&a, peer), (&b, twin)] {
+        engine.subscribe(id, "room").unwrap();
+    }
+
+    assert_eq!(
+        a.broadcast_from(sender, "room", "hi", &RawPayload).unwrap(),
+        1
+    );
+    assert!(eventually(WAIT, || twin_inbox.len() == 1));
+    assert_eq!(peer_inbox.len(), 1);
+    thread::sleep(Duration::from_millis(100));
+    assert_eq!(sender_inbox.len(), 0);
+    // And the pre-encoded form is bridged the same way.
+    let frame = encode_push("room", b"again").unwrap();
+    assert_eq!(a.broadcast_frame_from(sender, "room", &frame).unwrap(), 1);
+    assert!(eventually(WAIT, || twin_inbox.len() == 2));
+    assert_eq!(sender_inbox.len(), 0);
+}
+
+#[test]
+fn per_publisher_order_over_100k_frames() {
+    const N: u64 = 100_000;
+    let redis = RedisServer::start();
+    let (a, b) = (PubSub::<u64>::new().unwrap(), PubSub::<str>::new().unwrap());
+    let bridge_a = Bridge::builder(&redis.url(), "order")
+        .queue_capacity(N as usize)
+        .attach(&a)
+        .unwrap();
+    let bridge_b = bridge(&b, &redis.url(), "order");
+    wait_connected(&[&bridge_a, &bridge_b]);
+    let inbox = subscriber(&b, "ticks");
+
+    let serialiser = CountingSerialiser::default();
+    let start = Instant::now();
+    for i in 0..N {
+        a.broadcast("ticks", &i, &serialiser).unwrap();
+    }
+    assert!(
+        eventually(Duration::from_secs(60), || inbox.len() as u64 == N),
+        "received {} of {N}; {:?} {:?}",
+        inbox.len(),
+        bridge_a.stats(),
+        bridge_b.stats()
+    );
+    eprintln!("100k frames across in {:?}", start.elapsed());
+    let values: Vec<u64> = inbox.payloads().iter().map(|p| u64_payload(p)).collect();
+    assert!(values.iter().copied().eq(0..N), "frames out of order");
+    let (sa, sb) = (bridge_a.stats(), bridge_b.stats());
+    assert_eq!((sa.sent, sa.dropped), (N, 0));
+    assert_eq!((sb.received, sb.gaps, sb.duplicates), (N, 0, 0));
+}
+
+#[test]
+fn redis_down_at_start_then_up() {
+    let port = free_port();
+    let (a, b) = (PubSub::<str>::new().unwrap(), PubSub::<str>::new().unwrap());
+    let (bridge_a, bridge_b) = (
+        bridge(&a, &url_for(port), "late"),
+        bridge(&b, &url_for(port), "late"),
+    );
+    let local = subscriber(&a, "t");
+    let remote = subscriber(&b, "t");
+
+    // Local delivery is unaffected; the frame cannot be sent and is counted.
+    assert_eq!(a.broadcast("t", "while down", &RawPayload).unwrap(), 1);
+    assert_eq!(local.len(), 1);
+    assert!(eventually(WAIT, || bridge_a.stats().dropped == 1));
+    assert!(!bridge_a.stats().connected);
+
+    let _redis = RedisServer::start_on(port);
+    wait_connected(&[&bridge_a, &bridge_b]);
+    assert_eq!(a.broadcast("t", "now up", &RawPayload).unwrap(), 1);
+    assert!(eventually(WAIT, || remote.len() == 1));
+    assert_eq!(remote.payloads(), [b"now up".to_vec()]);
+    // `b` never heard from `a` before: the frame lost while down cannot be a gap to it
+    // (it could have started later), only a drop on `a`.
+    assert_eq!(bridge_b.stats().gaps, 0);
+    assert_eq!(bridge_a.stats().dropped, 1);
+}
+
+#[test]
+fn redis_restarted_mid_stream_recovers_without_duplicates() {
+    let mut redis = RedisServer::start();
+    let (a, b) = (PubSub::<u64>::new().unwrap(), PubSub::<str>::new().unwrap());
+    let bridge_a = Bridge::builder(&redis.url(), "restart")
+        .backoff(Duration::from_millis(20), Duration::from_millis(200))
+        .queue_capacity(1 << 20)
+        .attach(&a)
+        .unwrap();
+    let bridge_b = bridge(&b, &redis.url(), "restart");
+    wait_connected(&[&bridge_a, &bridge_b]);
+    let inbox = subscriber(&b, "stream");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let publisher = {
+        let (a, stop) = (a.clone(), Arc::clone(&stop));
+        thread::spawn(move || {
+            let serialiser = CountingSerialiser::default();
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                a.broadcast("stream", &i, &serialiser).unwrap();
+                i += 1;
+                thread::sleep(Duration::from_micros(200));
+            }
+            i
+        })
+    };
+    assert!(eventually(WAIT, || inbox.len() > 500));
+    redis.restart();
+    assert!(eventually(WAIT, || bridge_a.stats().reconnects >= 1
+        && bridge_b.stats().reconnects >= 1
+        && bridge_a.stats().connected
+        && bridge_b.stats().connected));
+    let after = inbox.len();
+    assert!(
+        eventually(WAIT, || inbox.len() > after + 500),
+        "no frames after the restart"
+    );
+    stop.store(true, Ordering::Relaxed);
+    let published = publisher.join().unwrap();
+    let (sa, sb) = (bridge_a.stats(), bridge_b.stats());
+    assert!(eventually(WAIT, || bridge_b.stats().received
+        + bridge_b.stats().gaps
+        == bridge_a.stats().sent + bridge_a.stats().dropped));
+    let sb_final = bridge_b.stats();
+
+    let values: Vec<u64> = inbox.payloads().iter().map(|p| u64_payload(p)).collect();
+    assert!(
+        values.windows(2).all(|w| w[0] < w[1]),
+        "a frame arrived twice or out of order"
+    );
+    let first = values[0];
+    let last = *values.last().unwrap();
+    assert_eq!(last + 1, published, "the last frame arrives");
+    assert_eq!(sb_final.received, values.len() as u64);
+    // Every frame between the first and last received is either received or a gap.
+    assert_eq!(last - first + 1, sb_final.received + sb_final.gaps);
+    assert!(
+        sb_final.gaps > 0 || sa.dropped > 0,
+        "the restart lost nothing? {sa:?} {sb:?}"
+    );
+    assert_eq!(sb_final.duplicates, 0);
+    assert_eq!(sa.sent + sa.dropped, published);
+}
+
+#[test]
+fn bad_envelopes_from_a_raw_client_are_counted_and_skipped() {
+    let redis = RedisServer::start();
+    let (a, b) = (PubSub::<str>::new().unwrap(), PubSub::<str>::new().unwrap());
+    let (bridge_a, bridge_b) = (
+        bridge(&a, &redis.url(), "bad"),
+        bridge(&b, &redis.url(), "bad"),
+    );
+    wait_connected(&[&bridge_a, &bridge_b]);
+    let inbox = subscriber(&b, "t");
+
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut raw = client.get_connection().unwrap();
+    let frame = encode_push("t", b"foreign").unwrap();
+    let envelope = |version: u8, mode: u8, client: u64, sequence: u64, frame: &[u8]| {
+        let mut m = vec![version, mode];
+        m.extend_from_slice(&0xF0F0u128.to_be_bytes());
+        m.extend_from_slice(&sequence.to_be_bytes());
+        m.extend_from_slice(&client.to_be_bytes());
+        m.extend_from_slice(frame);
+        m
+    };
+    let good = envelope(1, 0, 0, 2, &frame);
+    let long_topic = encode_push(&"x".repeat(300), b"p").unwrap(); // over b's 256-byte limit
+    let bad: Vec<Vec<u8>> = vec![
+        b"hello, I am not an envelope".to_vec(),
+        Vec::new(),
+        good[..20].to_vec(),
+        good[..good.len() - 1].to_vec(),
+        envelope(2, 0, 0, 1, &frame),
+        envelope(1, 7, 0, 1, &frame),
+        envelope(1, 0, 9, 1, &frame),
+        envelope(1, 0, 0, 1, b"\x01\x01\x00"),
+        envelope(1, 0, 0, 1, &long_topic),
+    ];
+    let publish = |raw: &mut redis::Connection, m: &[u8]| {
+        redis::cmd("PUBLISH").arg("bad").arg(m).exec(raw).unwrap();
+    };
+    for m in &bad {
+        publish(&mut raw, m);
+    }
+    // A well-formed envelope from a foreign origin is delivered; its replay is not. (The
+    // long-topic one above was a real envelope, sequence 1, refused only by this
+    // engine's topic limit: no gap.)
+    publish(&mut raw, &good);
+    publish(&mut raw, &good);
+    a.broadcast("t", "real", &RawPayload).unwrap();
+    assert!(eventually(WAIT, || inbox.len() == 2));
+    let (_, sb) = (bridge_a.stats(), bridge_b.stats());
+    assert!(eventually(WAIT, || bridge_a.stats().bad_envelopes == bad.len() as u64));
+    assert_eq!(sb.bad_envelopes, bad.len() as u64);
+    assert_eq!(sb.duplicates, 1);
+    assert_eq!(sb.gaps, 0);
+    assert_eq!(inbox.payloads(), [b"foreign".to_vec(), b"real".to_vec()]);
+    assert!(sb.connected, "bad input does not stop the bridge");
+}
+
+#[test]
+fn shutdown_while_disconnected_is_prompt_and_joins() {
+    let port = free_port(); // nobody listens
+    let pubsub = PubSub::<str>::new().unwrap();
+    let bridge_1 = Bridge::builder(&url_for(port), "gone")
+        .backoff(Duration::from_secs(5), Duration::from_secs(30))
+        .attach(&pubsub)
+        .unwrap();
+    thread::sleep(Duration::from_millis(50));
+    let start = Instant::now();
+    bridge_1.shutdown();
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        start.elapsed()
+    );
+
+    // Lost mid-connection: kill the server under a connected bridge, then detach.
+    let mut redis = RedisServer::start();
+    let bridge_2 = bridge(&pubsub, &redis.url(), "gone");
+    wait_connected(&[&bridge_2]);
+    redis.kill();
+    assert!(eventually(WAIT, || !bridge_2.stats().connected
+        || pubsub.broadcast("t", "x", &RawPayload).is_ok()
+            && !bridge_2.stats().connected));
+    let start = Instant::now();
+    drop(bridge_2);
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        start.elapsed()
+    );
+    // Detached: the engine is a plain engine again, and can be bridged anew.
+    let local = subscriber(&pubsub, "t");
+    assert_eq!(pubsub.broadcast("t", "local", &RawPayload).unwrap(), 1);
+    assert_eq!(local.len(), 1);
+    Bridge::attach(&pubsub, &url_for(port), "again")
+        .unwrap()
+        .shutdown();
+}
+
+#[test]
+fn attach_refuses_bad_settings_and_a_second_bridge() {
+    let pubsub = PubSub::<str>::new().unwrap();
+    let url = url_for(free_port());
+    assert!(matches!(
+        Bridge::attach(&pubsub, "not a url", "ns"),
+        Err(BridgeError::InvalidUrl(_))
+    ));
+    assert!(matches!(
+        Bridge::attach(&pubsub, &url, ""),
+        Err(BridgeError::InvalidConfig(_))
+    ));
+    assert!(matches!(
+        Bridge::builder(&url, "ns")
+            .queue_capacity(0)
+            .attach(&pubsub),
+        Err(BridgeError::InvalidConfig(_))
+    ));
+    let first = Bridge::attach(&pubsub, &url, "ns").unwrap();
+    assert!(matches!(
+        Bridge::attach(&pubsub.clone(), &url, "ns"),
+        Err(BridgeError::AlreadyBridged)
+    ));
+    drop(first);
+    pubsub.shutdown();
+    assert!(matches!(
+        Bridge::attach(&pubsub, &url, "ns"),
+        Err(BridgeError::Closed)
+    ));
+}
+
+#[test]
+fn a_bridge_does_not_keep_its_engine_alive() {
+    let redis = RedisServer::start();
+    let pubsub = PubSub::<str>::new().unwrap();
+    let weak = pubsub.downgrade();
+    let bridge = bridge(&pubsub, &redis.url(), "life");
+    wait_connected(&[&bridge]);
+    drop(pubsub);
+    assert!(weak.upgrade().is_none());
+    bridge.shutdown();
+}
