@@ -111,7 +111,8 @@ fn raw_subscribers(
             let client = redis::Client::open(url).unwrap();
             thread::spawn(move || {
                 let mut con = client.get_connection().unwrap();
-                con.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+                con.set_read_timeout(Some(Duration::from_millis(50)))
+                    .unwrap();
                 let mut ps = con.as_pubsub();
                 ps.subscribe("raw").unwrap();
                 ready.fetch_add(1, Ordering::Release);
@@ -147,12 +148,19 @@ fn raw(url: &str, subscribers: usize, frames: u64, paced: bool) -> (f64, f64, f6
     let rate = frames as f64 / start.elapsed().as_secs_f64();
     stop.store(1, Ordering::Relaxed);
     threads.into_iter().for_each(|t| t.join().unwrap());
-    let (p50, p99) = if paced { received.percentiles() } else { (0.0, 0.0) };
+    let (p50, p99) = if paced {
+        received.percentiles()
+    } else {
+        (0.0, 0.0)
+    };
     (rate, p50, p99)
 }
 
 fn bridged(url: &str, subscribers: usize, frames: u64, paced: bool) -> (f64, f64, f64) {
-    let (a, b) = (PubSub::<[u8]>::new().unwrap(), PubSub::<[u8]>::new().unwrap());
+    let (a, b) = (
+        PubSub::<[u8]>::new().unwrap(),
+        PubSub::<[u8]>::new().unwrap(),
+    );
     let ns = format!("bench-{subscribers}-{paced}");
     let bridge_a = Bridge::builder(url, &ns)
         .queue_capacity(frames as usize)
@@ -186,7 +194,11 @@ fn bridged(url: &str, subscribers: usize, frames: u64, paced: bool) -> (f64, f64
     );
     let rate = frames as f64 / start.elapsed().as_secs_f64();
     assert_eq!(bridge_a.stats().dropped, 0);
-    let (p50, p99) = if paced { received.percentiles() } else { (0.0, 0.0) };
+    let (p50, p99) = if paced {
+        received.percentiles()
+    } else {
+        (0.0, 0.0)
+    };
     (rate, p50, p99)
 }
 
@@ -310,7 +322,10 @@ fn tap() {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     match args.first().map(String::as_str) {
         Some("tap_plain") | Some("tap_bridged") => {
             let (pubsub, _bridge) = tap_engine(args[0] == "tap_bridged");
