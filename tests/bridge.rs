@@ -253,11 +253,18 @@ fn redis_restarted_mid_stream_recovers_without_duplicates() {
     );
     stop.store(true, Ordering::Relaxed);
     let published = publisher.join().unwrap();
+    // Every frame published is sent or dropped by `a`, and then every sequence number
+    // is received or a gap at `b` (the last frames were sent after the reconnect).
+    assert!(eventually(WAIT, || {
+        let sa = bridge_a.stats();
+        sa.sent + sa.dropped == published
+    }));
+    assert!(eventually(WAIT, || {
+        let sb = bridge_b.stats();
+        sb.received + sb.gaps == published
+    }));
     let (sa, sb) = (bridge_a.stats(), bridge_b.stats());
-    assert!(eventually(WAIT, || bridge_b.stats().received
-        + bridge_b.stats().gaps
-        == bridge_a.stats().sent + bridge_a.stats().dropped));
-    let sb_final = bridge_b.stats();
+    let sb_final = sb;
 
     let values: Vec<u64> = inbox.payloads().iter().map(|p| u64_payload(p)).collect();
     assert!(
@@ -275,7 +282,8 @@ fn redis_restarted_mid_stream_recovers_without_duplicates() {
         "the restart lost nothing? {sa:?} {sb:?}"
     );
     assert_eq!(sb_final.duplicates, 0);
-    assert_eq!(sa.sent + sa.dropped, published);
+    let sa_final = bridge_a.stats();
+    assert_eq!(sa_final.sent + sa_final.dropped, published);
 }
 
 #[test]
@@ -417,4 +425,63 @@ fn a_bridge_does_not_keep_its_engine_alive() {
     drop(pubsub);
     assert!(weak.upgrade().is_none());
     bridge.shutdown();
+}
+
+#[test]
+fn a_full_queue_drops_and_counts_without_blocking() {
+    let redis = RedisServer::start();
+    let (a, b) = (PubSub::<str>::new().unwrap(), PubSub::<str>::new().unwrap());
+    let bridge_a = Bridge::builder(&redis.url(), "full")
+        .queue_capacity(1)
+        .attach(&a)
+        .unwrap();
+    let bridge_b = bridge(&b, &redis.url(), "full");
+    wait_connected(&[&bridge_a, &bridge_b]);
+    let remote = subscriber(&b, "t");
+
+    let start = Instant::now();
+    for _ in 0..10_000 {
+        a.broadcast("t", "burst", &RawPayload).unwrap();
+    }
+    let burst = start.elapsed();
+    assert!(eventually(WAIT, || {
+        let s = bridge_a.stats();
+        s.sent + s.dropped == 10_000
+    }));
+    let sa = bridge_a.stats();
+    assert!(
+        sa.dropped > 0,
+        "a one-frame queue kept up with a 10k burst? {sa:?}"
+    );
+    assert!(eventually(WAIT, || remote.len() as u64 == sa.sent));
+    eprintln!(
+        "10k broadcasts in {burst:?}: {} sent, {} dropped",
+        sa.sent, sa.dropped
+    );
+    // Queue drops take no sequence number: receivers see no gap for them.
+    assert_eq!(bridge_b.stats().gaps, 0);
+}
+
+#[test]
+fn after_detach_broadcasts_stay_local() {
+    let redis = RedisServer::start();
+    let (a, b) = (PubSub::<str>::new().unwrap(), PubSub::<str>::new().unwrap());
+    let (bridge_a, bridge_b) = (
+        bridge(&a, &redis.url(), "detach"),
+        bridge(&b, &redis.url(), "detach"),
+    );
+    wait_connected(&[&bridge_a, &bridge_b]);
+    let remote = subscriber(&b, "t");
+    a.broadcast("t", "bridged", &RawPayload).unwrap();
+    assert!(eventually(WAIT, || remote.len() == 1));
+    bridge_a.shutdown();
+    let local = subscriber(&a, "t");
+    assert_eq!(a.broadcast("t", "local only", &RawPayload).unwrap(), 1);
+    thread::sleep(Duration::from_millis(200));
+    assert_eq!(remote.len(), 1);
+    assert_eq!(local.len(), 1);
+    // Nor does anything from `b` reach `a`: it has no bridge any more.
+    b.broadcast("t", "from b", &RawPayload).unwrap();
+    thread::sleep(Duration::from_millis(200));
+    assert_eq!(local.len(), 1);
 }

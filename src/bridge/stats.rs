@@ -11,8 +11,8 @@ pub struct BridgeStats {
     pub connected: bool,
     /// Envelopes published to Redis (acknowledged by the server).
     pub sent: u64,
-    /// Envelopes from other engines accepted and delivered to local subscribers (the
-    /// count is of envelopes, not of local deliveries).
+    /// Envelopes from other engines accepted and handed to this engine's subscribers of
+    /// their topic, if it has any (a count of envelopes, not of local deliveries).
     pub received: u64,
     /// Broadcast frames not sent: the outgoing queue was full, Redis was down, or a
     /// publish failed. They are not retried.

@@ -193,7 +193,7 @@ impl std::error::Error for EnvelopeError {
 /// Decodes one envelope. Takes any bytes; never panics and never allocates.
 ///
 /// Checks in this order: length of the header, version, mode, client, then the Push
-/// frame (with [`decode`](super::decode)'s own order).
+/// frame (with [`decode`]'s own order).
 pub fn decode_envelope(message: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
     if message.len() < ENVELOPE_HEADER_LEN {
         return Err(EnvelopeError::Truncated {

@@ -1,5 +1,5 @@
 //! What goes over the wire: the Push frame, the serialisers that fill its payload, and
-//! the [envelope](envelope) a Redis bridge wraps a frame in for other engines.
+//! the [`envelope`] a Redis bridge wraps a frame in for other engines.
 //!
 //! A broadcast runs the [`Serialiser`] once, straight into the payload of one
 //! [`Bytes`](bytes::Bytes) buffer laid out as a [Push frame](frame), and hands that buffer
