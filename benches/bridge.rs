@@ -5,6 +5,7 @@
 //! ```text
 //! cargo bench --features redis --bench bridge            # everything, ~15 s
 //! cargo bench --features redis --bench bridge -- tap     # broadcast cost only
+//! cargo bench --features redis --bench bridge -- layout  # channel layouts only
 //! ```
 //!
 //! Scenarios, 64 B payloads:
@@ -14,8 +15,10 @@
 //!   timed until the last frame reached every subscriber.
 //! - `latency`: one frame in flight at a time, publish → receive, p50/p99 over all
 //!   deliveries (2,000 frames).
-//! - `layout`: what per-topic channels would cost Redis: SUBSCRIBE+UNSUBSCRIBE round
-//!   trip, Redis memory per subscribed channel, PUBLISH to a channel nobody subscribes.
+//! - `layout`: both channel layouts end to end (raw clients: 2/4/8 nodes each serving a
+//!   share of 96 topics, one channel vs per-topic channels), and what per-topic channels
+//!   cost Redis: SUBSCRIBE+UNSUBSCRIBE round trip, memory per subscribed channel,
+//!   PUBLISH to a channel nobody subscribes.
 //! - `tap`: ns per broadcast to one local callback subscriber, plain engine vs bridged
 //!   (Redis unreachable: the tap's cost alone, frames dropped by the publisher).
 //!
@@ -219,6 +222,67 @@ fn throughput_and_latency(url: &str) {
     }
 }
 
+/// Both layouts end to end, raw: `nodes` subscriber connections, `topics` topics of
+/// which each node serves `topics / nodes`, one publisher pipelining 256 PUBLISHes per
+/// round trip (as the bridge does), round robin over the topics. One channel: every
+/// node gets every frame. Per-topic channels: each frame reaches the one node serving
+/// its topic. Returns frames/s until every expected message arrived.
+fn layout_throughput(url: &str, nodes: usize, topics: usize, per_topic: bool) -> f64 {
+    let frames = 40_000u64;
+    let received = Arc::new(Received::default());
+    let stop = Arc::new(AtomicU64::new(0));
+    let ready = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..nodes)
+        .map(|node| {
+            let (received, stop, ready) = (received.clone(), stop.clone(), ready.clone());
+            let client = redis::Client::open(url).unwrap();
+            thread::spawn(move || {
+                let mut con = client.get_connection().unwrap();
+                con.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+                let mut ps = con.as_pubsub();
+                if per_topic {
+                    let mine: Vec<String> = (0..topics)
+                        .filter(|t| t % nodes == node)
+                        .map(|t| format!("lt:{t}"))
+                        .collect();
+                    ps.subscribe(&mine).unwrap();
+                } else {
+                    ps.subscribe("lt").unwrap();
+                }
+                ready.fetch_add(1, Ordering::Release);
+                while stop.load(Ordering::Relaxed) == 0 {
+                    if let Ok(msg) = ps.get_message() {
+                        received.record(msg.get_payload_bytes(), false);
+                    }
+                }
+            })
+        })
+        .collect();
+    while ready.load(Ordering::Acquire) < nodes as u64 {
+        thread::sleep(Duration::from_millis(1));
+    }
+    let names: Vec<String> = (0..topics).map(|t| format!("lt:{t}")).collect();
+    let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let payload = [7u8; PAYLOAD + 34];
+    let start = Instant::now();
+    let mut i = 0u64;
+    while i < frames {
+        let mut pipe = redis::pipe();
+        for _ in 0..256.min(frames - i) {
+            let channel = if per_topic { names[i as usize % topics].as_str() } else { "lt" };
+            pipe.cmd("PUBLISH").arg(channel).arg(&payload[..]).ignore();
+            i += 1;
+        }
+        pipe.exec(&mut con).unwrap();
+    }
+    let expected = if per_topic { frames } else { frames * nodes as u64 };
+    assert!(received.wait_for(expected, Duration::from_secs(60)));
+    let rate = frames as f64 / start.elapsed().as_secs_f64();
+    stop.store(1, Ordering::Relaxed);
+    threads.into_iter().for_each(|t| t.join().unwrap());
+    rate
+}
+
 fn used_memory(con: &mut redis::Connection) -> i64 {
     let info: String = redis::cmd("INFO").arg("memory").query(con).unwrap();
     info.lines()
@@ -267,6 +331,14 @@ fn layout(url: &str) {
         n as f64 / start.elapsed().as_secs_f64()
     };
     let idle = publish_rate(&mut admin, "nobody-listens");
+    for nodes in [2usize, 4, 8] {
+        let single = layout_throughput(url, nodes, 96, false);
+        let per_topic = layout_throughput(url, nodes, 96, true);
+        println!(
+            "{nodes} nodes, 96 topics, each node serving 1/{nodes}: one channel {single:.0} frames/s, per-topic channels {per_topic:.0} frames/s ({:.2}×)",
+            per_topic / single
+        );
+    }
     println!("SUBSCRIBE+UNSUBSCRIBE round trips: {churn_us:.1} µs per pair");
     println!("Redis memory per subscribed channel (one subscriber): {per_channel:.0} B");
     println!("PUBLISH to a channel nobody subscribes: {idle:.0}/s (one round trip each)");
@@ -333,6 +405,10 @@ fn main() {
             return;
         }
         Some("tap") => return tap(),
+        Some("layout") => {
+            let redis = RedisServer::start();
+            return layout(&redis.url());
+        }
         _ => {}
     }
     let redis = RedisServer::start();
