@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use fanout::bridge::Bridge;
+use fanout::bridge::{Bridge, ChannelLayout};
 use fanout::transport::{decode, RawPayload};
 use fanout::PubSub;
 
@@ -159,17 +159,24 @@ fn raw(url: &str, subscribers: usize, frames: u64, paced: bool) -> (f64, f64, f6
     (rate, p50, p99)
 }
 
-fn bridged(url: &str, subscribers: usize, frames: u64, paced: bool) -> (f64, f64, f64) {
+fn bridged(
+    url: &str,
+    subscribers: usize,
+    frames: u64,
+    paced: bool,
+    layout: ChannelLayout,
+) -> (f64, f64, f64) {
     let (a, b) = (
         PubSub::<[u8]>::new().unwrap(),
         PubSub::<[u8]>::new().unwrap(),
     );
-    let ns = format!("bench-{subscribers}-{paced}");
+    let ns = format!("bench-{subscribers}-{paced}-{layout:?}");
     let bridge_a = Bridge::builder(url, &ns)
+        .layout(layout)
         .queue_capacity(frames as usize)
         .attach(&a)
         .unwrap();
-    let bridge_b = Bridge::builder(url, &ns).attach(&b).unwrap();
+    let bridge_b = Bridge::builder(url, &ns).layout(layout).attach(&b).unwrap();
     while !(bridge_a.stats().connected && bridge_b.stats().connected) {
         thread::sleep(Duration::from_millis(5));
     }
@@ -180,6 +187,9 @@ fn bridged(url: &str, subscribers: usize, frames: u64, paced: bool) -> (f64, f64
         b.register(id, move |f| r.record(decode(f).unwrap().payload, paced))
             .unwrap();
         b.subscribe(id, "t").unwrap();
+    }
+    while bridge_b.stats().channels != 1 {
+        thread::sleep(Duration::from_millis(1));
     }
     let topic = a.topic("t").unwrap();
     let start = Instant::now();
@@ -206,19 +216,21 @@ fn bridged(url: &str, subscribers: usize, frames: u64, paced: bool) -> (f64, f64
 }
 
 fn throughput_and_latency(url: &str) {
-    println!("| remote subscribers | raw frames/s | bridge frames/s | ratio | raw p50 / p99 µs | bridge p50 / p99 µs | p50 ratio |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| remote subscribers | layout | raw frames/s | bridge frames/s | ratio | raw p50 / p99 µs | bridge p50 / p99 µs | p50 ratio |");
+    println!("|---|---|---|---|---|---|---|---|");
     for subscribers in [1usize, 10, 100] {
         let frames = 20_000;
         let (raw_rate, _, _) = raw(url, subscribers, frames, false);
-        let (bridge_rate, _, _) = bridged(url, subscribers, frames, false);
         let (_, raw50, raw99) = raw(url, subscribers, 2_000, true);
-        let (_, br50, br99) = bridged(url, subscribers, 2_000, true);
-        println!(
-            "| {subscribers} | {raw_rate:.0} | {bridge_rate:.0} | {:.2}× | {raw50:.1} / {raw99:.1} | {br50:.1} / {br99:.1} | {:.2}× |",
-            bridge_rate / raw_rate,
-            br50 / raw50
-        );
+        for layout in [ChannelLayout::Namespace, ChannelLayout::PerTopic] {
+            let (bridge_rate, _, _) = bridged(url, subscribers, frames, false, layout);
+            let (_, br50, br99) = bridged(url, subscribers, 2_000, true, layout);
+            println!(
+                "| {subscribers} | {layout:?} | {raw_rate:.0} | {bridge_rate:.0} | {:.2}× | {raw50:.1} / {raw99:.1} | {br50:.1} / {br99:.1} | {:.2}× |",
+                bridge_rate / raw_rate,
+                br50 / raw50
+            );
+        }
     }
 }
 
@@ -238,7 +250,8 @@ fn layout_throughput(url: &str, nodes: usize, topics: usize, per_topic: bool) ->
             let client = redis::Client::open(url).unwrap();
             thread::spawn(move || {
                 let mut con = client.get_connection().unwrap();
-                con.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+                con.set_read_timeout(Some(Duration::from_millis(50)))
+                    .unwrap();
                 let mut ps = con.as_pubsub();
                 if per_topic {
                     let mine: Vec<String> = (0..topics)
@@ -269,13 +282,21 @@ fn layout_throughput(url: &str, nodes: usize, topics: usize, per_topic: bool) ->
     while i < frames {
         let mut pipe = redis::pipe();
         for _ in 0..256.min(frames - i) {
-            let channel = if per_topic { names[i as usize % topics].as_str() } else { "lt" };
+            let channel = if per_topic {
+                names[i as usize % topics].as_str()
+            } else {
+                "lt"
+            };
             pipe.cmd("PUBLISH").arg(channel).arg(&payload[..]).ignore();
             i += 1;
         }
         pipe.exec(&mut con).unwrap();
     }
-    let expected = if per_topic { frames } else { frames * nodes as u64 };
+    let expected = if per_topic {
+        frames
+    } else {
+        frames * nodes as u64
+    };
     assert!(received.wait_for(expected, Duration::from_secs(60)));
     let rate = frames as f64 / start.elapsed().as_secs_f64();
     stop.store(1, Ordering::Relaxed);

@@ -427,6 +427,22 @@ impl<M: ?Sized> PubSub<M> {
         self.engine.broadcast_ref(key, None, frame)
     }
 
+    /// Starts sending topic events (first subscriber, last subscriber) to `events` and
+    /// returns the topics with subscribers now: a per-topic Redis bridge follows them.
+    #[cfg(feature = "redis")]
+    pub(crate) fn watch_topics(
+        &self,
+        events: crate::engine::topic_events::TopicEventSender,
+    ) -> Result<Vec<Arc<str>>, Error> {
+        self.engine.watch_topics(events)
+    }
+
+    /// Stops the topic events.
+    #[cfg(feature = "redis")]
+    pub(crate) fn unwatch_topics(&self) {
+        self.engine.unwatch_topics();
+    }
+
     /// The slot a Redis bridge attaches to.
     #[cfg(feature = "redis")]
     pub(crate) fn tap(&self) -> &Arc<Tap> {

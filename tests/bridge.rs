@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use fanout::bridge::{Bridge, BridgeError};
+use fanout::bridge::{Bridge, BridgeError, ChannelLayout};
 use fanout::transport::{encode_push, RawPayload};
 use fanout::PubSub;
 
@@ -22,14 +22,47 @@ use redis_server::{free_port, url_for, RedisServer};
 const WAIT: Duration = Duration::from_secs(15);
 
 /// A bridge with short timeouts, so tests notice failures and stop quickly.
-fn bridge(pubsub: &PubSub<str>, url: &str, namespace: &str) -> Bridge {
+/// Runs a test body once per channel layout, as `NAME::namespace` and `NAME::per_topic`.
+macro_rules! both_layouts {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn namespace() {
+                super::$name(fanout::bridge::ChannelLayout::Namespace);
+            }
+            #[test]
+            fn per_topic() {
+                super::$name(fanout::bridge::ChannelLayout::PerTopic);
+            }
+        }
+    };
+}
+
+fn bridge(pubsub: &PubSub<str>, url: &str, namespace: &str, layout: ChannelLayout) -> Bridge {
     Bridge::builder(url, namespace)
+        .layout(layout)
         .backoff(Duration::from_millis(20), Duration::from_millis(200))
         .read_timeout(Duration::from_millis(20))
         .ping_interval(Duration::from_millis(200))
         .queue_capacity(1 << 17)
         .attach(pubsub)
         .expect("attach")
+}
+
+/// Waits until `bridge` is connected and subscribed for `topics` topics (under the
+/// namespace layout, its one channel).
+fn wait_serving(bridge: &Bridge, topics: usize) {
+    let channels = match bridge.layout() {
+        ChannelLayout::PerTopic => topics,
+        _ => 1,
+    };
+    assert!(
+        eventually(WAIT, || {
+            let s = bridge.stats();
+            s.connected && s.channels == channels
+        }),
+        "not serving {topics} topics: {bridge:?}"
+    );
 }
 
 fn wait_connected(bridges: &[&Bridge]) {
@@ -48,13 +81,12 @@ fn subscriber(pubsub: &PubSub<str>, topic: &str) -> Inbox {
     inbox
 }
 
-#[test]
-fn cross_node_delivery_reaches_every_subscriber_once() {
+fn cross_node_delivery_reaches_every_subscriber_once(layout: ChannelLayout) {
     let redis = RedisServer::start();
     let nodes: Vec<PubSub<str>> = (0..3).map(|_| PubSub::new().unwrap()).collect();
     let bridges: Vec<Bridge> = nodes
         .iter()
-        .map(|n| bridge(n, &redis.url(), "cross"))
+        .map(|n| bridge(n, &redis.url(), "cross", layout))
         .collect();
     wait_connected(&bridges.iter().collect::<Vec<_>>());
     let inboxes: Vec<Vec<Inbox>> = nodes
@@ -62,6 +94,9 @@ fn cross_node_delivery_reaches_every_subscriber_once() {
         .map(|n| (0..2).map(|_| subscriber(n, "room")).collect())
         .collect();
     let other_topic = subscriber(&nodes[2], "elsewhere");
+    for (bridge, topics) in bridges.iter().zip([1, 1, 2]) {
+        wait_serving(bridge, topics);
+    }
 
     assert_eq!(nodes[0].broadcast("room", "hello", &RawPayload).unwrap(), 2);
     assert!(eventually(WAIT, || inboxes
@@ -77,18 +112,20 @@ fn cross_node_delivery_reaches_every_subscriber_once() {
     assert_eq!(bridges[1].stats().received, 1);
     assert_eq!(bridges[2].stats().received, 1);
 }
+both_layouts!(cross_node_delivery_reaches_every_subscriber_once);
 
-#[test]
-fn no_echo_and_serialise_once_without_local_subscribers() {
+fn no_echo_and_serialise_once_without_local_subscribers(layout: ChannelLayout) {
     let redis = RedisServer::start();
     let (a, b) = (PubSub::<u64>::new().unwrap(), PubSub::<str>::new().unwrap());
     let bridge_a = Bridge::builder(&redis.url(), "echo")
+        .layout(layout)
         .read_timeout(Duration::from_millis(20))
         .attach(&a)
         .unwrap();
-    let bridge_b = bridge(&b, &redis.url(), "echo");
+    let bridge_b = bridge(&b, &redis.url(), "echo", layout);
     wait_connected(&[&bridge_a, &bridge_b]);
     let remote = subscriber(&b, "t");
+    wait_serving(&bridge_b, 1);
 
     // No local subscriber on `a`: the serialiser still runs, once, for the remote one.
     let serialiser = CountingSerialiser::default();
@@ -113,14 +150,14 @@ fn no_echo_and_serialise_once_without_local_subscribers() {
     assert_eq!(bridge_a.stats().received, 0);
     assert_eq!(bridge_a.stats().bad_envelopes, 0);
 }
+both_layouts!(no_echo_and_serialise_once_without_local_subscribers);
 
-#[test]
-fn broadcast_from_skips_the_sender_on_its_own_node_only() {
+fn broadcast_from_skips_the_sender_on_its_own_node_only(layout: ChannelLayout) {
     let redis = RedisServer::start();
     let (a, b) = (PubSub::<str>::new().unwrap(), PubSub::<str>::new().unwrap());
     let (bridge_a, bridge_b) = (
-        bridge(&a, &redis.url(), "from"),
-        bridge(&b, &redis.url(), "from"),
+        bridge(&a, &redis.url(), "from", layout),
+        bridge(&b, &redis.url(), "from", layout),
     );
     wait_connected(&[&bridge_a, &bridge_b]);
 
@@ -136,6 +173,7 @@ fn broadcast_from_skips_the_sender_on_its_own_node_only() {
     for (engine, id) in [(&a, sender), (&a, peer), (&b, twin)] {
         engine.subscribe(id, "room").unwrap();
     }
+    wait_serving(&bridge_b, 1);
 
     assert_eq!(
         a.broadcast_from(sender, "room", "hi", &RawPayload).unwrap(),
@@ -151,19 +189,21 @@ fn broadcast_from_skips_the_sender_on_its_own_node_only() {
     assert!(eventually(WAIT, || twin_inbox.len() == 2));
     assert_eq!(sender_inbox.len(), 0);
 }
+both_layouts!(broadcast_from_skips_the_sender_on_its_own_node_only);
 
-#[test]
-fn per_publisher_order_over_100k_frames() {
+fn per_publisher_order_over_100k_frames(layout: ChannelLayout) {
     const N: u64 = 100_000;
     let redis = RedisServer::start();
     let (a, b) = (PubSub::<u64>::new().unwrap(), PubSub::<str>::new().unwrap());
     let bridge_a = Bridge::builder(&redis.url(), "order")
+        .layout(layout)
         .queue_capacity(N as usize)
         .attach(&a)
         .unwrap();
-    let bridge_b = bridge(&b, &redis.url(), "order");
+    let bridge_b = bridge(&b, &redis.url(), "order", layout);
     wait_connected(&[&bridge_a, &bridge_b]);
     let inbox = subscriber(&b, "ticks");
+    wait_serving(&bridge_b, 1);
 
     let serialiser = CountingSerialiser::default();
     let start = Instant::now();
@@ -184,14 +224,14 @@ fn per_publisher_order_over_100k_frames() {
     assert_eq!((sa.sent, sa.dropped), (N, 0));
     assert_eq!((sb.received, sb.gaps, sb.duplicates), (N, 0, 0));
 }
+both_layouts!(per_publisher_order_over_100k_frames);
 
-#[test]
-fn redis_down_at_start_then_up() {
+fn redis_down_at_start_then_up(layout: ChannelLayout) {
     let port = free_port();
     let (a, b) = (PubSub::<str>::new().unwrap(), PubSub::<str>::new().unwrap());
     let (bridge_a, bridge_b) = (
-        bridge(&a, &url_for(port), "late"),
-        bridge(&b, &url_for(port), "late"),
+        bridge(&a, &url_for(port), "late", layout),
+        bridge(&b, &url_for(port), "late", layout),
     );
     let local = subscriber(&a, "t");
     let remote = subscriber(&b, "t");
@@ -204,6 +244,7 @@ fn redis_down_at_start_then_up() {
 
     let _redis = RedisServer::start_on(port);
     wait_connected(&[&bridge_a, &bridge_b]);
+    wait_serving(&bridge_b, 1);
     assert_eq!(a.broadcast("t", "now up", &RawPayload).unwrap(), 1);
     assert!(eventually(WAIT, || remote.len() == 1));
     assert_eq!(remote.payloads(), [b"now up".to_vec()]);
@@ -212,19 +253,21 @@ fn redis_down_at_start_then_up() {
     assert_eq!(bridge_b.stats().gaps, 0);
     assert_eq!(bridge_a.stats().dropped, 1);
 }
+both_layouts!(redis_down_at_start_then_up);
 
-#[test]
-fn redis_restarted_mid_stream_recovers_without_duplicates() {
+fn redis_restarted_mid_stream_recovers_without_duplicates(layout: ChannelLayout) {
     let mut redis = RedisServer::start();
     let (a, b) = (PubSub::<u64>::new().unwrap(), PubSub::<str>::new().unwrap());
     let bridge_a = Bridge::builder(&redis.url(), "restart")
+        .layout(layout)
         .backoff(Duration::from_millis(20), Duration::from_millis(200))
         .queue_capacity(1 << 20)
         .attach(&a)
         .unwrap();
-    let bridge_b = bridge(&b, &redis.url(), "restart");
+    let bridge_b = bridge(&b, &redis.url(), "restart", layout);
     wait_connected(&[&bridge_a, &bridge_b]);
     let inbox = subscriber(&b, "stream");
+    wait_serving(&bridge_b, 1);
 
     let stop = Arc::new(AtomicBool::new(false));
     let publisher = {
@@ -285,17 +328,18 @@ fn redis_restarted_mid_stream_recovers_without_duplicates() {
     let sa_final = bridge_a.stats();
     assert_eq!(sa_final.sent + sa_final.dropped, published);
 }
+both_layouts!(redis_restarted_mid_stream_recovers_without_duplicates);
 
-#[test]
-fn bad_envelopes_from_a_raw_client_are_counted_and_skipped() {
+fn bad_envelopes_from_a_raw_client_are_counted_and_skipped(layout: ChannelLayout) {
     let redis = RedisServer::start();
     let (a, b) = (PubSub::<str>::new().unwrap(), PubSub::<str>::new().unwrap());
     let (bridge_a, bridge_b) = (
-        bridge(&a, &redis.url(), "bad"),
-        bridge(&b, &redis.url(), "bad"),
+        bridge(&a, &redis.url(), "bad", layout),
+        bridge(&b, &redis.url(), "bad", layout),
     );
     wait_connected(&[&bridge_a, &bridge_b]);
     let inbox = subscriber(&b, "t");
+    wait_serving(&bridge_b, 1);
 
     let client = redis::Client::open(redis.url()).unwrap();
     let mut raw = client.get_connection().unwrap();
@@ -310,7 +354,7 @@ fn bad_envelopes_from_a_raw_client_are_counted_and_skipped() {
     };
     let good = envelope(1, 0, 0, 2, &frame);
     let long_topic = encode_push(&"x".repeat(300), b"p").unwrap(); // over b's 256-byte limit
-    let bad: Vec<Vec<u8>> = vec![
+    let mut bad: Vec<Vec<u8>> = vec![
         b"hello, I am not an envelope".to_vec(),
         Vec::new(),
         good[..20].to_vec(),
@@ -321,8 +365,16 @@ fn bad_envelopes_from_a_raw_client_are_counted_and_skipped() {
         envelope(1, 0, 0, 1, b"\x01\x01\x00"),
         envelope(1, 0, 0, 1, &long_topic),
     ];
+    let channel = match layout {
+        ChannelLayout::PerTopic => {
+            // A frame for topic `u` on topic `t`'s channel.
+            bad.push(envelope(1, 0, 0, 1, &encode_push("u", b"p").unwrap()));
+            "bad:t:t"
+        }
+        _ => "bad",
+    };
     let publish = |raw: &mut redis::Connection, m: &[u8]| {
-        redis::cmd("PUBLISH").arg("bad").arg(m).exec(raw).unwrap();
+        redis::cmd("PUBLISH").arg(channel).arg(m).exec(raw).unwrap();
     };
     for m in &bad {
         publish(&mut raw, m);
@@ -335,13 +387,20 @@ fn bad_envelopes_from_a_raw_client_are_counted_and_skipped() {
     a.broadcast("t", "real", &RawPayload).unwrap();
     assert!(eventually(WAIT, || inbox.len() == 2));
     let (_, sb) = (bridge_a.stats(), bridge_b.stats());
-    assert!(eventually(WAIT, || bridge_a.stats().bad_envelopes == bad.len() as u64));
+    // `a` serves no topic `t`: under per-topic channels it does not even see them.
+    let a_sees = if layout == ChannelLayout::PerTopic {
+        0
+    } else {
+        bad.len() as u64
+    };
+    assert!(eventually(WAIT, || bridge_a.stats().bad_envelopes == a_sees));
     assert_eq!(sb.bad_envelopes, bad.len() as u64);
     assert_eq!(sb.duplicates, 1);
     assert_eq!(sb.gaps, 0);
     assert_eq!(inbox.payloads(), [b"foreign".to_vec(), b"real".to_vec()]);
     assert!(sb.connected, "bad input does not stop the bridge");
 }
+both_layouts!(bad_envelopes_from_a_raw_client_are_counted_and_skipped);
 
 #[test]
 fn shutdown_while_disconnected_is_prompt_and_joins() {
@@ -362,7 +421,7 @@ fn shutdown_while_disconnected_is_prompt_and_joins() {
 
     // Lost mid-connection: kill the server under a connected bridge, then detach.
     let mut redis = RedisServer::start();
-    let bridge_2 = bridge(&pubsub, &redis.url(), "gone");
+    let bridge_2 = bridge(&pubsub, &redis.url(), "gone", ChannelLayout::PerTopic);
     wait_connected(&[&bridge_2]);
     redis.kill();
     assert!(eventually(WAIT, || !bridge_2.stats().connected
@@ -420,24 +479,25 @@ fn a_bridge_does_not_keep_its_engine_alive() {
     let redis = RedisServer::start();
     let pubsub = PubSub::<str>::new().unwrap();
     let weak = pubsub.downgrade();
-    let bridge = bridge(&pubsub, &redis.url(), "life");
+    let bridge = bridge(&pubsub, &redis.url(), "life", ChannelLayout::PerTopic);
     wait_connected(&[&bridge]);
     drop(pubsub);
     assert!(weak.upgrade().is_none());
     bridge.shutdown();
 }
 
-#[test]
-fn a_full_queue_drops_and_counts_without_blocking() {
+fn a_full_queue_drops_and_counts_without_blocking(layout: ChannelLayout) {
     let redis = RedisServer::start();
     let (a, b) = (PubSub::<str>::new().unwrap(), PubSub::<str>::new().unwrap());
     let bridge_a = Bridge::builder(&redis.url(), "full")
+        .layout(layout)
         .queue_capacity(1)
         .attach(&a)
         .unwrap();
-    let bridge_b = bridge(&b, &redis.url(), "full");
+    let bridge_b = bridge(&b, &redis.url(), "full", layout);
     wait_connected(&[&bridge_a, &bridge_b]);
     let remote = subscriber(&b, "t");
+    wait_serving(&bridge_b, 1);
 
     let start = Instant::now();
     for _ in 0..10_000 {
@@ -461,17 +521,18 @@ fn a_full_queue_drops_and_counts_without_blocking() {
     // Queue drops take no sequence number: receivers see no gap for them.
     assert_eq!(bridge_b.stats().gaps, 0);
 }
+both_layouts!(a_full_queue_drops_and_counts_without_blocking);
 
-#[test]
-fn after_detach_broadcasts_stay_local() {
+fn after_detach_broadcasts_stay_local(layout: ChannelLayout) {
     let redis = RedisServer::start();
     let (a, b) = (PubSub::<str>::new().unwrap(), PubSub::<str>::new().unwrap());
     let (bridge_a, bridge_b) = (
-        bridge(&a, &redis.url(), "detach"),
-        bridge(&b, &redis.url(), "detach"),
+        bridge(&a, &redis.url(), "detach", layout),
+        bridge(&b, &redis.url(), "detach", layout),
     );
     wait_connected(&[&bridge_a, &bridge_b]);
     let remote = subscriber(&b, "t");
+    wait_serving(&bridge_b, 1);
     a.broadcast("t", "bridged", &RawPayload).unwrap();
     assert!(eventually(WAIT, || remote.len() == 1));
     bridge_a.shutdown();
@@ -484,4 +545,54 @@ fn after_detach_broadcasts_stay_local() {
     b.broadcast("t", "from b", &RawPayload).unwrap();
     thread::sleep(Duration::from_millis(200));
     assert_eq!(local.len(), 1);
+}
+both_layouts!(after_detach_broadcasts_stay_local);
+
+/// Per-topic channels: a node receives only the topics it serves, from the moment its
+/// first local subscriber's SUBSCRIBE is confirmed, and stops when its last one leaves.
+#[test]
+fn per_topic_channels_follow_local_subscribers() {
+    let redis = RedisServer::start();
+    let nodes: Vec<PubSub<str>> = (0..3).map(|_| PubSub::new().unwrap()).collect();
+    let bridges: Vec<Bridge> = nodes
+        .iter()
+        .map(|n| bridge(n, &redis.url(), "follow", ChannelLayout::PerTopic))
+        .collect();
+    wait_connected(&bridges.iter().collect::<Vec<_>>());
+    // Node 1 serves "a" (subscribed before attaching would work too: see below), node 2
+    // serves nothing yet.
+    let on_1 = subscriber(&nodes[1], "a");
+    wait_serving(&bridges[1], 1);
+    wait_serving(&bridges[2], 0);
+    nodes[0].broadcast("a", "one", &RawPayload).unwrap();
+    assert!(eventually(WAIT, || on_1.len() == 1));
+    thread::sleep(Duration::from_millis(100));
+    assert_eq!(bridges[2].stats().received, 0, "node 2 serves no topic");
+
+    // Node 2 opens "a": it is subscribed in about a round trip (the publisher wakes the
+    // subscriber thread), well inside its 20 ms read timeout.
+    let on_2 = subscriber(&nodes[2], "a");
+    let start = Instant::now();
+    wait_serving(&bridges[2], 1);
+    eprintln!("topic opened -> node subscribed in {:?}", start.elapsed());
+    nodes[0].broadcast("a", "two", &RawPayload).unwrap();
+    assert!(eventually(WAIT, || on_1.len() == 2 && on_2.len() == 1));
+
+    // Node 1 opens "b" and closes it again (its only subscriber goes): subscribed, then
+    // unsubscribed.
+    let id = nodes[1].generate_client_id();
+    nodes[1].register(id, |_| {}).unwrap();
+    nodes[1].subscribe(id, "b").unwrap();
+    wait_serving(&bridges[1], 2);
+    nodes[1].unregister(id).unwrap();
+    wait_serving(&bridges[1], 1);
+
+    // A topic that had local subscribers before the bridge was attached is served too.
+    let late = PubSub::<str>::new().unwrap();
+    let on_late = subscriber(&late, "a");
+    let late_bridge = bridge(&late, &redis.url(), "follow", ChannelLayout::PerTopic);
+    wait_serving(&late_bridge, 1);
+    nodes[0].broadcast("a", "three", &RawPayload).unwrap();
+    assert!(eventually(WAIT, || on_late.len() == 1));
+    assert_eq!(on_late.payloads(), [b"three".to_vec()]);
 }

@@ -3,10 +3,11 @@
 //! Attach a [`Bridge`] to a [`PubSub`] with a Redis URL and a namespace, on every host:
 //! each broadcast on any bridged engine then reaches the topic's subscribers on every
 //! engine bridged to the same namespace. Modelled on Phoenix.PubSub's Redis adapter —
-//! one Redis channel per namespace, every node publishing and subscribing there, a
-//! node id in each message so a node drops its own — and past it where that adapter is
-//! weak: a format any language decodes, sequence numbers that count what was missed,
-//! a bounded queue so Redis never stalls a broadcast, and reconnection.
+//! every node publishing and subscribing on Redis channels, a node id in each message
+//! so a node drops its own — and past it where that adapter is weak: a format any
+//! language decodes, sequence numbers that count what was missed, a bounded queue so
+//! Redis never stalls a broadcast, reconnection, and (optionally) per-topic channels
+//! so a node receives only the topics it serves.
 //!
 //! ```no_run
 //! use fanout::{bridge::Bridge, transport::RawPayload, PubSub};
@@ -33,42 +34,58 @@
 //! One publisher thread drains the queue over one connection, sending what has queued
 //! up as one pipeline of `PUBLISH`es: frames from one publishing thread keep their order
 //! on every node. Each goes out in an [envelope](crate::transport::envelope): version,
-//! mode, this node's random 128-bit id, a per-node sequence number, the Push frame.
+//! mode, this node's random 128-bit id, a sequence number per (node, topic), the Push
+//! frame.
 //!
-//! One subscriber thread per bridge reads the channel with a read timeout, PINGs a
-//! quiet connection, and on any error reconnects with capped exponential backoff and
+//! One subscriber thread per bridge reads with a read timeout, PINGs a quiet
+//! connection, and on any error reconnects with capped exponential backoff and
 //! subscribes again. It drops its own node's envelopes (no echo), counts a jump in an
-//! origin's sequence as [`gaps`](BridgeStats::gaps) (missed frames are never replayed),
-//! skips anything that is not an envelope as [`bad_envelopes`](BridgeStats::bad_envelopes),
-//! and delivers the Push frame to local subscribers without a serialiser. Client ids are
-//! per engine, so a remote `broadcast_from` excludes nobody here.
+//! (origin, topic) stream's sequence as [`gaps`](BridgeStats::gaps) (missed frames are
+//! never replayed), skips a number it has seen as a
+//! [`duplicate`](BridgeStats::duplicates), skips anything that is not an envelope for
+//! the channel it came on as [`bad_envelopes`](BridgeStats::bad_envelopes), and
+//! delivers the Push frame to local subscribers without a serialiser (one copy of it
+//! out of the reply buffer the blocking `redis` API lends). Client ids are per engine,
+//! so a remote `broadcast_from` excludes nobody here.
 //!
 //! # Channel layout
 //!
-//! One Redis channel per namespace (the namespace string itself), as Phoenix does — not
-//! per-topic channels, and never `PSUBSCRIBE` (Redis matches every pattern against every
-//! publish). Measured on one `redis-server` 7.0 here (PERFORMANCE.md, "Across hosts"):
+//! [`ChannelLayout::Namespace`] (the default) is Phoenix's: one channel, named as the
+//! namespace, that every node publishes and subscribes to. [`ChannelLayout::PerTopic`]
+//! uses one channel per topic, `NAMESPACE:t:TOPIC`, that a node subscribes to when the
+//! engine's first local subscriber of the topic joins and unsubscribes from when the
+//! last leaves (the engine reports both, in order, to the bridge); the publisher thread
+//! wakes the subscriber thread with an empty message on the node's own
+//! `NAMESPACE:w:NODE` channel so the SUBSCRIBE goes out in about a round trip (2 ms
+//! measured, polling included). Never `PSUBSCRIBE`: Redis matches every pattern against
+//! every publish. Measured on one `redis-server` 7.0 here (PERFORMANCE.md, "Across
+//! hosts"), raw clients, one publisher pipelining like the bridge:
 //!
-//! - **Throughput** is the same per message either way: a PUBLISH costs the same
-//!   whatever the channel's name.
-//! - **What per-topic channels save**: a node would receive only topics it serves. On
-//!   one channel every node receives every frame and drops the ones no local client is
-//!   subscribed to after a decode and one lookup (well under a microsecond); Redis
-//!   writes every message to every node's connection. That matters with many nodes
-//!   that serve disjoint topics; with a few nodes that share most topics (the chat
-//!   rooms this targets) it saves little.
-//! - **What they cost**: a SUBSCRIBE/UNSUBSCRIBE round trip on the subscriber
-//!   connection for every topic that opens or closes on a node, a window after each
-//!   local first subscribe in which remote frames are not yet received, Redis memory per
-//!   (channel, node) pair, a resubscription of every topic after each reconnect — and,
-//!   since a node would see only part of an origin's stream, sequence numbers per
-//!   (origin, topic) to tell a gap from a topic it does not serve, bounded on both sides.
+//! | nodes, each serving 1/n of 96 topics | one channel | per-topic channels |
+//! |---|---|---|
+//! | 2 | 528k frames/s | 808k frames/s (1.53×) |
+//! | 4 | 281k frames/s | 756k frames/s (2.70×) |
+//! | 8 | 201k frames/s | 664k frames/s (3.30×) |
 //!
-//! With the numbers in PERFORMANCE.md the single channel wins for deployments of a few
-//! nodes; per-topic channels are the right next step for many nodes over disjoint
-//! topics, and the envelope's version byte leaves room for the per-topic sequence they
-//! need. The engine's topic events (first subscriber / last subscriber) are the hook for
-//! that layout.
+//! and per-topic channels cost a SUBSCRIBE + UNSUBSCRIBE round trip of 26 µs per topic
+//! opened and closed on a node, about 40 B of Redis memory per (channel, node), a
+//! resubscription of every served topic after each reconnect, and a window after a
+//! topic's first local subscriber joins in which remote frames are not yet received.
+//!
+//! So: per-topic channels win in proportion to how disjoint the nodes' topic sets are
+//! (each node receives only its share; Redis writes each frame once instead of once
+//! per node). One channel wins when every node serves most topics anyway (a few chat
+//! servers sharing rooms: the layouts cost the same per frame), when topics open and
+//! close faster than a few thousand times a second per node, when a node must receive a
+//! topic's frames from the instant a local client subscribes, and whenever clients use
+//! **pattern subscriptions**: a node is subscribed to a topic's channel only while it
+//! has an exact subscriber, so a client that matches a topic through a pattern alone
+//! sees remote frames only under the namespace layout. That last point, and being
+//! correct without tuning, make the namespace layout the default.
+//!
+//! Sequence numbers are per (origin, topic) under both layouts, so a node that skips
+//! topics does not take them for losses; both tables (the publisher's numbers, a
+//! receiver's last-seen) are bounded, see `sequences.rs`.
 //!
 //! # Failures
 //!
@@ -79,14 +96,15 @@
 //!   PING) and reconnect; frames in between are dropped on the origin and counted as
 //!   gaps on receivers; nothing is retried, so nothing arrives twice.
 //! - **Bad input**: messages longer than [`BridgeBuilder::max_message_len`], not
-//!   envelopes, or with a topic this engine refuses are counted and skipped; the map of
-//!   origins' sequence numbers is bounded.
+//!   envelopes, for another topic than their channel's, or with a topic this engine
+//!   refuses are counted and skipped; the tables of sequence numbers are bounded.
 //! - **Detach** ([`Bridge::shutdown`] or drop): later broadcasts are not forwarded;
 //!   what is queued is sent if Redis is up; both threads are joined. The subscriber
 //!   thread notices within one read timeout.
 
 mod backoff;
 mod publisher;
+mod sequences;
 mod stats;
 mod subscriber;
 
@@ -108,12 +126,34 @@ use subscriber::Subscriber;
 /// Longest namespace accepted, in bytes.
 pub const MAX_NAMESPACE_LEN: usize = 256;
 
+/// Which Redis channels a bridge publishes and subscribes to. See the module docs'
+/// "Channel layout" for the measurements behind the choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ChannelLayout {
+    /// One channel, named as the namespace, for every topic (Phoenix's layout): every
+    /// node receives every frame. The default: no SUBSCRIBE traffic when topics open
+    /// and close, a node receives a topic's frames from the moment a local client
+    /// subscribes, and pattern subscriptions see remote frames.
+    #[default]
+    Namespace,
+    /// One channel per topic, `NAMESPACE:t:TOPIC`, that a node subscribes to while the
+    /// topic has local subscribers: a node receives only the topics it serves. Costs a
+    /// SUBSCRIBE round trip per topic opened or closed on a node (a frame published in
+    /// between is not received there), and only exact subscriptions count: a node whose
+    /// clients only match a topic with a pattern is not subscribed to its channel.
+    PerTopic,
+}
+
 /// A bridge between one [`PubSub`] engine and a Redis namespace. Detaches (and joins
 /// its two threads) on [`shutdown`](Self::shutdown) or drop.
 #[must_use = "dropping a Bridge detaches it"]
 pub struct Bridge {
     node: NodeId,
     namespace: String,
+    layout: ChannelLayout,
+    /// Per-topic layout: stops the engine's topic events.
+    unwatch: Option<Box<dyn Fn() + Send + Sync>>,
     tap: Arc<Tap>,
     outlet: Arc<Outlet>,
     counters: Arc<Counters>,
@@ -147,6 +187,7 @@ impl Bridge {
             ping_interval: Duration::from_secs(1),
             io_timeout: Duration::from_secs(1),
             max_message_len: 16 << 20,
+            layout: ChannelLayout::Namespace,
         }
     }
 
@@ -155,9 +196,14 @@ impl Bridge {
         self.node
     }
 
-    /// The namespace (the Redis channel).
+    /// The namespace.
     pub fn namespace(&self) -> &str {
         &self.namespace
+    }
+
+    /// The channel layout.
+    pub fn layout(&self) -> ChannelLayout {
+        self.layout
     }
 
     /// Counters and connection state.
@@ -177,6 +223,9 @@ impl Bridge {
 
     fn detach(&mut self) {
         self.tap.detach();
+        if let Some(unwatch) = self.unwatch.take() {
+            unwatch();
+        }
         drop(self.stop.take());
         for thread in self.threads.drain(..) {
             let _ = thread.join();
@@ -195,6 +244,7 @@ impl fmt::Debug for Bridge {
         f.debug_struct("Bridge")
             .field("node", &self.node)
             .field("namespace", &self.namespace)
+            .field("layout", &self.layout)
             .field("stats", &self.stats())
             .finish()
     }
@@ -213,9 +263,17 @@ pub struct BridgeBuilder {
     ping_interval: Duration,
     io_timeout: Duration,
     max_message_len: usize,
+    layout: ChannelLayout,
 }
 
 impl BridgeBuilder {
+    /// Which Redis channels to use (default [`ChannelLayout::Namespace`]). Every
+    /// engine bridged to one namespace must use the same layout.
+    pub fn layout(mut self, layout: ChannelLayout) -> Self {
+        self.layout = layout;
+        self
+    }
+
     /// Frames the outgoing queue holds while the publisher is busy (default 8192);
     /// broadcasts beyond it are dropped and counted.
     pub fn queue_capacity(mut self, frames: usize) -> Self {
@@ -264,7 +322,8 @@ impl BridgeBuilder {
     /// over-long namespace, a zero capacity, timeout or backoff),
     /// [`BridgeError::AlreadyBridged`], [`BridgeError::Closed`], [`BridgeError::Spawn`].
     pub fn attach<M: ?Sized + 'static>(self, pubsub: &PubSub<M>) -> Result<Bridge, BridgeError> {
-        let settings = Arc::new(self.settings()?);
+        let node = random_node_id();
+        let settings = Arc::new(self.settings(node)?);
         if pubsub.is_closed() {
             return Err(BridgeError::Closed);
         }
@@ -277,17 +336,37 @@ impl BridgeBuilder {
         if !tap.attach(Arc::clone(&outlet)) {
             return Err(BridgeError::AlreadyBridged);
         }
-        let node = random_node_id();
         let counters = Arc::new(Counters::default());
         let (stop_tx, stop) = crossbeam_channel::bounded(0);
         let mut bridge = Bridge {
             node,
             namespace: self.namespace,
+            layout: self.layout,
+            unwatch: None,
             tap,
             outlet,
             counters: Arc::clone(&counters),
             stop: Some(stop_tx),
             threads: Vec::with_capacity(2),
+        };
+        // Per-topic layout: the engine's topic events go to the publisher thread (which
+        // can wake the subscriber thread) and on to the subscriber thread.
+        let (events, topics) = match self.layout {
+            ChannelLayout::Namespace => (None, None),
+            ChannelLayout::PerTopic => {
+                let (events_tx, events) = crossbeam_channel::unbounded();
+                let now = pubsub
+                    .watch_topics(events_tx)
+                    .map_err(|_| BridgeError::Closed)?;
+                let weak = pubsub.downgrade();
+                bridge.unwatch = Some(Box::new(move || {
+                    if let Some(pubsub) = weak.upgrade() {
+                        pubsub.unwatch_topics();
+                    }
+                }));
+                let (to_subscriber, passed_on) = crossbeam_channel::unbounded();
+                (Some((events, to_subscriber)), Some((now, passed_on)))
+            }
         };
         let publisher = Publisher {
             settings: Arc::clone(&settings),
@@ -295,6 +374,7 @@ impl BridgeBuilder {
             queue,
             stop: stop.clone(),
             counters: Arc::clone(&counters),
+            events,
         };
         let subscriber = Subscriber {
             settings,
@@ -302,6 +382,7 @@ impl BridgeBuilder {
             engine: pubsub.downgrade(),
             stop,
             counters,
+            topics,
         };
         // On a spawn failure `bridge` drops: detached, the spawned thread joined.
         let spawned = std::thread::Builder::new()
@@ -317,10 +398,13 @@ impl BridgeBuilder {
         Ok(bridge)
     }
 
-    fn settings(&self) -> Result<Settings, BridgeError> {
-        if self.namespace.is_empty() || self.namespace.len() > MAX_NAMESPACE_LEN {
+    fn settings(&self, node: NodeId) -> Result<Settings, BridgeError> {
+        if self.namespace.is_empty()
+            || self.namespace.len() > MAX_NAMESPACE_LEN
+            || self.namespace.contains(':')
+        {
             return Err(BridgeError::InvalidConfig(
-                "namespace must be 1 to 256 bytes",
+                "namespace must be 1 to 256 bytes without ':'",
             ));
         }
         if self.queue_capacity == 0 {
@@ -346,7 +430,9 @@ impl BridgeBuilder {
             .map_err(|e| BridgeError::InvalidUrl(e.to_string()))?;
         Ok(Settings {
             client,
-            channel: self.namespace.as_bytes().to_vec(),
+            namespace: self.namespace.clone(),
+            layout: self.layout,
+            wake: format!("{}:w:{node}", self.namespace),
             backoff_min: self.backoff_min,
             backoff_max: self.backoff_max,
             read_timeout: self.read_timeout,
@@ -360,8 +446,10 @@ impl BridgeBuilder {
 /// What both threads share: where Redis is and how to talk to it.
 pub(crate) struct Settings {
     client: redis::Client,
-    /// The Redis channel: the namespace's bytes.
-    pub(crate) channel: Vec<u8>,
+    namespace: String,
+    layout: ChannelLayout,
+    /// Per-topic layout: this node's wake channel, `NAMESPACE:w:NODE`.
+    pub(crate) wake: String,
     pub(crate) backoff_min: Duration,
     pub(crate) backoff_max: Duration,
     /// The subscriber connection's read timeout.
@@ -373,6 +461,33 @@ pub(crate) struct Settings {
 }
 
 impl Settings {
+    /// The channel `topic`'s envelopes go to.
+    pub(crate) fn channel_for(&self, topic: &str) -> Vec<u8> {
+        match self.layout {
+            ChannelLayout::Namespace => self.namespace.as_bytes().to_vec(),
+            ChannelLayout::PerTopic => {
+                let mut channel = Vec::with_capacity(self.namespace.len() + 3 + topic.len());
+                channel.extend_from_slice(self.namespace.as_bytes());
+                channel.extend_from_slice(b":t:");
+                channel.extend_from_slice(topic.as_bytes());
+                channel
+            }
+        }
+    }
+
+    /// Whether `channel` is where `topic`'s envelopes go.
+    pub(crate) fn is_channel_of(&self, channel: &str, topic: &str) -> bool {
+        match self.layout {
+            ChannelLayout::Namespace => channel == self.namespace,
+            ChannelLayout::PerTopic => {
+                channel
+                    .strip_prefix(self.namespace.as_str())
+                    .and_then(|rest| rest.strip_prefix(":t:"))
+                    == Some(topic)
+            }
+        }
+    }
+
     /// A new connection for the publisher (read timeout `io_timeout`).
     pub(crate) fn connect(&self) -> redis::RedisResult<redis::Connection> {
         self.connect_with_read_timeout(self.io_timeout)

@@ -11,7 +11,7 @@
 //! | 0      | 1    | version     | `0x01` ([`ENVELOPE_VERSION`])                          |
 //! | 1      | 1    | mode        | `0x00` everyone, `0x01` everyone but one client        |
 //! | 2      | 16   | origin      | `u128`: the sending engine's random node id            |
-//! | 18     | 8    | sequence    | `u64`: 1, 2, 3 … per origin, in publish order          |
+//! | 18     | 8    | sequence    | `u64`: per origin and topic, +1 per envelope           |
 //! | 26     | 8    | client      | `u64`: the excluded client's id (mode 1), else `0`     |
 //! | 34     | F    | Push frame  | exactly one [Push frame](super::frame), to the end     |
 //!
@@ -26,9 +26,14 @@
 //!   `0` (no engine hands out id 0).
 //! - **origin.** 128 random bits drawn when the bridge starts; a receiver drops
 //!   envelopes carrying its own id (no echo).
-//! - **sequence.** Starts at 1 and grows by one for every envelope the origin's publisher
-//!   tries to send, sent or not; a receiver that sees an origin jump from `n` to
-//!   `m > n + 1` counts `m - n - 1` missed frames. Frames are never replayed.
+//! - **sequence.** Numbers each (origin, topic) stream: it grows by one for every
+//!   envelope on that topic the origin's publisher tries to send, sent or not, so a
+//!   receiver that sees a stream jump from `n` to `m > n + 1` counts `m - n - 1` missed
+//!   frames, and one that sees `m <= n` has a replay. A topic the origin has not
+//!   numbered before starts at the origin's count of all its envelopes so far (not at
+//!   1): a stream's numbers never go back, even when the origin forgets a topic. Per
+//!   topic, not per origin, because a node that subscribes to some topics' channels
+//!   only must not take the topics it skips for losses. Frames are never replayed.
 //!
 //! A receiver that sees a version it does not know must drop the envelope: a later
 //! version may change everything after byte 0.
@@ -111,7 +116,7 @@ pub struct EnvelopeHeader {
     pub audience: Audience,
     /// The engine that broadcast the frame.
     pub origin: NodeId,
-    /// The origin's sequence number for this envelope (1, 2, 3 …).
+    /// This envelope's number in the origin's stream for its topic.
     pub sequence: u64,
 }
 
