@@ -15,6 +15,9 @@
 //!   timed until the last frame reached every subscriber.
 //! - `latency`: one frame in flight at a time, publish → receive, p50/p99 over all
 //!   deliveries (2,000 frames).
+//!
+//!   Both are the median of 3 interleaved rounds (raw, bridge with one channel, bridge
+//!   with per-topic channels), so a noisy neighbour skews all three alike.
 //! - `layout`: both channel layouts end to end (raw clients: 2/4/8 nodes each serving a
 //!   share of 96 topics, one channel vs per-topic channels), and what per-topic channels
 //!   cost Redis: SUBSCRIBE+UNSUBSCRIBE round trip, memory per subscribed channel,
@@ -215,20 +218,44 @@ fn bridged(
     (rate, p50, p99)
 }
 
+/// The median of `runs` values.
+fn median(mut runs: Vec<f64>) -> f64 {
+    runs.sort_by(f64::total_cmp);
+    runs[runs.len() / 2]
+}
+
 fn throughput_and_latency(url: &str) {
+    const ROUNDS: usize = 3;
     println!("| remote subscribers | layout | raw frames/s | bridge frames/s | ratio | raw p50 / p99 µs | bridge p50 / p99 µs | p50 ratio |");
     println!("|---|---|---|---|---|---|---|---|");
     for subscribers in [1usize, 10, 100] {
         let frames = 20_000;
-        let (raw_rate, _, _) = raw(url, subscribers, frames, false);
-        let (_, raw50, raw99) = raw(url, subscribers, 2_000, true);
-        for layout in [ChannelLayout::Namespace, ChannelLayout::PerTopic] {
-            let (bridge_rate, _, _) = bridged(url, subscribers, frames, false, layout);
-            let (_, br50, br99) = bridged(url, subscribers, 2_000, true, layout);
+        let layouts = [ChannelLayout::Namespace, ChannelLayout::PerTopic];
+        // Medians of ROUNDS interleaved runs: [raw, namespace, per-topic] × (rate, p50, p99).
+        let mut runs = vec![[Vec::new(), Vec::new(), Vec::new()]; 3];
+        for _ in 0..ROUNDS {
+            let (rate, _, _) = raw(url, subscribers, frames, false);
+            let (_, p50, p99) = raw(url, subscribers, 2_000, true);
+            for (v, x) in runs[0].iter_mut().zip([rate, p50, p99]) {
+                v.push(x);
+            }
+            for (i, layout) in layouts.into_iter().enumerate() {
+                let (rate, _, _) = bridged(url, subscribers, frames, false, layout);
+                let (_, p50, p99) = bridged(url, subscribers, 2_000, true, layout);
+                for (v, x) in runs[i + 1].iter_mut().zip([rate, p50, p99]) {
+                    v.push(x);
+                }
+            }
+        }
+        let m: Vec<[f64; 3]> = runs
+            .into_iter()
+            .map(|[a, b, c]| [median(a), median(b), median(c)])
+            .collect();
+        for (i, layout) in layouts.into_iter().enumerate() {
+            let (raw, br) = (m[0], m[i + 1]);
             println!(
-                "| {subscribers} | {layout:?} | {raw_rate:.0} | {bridge_rate:.0} | {:.2}× | {raw50:.1} / {raw99:.1} | {br50:.1} / {br99:.1} | {:.2}× |",
-                bridge_rate / raw_rate,
-                br50 / raw50
+                "| {subscribers} | {layout:?} | {:.0} | {:.0} | {:.2}× | {:.1} / {:.1} | {:.1} / {:.1} | {:.2}× |",
+                raw[0], br[0], br[0] / raw[0], raw[1], raw[2], br[1], br[2], br[1] / raw[1]
             );
         }
     }

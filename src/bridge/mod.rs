@@ -100,7 +100,8 @@
 //!   refuses are counted and skipped; the tables of sequence numbers are bounded.
 //! - **Detach** ([`Bridge::shutdown`] or drop): later broadcasts are not forwarded;
 //!   what is queued is sent if Redis is up; both threads are joined. The subscriber
-//!   thread notices within one read timeout.
+//!   thread notices within one read timeout, or one connect timeout
+//!   ([`BridgeBuilder::io_timeout`]) if it is connecting to an unreachable host.
 
 mod backoff;
 mod publisher;
