@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the cargo-fuzz targets of this crate.
 #
-#   fuzz/run.sh TARGET SECONDS    run one target (frame_decode | ops_vs_model)
+#   fuzz/run.sh TARGET SECONDS    run one target (frame_decode | envelope_decode | ops_vs_model)
 #   fuzz/run.sh all SECONDS       run every target, SECONDS each
 #   fuzz/run.sh cmin TARGET       shrink corpus/TARGET to a set that keeps every covered
 #                                 edge (a libFuzzer merge without hit counters: far fewer
@@ -14,14 +14,15 @@
 # cargo-fuzz flags: CARGO_FUZZ_FLAGS="--sanitizer none".
 #
 # A crash reproduces on stable: copy the artifact into fuzz/corpus/TARGET/ and run
-# `cargo test --test fuzz_replay` (the replay test runs the same checks on every file).
+# `cargo test --test fuzz_replay` (`--test envelope_replay` for envelope_decode): the replay
+# tests run the same checks on every file.
 set -euo pipefail
 
 cd "$(dirname "$0")"
-TARGETS=(frame_decode ops_vs_model)
+TARGETS=(frame_decode envelope_decode ops_vs_model)
 
 usage() {
-    echo "usage: $0 {frame_decode|ops_vs_model|all} SECONDS | $0 cmin TARGET | $0 list" >&2
+    echo "usage: $0 {frame_decode|envelope_decode|ops_vs_model|all} SECONDS | $0 cmin TARGET | $0 list" >&2
     exit 2
 }
 

@@ -112,6 +112,16 @@
 //! BE][payload]`, documented byte by byte, with JavaScript and Python decoders, in
 //! [`transport::frame`].
 //!
+//! # Across hosts
+//!
+//! With the cargo feature `redis` (off by default; the core pulls in neither Redis nor an
+//! async runtime), `bridge::Bridge::attach` joins engines on several hosts through
+//! Redis pub/sub: a broadcast on one reaches the topic's subscribers on all, serialised
+//! once on its origin and never echoed back; order per publisher is kept on every node;
+//! Redis being slow or down never blocks a broadcast (frames that cannot be sent are
+//! counted, missed ones are counted as gaps, none is replayed). The envelope is
+//! documented byte by byte in [`transport::envelope`].
+//!
 //! # Costs
 //!
 //! - A broadcast: one atomic snapshot load, a hash-trie lookup of `log32(topics)` levels
@@ -156,6 +166,8 @@
 #![deny(unsafe_code)]
 
 mod authorization;
+#[cfg(feature = "redis")]
+pub mod bridge;
 mod broadcaster;
 mod builder;
 mod channel;
@@ -170,6 +182,8 @@ mod pubsub;
 mod sink;
 mod stats;
 mod sync;
+#[cfg(feature = "redis")]
+mod tap;
 mod topic;
 pub mod transport;
 

@@ -15,6 +15,10 @@ use crate::error::StartError;
 use crate::policy::ChannelConfig;
 use crate::sink::{CallbackSink, Sink};
 use crate::stats::{ConflationTotals, Stats};
+#[cfg(feature = "redis")]
+use crate::tap::Tap;
+#[cfg(feature = "redis")]
+use crate::topic::TopicKey;
 use crate::topic::{Topic, TopicRef};
 use crate::transport::{self, frame, Serialiser};
 use crate::{Channel, ClientId, Error, Mutation};
@@ -77,6 +81,9 @@ pub struct PubSub<M: ?Sized> {
     pub(crate) engine: Arc<Engine<Bytes>>,
     /// The replacement counts of its conflating clients, for [`Stats::conflated`].
     conflation: Arc<ConflationTotals>,
+    /// Where a Redis bridge taps this engine's broadcasts (shared by every handle).
+    #[cfg(feature = "redis")]
+    tap: Arc<Tap>,
     message: PhantomData<fn(&M)>,
 }
 
@@ -85,6 +92,8 @@ impl<M: ?Sized> Clone for PubSub<M> {
         Self {
             engine: Arc::clone(&self.engine),
             conflation: Arc::clone(&self.conflation),
+            #[cfg(feature = "redis")]
+            tap: Arc::clone(&self.tap),
             message: PhantomData,
         }
     }
@@ -127,6 +136,8 @@ impl<M: ?Sized> Builder<PubSub<M>> {
                 Some(crate::presence::presence_frame),
             )?),
             conflation: Arc::new(ConflationTotals::new()),
+            #[cfg(feature = "redis")]
+            tap: Arc::default(),
             message: PhantomData,
         })
     }
@@ -394,6 +405,11 @@ impl<M: ?Sized> PubSub<M> {
     /// Returns how many sinks received it (frames a channel's policy dropped do not
     /// count).
     ///
+    /// On an engine with a Redis bridge attached (feature `redis`), the frame is also
+    /// handed to the bridge for the other engines, and so it is built even when the
+    /// topic has no local subscriber: the serialiser runs exactly once per broadcast.
+    /// The count is of local sinks only.
+    ///
     /// Errors: [`Error::InvalidTopic`], [`Error::Serialise`] (nothing was delivered),
     /// [`Error::Closed`].
     #[inline]
@@ -438,8 +454,34 @@ impl<M: ?Sized> PubSub<M> {
         S: Serialiser<M> + ?Sized,
     {
         let key = topic.topic_key(self.max_topic_len())?;
+        #[cfg(feature = "redis")]
+        if self.tap.is_on() {
+            return self.broadcast_tapped(from, key, message, serialiser);
+        }
         self.engine
             .broadcast(key, from, || encode_frame(key.name, message, serialiser))
+    }
+
+    /// A broadcast on a bridged engine. The frame is built even when no local client is
+    /// subscribed — subscribers on other engines may be — so on a bridged engine the
+    /// serialiser runs exactly once per broadcast.
+    #[cfg(feature = "redis")]
+    #[inline(never)]
+    fn broadcast_tapped<S>(
+        &self,
+        from: Option<ClientId>,
+        key: TopicKey<'_>,
+        message: &M,
+        serialiser: &S,
+    ) -> Result<usize, Error>
+    where
+        S: Serialiser<M> + ?Sized,
+    {
+        self.check_open()?;
+        let frame = encode_frame(key.name, message, serialiser)?;
+        let delivered = self.engine.broadcast_ref(key, from, &frame)?;
+        self.tap.send(from, frame);
+        Ok(delivered)
     }
 
     /// Serialises `message` into a Push frame for `topic` without broadcasting it, for
@@ -490,7 +532,42 @@ impl<M: ?Sized> PubSub<M> {
             Ok(push) if push.topic == key.name => {}
             _ => return Err(Error::FrameMismatch),
         }
-        self.engine.broadcast_ref(key, from, frame)
+        let delivered = self.engine.broadcast_ref(key, from, frame)?;
+        #[cfg(feature = "redis")]
+        if self.tap.is_on() {
+            self.tap.send(from, frame.clone());
+        }
+        Ok(delivered)
+    }
+
+    /// Delivers a frame that came from another engine to this engine's subscribers only
+    /// (never forwarded again): the Redis bridge's receiving end.
+    #[cfg(feature = "redis")]
+    pub(crate) fn deliver_remote(&self, topic: &str, frame: &Bytes) -> Result<usize, Error> {
+        let key = topic.topic_key(self.max_topic_len())?;
+        self.engine.broadcast_ref(key, None, frame)
+    }
+
+    /// Starts sending topic events (first subscriber, last subscriber) to `events` and
+    /// returns the topics with subscribers now: a per-topic Redis bridge follows them.
+    #[cfg(feature = "redis")]
+    pub(crate) fn watch_topics(
+        &self,
+        events: crate::engine::topic_events::TopicEventSender,
+    ) -> Result<Vec<Arc<str>>, Error> {
+        self.engine.watch_topics(events)
+    }
+
+    /// Stops the topic events.
+    #[cfg(feature = "redis")]
+    pub(crate) fn unwatch_topics(&self) {
+        self.engine.unwatch_topics();
+    }
+
+    /// The slot a Redis bridge attaches to.
+    #[cfg(feature = "redis")]
+    pub(crate) fn tap(&self) -> &Arc<Tap> {
+        &self.tap
     }
 
     /// How many clients are subscribed to `topic` now.
@@ -534,6 +611,8 @@ impl<M: ?Sized> PubSub<M> {
         WeakPubSub {
             engine: Arc::downgrade(&self.engine),
             conflation: Arc::clone(&self.conflation),
+            #[cfg(feature = "redis")]
+            tap: Arc::clone(&self.tap),
             message: PhantomData,
         }
     }
@@ -571,6 +650,8 @@ pub struct WeakPubSub<M: ?Sized> {
     engine: Weak<Engine<Bytes>>,
     /// Shared with the strong handles (it keeps no engine alive).
     conflation: Arc<ConflationTotals>,
+    #[cfg(feature = "redis")]
+    tap: Arc<Tap>,
     message: PhantomData<fn(&M)>,
 }
 
@@ -580,6 +661,8 @@ impl<M: ?Sized> WeakPubSub<M> {
         self.engine.upgrade().map(|engine| PubSub {
             engine,
             conflation: Arc::clone(&self.conflation),
+            #[cfg(feature = "redis")]
+            tap: Arc::clone(&self.tap),
             message: PhantomData,
         })
     }
@@ -590,6 +673,8 @@ impl<M: ?Sized> Clone for WeakPubSub<M> {
         Self {
             engine: Weak::clone(&self.engine),
             conflation: Arc::clone(&self.conflation),
+            #[cfg(feature = "redis")]
+            tap: Arc::clone(&self.tap),
             message: PhantomData,
         }
     }

@@ -112,6 +112,7 @@ fn start_server() -> ChatServer {
     ChatServer::start(Config {
         port: 0,
         time_interval: Duration::from_millis(50),
+        ..Config::default()
     })
     .expect("server starts")
 }
@@ -246,4 +247,71 @@ fn serves_the_page_over_plain_http() {
 
     assert!(get("/nope").starts_with("HTTP/1.1 404"));
     server.shutdown();
+}
+
+/// Two servers bridged through one Redis (feature `redis`): a line said in a room on
+/// one reaches the room's members on the other, and nobody's own line comes back.
+#[cfg(feature = "redis")]
+#[test]
+fn two_servers_share_rooms_through_redis() {
+    #[path = "common/redis_server.rs"]
+    mod redis_server;
+
+    let redis = redis_server::RedisServer::start();
+    let start = || {
+        ChatServer::start(Config {
+            port: 0,
+            time_interval: Duration::from_secs(3600),
+            redis: Some(redis.url()),
+        })
+        .expect("bridged server starts")
+    };
+    let (one, two) = (start(), start());
+    let mut alice = Client::connect(one.local_addr());
+    let mut bob = Client::connect(two.local_addr());
+    assert_ne!(
+        alice.id, bob.id,
+        "ids shown to clients differ across servers"
+    );
+    alice.join("rust");
+    bob.join("rust");
+    // Bob's join is announced on Alice's server too, once both bridges are up; until
+    // then, say it again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        alice.send(json!({ "say": "rust", "text": "across hosts" }));
+        bob.ws
+            .get_ref()
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let got = (0..3).any(|_| match bob.ws.read() {
+            Ok(Message::Binary(frame)) => {
+                let push = decode(&frame).unwrap();
+                let event: Value = serde_json::from_slice(push.payload).unwrap();
+                matches_subset(
+                    &event,
+                    &json!({ "type": "message", "room": "rust", "from": alice.id, "text": "across hosts" }),
+                )
+            }
+            _ => false,
+        });
+        if got {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Bob never got Alice's line across servers"
+        );
+    }
+    bob.ws
+        .get_ref()
+        .set_read_timeout(Some(READ_TIMEOUT))
+        .unwrap();
+    bob.send(json!({ "say": "rust", "text": "back to you" }));
+    let skipped = alice.expect(json!({ "type": "message", "from": bob.id, "text": "back to you" }));
+    assert!(
+        skipped.iter().all(|e| e["type"] != "message"),
+        "Alice saw her own line come back: {skipped:?}"
+    );
+    drop((one, two));
 }

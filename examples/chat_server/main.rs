@@ -26,7 +26,17 @@
 //! ```
 //!
 //! Flags: `--port N` (default 8080; 0 picks a free port), `--time-interval-ms N`
-//! (default 1000), `--run-for-secs N` (stop after N seconds; default: until Ctrl-C).
+//! (default 1000), `--run-for-secs N` (stop after N seconds; default: until Ctrl-C),
+//! `--redis URL` (share rooms with every server bridged to that Redis; build with
+//! `--features redis`):
+//!
+//! ```text
+//! cargo run --release --features redis --example chat_server -- --port 8080 --redis redis://127.0.0.1:6379/
+//! cargo run --release --features redis --example chat_server -- --port 8081 --redis redis://127.0.0.1:6379/
+//! ```
+//!
+//! A line typed in a browser on one server appears in the same room on the other.
+//! Member counts ("N here") are per server, and each server's clock reaches both.
 //! The first line on stdout is always `listening on 127.0.0.1:PORT`.
 
 mod server;
@@ -40,11 +50,13 @@ use crossbeam_channel::{after, bounded, never, select};
 use server::{ChatServer, Config};
 
 const USAGE: &str = "\
-usage: chat_server [--port N] [--time-interval-ms N] [--run-for-secs N]
+usage: chat_server [--port N] [--time-interval-ms N] [--run-for-secs N] [--redis URL]
 
   --port N              TCP port on 127.0.0.1 (default 8080; 0 picks a free one)
   --time-interval-ms N  how often the server time is pushed (default 1000)
   --run-for-secs N      stop after N seconds (default: run until Ctrl-C)
+  --redis URL           share rooms with every chat server bridged to this Redis
+                        (redis://127.0.0.1:6379/; needs `--features redis`)
   --help                show this help";
 
 struct Args {
@@ -79,6 +91,10 @@ fn parse_args() -> Result<Args, String> {
                 args.config.time_interval = Duration::from_millis(ms);
             }
             "--run-for-secs" => args.run_for = Some(Duration::from_secs(value("--run-for-secs")?)),
+            "--redis" => {
+                let url = argv.next().ok_or("--redis needs a URL")?;
+                args.config.redis = Some(url);
+            }
             other => return Err(format!("unknown flag {other:?}")),
         }
     }

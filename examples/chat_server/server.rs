@@ -65,6 +65,9 @@ pub struct Config {
     pub port: u16,
     /// How often the server time is pushed to topic `time`.
     pub time_interval: Duration,
+    /// A Redis URL: share rooms with every chat server bridged to the same Redis
+    /// (needs the crate feature `redis`).
+    pub redis: Option<String>,
 }
 
 impl Default for Config {
@@ -72,9 +75,14 @@ impl Default for Config {
         Self {
             port: 8080,
             time_interval: Duration::from_secs(1),
+            redis: None,
         }
     }
 }
+
+/// The Redis namespace chat servers share rooms in.
+#[cfg(feature = "redis")]
+pub const REDIS_NAMESPACE: &str = "fanout-chat";
 
 /// What the server pushes to clients: the JSON payload of every Push frame.
 #[derive(Debug, Serialize)]
@@ -132,6 +140,17 @@ struct Shared {
     time_topic: Topic,
     /// Disconnected (never sent on) when the server shuts down.
     shutdown: Receiver<()>,
+    /// Added to every client id shown to clients: 0 on a lone server; with `--redis`,
+    /// 16 random bits above bit 32, so ids from two servers (each counting from 1) do
+    /// not collide in a shared room.
+    id_base: u64,
+}
+
+impl Shared {
+    /// The id clients see for `id`.
+    fn public_id(&self, id: ClientId) -> u64 {
+        self.id_base | id.as_u64()
+    }
 }
 
 /// A running chat server. Dropping it (or [`shutdown`](Self::shutdown)) stops it.
@@ -142,6 +161,9 @@ pub struct ChatServer {
     stop: Option<Sender<()>>,
     /// The accept and time threads (the accept thread joins the connections).
     threads: Vec<JoinHandle<()>>,
+    /// The Redis bridge, with `--redis`.
+    #[cfg(feature = "redis")]
+    bridge: Option<fanout::bridge::Bridge>,
 }
 
 impl ChatServer {
@@ -160,11 +182,33 @@ impl ChatServer {
             .build()
             .map_err(io::Error::other)?;
         let time_topic = pubsub.topic("time").map_err(io::Error::other)?;
+        #[cfg(feature = "redis")]
+        let bridge = match &config.redis {
+            Some(url) => Some(
+                fanout::bridge::Bridge::attach(&pubsub, url, REDIS_NAMESPACE)
+                    .map_err(io::Error::other)?,
+            ),
+            None => None,
+        };
+        #[cfg(feature = "redis")]
+        let id_base = bridge
+            .as_ref()
+            .map_or(0, |b| ((b.node_id().0 as u64) & 0xFFFF) << 32);
+        #[cfg(not(feature = "redis"))]
+        let id_base = match config.redis {
+            Some(_) => {
+                return Err(io::Error::other(
+                    "--redis needs the crate feature `redis` (cargo run --features redis ...)",
+                ))
+            }
+            None => 0,
+        };
         let (stop, shutdown) = bounded::<()>(0);
         let shared = Arc::new(Shared {
             pubsub,
             time_topic,
             shutdown,
+            id_base,
         });
 
         let accept = {
@@ -184,6 +228,8 @@ impl ChatServer {
             shared,
             stop: Some(stop),
             threads: vec![accept, time],
+            #[cfg(feature = "redis")]
+            bridge,
         })
     }
 
@@ -206,6 +252,8 @@ impl Drop for ChatServer {
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
+        #[cfg(feature = "redis")]
+        drop(self.bridge.take()); // joins the bridge's threads
         self.shared.pubsub.shutdown();
     }
 }
@@ -370,7 +418,7 @@ fn serve_websocket(shared: &Shared, stream: TcpStream) {
     // The welcome goes out first, straight from this thread, before the client can be
     // sent anything else.
     let welcome = Event::Welcome {
-        client: id.as_u64(),
+        client: shared.public_id(id),
     };
     let Ok(frame) = pubsub.encode("welcome", &welcome, &Json) else {
         return;
@@ -400,7 +448,7 @@ fn serve_websocket(shared: &Shared, stream: TcpStream) {
     loop {
         match reader.read() {
             Ok(Message::Text(text)) => {
-                if let Err(error) = handle_command(pubsub, id, &mut rooms, &text) {
+                if let Err(error) = handle_command(shared, id, &mut rooms, &text) {
                     send_direct(pubsub, &direct, "error", &Event::Error { error });
                 }
             }
@@ -415,7 +463,7 @@ fn serve_websocket(shared: &Shared, stream: TcpStream) {
     // Gone (closed, dropped, or the server is stopping): leave every room, so the
     // people still there see it, then unregister.
     for room in std::mem::take(&mut rooms) {
-        leave(pubsub, id, &room);
+        leave(shared, id, &room);
     }
     let _ = pubsub.unregister(id);
     drop(direct); // tells the writer this connection is over
@@ -424,11 +472,12 @@ fn serve_websocket(shared: &Shared, stream: TcpStream) {
 
 /// Applies one client command. `Err` is a message for the client.
 fn handle_command(
-    pubsub: &PubSub<Event>,
+    shared: &Shared,
     id: ClientId,
     rooms: &mut BTreeSet<String>,
     text: &str,
 ) -> Result<(), String> {
+    let pubsub = &shared.pubsub;
     let command: Command = serde_json::from_str(text).map_err(|_| {
         format!(r#"not a command: {text:?} (try {{"join":"rust"}}, {{"leave":"rust"}} or {{"say":"rust","text":"hi"}})"#)
     })?;
@@ -442,7 +491,7 @@ fn handle_command(
             let members = pubsub.subscriber_count(&topic).unwrap_or(0);
             let event = Event::Joined {
                 room,
-                client: id.as_u64(),
+                client: shared.public_id(id),
                 members,
             };
             pubsub
@@ -451,7 +500,7 @@ fn handle_command(
         }
         Command::Leave { leave: room } => {
             if rooms.remove(&room) {
-                leave(pubsub, id, &room);
+                leave(shared, id, &room);
             }
         }
         Command::Say { say: room, text } => {
@@ -460,7 +509,7 @@ fn handle_command(
             }
             let event = Event::Message {
                 room: room.clone(),
-                from: id.as_u64(),
+                from: shared.public_id(id),
                 text,
             };
             // Everyone in the room but the speaker: their client shows it locally.
@@ -473,13 +522,14 @@ fn handle_command(
 }
 
 /// Unsubscribes `id` from `room` and tells the members left behind.
-fn leave(pubsub: &PubSub<Event>, id: ClientId, room: &str) {
+fn leave(shared: &Shared, id: ClientId, room: &str) {
+    let pubsub = &shared.pubsub;
     let topic = room_topic(room);
     let _ = pubsub.unsubscribe(id, &topic);
     let members = pubsub.subscriber_count(&topic).unwrap_or(0);
     let event = Event::Left {
         room: room.to_owned(),
-        client: id.as_u64(),
+        client: shared.public_id(id),
         members,
     };
     let _ = pubsub.broadcast(&topic, &event, &Json);

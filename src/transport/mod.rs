@@ -1,14 +1,20 @@
-//! What goes over the wire: the Push frame and the serialisers that fill its payload.
+//! What goes over the wire: the Push frame, the serialisers that fill its payload, and
+//! the [`envelope`] a Redis bridge wraps a frame in for other engines.
 //!
 //! A broadcast runs the [`Serialiser`] once, straight into the payload of one
 //! [`Bytes`](bytes::Bytes) buffer laid out as a [Push frame](frame), and hands that buffer
 //! to every subscriber by reference. Clients in any language decode it with the byte
 //! layout documented in [`frame`].
 
+pub mod envelope;
 pub mod frame;
 pub mod presence;
 mod serialiser;
 
+pub use envelope::{
+    decode_envelope, Audience, Envelope, EnvelopeError, EnvelopeHeader, NodeId,
+    ENVELOPE_HEADER_LEN, ENVELOPE_VERSION,
+};
 pub use frame::{decode, encode_push, DecodeError, PushFrame, FRAME_KIND_PUSH, FRAME_VERSION};
 pub use presence::{
     decode_any, decode_presence, encode_presence, Frame, PresenceEvent, PresenceFrame,

@@ -1,0 +1,468 @@
+//! The Redis bridge beside the floor: a raw `redis` crate PUBLISH → SUBSCRIBE loop on
+//! the same `redis-server`. Needs feature `redis` and `redis-server` installed; starts
+//! its own server on a free loopback port.
+//!
+//! ```text
+//! cargo bench --features redis --bench bridge            # everything, ~15 s
+//! cargo bench --features redis --bench bridge -- tap     # broadcast cost only
+//! cargo bench --features redis --bench bridge -- layout  # channel layouts only
+//! ```
+//!
+//! Scenarios, 64 B payloads:
+//! - `throughput`: frames/s from one publisher to 1, 10, 100 remote subscribers. Raw: a
+//!   PUBLISH loop (one round trip each) and that many SUBSCRIBE connections. Bridge:
+//!   engine A broadcasts as fast as it can, engine B has that many callback subscribers;
+//!   timed until the last frame reached every subscriber.
+//! - `latency`: one frame in flight at a time, publish → receive, p50/p99 over all
+//!   deliveries (2,000 frames).
+//!
+//!   Both are the median of 3 interleaved rounds (raw, bridge with one channel, bridge
+//!   with per-topic channels), so a noisy neighbour skews all three alike.
+//! - `layout`: both channel layouts end to end (raw clients: 2/4/8 nodes each serving a
+//!   share of 96 topics, one channel vs per-topic channels), and what per-topic channels
+//!   cost Redis: SUBSCRIBE+UNSUBSCRIBE round trip, memory per subscribed channel,
+//!   PUBLISH to a channel nobody subscribes.
+//! - `tap`: ns per broadcast to one local callback subscriber, plain engine vs bridged
+//!   (Redis unreachable: the tap's cost alone, frames dropped by the publisher).
+//!
+//! `floor` modes for callgrind: `bridge tap_plain` / `bridge tap_bridged` run `ITERS`
+//! broadcasts inside `measure_tap`:
+//! `valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*measure_tap*'
+//! target/release/deps/bridge-<hash> tap_bridged`.
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use fanout::bridge::{Bridge, ChannelLayout};
+use fanout::transport::{decode, RawPayload};
+use fanout::PubSub;
+
+#[path = "../tests/common/redis_server.rs"]
+mod redis_server;
+
+use redis_server::{free_port, url_for, RedisServer};
+
+const PAYLOAD: usize = 64;
+
+fn base() -> Instant {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    *BASE.get_or_init(Instant::now)
+}
+
+fn now_ns() -> u64 {
+    base().elapsed().as_nanos() as u64
+}
+
+/// A 64-byte payload whose first 8 bytes are the send time.
+fn stamped() -> [u8; PAYLOAD] {
+    let mut p = [7u8; PAYLOAD];
+    p[..8].copy_from_slice(&now_ns().to_be_bytes());
+    p
+}
+
+fn sent_at(payload: &[u8]) -> u64 {
+    u64::from_be_bytes(payload[..8].try_into().unwrap())
+}
+
+/// Deliveries counted and latencies recorded by every receiver.
+#[derive(Default)]
+struct Received {
+    count: AtomicU64,
+    latencies: Mutex<Vec<u64>>,
+}
+
+impl Received {
+    fn record(&self, payload: &[u8], keep_latency: bool) {
+        if keep_latency {
+            let lat = now_ns().saturating_sub(sent_at(payload));
+            self.latencies.lock().unwrap().push(lat);
+        }
+        self.count.fetch_add(1, Ordering::Release);
+    }
+
+    fn wait_for(&self, n: u64, limit: Duration) -> bool {
+        let start = Instant::now();
+        while self.count.load(Ordering::Acquire) < n {
+            if start.elapsed() > limit {
+                return false;
+            }
+            thread::sleep(Duration::from_micros(50));
+        }
+        true
+    }
+
+    fn percentiles(&self) -> (f64, f64) {
+        let mut l = self.latencies.lock().unwrap().clone();
+        l.sort_unstable();
+        let at = |q: f64| l[((l.len() as f64 * q) as usize).min(l.len() - 1)] as f64 / 1000.0;
+        (at(0.5), at(0.99))
+    }
+}
+
+/// `subscribers` raw SUBSCRIBE connections, each on its own thread.
+fn raw_subscribers(
+    url: &str,
+    subscribers: usize,
+    keep_latency: bool,
+) -> (Arc<Received>, Vec<thread::JoinHandle<()>>, Arc<AtomicU64>) {
+    let received = Arc::new(Received::default());
+    let stop = Arc::new(AtomicU64::new(0));
+    let ready = Arc::new(AtomicU64::new(0));
+    let threads = (0..subscribers)
+        .map(|_| {
+            let (received, stop, ready) = (received.clone(), stop.clone(), ready.clone());
+            let client = redis::Client::open(url).unwrap();
+            thread::spawn(move || {
+                let mut con = client.get_connection().unwrap();
+                con.set_read_timeout(Some(Duration::from_millis(50)))
+                    .unwrap();
+                let mut ps = con.as_pubsub();
+                ps.subscribe("raw").unwrap();
+                ready.fetch_add(1, Ordering::Release);
+                while stop.load(Ordering::Relaxed) == 0 {
+                    if let Ok(msg) = ps.get_message() {
+                        received.record(msg.get_payload_bytes(), keep_latency);
+                    }
+                }
+            })
+        })
+        .collect();
+    while ready.load(Ordering::Acquire) < subscribers as u64 {
+        thread::sleep(Duration::from_millis(1));
+    }
+    (received, threads, stop)
+}
+
+fn raw(url: &str, subscribers: usize, frames: u64, paced: bool) -> (f64, f64, f64) {
+    let (received, threads, stop) = raw_subscribers(url, subscribers, paced);
+    let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let start = Instant::now();
+    for i in 0..frames {
+        redis::cmd("PUBLISH")
+            .arg("raw")
+            .arg(&stamped()[..])
+            .exec(&mut con)
+            .unwrap();
+        if paced {
+            received.wait_for((i + 1) * subscribers as u64, Duration::from_secs(10));
+        }
+    }
+    assert!(received.wait_for(frames * subscribers as u64, Duration::from_secs(60)));
+    let rate = frames as f64 / start.elapsed().as_secs_f64();
+    stop.store(1, Ordering::Relaxed);
+    threads.into_iter().for_each(|t| t.join().unwrap());
+    let (p50, p99) = if paced {
+        received.percentiles()
+    } else {
+        (0.0, 0.0)
+    };
+    (rate, p50, p99)
+}
+
+fn bridged(
+    url: &str,
+    subscribers: usize,
+    frames: u64,
+    paced: bool,
+    layout: ChannelLayout,
+) -> (f64, f64, f64) {
+    let (a, b) = (
+        PubSub::<[u8]>::new().unwrap(),
+        PubSub::<[u8]>::new().unwrap(),
+    );
+    let ns = format!("bench-{subscribers}-{paced}-{layout:?}");
+    let bridge_a = Bridge::builder(url, &ns)
+        .layout(layout)
+        .queue_capacity(frames as usize)
+        .attach(&a)
+        .unwrap();
+    let bridge_b = Bridge::builder(url, &ns).layout(layout).attach(&b).unwrap();
+    while !(bridge_a.stats().connected && bridge_b.stats().connected) {
+        thread::sleep(Duration::from_millis(5));
+    }
+    let received = Arc::new(Received::default());
+    for _ in 0..subscribers {
+        let id = b.generate_client_id();
+        let r = received.clone();
+        b.register(id, move |f| r.record(decode(f).unwrap().payload, paced))
+            .unwrap();
+        b.subscribe(id, "t").unwrap();
+    }
+    while bridge_b.stats().channels != 1 {
+        thread::sleep(Duration::from_millis(1));
+    }
+    let topic = a.topic("t").unwrap();
+    let start = Instant::now();
+    for i in 0..frames {
+        a.broadcast(&topic, &stamped()[..], &RawPayload).unwrap();
+        if paced {
+            received.wait_for((i + 1) * subscribers as u64, Duration::from_secs(10));
+        }
+    }
+    assert!(
+        received.wait_for(frames * subscribers as u64, Duration::from_secs(60)),
+        "{:?} {:?}",
+        bridge_a.stats(),
+        bridge_b.stats()
+    );
+    let rate = frames as f64 / start.elapsed().as_secs_f64();
+    assert_eq!(bridge_a.stats().dropped, 0);
+    let (p50, p99) = if paced {
+        received.percentiles()
+    } else {
+        (0.0, 0.0)
+    };
+    (rate, p50, p99)
+}
+
+/// The median of `runs` values.
+fn median(mut runs: Vec<f64>) -> f64 {
+    runs.sort_by(f64::total_cmp);
+    runs[runs.len() / 2]
+}
+
+fn throughput_and_latency(url: &str) {
+    const ROUNDS: usize = 3;
+    println!("| remote subscribers | layout | raw frames/s | bridge frames/s | ratio | raw p50 / p99 µs | bridge p50 / p99 µs | p50 ratio |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for subscribers in [1usize, 10, 100] {
+        let frames = 20_000;
+        let layouts = [ChannelLayout::Namespace, ChannelLayout::PerTopic];
+        // Medians of ROUNDS interleaved runs: [raw, namespace, per-topic] × (rate, p50, p99).
+        let mut runs = vec![[Vec::new(), Vec::new(), Vec::new()]; 3];
+        for _ in 0..ROUNDS {
+            let (rate, _, _) = raw(url, subscribers, frames, false);
+            let (_, p50, p99) = raw(url, subscribers, 2_000, true);
+            for (v, x) in runs[0].iter_mut().zip([rate, p50, p99]) {
+                v.push(x);
+            }
+            for (i, layout) in layouts.into_iter().enumerate() {
+                let (rate, _, _) = bridged(url, subscribers, frames, false, layout);
+                let (_, p50, p99) = bridged(url, subscribers, 2_000, true, layout);
+                for (v, x) in runs[i + 1].iter_mut().zip([rate, p50, p99]) {
+                    v.push(x);
+                }
+            }
+        }
+        let m: Vec<[f64; 3]> = runs
+            .into_iter()
+            .map(|[a, b, c]| [median(a), median(b), median(c)])
+            .collect();
+        for (i, layout) in layouts.into_iter().enumerate() {
+            let (raw, br) = (m[0], m[i + 1]);
+            println!(
+                "| {subscribers} | {layout:?} | {:.0} | {:.0} | {:.2}× | {:.1} / {:.1} | {:.1} / {:.1} | {:.2}× |",
+                raw[0], br[0], br[0] / raw[0], raw[1], raw[2], br[1], br[2], br[1] / raw[1]
+            );
+        }
+    }
+}
+
+/// Both layouts end to end, raw: `nodes` subscriber connections, `topics` topics of
+/// which each node serves `topics / nodes`, one publisher pipelining 256 PUBLISHes per
+/// round trip (as the bridge does), round robin over the topics. One channel: every
+/// node gets every frame. Per-topic channels: each frame reaches the one node serving
+/// its topic. Returns frames/s until every expected message arrived.
+fn layout_throughput(url: &str, nodes: usize, topics: usize, per_topic: bool) -> f64 {
+    let frames = 40_000u64;
+    let received = Arc::new(Received::default());
+    let stop = Arc::new(AtomicU64::new(0));
+    let ready = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..nodes)
+        .map(|node| {
+            let (received, stop, ready) = (received.clone(), stop.clone(), ready.clone());
+            let client = redis::Client::open(url).unwrap();
+            thread::spawn(move || {
+                let mut con = client.get_connection().unwrap();
+                con.set_read_timeout(Some(Duration::from_millis(50)))
+                    .unwrap();
+                let mut ps = con.as_pubsub();
+                if per_topic {
+                    let mine: Vec<String> = (0..topics)
+                        .filter(|t| t % nodes == node)
+                        .map(|t| format!("lt:{t}"))
+                        .collect();
+                    ps.subscribe(&mine).unwrap();
+                } else {
+                    ps.subscribe("lt").unwrap();
+                }
+                ready.fetch_add(1, Ordering::Release);
+                while stop.load(Ordering::Relaxed) == 0 {
+                    if let Ok(msg) = ps.get_message() {
+                        received.record(msg.get_payload_bytes(), false);
+                    }
+                }
+            })
+        })
+        .collect();
+    while ready.load(Ordering::Acquire) < nodes as u64 {
+        thread::sleep(Duration::from_millis(1));
+    }
+    let names: Vec<String> = (0..topics).map(|t| format!("lt:{t}")).collect();
+    let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let payload = [7u8; PAYLOAD + 34];
+    let start = Instant::now();
+    let mut i = 0u64;
+    while i < frames {
+        let mut pipe = redis::pipe();
+        for _ in 0..256.min(frames - i) {
+            let channel = if per_topic {
+                names[i as usize % topics].as_str()
+            } else {
+                "lt"
+            };
+            pipe.cmd("PUBLISH").arg(channel).arg(&payload[..]).ignore();
+            i += 1;
+        }
+        pipe.exec(&mut con).unwrap();
+    }
+    let expected = if per_topic {
+        frames
+    } else {
+        frames * nodes as u64
+    };
+    assert!(received.wait_for(expected, Duration::from_secs(60)));
+    let rate = frames as f64 / start.elapsed().as_secs_f64();
+    stop.store(1, Ordering::Relaxed);
+    threads.into_iter().for_each(|t| t.join().unwrap());
+    rate
+}
+
+fn used_memory(con: &mut redis::Connection) -> i64 {
+    let info: String = redis::cmd("INFO").arg("memory").query(con).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn layout(url: &str) {
+    let client = redis::Client::open(url).unwrap();
+    let mut admin = client.get_connection().unwrap();
+    let mut con = client.get_connection().unwrap();
+    let mut ps = con.as_pubsub();
+    // Churn: what a topic opening and closing on a node would cost its subscriber
+    // connection (one round trip each).
+    let pairs = 5_000;
+    let start = Instant::now();
+    for i in 0..pairs {
+        let ch = format!("churn:{i}");
+        ps.subscribe(&ch).unwrap();
+        ps.unsubscribe(&ch).unwrap();
+    }
+    let churn_us = start.elapsed().as_secs_f64() * 1e6 / pairs as f64;
+    // Memory per subscribed channel (one subscriber).
+    let channels = 20_000;
+    let before = used_memory(&mut admin);
+    let names: Vec<String> = (0..channels).map(|i| format!("ns:room/{i}")).collect();
+    for chunk in names.chunks(1000) {
+        ps.subscribe(chunk).unwrap();
+    }
+    let per_channel = (used_memory(&mut admin) - before) as f64 / channels as f64;
+    // PUBLISH to a channel with no subscriber (what Redis does for a node that does not
+    // serve the topic under per-topic channels) vs with one.
+    let publish_rate = |admin: &mut redis::Connection, channel: &str| {
+        let n = 20_000;
+        let start = Instant::now();
+        for _ in 0..n {
+            redis::cmd("PUBLISH")
+                .arg(channel)
+                .arg(&[7u8; PAYLOAD][..])
+                .exec(admin)
+                .unwrap();
+        }
+        n as f64 / start.elapsed().as_secs_f64()
+    };
+    let idle = publish_rate(&mut admin, "nobody-listens");
+    for nodes in [2usize, 4, 8] {
+        let single = layout_throughput(url, nodes, 96, false);
+        let per_topic = layout_throughput(url, nodes, 96, true);
+        println!(
+            "{nodes} nodes, 96 topics, each node serving 1/{nodes}: one channel {single:.0} frames/s, per-topic channels {per_topic:.0} frames/s ({:.2}×)",
+            per_topic / single
+        );
+    }
+    println!("SUBSCRIBE+UNSUBSCRIBE round trips: {churn_us:.1} µs per pair");
+    println!("Redis memory per subscribed channel (one subscriber): {per_channel:.0} B");
+    println!("PUBLISH to a channel nobody subscribes: {idle:.0}/s (one round trip each)");
+}
+
+#[inline(never)]
+fn measure_tap(pubsub: &PubSub<[u8]>, iters: usize) {
+    let topic = pubsub.topic("t").unwrap();
+    let payload = [7u8; PAYLOAD];
+    for _ in 0..iters {
+        black_box(pubsub.broadcast(&topic, &payload[..], &RawPayload).unwrap());
+    }
+}
+
+fn tap_engine(bridged: bool) -> (PubSub<[u8]>, Option<Bridge>) {
+    let pubsub = PubSub::<[u8]>::new().unwrap();
+    let id = pubsub.generate_client_id();
+    pubsub
+        .register(id, |f| {
+            black_box(f);
+        })
+        .unwrap();
+    pubsub.subscribe(id, "t").unwrap();
+    let bridge = bridged.then(|| {
+        // Nobody listens there: the publisher drops what the tap hands it.
+        Bridge::builder(&url_for(free_port()), "tap")
+            .backoff(Duration::from_secs(60), Duration::from_secs(60))
+            .attach(&pubsub)
+            .unwrap()
+    });
+    (pubsub, bridge)
+}
+
+fn tap() {
+    let iters = 200_000;
+    let mut results = [Vec::new(), Vec::new()];
+    for _round in 0..5 {
+        for (i, bridged) in [false, true].into_iter().enumerate() {
+            let (pubsub, _bridge) = tap_engine(bridged);
+            measure_tap(&pubsub, 1000);
+            let start = Instant::now();
+            measure_tap(&pubsub, iters);
+            results[i].push(start.elapsed().as_nanos() as f64 / iters as f64);
+        }
+    }
+    for r in &mut results {
+        r.sort_by(f64::total_cmp);
+    }
+    println!(
+        "broadcast to 1 local callback: plain {:.1} ns, bridged {:.1} ns (min of 5; median {:.1} / {:.1})",
+        results[0][0], results[1][0], results[0][2], results[1][2]
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    match args.first().map(String::as_str) {
+        Some("tap_plain") | Some("tap_bridged") => {
+            let (pubsub, _bridge) = tap_engine(args[0] == "tap_bridged");
+            measure_tap(&pubsub, 2_000);
+            return;
+        }
+        Some("tap") => return tap(),
+        Some("layout") => {
+            let redis = RedisServer::start();
+            return layout(&redis.url());
+        }
+        _ => {}
+    }
+    let redis = RedisServer::start();
+    let url = redis.url();
+    println!("redis-server on {url}, {PAYLOAD} B payloads");
+    throughput_and_latency(&url);
+    layout(&url);
+    tap();
+}

@@ -1,0 +1,203 @@
+//! Fuzz target logic for `fanout::transport::decode_envelope`, shared by the cargo-fuzz
+//! binary (`fuzz/fuzz_targets/envelope_decode.rs`) and the stable replay test
+//! (`tests/envelope_replay.rs`). Depends only on `fanout`.
+//!
+//! For any input bytes:
+//! - `decode_envelope` never panics, and its answer (envelope or exact `EnvelopeError`)
+//!   equals that of an independent reference decoder written from the byte layout in
+//!   the crate docs (the Push frame after the header is judged by `decode`, whose own
+//!   reference lives in `frame_decode.rs`);
+//! - a decoded envelope borrows its frame from the input at offset 34 and re-encodes
+//!   byte for byte to the input;
+//! - `decode_envelope` allocates nothing (checked through the caller's counter).
+//!
+//! The same bytes also drive a structured round trip: header fields and a (topic,
+//! payload) pair cut from the input are encoded, decoded back, and every strict prefix
+//! is refused.
+
+use fanout::transport::{
+    decode, decode_envelope, encode_push, Audience, EnvelopeError, EnvelopeHeader, NodeId,
+    ENVELOPE_HEADER_LEN, ENVELOPE_VERSION,
+};
+
+/// Big-endian integer from bytes (at most 16).
+fn be(bytes: &[u8]) -> u128 {
+    bytes
+        .iter()
+        .fold(0u128, |acc, &b| (acc << 8) | u128::from(b))
+}
+
+/// The byte layout, decoded independently of the crate: `Ok(header)` or the error.
+fn reference(data: &[u8]) -> Result<EnvelopeHeader, EnvelopeError> {
+    if data.len() < 34 {
+        return Err(EnvelopeError::Truncated {
+            needed: 34,
+            got: data.len(),
+        });
+    }
+    if data[0] != 1 {
+        return Err(EnvelopeError::UnsupportedVersion(data[0]));
+    }
+    let client = be(&data[26..34]) as u64;
+    let audience = match data[1] {
+        0 if client == 0 => Audience::Everyone,
+        1 if client != 0 => {
+            // `ClientId` has no public constructor: take it from the crate's answer,
+            // checked below to carry this number.
+            match decode_envelope(data) {
+                Ok(e) => e.header.audience,
+                Err(EnvelopeError::Frame(f)) => return Err(EnvelopeError::Frame(f)),
+                Err(other) => panic!("mode 1, client {client}: crate said {other:?}"),
+            }
+        }
+        0 | 1 => return Err(EnvelopeError::BadClient(client)),
+        m => return Err(EnvelopeError::UnknownMode(m)),
+    };
+    if let Err(e) = decode(&data[34..]) {
+        return Err(EnvelopeError::Frame(e));
+    }
+    Ok(EnvelopeHeader {
+        audience,
+        origin: NodeId(be(&data[2..18])),
+        sequence: be(&data[18..26]) as u64,
+    })
+}
+
+/// Checks `decode_envelope` on `data`. `allocated` reads a per-thread count of bytes
+/// allocated so far, or returns 0 to skip that check.
+pub fn check_decode(data: &[u8], allocated: fn() -> u64) {
+    let before = allocated();
+    let decoded = decode_envelope(data);
+    let after = allocated();
+    assert_eq!(
+        after - before,
+        0,
+        "decode_envelope allocated {} bytes",
+        after - before
+    );
+
+    match (decoded, reference(data)) {
+        (Ok(envelope), Ok(header)) => {
+            assert_eq!(envelope.header, header);
+            if let Audience::AllBut(id) = header.audience {
+                assert_eq!(id.as_u64(), be(&data[26..34]) as u64);
+            }
+            assert_eq!(
+                envelope.frame.as_ptr(),
+                data[ENVELOPE_HEADER_LEN..].as_ptr()
+            );
+            assert_eq!(envelope.frame.len(), data.len() - ENVELOPE_HEADER_LEN);
+            assert_eq!(decode(envelope.frame), Ok(envelope.push));
+            let mut again = Vec::new();
+            envelope.header.encode_into(envelope.frame, &mut again);
+            assert_eq!(again, data, "an envelope re-encodes to its input");
+        }
+        (Err(e), Err(want)) => {
+            assert_eq!(e, want, "decode_envelope error differs from the reference");
+            let _ = e.to_string();
+        }
+        (got, want) => panic!("decode_envelope returned {got:?}, the reference expects {want:?}"),
+    }
+}
+
+/// Builds an envelope from fields cut out of `data`, decodes it back, and refuses every
+/// strict prefix and one extra byte.
+pub fn check_round_trip(data: &[u8]) {
+    if data.len() < 26 {
+        return;
+    }
+    let origin = NodeId(be(&data[0..16]));
+    let sequence = be(&data[16..24]) as u64;
+    let everyone = data[24] & 1 == 0;
+    let split = usize::from(data[25]).min(data.len() - 26);
+    let topic = String::from_utf8_lossy(&data[26..26 + split]);
+    let payload = &data[26 + split..];
+    let Ok(frame) = encode_push(&topic, payload) else {
+        assert!(topic.is_empty(), "encode_push refused a valid topic");
+        return;
+    };
+    // A mode-1 envelope needs a client id, which only the crate can make: take one from
+    // a decoded envelope whose client field is the sequence (or 1).
+    let audience = if everyone {
+        Audience::Everyone
+    } else {
+        let mut probe = vec![ENVELOPE_VERSION, 1];
+        probe.extend_from_slice(&[0; 24]);
+        probe.extend_from_slice(&sequence.max(1).to_be_bytes());
+        probe.extend_from_slice(&frame);
+        decode_envelope(&probe)
+            .expect("a mode-1 probe decodes")
+            .header
+            .audience
+    };
+    let header = EnvelopeHeader {
+        audience,
+        origin,
+        sequence,
+    };
+    let mut message = Vec::new();
+    header.encode_into(&frame, &mut message);
+    assert_eq!(message.len(), ENVELOPE_HEADER_LEN + frame.len());
+    let envelope = decode_envelope(&message).expect("an encoded envelope decodes");
+    assert_eq!(envelope.header, header);
+    assert_eq!(envelope.push.topic, &*topic);
+    assert_eq!(envelope.push.payload, payload);
+    for len in 0..message.len() {
+        assert!(
+            decode_envelope(&message[..len]).is_err(),
+            "prefix of {len} bytes"
+        );
+    }
+    message.push(0);
+    assert!(matches!(
+        decode_envelope(&message),
+        Err(EnvelopeError::Frame(_))
+    ));
+}
+
+/// The whole target: both checks.
+pub fn run(data: &[u8], allocated: fn() -> u64) {
+    check_decode(data, allocated);
+    check_round_trip(data);
+}
+
+/// Hand-made seeds: (name, bytes). Written by `tests/envelope_replay.rs`.
+#[allow(dead_code)]
+pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let envelope = |mode: u8, client: u64, topic: &str, payload: &[u8]| {
+        let mut m = vec![ENVELOPE_VERSION, mode];
+        m.extend_from_slice(&0x0123_4567_89ab_cdef_0011_2233_4455_6677u128.to_be_bytes());
+        m.extend_from_slice(&42u64.to_be_bytes());
+        m.extend_from_slice(&client.to_be_bytes());
+        m.extend_from_slice(&encode_push(topic, payload).unwrap());
+        m
+    };
+    let mut trailing = envelope(0, 0, "t", b"p");
+    trailing.push(9);
+    let mut bad_version = envelope(0, 0, "t", b"p");
+    bad_version[0] = 2;
+    let mut bad_frame = envelope(0, 0, "t", b"p");
+    bad_frame[34] = 7;
+    let mut short_frame = envelope(0, 0, "topic", b"payload");
+    short_frame.truncate(40);
+    vec![
+        ("everyone", envelope(0, 0, "room/1", b"hello")),
+        ("all-but", envelope(1, 5, "room/1", b"hello")),
+        ("empty-payload", envelope(0, 0, "a", b"")),
+        ("unicode-topic", envelope(0, 0, "room/ü", b"hi")),
+        ("header-only", envelope(0, 0, "a", b"")[..34].to_vec()),
+        ("short-header", vec![1, 0, 0, 0]),
+        ("empty-input", Vec::new()),
+        ("bad-version", bad_version),
+        ("unknown-mode", envelope(2, 0, "t", b"p")),
+        ("client-in-mode-0", envelope(0, 3, "t", b"p")),
+        ("no-client-in-mode-1", envelope(1, 0, "t", b"p")),
+        ("bad-frame-version", bad_frame),
+        ("frame-truncated", short_frame),
+        ("trailing", trailing),
+        (
+            "foreign-text",
+            b"hello from another publisher, not an envelope".to_vec(),
+        ),
+    ]
+}

@@ -1,0 +1,318 @@
+//! The bridge envelope: version 1 of what one engine publishes to Redis for the others.
+//!
+//! A bridged engine (see `fanout::bridge`, feature `redis`) forwards every broadcast to
+//! the other engines as one Redis message: a fixed 34-byte header in front of the
+//! unchanged [Push frame](super::frame) the origin serialised. Receivers check the
+//! header, then hand the frame — a slice of the message, not a copy — to their own
+//! subscribers. All integers are big-endian (network order); there is no padding.
+//!
+//! | offset | size | field       | value                                                  |
+//! |--------|------|-------------|--------------------------------------------------------|
+//! | 0      | 1    | version     | `0x01` ([`ENVELOPE_VERSION`])                          |
+//! | 1      | 1    | mode        | `0x00` everyone, `0x01` everyone but one client        |
+//! | 2      | 16   | origin      | `u128`: the sending engine's random node id            |
+//! | 18     | 8    | sequence    | `u64`: per origin and topic, +1 per envelope           |
+//! | 26     | 8    | client      | `u64`: the excluded client's id (mode 1), else `0`     |
+//! | 34     | F    | Push frame  | exactly one [Push frame](super::frame), to the end     |
+//!
+//! An envelope is exactly `34 + F` bytes, where the frame's own length fields must
+//! account for all `F` bytes: a decoder refuses trailing bytes and a mode-0 envelope
+//! with a non-zero client, so the encoding is canonical (`encode(decode(x)) == x`).
+//!
+//! - **mode / client.** A client id means something only on the engine that made it
+//!   ([`ClientId`] is a per-engine counter), so receivers deliver to *every* local
+//!   subscriber whatever the mode: `broadcast_from` skips the sender on its own node
+//!   only. The mode and id travel for observers and logs. A mode-1 client id is never
+//!   `0` (no engine hands out id 0).
+//! - **origin.** 128 random bits drawn when the bridge starts; a receiver drops
+//!   envelopes carrying its own id (no echo).
+//! - **sequence.** Numbers each (origin, topic) stream: it grows by one for every
+//!   envelope on that topic the origin's publisher tries to send, sent or not, so a
+//!   receiver that sees a stream jump from `n` to `m > n + 1` counts `m - n - 1` missed
+//!   frames, and one that sees `m <= n` has a replay. A topic the origin has not
+//!   numbered before starts at the origin's count of all its envelopes so far (not at
+//!   1): a stream's numbers never go back, even when the origin forgets a topic. Per
+//!   topic, not per origin, because a node that subscribes to some topics' channels
+//!   only must not take the topics it skips for losses. Frames are never replayed.
+//!
+//! A receiver that sees a version it does not know must drop the envelope: a later
+//! version may change everything after byte 0.
+//!
+//! Decoding in JavaScript (a Node.js `Buffer` from a Redis client):
+//!
+//! ```text
+//! if (b[0] !== 1) return;                          // version
+//! const mode = b[1];                               // 0 everyone, 1 everyone but `client`
+//! const origin = b.subarray(2, 18).toString("hex");
+//! const seq = b.readBigUInt64BE(18);
+//! const client = b.readBigUInt64BE(26);
+//! const frame = b.subarray(34);                    // a Push frame: see `frame`
+//! ```
+//!
+//! and in Python: `version, mode = b[0], b[1]`, `origin = int.from_bytes(b[2:18], "big")`,
+//! `seq, client = struct.unpack_from(">QQ", b, 18)`, `frame = b[34:]`.
+//!
+//! # Examples
+//!
+//! ```
+//! use fanout::transport::{decode_envelope, encode_push, Audience, EnvelopeHeader, NodeId};
+//!
+//! let frame = encode_push("room/1", b"hi").unwrap();
+//! let header = EnvelopeHeader { audience: Audience::Everyone, origin: NodeId(7), sequence: 1 };
+//! let mut message = Vec::new();
+//! header.encode_into(&frame, &mut message);
+//! assert_eq!(message.len(), 34 + frame.len());
+//!
+//! let envelope = decode_envelope(&message).unwrap();
+//! assert_eq!(envelope.header, header);
+//! assert_eq!(envelope.push.topic, "room/1");
+//! assert_eq!(envelope.frame, &frame[..]);
+//! ```
+
+use std::fmt;
+
+use super::frame::{decode, DecodeError, PushFrame};
+use crate::client::ClientId;
+
+/// The only envelope version this crate writes and reads.
+pub const ENVELOPE_VERSION: u8 = 1;
+/// Bytes before the Push frame.
+pub const ENVELOPE_HEADER_LEN: usize = 34;
+
+/// Mode byte: every subscriber.
+const MODE_EVERYONE: u8 = 0;
+/// Mode byte: every subscriber but one client (on the origin).
+const MODE_ALL_BUT: u8 = 1;
+
+/// A bridged engine's identity: 128 random bits, drawn when its bridge starts.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub u128);
+
+impl fmt::Debug for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NodeId({:032x})", self.0)
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+/// Who a bridged broadcast was for, on its origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// Every subscriber of the topic (`broadcast`).
+    Everyone,
+    /// Every subscriber but this client of the origin engine (`broadcast_from`).
+    AllBut(ClientId),
+}
+
+/// The envelope's fields before the Push frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnvelopeHeader {
+    /// Mode and excluded client.
+    pub audience: Audience,
+    /// The engine that broadcast the frame.
+    pub origin: NodeId,
+    /// This envelope's number in the origin's stream for its topic.
+    pub sequence: u64,
+}
+
+impl EnvelopeHeader {
+    /// Appends this header and then `frame` to `out`: one envelope. `frame` is taken as
+    /// given (the caller vouches it is one Push frame; a bridge forwards only frames its
+    /// engine built or checked).
+    pub fn encode_into(&self, frame: &[u8], out: &mut Vec<u8>) {
+        let (mode, client) = match self.audience {
+            Audience::Everyone => (MODE_EVERYONE, 0),
+            Audience::AllBut(id) => (MODE_ALL_BUT, id.as_u64()),
+        };
+        out.reserve(ENVELOPE_HEADER_LEN + frame.len());
+        out.push(ENVELOPE_VERSION);
+        out.push(mode);
+        out.extend_from_slice(&self.origin.0.to_be_bytes());
+        out.extend_from_slice(&self.sequence.to_be_bytes());
+        out.extend_from_slice(&client.to_be_bytes());
+        out.extend_from_slice(frame);
+    }
+}
+
+/// A decoded envelope, borrowing from the buffer it was decoded from (the decoder
+/// allocates nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Envelope<'a> {
+    /// The header fields.
+    pub header: EnvelopeHeader,
+    /// The Push frame's bytes: `&message[ENVELOPE_HEADER_LEN..]`.
+    pub frame: &'a [u8],
+    /// The Push frame, decoded.
+    pub push: PushFrame<'a>,
+}
+
+/// Why a buffer is not a valid envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EnvelopeError {
+    /// The buffer is shorter than the 34-byte header.
+    Truncated {
+        /// Bytes the header needs.
+        needed: usize,
+        /// Bytes the buffer has.
+        got: usize,
+    },
+    /// The version byte is not [`ENVELOPE_VERSION`].
+    UnsupportedVersion(u8),
+    /// The mode byte is neither 0 nor 1.
+    UnknownMode(u8),
+    /// Mode 0 with a non-zero client, or mode 1 with client 0.
+    BadClient(u64),
+    /// The bytes after the header are not exactly one Push frame.
+    Frame(DecodeError),
+}
+
+impl fmt::Display for EnvelopeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EnvelopeError::Truncated { needed, got } => {
+                write!(f, "envelope truncated: needs {needed} bytes, has {got}")
+            }
+            EnvelopeError::UnsupportedVersion(v) => write!(f, "unsupported envelope version {v}"),
+            EnvelopeError::UnknownMode(m) => write!(f, "unknown envelope mode {m}"),
+            EnvelopeError::BadClient(c) => write!(f, "client {c} does not fit the envelope mode"),
+            EnvelopeError::Frame(e) => write!(f, "envelope frame: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for EnvelopeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            EnvelopeError::Frame(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Decodes one envelope. Takes any bytes; never panics and never allocates.
+///
+/// Checks in this order: length of the header, version, mode, client, then the Push
+/// frame (with [`decode`]'s own order).
+pub fn decode_envelope(message: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
+    if message.len() < ENVELOPE_HEADER_LEN {
+        return Err(EnvelopeError::Truncated {
+            needed: ENVELOPE_HEADER_LEN,
+            got: message.len(),
+        });
+    }
+    let (header, frame) = message.split_at(ENVELOPE_HEADER_LEN);
+    if header[0] != ENVELOPE_VERSION {
+        return Err(EnvelopeError::UnsupportedVersion(header[0]));
+    }
+    let mode = header[1];
+    let origin = u128::from_be_bytes(field(header, 2));
+    let sequence = u64::from_be_bytes(field(header, 18));
+    let client = u64::from_be_bytes(field(header, 26));
+    let audience = match (mode, client) {
+        (MODE_EVERYONE, 0) => Audience::Everyone,
+        (MODE_ALL_BUT, c) if c != 0 => Audience::AllBut(ClientId::from_raw(c)),
+        (MODE_EVERYONE | MODE_ALL_BUT, c) => return Err(EnvelopeError::BadClient(c)),
+        (m, _) => return Err(EnvelopeError::UnknownMode(m)),
+    };
+    let push = decode(frame).map_err(EnvelopeError::Frame)?;
+    Ok(Envelope {
+        header: EnvelopeHeader {
+            audience,
+            origin: NodeId(origin),
+            sequence,
+        },
+        frame,
+        push,
+    })
+}
+
+/// The `N` header bytes from `at`.
+fn field<const N: usize>(header: &[u8], at: usize) -> [u8; N] {
+    let mut out = [0; N];
+    out.copy_from_slice(&header[at..at + N]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::encode_push;
+
+    #[test]
+    fn layout_is_byte_exact() {
+        let frame = encode_push("t", b"p").unwrap();
+        let header = EnvelopeHeader {
+            audience: Audience::AllBut(ClientId::from_raw(0x0102)),
+            origin: NodeId(0x1112_1314_1516_1718_191a_1b1c_1d1e_1f20),
+            sequence: 0x0a0b,
+        };
+        let mut out = Vec::new();
+        header.encode_into(&frame, &mut out);
+        let mut expected = vec![1, 1];
+        expected.extend_from_slice(&[
+            0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e,
+            0x1f, 0x20,
+        ]);
+        expected.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0x0a, 0x0b]);
+        expected.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0x01, 0x02]);
+        expected.extend_from_slice(&frame);
+        assert_eq!(out, expected);
+        let back = decode_envelope(&out).unwrap();
+        assert_eq!(back.header, header);
+        assert_eq!(back.push.payload, b"p");
+    }
+
+    #[test]
+    fn every_prefix_is_refused() {
+        let frame = encode_push("topic", b"payload").unwrap();
+        let header = EnvelopeHeader {
+            audience: Audience::Everyone,
+            origin: NodeId(1),
+            sequence: 1,
+        };
+        let mut out = Vec::new();
+        header.encode_into(&frame, &mut out);
+        for cut in 0..out.len() {
+            let refused = decode_envelope(&out[..cut]);
+            if cut < ENVELOPE_HEADER_LEN {
+                assert!(matches!(refused, Err(EnvelopeError::Truncated { .. })));
+            } else {
+                assert!(matches!(
+                    refused,
+                    Err(EnvelopeError::Frame(DecodeError::Truncated { .. }))
+                ));
+            }
+        }
+    }
+
+    #[test]
+    fn mode_and_client_must_agree() {
+        let frame = encode_push("t", b"").unwrap();
+        let mut out = Vec::new();
+        EnvelopeHeader {
+            audience: Audience::Everyone,
+            origin: NodeId(1),
+            sequence: 1,
+        }
+        .encode_into(&frame, &mut out);
+        out[33] = 5; // a client in mode 0
+        assert_eq!(decode_envelope(&out), Err(EnvelopeError::BadClient(5)));
+        out[1] = 1;
+        assert!(decode_envelope(&out).is_ok());
+        out[33] = 0; // mode 1 without a client
+        assert_eq!(decode_envelope(&out), Err(EnvelopeError::BadClient(0)));
+        out[1] = 2;
+        assert_eq!(decode_envelope(&out), Err(EnvelopeError::UnknownMode(2)));
+        out[0] = 9;
+        assert_eq!(
+            decode_envelope(&out),
+            Err(EnvelopeError::UnsupportedVersion(9))
+        );
+    }
+}

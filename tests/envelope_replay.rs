@@ -1,0 +1,123 @@
+//! Replays the `envelope_decode` fuzz corpus (`fuzz/corpus/envelope_decode/`) through the
+//! fuzz target's checks, then a few thousand deterministic pseudo-random cases, on
+//! stable Rust in plain `cargo test`. The checks live in
+//! `fuzz/targets_common/envelope_decode.rs`, shared with the cargo-fuzz binary.
+
+use std::path::PathBuf;
+
+mod common;
+
+#[path = "../fuzz/targets_common/envelope_decode.rs"]
+mod envelope_decode;
+#[path = "../fuzz/targets_common/thread_alloc_counter.rs"]
+mod thread_alloc_counter;
+
+use common::Rng;
+use fanout::transport::{decode_envelope, encode_push};
+use thread_alloc_counter::allocated;
+
+fn corpus_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/envelope_decode")
+}
+
+/// Runs the target on `data`, naming the input if it fails.
+fn replay(name: &str, data: &[u8]) {
+    let data_copy = data.to_vec();
+    if let Err(panic) =
+        std::panic::catch_unwind(move || envelope_decode::run(&data_copy, allocated))
+    {
+        eprintln!("failing input {name}: {data:02x?}");
+        std::panic::resume_unwind(panic);
+    }
+}
+
+#[test]
+fn envelope_decode_corpus() {
+    let mut files: Vec<_> = std::fs::read_dir(corpus_dir())
+        .expect("the envelope_decode corpus")
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "the envelope_decode corpus is empty");
+    for path in files {
+        replay(&path.display().to_string(), &std::fs::read(&path).unwrap());
+    }
+}
+
+#[test]
+fn envelope_decode_seeds() {
+    for (name, data) in envelope_decode::seeds() {
+        replay(name, &data);
+    }
+}
+
+#[test]
+fn envelope_decode_random() {
+    let mut rng = Rng(0x5EED_E4E1_0001);
+    let mut valid = 0;
+    for case in 0..20_000 {
+        let data = match case % 4 {
+            // Arbitrary bytes, short and long.
+            0 => {
+                let len = rng.below(80);
+                rng.bytes(len)
+            }
+            // A valid envelope, then maybe one mutation.
+            _ => {
+                let topic_len = 1 + rng.below(16);
+                let topic: String = (0..topic_len)
+                    .map(|_| char::from(b'a' + rng.below(26) as u8))
+                    .collect();
+                let payload_len = rng.below(40);
+                let payload = rng.bytes(payload_len);
+                let mode = rng.below(2) as u8;
+                let mut d = vec![1, mode];
+                d.extend_from_slice(&rng.bytes(24));
+                let client = if mode == 0 {
+                    0
+                } else {
+                    1 + rng.below(1000) as u64
+                };
+                d.extend_from_slice(&client.to_be_bytes());
+                d.extend_from_slice(&encode_push(&topic, &payload).unwrap());
+                match rng.below(6) {
+                    0 | 1 => {}
+                    2 => {
+                        let cut = rng.below(d.len());
+                        d.truncate(cut);
+                    }
+                    3 => d.push(rng.next() as u8),
+                    4 => {
+                        let i = rng.below(d.len());
+                        d[i] ^= 1 << rng.below(8);
+                    }
+                    _ => {
+                        let i = [0, 1, 26, 33, 34, 35][rng.below(6)];
+                        d[i] = rng.next() as u8;
+                    }
+                }
+                d
+            }
+        };
+        if decode_envelope(&data).is_ok() {
+            valid += 1;
+        }
+        replay(&format!("random case {case}"), &data);
+    }
+    assert!(
+        valid > 5_000,
+        "only {valid} random cases were valid envelopes"
+    );
+}
+
+/// `FANOUT_WRITE_SEEDS=1 cargo test --test envelope_replay write_seeds` rewrites the
+/// hand-made seeds into `fuzz/corpus/envelope_decode/` (names start with `seed-`).
+#[test]
+fn write_seeds() {
+    if std::env::var_os("FANOUT_WRITE_SEEDS").is_none() {
+        return;
+    }
+    for (name, data) in envelope_decode::seeds() {
+        std::fs::write(corpus_dir().join(format!("seed-{name}")), data).unwrap();
+    }
+}
