@@ -9,6 +9,11 @@
 //! end every sink's exact frame sequence is compared, frames of one broadcast must be
 //! one shared buffer, every sink must be freed by `shutdown`.
 //!
+//! Topic names include wildcard patterns (`*`, `b.*`, `>`, `room.>`): subscribing to one
+//! is a pattern subscription, and the model decides who a broadcast reaches by matching
+//! every subscription of every client with its own NATS matcher ([`covers`]), each
+//! client at most once.
+//!
 //! Channel clients use any overflow policy, or conflate by topic
 //! ([`PubSub::register_conflating`]): the model keeps one queue per channel either way,
 //! where a conflating channel replaces a queued frame of the same topic in place.
@@ -60,14 +65,45 @@ fn foreign_topic() -> Topic {
         .clone()
 }
 
-/// Valid topic names: short, non-ASCII, and exactly at the length limit.
-fn topic_names() -> [String; 4] {
+/// Valid topic names — short, two tokens, non-ASCII, exactly at the length limit — then
+/// wildcard patterns over them (subscribing to one is a pattern subscription;
+/// broadcasting to one is a broadcast to that literal name, which patterns can match).
+fn topic_names() -> [String; NAMES] {
     [
         "a".to_owned(),
-        "b".to_owned(),
-        "room/ü".to_owned(),
+        "b.c".to_owned(),
+        "room.ü".to_owned(),
         "t".repeat(MAX_TOPIC_LEN),
+        "*".to_owned(),
+        "b.*".to_owned(),
+        ">".to_owned(),
+        "room.>".to_owned(),
     ]
+}
+
+/// How many names [`topic_names`] gives.
+const NAMES: usize = 8;
+
+/// Whether a subscription name is a wildcard pattern (a `*` or `>` token).
+fn is_pattern(name: &str) -> bool {
+    name.split('.').any(|token| token == "*" || token == ">")
+}
+
+/// Whether subscription `sub` reaches a broadcast on `topic`: NATS matching, written
+/// independently of the engine's (an exact name matches only itself).
+fn covers(sub: &str, topic: &str) -> bool {
+    fn go(p: &[&str], t: &[&str]) -> bool {
+        match (p.split_first(), t.split_first()) {
+            (None, None) => true,
+            (Some((&">", _)), Some(_)) => true,
+            (Some((&"*", p)), Some((_, t))) => go(p, t),
+            (Some((a, p)), Some((b, t))) if a == b => go(p, t),
+            _ => false,
+        }
+    }
+    let p: Vec<&str> = sub.split('.').collect();
+    let t: Vec<&str> = topic.split('.').collect();
+    go(&p, &t)
 }
 
 /// How an op names its topic.
@@ -531,7 +567,7 @@ struct Slot {
 /// Everything one run keeps.
 struct Harness {
     ps: PubSub<[u8]>,
-    names: [String; 4],
+    names: [String; NAMES],
     resolved: Vec<Topic>,
     too_long: String,
     /// Over this engine's limit, made by an engine with a larger one.
@@ -671,19 +707,22 @@ impl Harness {
         usize::from(slot) % SLOTS
     }
 
-    /// Live subscribers of topic `t`, and zombies that may still be listed.
+    /// Live subscribers a broadcast on topic `t` reaches (by name or by pattern, each
+    /// once), and zombies that may still be listed.
     fn subscribers(&self, t: usize) -> (Vec<ClientId>, Vec<ClientId>) {
+        let reaches =
+            |subs: &BTreeSet<usize>| subs.iter().any(|&s| covers(&self.names[s], &self.names[t]));
         let mut live: Vec<ClientId> = self
             .clients
             .iter()
-            .filter(|(_, c)| c.topics.contains(&t))
+            .filter(|(_, c)| reaches(&c.topics))
             .map(|(id, _)| *id)
             .collect();
         live.sort();
         let zombies = self
             .zombies
             .iter()
-            .filter(|(_, topics)| topics.contains(&t))
+            .filter(|(_, topics)| reaches(topics))
             .map(|(id, _)| *id)
             .collect();
         (live, zombies)
@@ -995,7 +1034,8 @@ impl Harness {
                 drop(arg);
                 let want = match index {
                     Err(invalid) => invalid,
-                    Ok(t) if t != frame_topic => Outcome::FrameMismatch,
+                    // Frames 4 and 5 are malformed: they match no topic.
+                    Ok(t) if frame_topic > 3 || t != frame_topic => Outcome::FrameMismatch,
                     Ok(_) if self.closed => Outcome::Closed,
                     Ok(t) => {
                         let first = self.broadcasts + 1;
@@ -1116,8 +1156,8 @@ impl Harness {
             }
             Op::Apply { mutations, count } => {
                 let list = &mutations[..usize::from(count % 4)];
-                let topic = |h: &Self, t: u8| match t % 5 {
-                    4 => (h.foreign.clone(), None),
+                let topic = |h: &Self, t: u8| match usize::from(t) % (NAMES + 1) {
+                    NAMES => (h.foreign.clone(), None),
                     t => (h.resolved[usize::from(t)].clone(), Some(usize::from(t))),
                 };
                 let batch: Vec<Mutation> = list
@@ -1270,24 +1310,52 @@ impl Harness {
         );
         if self.closed {
             assert_eq!(
-                (stats.clients, stats.topics, stats.subscriptions),
-                (0, 0, 0),
+                (
+                    stats.clients,
+                    stats.topics,
+                    stats.subscriptions,
+                    stats.patterns
+                ),
+                (0, 0, 0, 0),
                 "sizes after shutdown"
             );
             return;
         }
-        let live_subs: usize = self.clients.values().map(|c| c.topics.len()).sum();
-        let zombie_subs: usize = self.zombies.values().map(BTreeSet::len).sum();
+        let count = |subs: &BTreeSet<usize>, pattern: bool| {
+            subs.iter()
+                .filter(|&&s| is_pattern(&self.names[s]) == pattern)
+                .count()
+        };
+        let exact = |subs: &BTreeSet<usize>| count(subs, false);
+        let patterns = |subs: &BTreeSet<usize>| count(subs, true);
+        let live_subs: usize = self.clients.values().map(|c| exact(&c.topics)).sum();
+        let zombie_subs: usize = self.zombies.values().map(|z| exact(z)).sum();
+        let live_patterns: usize = self.clients.values().map(|c| patterns(&c.topics)).sum();
+        let zombie_patterns: usize = self.zombies.values().map(|z| patterns(z)).sum();
+        assert!(
+            stats.patterns >= live_patterns && stats.patterns <= live_patterns + zombie_patterns,
+            "stats.patterns {} (live {live_patterns}, zombie {zombie_patterns})",
+            stats.patterns
+        );
+        // A topic exists while it has subscribers by name, and stays while patterns
+        // still cover it after they left (the writer keeps pattern subscribers in
+        // existing topics' lists): at least the names subscribed to live, at most every
+        // name ever subscribed to.
+        let by_name = |s: &usize| !is_pattern(&self.names[*s]);
         let live_topics: BTreeSet<usize> = self
             .clients
             .values()
-            .flat_map(|c| c.topics.iter().copied())
+            .flat_map(|c| c.topics.iter().copied().filter(by_name))
             .collect();
-        let all_topics: BTreeSet<usize> = live_topics
-            .iter()
-            .copied()
-            .chain(self.zombies.values().flatten().copied())
-            .collect();
+        let all_topics: BTreeSet<usize> = if live_patterns + zombie_patterns == 0 {
+            live_topics
+                .iter()
+                .copied()
+                .chain(self.zombies.values().flatten().copied().filter(by_name))
+                .collect()
+        } else {
+            (0..NAMES).filter(by_name).collect()
+        };
         let within = |got: usize, lo: usize, hi: usize| got >= lo && got <= hi;
         assert!(
             within(
