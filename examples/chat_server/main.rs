@@ -1,32 +1,48 @@
-//! A WebSocket chat server with rooms, presence and a server clock, on `PubSub`.
+//! A WebSocket chat server with rooms, presence, a moderator console, a private room
+//! and a server clock, on `PubSub`.
 //!
 //! What it shows:
 //!
 //! - one client id and one **channel sink** per WebSocket connection
 //!   ([`PubSub::register_channel`](fanout::PubSub::register_channel)), drained by a
-//!   writer thread that `select!`s over the client's Push frames and a shutdown signal;
-//! - rooms as topics: join/leave are `subscribe`/`unsubscribe`, chat lines go out with
-//!   `broadcast_from` (everyone in the room but the speaker), presence events with
-//!   `broadcast`, and a client that disconnects leaves every room it was in;
+//!   writer thread that `select!`s over the client's frames and a shutdown signal;
+//! - rooms as topics `room.NAME`: join/leave are `subscribe`/`unsubscribe`, chat lines
+//!   go out with `broadcast_from` (everyone in the room but the speaker), and a client
+//!   that disconnects leaves every room it was in;
+//! - **presence**: a member is `track`ed in its room with its display name as metadata
+//!   (`{"name":"Alice"}` sets it) and `untrack`ed when it leaves; the engine sends
+//!   Presence frames (kind 2) to the room, `list` gives a newcomer the members, and the
+//!   page's member list is built from them;
+//! - **wildcards**: a moderator's console subscribes to `room.>` and sees every room's
+//!   messages and presence (`--moderator-token T`, then `{"moderate":"T"}`);
+//! - **authorization**: the `can_subscribe` hook keeps the private room `staff`
+//!   (`room.staff`) and every wildcard pattern (`room.>`, `room.*`, …) for moderators;
+//!   anyone else gets an error reply and nothing changes;
 //! - a background thread pushing the server time to topic `time`, which every
 //!   connection is subscribed to, through a pre-resolved `Topic`;
 //! - a JSON [`Serialiser`](fanout::transport::Serialiser): each broadcast is serialised
 //!   once, however many clients are in the room;
 //! - a browser client (`GET /` on the same port) whose JavaScript decodes the binary
-//!   Push frames per the documented wire format.
+//!   Push and Presence frames per the documented wire format.
 //!
 //! No async runtime: sync `tungstenite` over `std::net`, two threads per connection.
-//! The server logic is in `server.rs`, which `tests/chat_server.rs` runs in-process.
+//! The server logic and its protocol are in `server.rs`, which `tests/chat_server.rs`
+//! runs in-process.
 //!
 //! Run it, then open <http://127.0.0.1:8080/> in two browser tabs:
 //!
 //! ```text
-//! cargo run --release --example chat_server
+//! cargo run --release --example chat_server -- --moderator-token s3cret
 //! cargo run --release --example chat_server -- --port 0 --run-for-secs 5
 //! ```
 //!
+//! Enter `s3cret` in a page's "moderator token" box to open its console: every room
+//! appears with its members, every room's lines show in its log, and it may join
+//! `staff`. Without `--moderator-token` nobody is a moderator.
+//!
 //! Flags: `--port N` (default 8080; 0 picks a free port), `--time-interval-ms N`
 //! (default 1000), `--run-for-secs N` (stop after N seconds; default: until Ctrl-C),
+//! `--moderator-token T` (the token that makes a connection a moderator),
 //! `--redis URL` (share rooms with every server bridged to that Redis; build with
 //! `--features redis`):
 //!
@@ -36,7 +52,8 @@
 //! ```
 //!
 //! A line typed in a browser on one server appears in the same room on the other.
-//! Member counts ("N here") are per server, and each server's clock reaches both.
+//! Member lists and counts ("N here") are per server (the bridge carries Push frames,
+//! not presence), and each server's clock reaches both.
 //! The first line on stdout is always `listening on 127.0.0.1:PORT`.
 
 mod server;
@@ -50,11 +67,15 @@ use crossbeam_channel::{after, bounded, never, select};
 use server::{ChatServer, Config};
 
 const USAGE: &str = "\
-usage: chat_server [--port N] [--time-interval-ms N] [--run-for-secs N] [--redis URL]
+usage: chat_server [--port N] [--time-interval-ms N] [--run-for-secs N]
+                   [--moderator-token T] [--redis URL]
 
   --port N              TCP port on 127.0.0.1 (default 8080; 0 picks a free one)
   --time-interval-ms N  how often the server time is pushed (default 1000)
   --run-for-secs N      stop after N seconds (default: run until Ctrl-C)
+  --moderator-token T   a connection that sends {\"moderate\":\"T\"} becomes a moderator:
+                        its console sees every room (room.>) and it may join the
+                        private room `staff` (default: no moderators)
   --redis URL           share rooms with every chat server bridged to this Redis
                         (redis://127.0.0.1:6379/; needs `--features redis`)
   --help                show this help";
@@ -91,6 +112,13 @@ fn parse_args() -> Result<Args, String> {
                 args.config.time_interval = Duration::from_millis(ms);
             }
             "--run-for-secs" => args.run_for = Some(Duration::from_secs(value("--run-for-secs")?)),
+            "--moderator-token" => {
+                let token = argv.next().ok_or("--moderator-token needs a value")?;
+                if token.is_empty() {
+                    return Err("--moderator-token: the token is empty".into());
+                }
+                args.config.moderator_token = Some(token);
+            }
             "--redis" => {
                 let url = argv.next().ok_or("--redis needs a URL")?;
                 args.config.redis = Some(url);

@@ -7,41 +7,74 @@
 //! - **time**: broadcasts the server time to topic `time` every interval.
 //! - per WebSocket connection, a **reader** (the connection thread: parses the client's
 //!   JSON commands and calls the engine) and a **writer** (`select!`s over the client's
-//!   channel of Push frames, direct messages, and the shutdown signal, and writes binary
+//!   channel of frames, direct messages, and the shutdown signal, and writes binary
 //!   WebSocket messages).
 //!
 //! The shutdown signal is a `crossbeam_channel` receiver that nothing is ever sent on:
 //! dropping its one `Sender` disconnects it, which wakes every `select!` that waits on
 //! it at once — a broadcast "stop" for free.
 //!
+//! # Topics, moderators and the private room
+//!
+//! Room NAME is topic `room.NAME` (NATS-style tokens, the engine's default `.`
+//! separator), so a room name may not contain `.`, `*` or `>`. Every connection is
+//! subscribed to `time`. A connection that presents the moderator token
+//! (`{"moderate":"TOKEN"}`, the server's `--moderator-token`) becomes a moderator and
+//! opens the **console**: a subscription to the pattern `room.>`, so it receives every
+//! room's messages and presence frames, and may join the private room `staff`
+//! (topic `room.staff`).
+//!
+//! Who may subscribe to what is decided in one place, [`authorize`], the engine's
+//! `can_subscribe` hook: `room.staff` and every wildcard pattern (`room.>`, `room.*`,
+//! `*.staff`, …) are for moderators only — the hook sees a subscription as written, so
+//! refusing the patterns is what keeps the private room private. A refused join or
+//! console gets an `error` reply and changes nothing.
+//!
 //! # Protocol
 //!
-//! Client → server, JSON text messages: `{"join":"rust"}`, `{"leave":"rust"}`,
-//! `{"say":"rust","text":"hi"}`.
+//! Client → server, JSON text messages: `{"name":"Alice"}` (your display name, 1 to
+//! 32 printable characters; default `client N`), `{"join":"rust"}`, `{"leave":"rust"}`,
+//! `{"say":"rust","text":"hi"}`, `{"moderate":"TOKEN"}`.
 //!
-//! Server → client, binary messages, each one Push frame (see `fanout::transport::frame`)
-//! whose payload is a JSON event with a `"type"`:
+//! Server → client, binary messages, one frame each (see `fanout::transport`):
 //!
-//! | topic       | `type`    | when                                                     |
-//! |-------------|-----------|----------------------------------------------------------|
-//! | `welcome`   | `welcome` | first frame on a connection: your client id              |
-//! | `room:NAME` | `joined`  | someone (you included) joined room NAME                  |
-//! | `room:NAME` | `left`    | someone left NAME, or disconnected while in it           |
-//! | `room:NAME` | `message` | someone else said something in NAME (never your own)    |
-//! | `time`      | `time`    | every interval, to every connection                      |
-//! | `error`     | `error`   | your last command was not understood                     |
+//! - **Presence frames** (kind 2) on `room.NAME`: a member joined (or renamed) or left
+//!   the room; the metadata is the member's display name, UTF-8. The engine sends them
+//!   from `track`/`untrack`, to the room's subscribers and to consoles. Member lists are
+//!   built from these (with `members` as the starting point).
+//! - **Push frames** (kind 1) whose payload is a JSON event with a `"type"`:
+//!
+//! | topic       | `type`     | when                                                         |
+//! |-------------|------------|--------------------------------------------------------------|
+//! | `welcome`   | `welcome`  | first frame on a connection: your ids and default name       |
+//! | `members`   | `members`  | you joined a room: its members then (presence ids and names) |
+//! | `console`   | `console`  | your console opened: every room's members then               |
+//! | `name`      | `name`     | your display name changed                                    |
+//! | `room.NAME` | `joined`   | someone (you included) joined room NAME                      |
+//! | `room.NAME` | `left`     | someone left NAME, or disconnected while in it               |
+//! | `room.NAME` | `message`  | someone else said something in NAME (never your own)         |
+//! | `time`      | `time`     | every interval, to every connection                          |
+//! | `error`     | `error`    | your last command was refused (nothing changed)              |
+//!
+//! `members` and `console` go straight to one connection and may overtake Presence
+//! frames sent before them; a client that buffers a room's Presence frames until the
+//! room's snapshot arrives, then replays them over it, ends with the exact list (each
+//! frame sets or removes one member, and frames of a room arrive in order). The page
+//! does that. Presence ids are engine-local (`presence_id` in `welcome`); with
+//! `--redis`, member lists are per server, while chat lines (with the speaker's name)
+//! reach every server.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, BytesMut};
 use crossbeam_channel::{bounded, select, tick, Receiver, Sender};
 use fanout::transport::{SerialiseError, Serialiser};
-use fanout::{Bytes, Channel, ChannelConfig, ClientId, OverflowPolicy, PubSub, Topic};
+use fanout::{Bytes, Channel, ChannelConfig, ClientId, Denied, OverflowPolicy, PubSub, Topic};
 use serde::{Deserialize, Serialize};
 use tungstenite::protocol::Role;
 use tungstenite::{Message, WebSocket};
@@ -51,6 +84,15 @@ const INDEX_HTML: &str = include_str!("index.html");
 
 /// Longest room name accepted, in bytes.
 const MAX_ROOM_LEN: usize = 64;
+
+/// Longest display name accepted, in characters.
+pub const MAX_NAME_CHARS: usize = 32;
+
+/// The private room: only moderators may join it (see [`authorize`]).
+pub const STAFF_ROOM: &str = "staff";
+
+/// What a moderator's console subscribes to: every room.
+pub const CONSOLE_PATTERN: &str = "room.>";
 
 /// How long a new connection may take to send its HTTP request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
@@ -68,6 +110,9 @@ pub struct Config {
     /// A Redis URL: share rooms with every chat server bridged to the same Redis
     /// (needs the crate feature `redis`).
     pub redis: Option<String>,
+    /// The token a connection sends (`{"moderate":"TOKEN"}`) to become a moderator.
+    /// `None`: nobody can.
+    pub moderator_token: Option<String>,
 }
 
 impl Default for Config {
@@ -76,6 +121,7 @@ impl Default for Config {
             port: 8080,
             time_interval: Duration::from_secs(1),
             redis: None,
+            moderator_token: None,
         }
     }
 }
@@ -84,28 +130,60 @@ impl Default for Config {
 #[cfg(feature = "redis")]
 pub const REDIS_NAMESPACE: &str = "fanout-chat";
 
+/// A room member as `members` and `console` list it.
+#[derive(Debug, Serialize)]
+pub struct MemberInfo {
+    /// Its presence id: the client id Presence frames carry.
+    pub client: u64,
+    /// Its display name (the presence metadata).
+    pub name: String,
+}
+
 /// What the server pushes to clients: the JSON payload of every Push frame.
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     /// The first frame on a connection.
-    Welcome { client: u64 },
-    /// `client` joined `room`, which now has `members` members.
+    Welcome {
+        /// Your id in `joined`, `left` and `message` events.
+        client: u64,
+        /// Your id in Presence frames and member lists (equal to `client` on a lone
+        /// server; engine-local with `--redis`).
+        presence_id: u64,
+        /// Your display name until you send `{"name": ...}`.
+        name: String,
+    },
+    /// Your display name is now `name`.
+    Name { name: String },
+    /// You joined `room`; these were its members then (you included).
+    Members {
+        room: String,
+        members: Vec<MemberInfo>,
+    },
+    /// Your moderator console opened (subscribed to `pattern`); every room's members.
+    Console {
+        pattern: String,
+        rooms: BTreeMap<String, Vec<MemberInfo>>,
+    },
+    /// `client` (`name`) joined `room`, which now has `members` members.
     Joined {
         room: String,
         client: u64,
+        name: String,
         members: usize,
     },
-    /// `client` left `room` (or disconnected), which now has `members` members.
+    /// `client` (`name`) left `room` (or disconnected), which now has `members` members.
     Left {
         room: String,
         client: u64,
+        name: String,
         members: usize,
     },
-    /// `from` said `text` in `room`.
+    /// `from` (`name`) said `text` in `room`.
     Message {
         room: String,
         from: u64,
+        name: String,
         text: String,
     },
     /// The periodic server time.
@@ -121,6 +199,8 @@ enum Command {
     Say { say: String, text: String },
     Join { join: String },
     Leave { leave: String },
+    Name { name: String },
+    Moderate { moderate: String },
 }
 
 /// A [`Serialiser`] writing any `serde` type as JSON straight into the frame's buffer.
@@ -130,6 +210,46 @@ struct Json;
 impl<T: Serialize> Serialiser<T> for Json {
     fn serialise(&self, message: &T, out: &mut BytesMut) -> Result<(), SerialiseError> {
         serde_json::to_writer(out.writer(), message).map_err(SerialiseError::new)
+    }
+}
+
+/// The connections that presented the moderator token: what [`authorize`] consults.
+pub type Moderators = RwLock<HashSet<ClientId>>;
+
+/// The `can_subscribe` hook: may `client` subscribe to `subscription` (as written)?
+///
+/// - `time`: everyone (every connection is subscribed to the clock).
+/// - a wildcard pattern (a `*` or `>` token): moderators only, and only under `room.`
+///   — this is what refuses `room.>`, `room.*` and `*.staff` to everyone else, since
+///   the engine checks a pattern as written, not per topic it would cover;
+/// - `room.staff`: moderators only;
+/// - any other `room.NAME`: everyone; anything else: nobody.
+pub fn authorize(
+    moderators: &Moderators,
+    client: ClientId,
+    subscription: &str,
+) -> Result<(), Denied> {
+    if subscription == "time" {
+        return Ok(());
+    }
+    let moderator = || {
+        moderators
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&client)
+    };
+    let Some(room) = subscription.strip_prefix("room.") else {
+        return Err(Denied::new("only rooms (room.NAME) can be joined"));
+    };
+    let is_pattern = subscription.split('.').any(|t| t == "*" || t == ">");
+    if is_pattern && !moderator() {
+        Err(Denied::new(
+            "wildcard subscriptions (the console) are for moderators",
+        ))
+    } else if room == STAFF_ROOM && !moderator() {
+        Err(Denied::new("room staff is for moderators"))
+    } else {
+        Ok(())
     }
 }
 
@@ -144,6 +264,13 @@ struct Shared {
     /// 16 random bits above bit 32, so ids from two servers (each counting from 1) do
     /// not collide in a shared room.
     id_base: u64,
+    /// `--moderator-token`.
+    moderator_token: Option<String>,
+    /// Shared with the `can_subscribe` hook.
+    moderators: Arc<Moderators>,
+    /// Every room with a member on this server, and how many: what a console lists
+    /// when it opens (the engine lists a topic's members, not the topics).
+    rooms: Mutex<BTreeMap<String, usize>>,
 }
 
 impl Shared {
@@ -151,6 +278,28 @@ impl Shared {
     fn public_id(&self, id: ClientId) -> u64 {
         self.id_base | id.as_u64()
     }
+
+    /// The members of `room` now, as `members` and `console` list them.
+    fn members(&self, room: &str) -> Vec<MemberInfo> {
+        let members = self.pubsub.list(room_topic(room)).unwrap_or_default();
+        members
+            .into_iter()
+            .map(|m| MemberInfo {
+                client: m.client.as_u64(),
+                name: String::from_utf8_lossy(&m.meta).into_owned(),
+            })
+            .collect()
+    }
+}
+
+/// One WebSocket connection's state, owned by its reader thread.
+struct Connection {
+    id: ClientId,
+    /// Its display name: the presence metadata in every room it is in.
+    name: String,
+    rooms: BTreeSet<String>,
+    /// Whether its console (`room.>`) is open.
+    console: bool,
 }
 
 /// A running chat server. Dropping it (or [`shutdown`](Self::shutdown)) stops it.
@@ -174,8 +323,14 @@ impl ChatServer {
         // Non-blocking, so the accept loop can also watch the shutdown signal.
         listener.set_nonblocking(true)?;
 
+        let moderators = Arc::new(Moderators::default());
+        let hook_moderators = Arc::clone(&moderators);
         let pubsub = PubSub::<Event>::builder()
             .thread_name("chat-registry")
+            // Every subscription, the console's pattern included, is checked here.
+            .can_subscribe(move |client, subscription| {
+                authorize(&hook_moderators, client, subscription)
+            })
             // A chat client that cannot keep up is cut off (it can reconnect) rather
             // than silently missing messages.
             .default_channel(ChannelConfig::new(256, OverflowPolicy::Disconnect))
@@ -209,6 +364,9 @@ impl ChatServer {
             time_topic,
             shutdown,
             id_base,
+            moderator_token: config.moderator_token.filter(|t| !t.is_empty()),
+            moderators,
+            rooms: Mutex::default(),
         });
 
         let accept = {
@@ -415,10 +573,18 @@ fn serve_websocket(shared: &Shared, stream: TcpStream) {
 
     let pubsub = &shared.pubsub;
     let id = pubsub.generate_client_id();
+    let mut conn = Connection {
+        id,
+        name: format!("client {}", shared.public_id(id)),
+        rooms: BTreeSet::new(),
+        console: false,
+    };
     // The welcome goes out first, straight from this thread, before the client can be
     // sent anything else.
     let welcome = Event::Welcome {
         client: shared.public_id(id),
+        presence_id: id.as_u64(),
+        name: conn.name.clone(),
     };
     let Ok(frame) = pubsub.encode("welcome", &welcome, &Json) else {
         return;
@@ -434,7 +600,8 @@ fn serve_websocket(shared: &Shared, stream: TcpStream) {
         return;
     }
 
-    // Frames for this client only (errors, pongs) go to the writer thread directly.
+    // Frames for this client only (errors, snapshots, pongs) go to the writer thread
+    // directly.
     let (direct, direct_rx) = bounded::<Message>(64);
     let shutdown = shared.shutdown.clone();
     let writer_thread = thread::Builder::new()
@@ -444,11 +611,10 @@ fn serve_websocket(shared: &Shared, stream: TcpStream) {
         return; // `frames` was dropped with the closure: the client is unregistered
     };
 
-    let mut rooms = BTreeSet::new();
     loop {
         match reader.read() {
             Ok(Message::Text(text)) => {
-                if let Err(error) = handle_command(shared, id, &mut rooms, &text) {
+                if let Err(error) = handle_command(shared, &mut conn, &direct, &text) {
                     send_direct(pubsub, &direct, "error", &Event::Error { error });
                 }
             }
@@ -461,10 +627,11 @@ fn serve_websocket(shared: &Shared, stream: TcpStream) {
     }
 
     // Gone (closed, dropped, or the server is stopping): leave every room, so the
-    // people still there see it, then unregister.
-    for room in std::mem::take(&mut rooms) {
-        leave(shared, id, &room);
+    // people still there see it, then unregister (which would also untrack it).
+    for room in std::mem::take(&mut conn.rooms) {
+        leave(shared, &conn, &room);
     }
+    write_lock(&shared.moderators).remove(&id);
     let _ = pubsub.unregister(id);
     drop(direct); // tells the writer this connection is over
     let _ = writer_thread.join();
@@ -473,43 +640,67 @@ fn serve_websocket(shared: &Shared, stream: TcpStream) {
 /// Applies one client command. `Err` is a message for the client.
 fn handle_command(
     shared: &Shared,
-    id: ClientId,
-    rooms: &mut BTreeSet<String>,
+    conn: &mut Connection,
+    direct: &Sender<Message>,
     text: &str,
 ) -> Result<(), String> {
     let pubsub = &shared.pubsub;
+    let id = conn.id;
     let command: Command = serde_json::from_str(text).map_err(|_| {
-        format!(r#"not a command: {text:?} (try {{"join":"rust"}}, {{"leave":"rust"}} or {{"say":"rust","text":"hi"}})"#)
+        format!(
+            r#"not a command: {} (try {{"name":"Alice"}}, {{"join":"rust"}}, {{"leave":"rust"}}, {{"say":"rust","text":"hi"}} or {{"moderate":"TOKEN"}})"#,
+            preview(text)
+        )
     })?;
     match command {
         Command::Join { join: room } => {
             check_room_name(&room)?;
             let topic = room_topic(&room);
-            pubsub.subscribe(id, &topic).map_err(|e| e.to_string())?;
-            rooms.insert(room.clone());
+            // The hook refuses `room.staff` to non-moderators: nothing changes then.
+            pubsub
+                .subscribe(id, &topic)
+                .map_err(|e| format!("cannot join {room}: {e}"))?;
+            if conn.rooms.insert(room.clone()) {
+                *lock(&shared.rooms).entry(room.clone()).or_default() += 1;
+            }
+            // Presence: the room's subscribers (and every console) get a Presence
+            // frame with the name.
+            pubsub
+                .track(id, &topic, Bytes::from(conn.name.clone()))
+                .map_err(|e| e.to_string())?;
+            // Taken after subscribing, so every change since reaches this client as a
+            // Presence frame too (see the module docs on replaying them).
+            let members = shared.members(&room);
+            let count = members.len();
+            let snapshot = Event::Members {
+                room: room.clone(),
+                members,
+            };
+            send_direct_blocking(pubsub, direct, "members", &snapshot);
             // Everyone in the room, the newcomer included (that is its confirmation).
-            let members = pubsub.subscriber_count(&topic).unwrap_or(0);
             let event = Event::Joined {
                 room,
                 client: shared.public_id(id),
-                members,
+                name: conn.name.clone(),
+                members: count,
             };
             pubsub
                 .broadcast(&topic, &event, &Json)
                 .map_err(|e| e.to_string())?;
         }
         Command::Leave { leave: room } => {
-            if rooms.remove(&room) {
-                leave(shared, id, &room);
+            if conn.rooms.remove(&room) {
+                leave(shared, conn, &room);
             }
         }
         Command::Say { say: room, text } => {
-            if !rooms.contains(&room) {
-                return Err(format!("join {room:?} before speaking in it"));
+            if !conn.rooms.contains(&room) {
+                return Err(format!("join {} before speaking in it", preview(&room)));
             }
             let event = Event::Message {
                 room: room.clone(),
                 from: shared.public_id(id),
+                name: conn.name.clone(),
                 text,
             };
             // Everyone in the room but the speaker: their client shows it locally.
@@ -517,34 +708,155 @@ fn handle_command(
                 .broadcast_from(id, room_topic(&room), &event, &Json)
                 .map_err(|e| e.to_string())?;
         }
+        Command::Name { name } => {
+            check_display_name(&name)?;
+            conn.name = name;
+            // Tracking again with new metadata is a presence join carrying it.
+            for room in &conn.rooms {
+                let _ = pubsub.track(id, room_topic(room), Bytes::from(conn.name.clone()));
+            }
+            let event = Event::Name {
+                name: conn.name.clone(),
+            };
+            send_direct_blocking(pubsub, direct, "name", &event);
+        }
+        Command::Moderate { moderate: token } => {
+            let token_ok = shared
+                .moderator_token
+                .as_deref()
+                .is_some_and(|expected| same_secret(expected, &token));
+            if token_ok {
+                write_lock(&shared.moderators).insert(id);
+            }
+            if conn.console {
+                return Ok(());
+            }
+            // The hook decides: with a wrong token this is a non-moderator asking for
+            // `room.>`, and it is refused like any other.
+            pubsub.subscribe(id, CONSOLE_PATTERN).map_err(|e| {
+                let why = match &shared.moderator_token {
+                    None => "this server has no moderator token (--moderator-token)",
+                    Some(_) => "wrong moderator token",
+                };
+                format!("cannot open the console ({why}): {e}")
+            })?;
+            conn.console = true;
+            // As for `members`: taken after subscribing.
+            let names: Vec<String> = lock(&shared.rooms).keys().cloned().collect();
+            let rooms = names
+                .into_iter()
+                .map(|room| {
+                    let members = shared.members(&room);
+                    (room, members)
+                })
+                .collect();
+            let event = Event::Console {
+                pattern: CONSOLE_PATTERN.to_owned(),
+                rooms,
+            };
+            send_direct_blocking(pubsub, direct, "console", &event);
+        }
     }
     Ok(())
 }
 
-/// Unsubscribes `id` from `room` and tells the members left behind.
-fn leave(shared: &Shared, id: ClientId, room: &str) {
+/// Takes `conn` out of `room` (its presence leave goes out) and tells the members left
+/// behind.
+fn leave(shared: &Shared, conn: &Connection, room: &str) {
     let pubsub = &shared.pubsub;
     let topic = room_topic(room);
-    let _ = pubsub.unsubscribe(id, &topic);
-    let members = pubsub.subscriber_count(&topic).unwrap_or(0);
+    let _ = pubsub.unsubscribe(conn.id, &topic);
+    let _ = pubsub.untrack(conn.id, &topic);
+    {
+        let mut rooms = lock(&shared.rooms);
+        if let Some(count) = rooms.get_mut(room) {
+            *count -= 1;
+            if *count == 0 {
+                rooms.remove(room);
+            }
+        }
+    }
+    let members = pubsub.list(&topic).map_or(0, |m| m.len());
     let event = Event::Left {
         room: room.to_owned(),
-        client: shared.public_id(id),
+        client: shared.public_id(conn.id),
+        name: conn.name.clone(),
         members,
     };
     let _ = pubsub.broadcast(&topic, &event, &Json);
 }
 
 fn check_room_name(room: &str) -> Result<(), String> {
-    if room.is_empty() || room.len() > MAX_ROOM_LEN {
-        return Err(format!("a room name is 1 to {MAX_ROOM_LEN} bytes"));
+    let bad = |c: char| matches!(c, '.' | '*' | '>') || c.is_control();
+    if room.is_empty() || room.len() > MAX_ROOM_LEN || room.contains(bad) {
+        return Err(format!(
+            "a room name is 1 to {MAX_ROOM_LEN} bytes, without '.', '*', '>' or control characters"
+        ));
     }
     Ok(())
 }
 
-/// Rooms live under `room:` so that a room called `time` is not the clock topic.
+fn check_display_name(name: &str) -> Result<(), String> {
+    let chars = name.chars().count();
+    if chars == 0
+        || chars > MAX_NAME_CHARS
+        || name.trim() != name
+        || name.chars().any(|c| c.is_control())
+    {
+        return Err(format!(
+            "a name is 1 to {MAX_NAME_CHARS} printable characters, without leading or trailing spaces"
+        ));
+    }
+    Ok(())
+}
+
+/// At most 32 characters of untrusted input, for error messages.
+fn preview(input: &str) -> String {
+    const SHOWN: usize = 32;
+    let mut shown: String = input.chars().take(SHOWN).collect();
+    if input.chars().nth(SHOWN).is_some() {
+        shown.push('…');
+    }
+    format!("{shown:?}")
+}
+
+/// Compares a presented token with the expected one without stopping at the first
+/// differing byte (the time it takes reveals only the lengths).
+fn same_secret(expected: &str, given: &str) -> bool {
+    let (expected, given) = (expected.as_bytes(), given.as_bytes());
+    expected.len() == given.len()
+        && expected
+            .iter()
+            .zip(given)
+            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+            == 0
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write_lock<T>(rw: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    rw.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Room NAME is topic `room.NAME`: `room.>` covers every room, and a room called
+/// `time` is not the clock topic.
 fn room_topic(room: &str) -> String {
-    format!("room:{room}")
+    format!("room.{room}")
+}
+
+/// Queues a frame a client must not miss (a snapshot, a confirmation) for it alone,
+/// waiting while its writer is busy (bounded by the writer's write timeout).
+fn send_direct_blocking(
+    pubsub: &PubSub<Event>,
+    direct: &Sender<Message>,
+    topic: &str,
+    event: &Event,
+) {
+    if let Ok(frame) = pubsub.encode(topic, event, &Json) {
+        let _ = direct.send(Message::Binary(frame.to_vec())); // Err: the writer is gone
+    }
 }
 
 /// Queues a Push frame for one client only, bypassing the engine's topics.
