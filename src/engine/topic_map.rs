@@ -117,7 +117,7 @@ impl<V: Keyed> TopicMap<V> {
     }
 
     /// The entry named `key`, whose hash is `hash`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn get(&self, key: &str, hash: u64) -> Option<&V> {
         let mut node = &*self.root;
         let mut shift = 0;
