@@ -229,6 +229,10 @@ impl<M: ?Sized> PubSub<M> {
     /// yet another topic is dropped and counted. Dropping the channel unregisters the
     /// client.
     ///
+    /// [Presence frames](crate::presence) are keyed apart from Push frames, by topic,
+    /// event and member: a member's join is never replaced by a price update or by
+    /// another member's leave.
+    ///
     /// ```
     /// use fanout::{transport::{decode, RawPayload}, PubSub};
     ///
@@ -250,7 +254,7 @@ impl<M: ?Sized> PubSub<M> {
         id: ClientId,
         capacity: usize,
     ) -> Result<ConflatingChannel<Bytes>, Error> {
-        let key = frame::topic_bytes;
+        let key = frame::conflation_key;
         ConflatingChannel::register(&self.engine, &self.conflation, id, None, capacity, key)
     }
 

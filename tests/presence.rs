@@ -284,3 +284,36 @@ fn concurrent_changes_all_reach_the_watcher() {
     assert!(last.values().all(|e| *e == PresenceEvent::Leave));
     assert!(members(&pubsub, "busy").is_empty());
 }
+
+/// A conflating client keeps presence frames apart from Push frames of the same topic,
+/// and one member's event apart from another's: nothing about who is present is lost.
+#[test]
+fn conflation_never_replaces_presence_with_something_else() {
+    let pubsub = PubSub::<str>::new().unwrap();
+    let screen = pubsub.generate_client_id();
+    let latest = pubsub.register_conflating(screen, 16).unwrap();
+    pubsub.subscribe(screen, "room").unwrap();
+    let (a, b) = (pubsub.generate_client_id(), pubsub.generate_client_id());
+    pubsub.register(a, |_| {}).unwrap();
+    pubsub.register(b, |_| {}).unwrap();
+    pubsub.broadcast("room", "price 1", &RawPayload).unwrap();
+    pubsub.track(a, "room", Bytes::from_static(b"a")).unwrap();
+    pubsub.track(b, "room", Bytes::from_static(b"b")).unwrap();
+    pubsub.broadcast("room", "price 2", &RawPayload).unwrap(); // replaces price 1 only
+    let kinds: Vec<String> = latest
+        .try_iter()
+        .map(|frame| match decode_any(&frame).unwrap() {
+            Frame::Push(p) => String::from_utf8(p.payload.to_vec()).unwrap(),
+            Frame::Presence(p) => format!("{:?} {}", p.event, p.client),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "price 2".to_owned(),
+            format!("Join {}", a.as_u64()),
+            format!("Join {}", b.as_u64())
+        ]
+    );
+    assert_eq!(latest.conflated(), 1);
+}

@@ -1158,7 +1158,7 @@ impl Harness {
                 let list = &mutations[..usize::from(count % 4)];
                 let topic = |h: &Self, t: u8| match usize::from(t) % (NAMES + 1) {
                     NAMES => (h.foreign.clone(), None),
-                    t => (h.resolved[usize::from(t)].clone(), Some(usize::from(t))),
+                    t => (h.resolved[t].clone(), Some(t)),
                 };
                 let batch: Vec<Mutation> = list
                     .iter()
@@ -1329,9 +1329,9 @@ impl Harness {
         let exact = |subs: &BTreeSet<usize>| count(subs, false);
         let patterns = |subs: &BTreeSet<usize>| count(subs, true);
         let live_subs: usize = self.clients.values().map(|c| exact(&c.topics)).sum();
-        let zombie_subs: usize = self.zombies.values().map(|z| exact(z)).sum();
+        let zombie_subs: usize = self.zombies.values().map(exact).sum();
         let live_patterns: usize = self.clients.values().map(|c| patterns(&c.topics)).sum();
-        let zombie_patterns: usize = self.zombies.values().map(|z| patterns(z)).sum();
+        let zombie_patterns: usize = self.zombies.values().map(patterns).sum();
         assert!(
             stats.patterns >= live_patterns && stats.patterns <= live_patterns + zombie_patterns,
             "stats.patterns {} (live {live_patterns}, zombie {zombie_patterns})",

@@ -168,14 +168,21 @@ pub fn decode(frame: &[u8]) -> Result<PushFrame<'_>, DecodeError> {
     Ok(PushFrame { topic, payload })
 }
 
-/// The topic bytes of a frame the engine built or checked, as a slice sharing its buffer
-/// (a conflating client's key). A frame too short to hold its topic (never the case for
-/// frames a broadcast delivers) is its own key.
-pub(crate) fn topic_bytes(frame: &Bytes) -> Bytes {
-    if let Some(&[_, _, hi, lo]) = frame.get(..PREFIX_LEN) {
-        let end = PREFIX_LEN + usize::from(u16::from_be_bytes([hi, lo]));
+/// A conflating client's key for a frame the engine built or checked, as a slice
+/// sharing its buffer: the kind byte and the topic for a Push frame (one pending frame
+/// per topic); for a Presence frame also its event and client, so a member's join is
+/// never replaced by another member's leave (only a member's own repeated event is). A
+/// frame too short to hold its header (never one a broadcast delivers) is its own key.
+pub(crate) fn conflation_key(frame: &Bytes) -> Bytes {
+    if let Some(&[_, kind, hi, lo]) = frame.get(..PREFIX_LEN) {
+        let topic_end = PREFIX_LEN + usize::from(u16::from_be_bytes([hi, lo]));
+        let end = if kind == super::presence::FRAME_KIND_PRESENCE {
+            topic_end + 1 + 8 // event, client
+        } else {
+            topic_end
+        };
         if end <= frame.len() {
-            return frame.slice(PREFIX_LEN..end);
+            return frame.slice(1..end);
         }
     }
     frame.clone()
