@@ -67,8 +67,9 @@
 //! | 4 | 281k frames/s | 756k frames/s (2.70×) |
 //! | 8 | 201k frames/s | 664k frames/s (3.30×) |
 //!
-//! and per-topic channels cost a SUBSCRIBE + UNSUBSCRIBE round trip of 26 µs per topic
-//! opened and closed on a node, about 40 B of Redis memory per (channel, node), a
+//! (1.5–2.3×, 0.9–3.1× and 2.7–4.5× over four runs on a shared machine), and per-topic
+//! channels cost a SUBSCRIBE + UNSUBSCRIBE round trip of 15–28 µs per topic opened and
+//! closed on a node, 24–42 B of Redis memory per (channel, node), a
 //! resubscription of every served topic after each reconnect, and a window after a
 //! topic's first local subscriber joins in which remote frames are not yet received.
 //!
