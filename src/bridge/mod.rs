@@ -67,8 +67,9 @@
 //! | 4 | 281k frames/s | 756k frames/s (2.70×) |
 //! | 8 | 201k frames/s | 664k frames/s (3.30×) |
 //!
-//! and per-topic channels cost a SUBSCRIBE + UNSUBSCRIBE round trip of 26 µs per topic
-//! opened and closed on a node, about 40 B of Redis memory per (channel, node), a
+//! (1.5–2.3×, 0.9–3.1× and 2.7–4.5× over four runs on a shared machine), and per-topic
+//! channels cost a SUBSCRIBE + UNSUBSCRIBE round trip of 15–28 µs per topic opened and
+//! closed on a node, 24–42 B of Redis memory per (channel, node), a
 //! resubscription of every served topic after each reconnect, and a window after a
 //! topic's first local subscriber joins in which remote frames are not yet received.
 //!
@@ -118,7 +119,7 @@ use std::time::Duration;
 pub use stats::BridgeStats;
 
 use crate::pubsub::PubSub;
-use crate::tap::{Outlet, Tap};
+use crate::tap::Tap;
 use crate::transport::envelope::NodeId;
 use publisher::Publisher;
 use stats::Counters;
@@ -156,7 +157,8 @@ pub struct Bridge {
     /// Per-topic layout: stops the engine's topic events.
     unwatch: Option<Box<dyn Fn() + Send + Sync>>,
     tap: Arc<Tap>,
-    outlet: Arc<Outlet>,
+    /// The tap's drop count when this bridge attached.
+    dropped_before: u64,
     counters: Arc<Counters>,
     /// Dropped to stop both threads (they wake on the disconnect).
     stop: Option<crossbeam_channel::Sender<()>>,
@@ -209,11 +211,7 @@ impl Bridge {
 
     /// Counters and connection state.
     pub fn stats(&self) -> BridgeStats {
-        let queue_dropped = self
-            .outlet
-            .dropped
-            .load(std::sync::atomic::Ordering::Relaxed);
-        self.counters.view(queue_dropped)
+        self.counters.view(self.tap.dropped() - self.dropped_before)
     }
 
     /// Detaches from the engine and joins both threads. Broadcasts that start afterwards
@@ -223,7 +221,10 @@ impl Bridge {
     }
 
     fn detach(&mut self) {
-        self.tap.detach();
+        if self.stop.is_none() {
+            return;
+        }
+        self.tap.stop();
         if let Some(unwatch) = self.unwatch.take() {
             unwatch();
         }
@@ -231,6 +232,7 @@ impl Bridge {
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
+        self.tap.release();
     }
 }
 
@@ -276,7 +278,8 @@ impl BridgeBuilder {
     }
 
     /// Frames the outgoing queue holds while the publisher is busy (default 8192);
-    /// broadcasts beyond it are dropped and counted.
+    /// broadcasts beyond it are dropped and counted. The queue is made by an engine's
+    /// first bridge and kept: a later bridge on the same engine keeps its capacity.
     pub fn queue_capacity(mut self, frames: usize) -> Self {
         self.queue_capacity = frames;
         self
@@ -328,15 +331,11 @@ impl BridgeBuilder {
         if pubsub.is_closed() {
             return Err(BridgeError::Closed);
         }
-        let (queue_tx, queue) = crossbeam_channel::bounded(self.queue_capacity);
-        let outlet = Arc::new(Outlet {
-            queue: queue_tx,
-            dropped: AtomicU64::new(0),
-        });
         let tap = Arc::clone(pubsub.tap());
-        if !tap.attach(Arc::clone(&outlet)) {
+        let dropped_before = tap.dropped();
+        let Some(queue) = tap.attach(self.queue_capacity) else {
             return Err(BridgeError::AlreadyBridged);
-        }
+        };
         let counters = Arc::new(Counters::default());
         let (stop_tx, stop) = crossbeam_channel::bounded(0);
         let mut bridge = Bridge {
@@ -345,7 +344,7 @@ impl BridgeBuilder {
             layout: self.layout,
             unwatch: None,
             tap,
-            outlet,
+            dropped_before,
             counters: Arc::clone(&counters),
             stop: Some(stop_tx),
             threads: Vec::with_capacity(2),

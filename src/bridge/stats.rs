@@ -45,7 +45,7 @@ pub(crate) struct Counters {
     pub(crate) sent: AtomicU64,
     pub(crate) received: AtomicU64,
     /// Dropped by the publisher (Redis down, publish failed); queue-full drops are
-    /// counted on the tap's outlet.
+    /// counted by the tap.
     pub(crate) dropped: AtomicU64,
     pub(crate) gaps: AtomicU64,
     pub(crate) bad_envelopes: AtomicU64,
