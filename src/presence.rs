@@ -21,9 +21,10 @@
 //! - Tracking is independent of subscribing: a member need not subscribe to its topic,
 //!   and the events go to whoever subscribes (by name or by pattern).
 //!
-//! Events are delivered after the change is applied, by the thread that applied it (or
-//! by one already delivering), so a subscriber may get a join shortly after `track`
-//! returned. A bridge to other hosts can carry Presence frames as it carries Push
+//! Events are delivered after the change is applied and before the call that made it
+//! returns, by the thread that applied it — unless another thread is delivering presence
+//! events at that moment; then that thread delivers this one too, and a subscriber may
+//! get the join shortly after `track` returned. A bridge to other hosts can carry Presence frames as it carries Push
 //! frames: they are self-describing.
 //!
 //! ```

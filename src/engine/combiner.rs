@@ -179,12 +179,15 @@ impl<T> Shared<T> {
         // unlock is stored before we read the queue.
         fence(Ordering::SeqCst);
         let more = !self.inbox.is_empty();
-        batch.aftermath.finish();
         if batch.presence_changed {
             // The changes are queued in order under the role; they go out now, with the
-            // role released (delivering runs callbacks).
+            // role released (delivering runs callbacks), and before the callers are
+            // answered: a `track` returns once its join has been handed to the topic's
+            // subscribers (unless another thread holds the delivery turn; then that
+            // thread hands it on, right after its current change).
             self.deliver_presence();
         }
+        batch.aftermath.finish();
         (batch.own, more)
     }
 
