@@ -14,6 +14,10 @@
 //! every subscription of every client with its own NATS matcher ([`covers`]), each
 //! client at most once.
 //!
+//! Presence: `track` / `untrack` / `list` of callback clients, with the model's own
+//! member table; every join and leave (untrack, unregister) is a Presence frame in the
+//! exact frame sequence of every sink the topic's broadcasts reach.
+//!
 //! Channel clients use any overflow policy, or conflate by topic
 //! ([`PubSub::register_conflating`]): the model keeps one queue per channel either way,
 //! where a conflating channel replaces a queued frame of the same topic in place.
@@ -33,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use arbitrary::{Arbitrary, Unstructured};
 use bytes::{BufMut, Bytes, BytesMut};
-use fanout::transport::{decode, encode_push, SerialiseError};
+use fanout::transport::{decode_any, encode_push, Frame, PresenceEvent, SerialiseError};
 use fanout::{
     Channel, ChannelConfig, ClientId, ConflatingChannel, DisconnectReason, Error, Mutation,
     OverflowPolicy, PubSub, Topic, TopicError,
@@ -239,6 +243,23 @@ pub enum Op {
         mutations: [MutationSel; 3],
         count: u8,
     },
+    /// `track` with metadata `[meta]` (empty when `meta % 4 == 0`). Only callback
+    /// clients and unknown ids are tracked: a channel client can leave asynchronously
+    /// (the janitor prunes a dropped channel), which this single-threaded model does
+    /// not order against its other ops.
+    Track {
+        slot: u8,
+        topic: TopicSel,
+        meta: u8,
+    },
+    Untrack {
+        slot: u8,
+        topic: TopicSel,
+    },
+    /// `list` compared with the model's members.
+    List {
+        topic: TopicSel,
+    },
 }
 
 /// Reads the ops an input encodes (at most [`MAX_OPS`]).
@@ -307,7 +328,7 @@ pub fn encode(ops: &[Op]) -> Vec<u8> {
             None => out.push(0),
         }
     }
-    const N: u64 = 15;
+    const N: u64 = 18;
     let mut out = Vec::new();
     for op in ops {
         let o = &mut out;
@@ -402,6 +423,25 @@ pub fn encode(ops: &[Op]) -> Vec<u8> {
                 }
                 o.push(count);
             }
+            Op::Track {
+                slot,
+                topic: t,
+                meta,
+            } => {
+                variant(o, 15, N);
+                o.push(slot);
+                topic(o, t);
+                o.push(meta);
+            }
+            Op::Untrack { slot, topic: t } => {
+                variant(o, 16, N);
+                o.push(slot);
+                topic(o, t);
+            }
+            Op::List { topic: t } => {
+                variant(o, 17, N);
+                topic(o, t);
+            }
         }
     }
     out
@@ -447,8 +487,38 @@ fn outcome<T>(result: Result<T, Error>, count: impl FnOnce(T) -> usize) -> Outco
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Expected {
     broadcast: u64,
+    /// The frame kind: 1 Push, 2 Presence.
+    kind: u8,
     topic: String,
+    /// A Push frame's payload; for a Presence frame its event byte, client id (8 bytes,
+    /// big-endian) and metadata.
     payload: Vec<u8>,
+}
+
+impl Expected {
+    /// What a conflating channel keys it by: the topic for a Push frame; topic, event and
+    /// member for a Presence frame.
+    fn conflation_key(&self) -> (u8, &str, &[u8]) {
+        let member = if self.kind == 2 {
+            &self.payload[..9]
+        } else {
+            &[][..]
+        };
+        (self.kind, &self.topic, member)
+    }
+
+    /// A delivered frame in the same form.
+    fn of_frame(frame: &[u8]) -> (u8, String, Vec<u8>) {
+        match decode_any(frame).expect("a delivered frame decodes") {
+            Frame::Push(push) => (1, push.topic.to_owned(), push.payload.to_vec()),
+            Frame::Presence(p) => {
+                let mut payload = vec![p.event as u8];
+                payload.extend_from_slice(&p.client.to_be_bytes());
+                payload.extend_from_slice(p.meta);
+                (2, p.topic.to_owned(), payload)
+            }
+        }
+    }
 }
 
 /// The model of one sink (one successful registration).
@@ -591,6 +661,14 @@ struct Harness {
     counted_max: u64,
     /// (broadcast number, address) of frames given to `broadcast_frame`.
     frame_addresses: Vec<(u64, usize)>,
+    /// Presence: topic → member → metadata.
+    presence: HashMap<usize, std::collections::BTreeMap<ClientId, Vec<u8>>>,
+    /// Each member's tracked topics in the engine's order (appended; untracking moves
+    /// the last into the hole, as `swap_remove` does): the order its leaves go out in.
+    tracked: HashMap<ClientId, Vec<usize>>,
+    /// Presence changes of the current op, delivered when it ends (the engine delivers
+    /// them after the whole batch is applied, before the call returns).
+    pending_presence: Vec<(usize, PresenceEvent, ClientId, Vec<u8>)>,
 }
 
 /// A topic as an op names it, resolved to what the engine is given.
@@ -667,7 +745,45 @@ impl Harness {
             counted_min: 0,
             counted_max: 0,
             frame_addresses: Vec::new(),
+            presence: HashMap::new(),
+            tracked: HashMap::new(),
+            pending_presence: Vec::new(),
         }
+    }
+
+    /// Delivers the presence changes the last op made, in order.
+    fn flush_presence(&mut self) {
+        for (t, event, client, meta) in std::mem::take(&mut self.pending_presence) {
+            self.model_presence(t, event, client, &meta);
+        }
+    }
+
+    /// Model of `untrack(id, t)` for a registered client; whether it was tracked there.
+    fn untrack_model(&mut self, id: ClientId, t: usize) {
+        let Some(topics) = self.tracked.get_mut(&id) else {
+            return;
+        };
+        let Some(position) = topics.iter().position(|&x| x == t) else {
+            return;
+        };
+        topics.swap_remove(position);
+        if topics.is_empty() {
+            self.tracked.remove(&id);
+        }
+        self.leave_model(id, t);
+    }
+
+    fn leave_model(&mut self, id: ClientId, t: usize) {
+        let members = self
+            .presence
+            .get_mut(&t)
+            .expect("a tracked topic has members");
+        let meta = members.remove(&id).expect("a tracked member is listed");
+        if members.is_empty() {
+            self.presence.remove(&t);
+        }
+        self.pending_presence
+            .push((t, PresenceEvent::Leave, id, meta));
     }
 
     fn topic(&self, sel: TopicSel) -> TopicArg<'_> {
@@ -760,9 +876,37 @@ impl Harness {
         self.broadcasts += 1;
         let frame = Expected {
             broadcast: self.broadcasts,
+            kind: 1,
             topic: self.names[t].clone(),
             payload: payload.to_vec(),
         };
+        self.model_deliver(receivers, frame)
+    }
+
+    /// Model of one presence change on topic `t`: a Presence frame to everyone a
+    /// broadcast on `t` reaches (the member included, if it subscribes).
+    fn model_presence(&mut self, t: usize, event: PresenceEvent, client: ClientId, meta: &[u8]) {
+        let (live, zombies) = self.subscribers(t);
+        self.count_broadcast(!live.is_empty(), !live.is_empty() || !zombies.is_empty());
+        if live.is_empty() {
+            return;
+        }
+        self.broadcasts += 1;
+        let mut payload = vec![event as u8];
+        payload.extend_from_slice(&client.as_u64().to_be_bytes());
+        payload.extend_from_slice(meta);
+        let frame = Expected {
+            broadcast: self.broadcasts,
+            kind: 2,
+            topic: self.names[t].clone(),
+            payload,
+        };
+        self.model_deliver(live, frame);
+    }
+
+    /// Hands `frame` to each of `receivers` per its sink's model; returns (delivered,
+    /// true, true) like [`model_broadcast`](Self::model_broadcast).
+    fn model_deliver(&mut self, receivers: Vec<ClientId>, frame: Expected) -> (usize, bool, bool) {
         let mut delivered = 0;
         let mut cut_off = Vec::new();
         for id in receivers {
@@ -784,7 +928,10 @@ impl Harness {
                     assert!(reason.is_none(), "a live client's channel is open");
                     if *policy == PolicySel::Conflate {
                         // The topic's queued frame, if any, is replaced where it stands.
-                        if let Some(queued) = queue.iter_mut().find(|e| e.topic == frame.topic) {
+                        if let Some(queued) = queue
+                            .iter_mut()
+                            .find(|e| e.conflation_key() == frame.conflation_key())
+                        {
                             *queued = frame.clone();
                             *conflated += 1;
                             self.conflated += 1;
@@ -1154,6 +1301,97 @@ impl Harness {
                     self.shutdown();
                 }
             }
+            Op::Track { slot, topic, meta } => {
+                let id = self.slots[self.slot(slot)].id;
+                let is_channel = self.clients.get(&id).is_some_and(|c| {
+                    matches!(
+                        self.registrations[c.registration].model,
+                        SinkModel::Channel { .. }
+                    )
+                });
+                if is_channel {
+                    return;
+                }
+                let meta = if meta % 4 == 0 {
+                    Vec::new()
+                } else {
+                    vec![meta]
+                };
+                let arg = self.topic(topic);
+                let got = with_topic!(&arg, |t| outcome(
+                    self.ps.track(id, t, Bytes::from(meta.clone())),
+                    |()| 0
+                ));
+                let index = arg.index();
+                drop(arg);
+                let want = match index {
+                    Err(invalid) => invalid,
+                    Ok(_) if self.closed => Outcome::Closed,
+                    Ok(_) if !self.clients.contains_key(&id) => Outcome::UnknownClient(id),
+                    Ok(t) => {
+                        let members = self.presence.entry(t).or_default();
+                        match members.insert(id, meta.clone()) {
+                            Some(previous) if previous == meta => {}
+                            Some(_) => {
+                                self.pending_presence
+                                    .push((t, PresenceEvent::Join, id, meta))
+                            }
+                            None => {
+                                self.tracked.entry(id).or_default().push(t);
+                                self.pending_presence
+                                    .push((t, PresenceEvent::Join, id, meta));
+                            }
+                        }
+                        Outcome::Ok(0)
+                    }
+                };
+                assert_eq!(got, want, "{op:?}");
+            }
+            Op::Untrack { slot, topic } => {
+                let id = self.slots[self.slot(slot)].id;
+                let arg = self.topic(topic);
+                let got = with_topic!(&arg, |t| outcome(self.ps.untrack(id, t), |()| 0));
+                let index = arg.index();
+                drop(arg);
+                let want = match index {
+                    Err(invalid) => invalid,
+                    Ok(_) if self.closed => Outcome::Closed,
+                    Ok(_) if !self.clients.contains_key(&id) => Outcome::UnknownClient(id),
+                    Ok(t) => {
+                        self.untrack_model(id, t);
+                        Outcome::Ok(0)
+                    }
+                };
+                assert_eq!(got, want, "{op:?}");
+            }
+            Op::List { topic } => {
+                let arg = self.topic(topic);
+                let got = with_topic!(&arg, |t| self.ps.list(t));
+                let index = arg.index();
+                drop(arg);
+                match (got, index) {
+                    (Err(e), _) if self.closed => assert_eq!(outcome_of_error(e), Outcome::Closed),
+                    (Err(e), Err(invalid)) => assert_eq!(outcome_of_error(e), invalid),
+                    (Ok(members), Ok(t)) => {
+                        let got: Vec<(ClientId, Vec<u8>)> = members
+                            .into_iter()
+                            .map(|m| (m.client, m.meta.to_vec()))
+                            .collect();
+                        let want: Vec<(ClientId, Vec<u8>)> = self
+                            .presence
+                            .get(&t)
+                            .map(|members| {
+                                members
+                                    .iter()
+                                    .map(|(id, meta)| (*id, meta.clone()))
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        assert_eq!(got, want, "{op:?}");
+                    }
+                    (got, want) => panic!("list: {got:?}, the model expects {want:?}"),
+                }
+            }
             Op::Apply { mutations, count } => {
                 let list = &mutations[..usize::from(count % 4)];
                 let topic = |h: &Self, t: u8| match usize::from(t) % (NAMES + 1) {
@@ -1229,6 +1467,10 @@ impl Harness {
                 {
                     *reason = Some(DisconnectReason::Unsubscribed);
                 }
+                // It leaves every topic it was tracked in, in the engine's order.
+                for t in self.tracked.remove(&id).unwrap_or_default() {
+                    self.leave_model(id, t);
+                }
                 Outcome::Ok(0)
             }
             None => Outcome::UnknownClient(id),
@@ -1289,6 +1531,9 @@ impl Harness {
                 }
             }
             self.zombies.clear();
+            self.presence.clear();
+            self.tracked.clear();
+            self.pending_presence.clear();
         }
     }
 
@@ -1445,16 +1690,11 @@ impl Harness {
                 }
             };
             let want = &registration.received;
-            let got: Vec<(String, Vec<u8>)> = frames
+            let got: Vec<(u8, String, Vec<u8>)> =
+                frames.iter().map(|f| Expected::of_frame(f)).collect();
+            let want_plain: Vec<(u8, String, Vec<u8>)> = want
                 .iter()
-                .map(|f| {
-                    let push = decode(f).expect("a delivered frame decodes");
-                    (push.topic.to_owned(), push.payload.to_vec())
-                })
-                .collect();
-            let want_plain: Vec<(String, Vec<u8>)> = want
-                .iter()
-                .map(|e| (e.topic.clone(), e.payload.clone()))
+                .map(|e| (e.kind, e.topic.clone(), e.payload.clone()))
                 .collect();
             assert_eq!(
                 got, want_plain,
@@ -1499,6 +1739,7 @@ pub fn run(data: &[u8]) -> Summary {
     for (index, op) in ops.into_iter().enumerate() {
         let zombies = harness.zombies.len();
         harness.apply(index, op);
+        harness.flush_presence();
         summary.zombies += harness.zombies.len().saturating_sub(zombies);
         harness.check_stats();
     }
