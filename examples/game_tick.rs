@@ -11,7 +11,7 @@
 //! - **serialise once**: a zone's snapshot is encoded by a binary
 //!   [`Serialiser`] once per tick, whatever the zone's population;
 //! - players **moving between zones** during the tick: every move's `Unsubscribe` and
-//!   `Subscribe` go to the engine as one batch ([`PubSub::apply`]), one round trip;
+//!   `Subscribe` go to the engine as one batch ([`PubSub::apply`]);
 //! - the **tick cost** distribution (hdrhistogram): p50/p99/max against the 16.7 ms
 //!   budget.
 //!
@@ -180,7 +180,7 @@ fn run(s: &Settings) -> Result<bool, Box<dyn std::error::Error>> {
         }
 
         // 2. A few players walk into another zone: move their subscriptions with them,
-        //    all in one round trip to the engine's writer thread (`apply`).
+        //    all in one batch of the engine's writer (`apply`): one snapshot publication.
         let mut moves = Vec::new();
         for _ in 0..s.migrations.min(s.players) {
             let from = rng.below(s.zones);
