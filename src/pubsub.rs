@@ -310,7 +310,7 @@ impl<M: ?Sized> PubSub<M> {
     /// A malformed pattern is refused before anything is queued.
     fn check_pattern(&self, topic: &Topic) -> Result<(), Error> {
         let separator = self.engine.config().separator;
-        if pattern::is_pattern(topic.name(), separator) {
+        if topic.may_be_pattern() && pattern::is_pattern(topic.name(), separator) {
             Pattern::parse(topic.shared_name(), separator)?;
         }
         Ok(())

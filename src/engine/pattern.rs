@@ -56,7 +56,7 @@ impl fmt::Debug for Pattern {
 /// Whether `subscription` is a pattern (has a `*` or `>` token) rather than a topic.
 /// Cheap for the common case: a name with neither byte is not split at all.
 pub(crate) fn is_pattern(subscription: &str, separator: char) -> bool {
-    subscription.contains(['*', '>'])
+    subscription.bytes().any(|b| b == b'*' || b == b'>')
         && subscription
             .split(separator)
             .any(|token| token == "*" || token == ">")

@@ -396,7 +396,7 @@ impl<T> Writer<T> {
 
     /// The subscription as a pattern, if it is one (see [`pattern`](super::pattern)).
     fn as_pattern(&self, topic: &Topic) -> Result<Option<Pattern>, Error> {
-        if !is_pattern(topic.name(), self.separator) {
+        if !topic.may_be_pattern() || !is_pattern(topic.name(), self.separator) {
             return Ok(None);
         }
         Ok(Some(Pattern::parse(topic.shared_name(), self.separator)?))
@@ -405,9 +405,12 @@ impl<T> Writer<T> {
     /// Whether one of client `id`'s patterns matches topic `name`: then the client is in
     /// that topic's subscriber list through the pattern (the invariant below).
     fn covered_by_pattern(&self, id: ClientId, name: &str) -> bool {
-        self.client_patterns
-            .get(&id)
-            .is_some_and(|patterns| patterns.iter().any(|p| p.matches(name, self.separator)))
+        // Most engines have no patterns at all: skip the lookup.
+        !self.client_patterns.is_empty()
+            && self
+                .client_patterns
+                .get(&id)
+                .is_some_and(|patterns| patterns.iter().any(|p| p.matches(name, self.separator)))
     }
 
     // The invariant that keeps one frame per client per broadcast: for every topic entry
