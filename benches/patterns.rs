@@ -15,6 +15,10 @@
 //! deduplicating the matching clients (the Redis PSUBSCRIBE shape).
 //!
 //! Run: `cargo bench --bench patterns` (about 20 s); prints a table of medians of 7 runs.
+//! Instruction counts (repeatable on a busy machine): build with `cargo bench --bench
+//! patterns --no-run`, then `valgrind --tool=callgrind --collect-atstart=no
+//! --toggle-collect='*measure_*' target/release/deps/patterns-<hash> --ir N [known]`
+//! counts 2,000 broadcasts with `N` patterns (`known`: to topics that exist).
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -144,8 +148,30 @@ fn ns_per<F: FnMut(usize) -> usize>(mut f: F) -> f64 {
     runs[RUNS / 2]
 }
 
+/// The broadcasts callgrind counts in `--ir` mode (collect only inside this function).
+#[inline(never)]
+fn measure_pattern_broadcasts(w: &Workload, payload: &[u8], by_name: bool) -> usize {
+    let mut reached = 0;
+    for i in 0..2_000 {
+        let topic = &w.topics[i % w.topics.len()];
+        reached += w.pubsub.broadcast(topic, payload, &RawPayload).unwrap();
+    }
+    assert_eq!(reached, 2_000 * if by_name { 3 } else { 2 });
+    reached
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--bench") && std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    // `--ir N [known]`: 2,000 broadcasts with N patterns, for
+    // `valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*measure_*'`.
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == "--ir") {
+        let n: usize = args[at + 1].parse().expect("--ir N");
+        let by_name = args.get(at + 2).is_some_and(|a| a == "known");
+        let w = workload(n, by_name);
+        black_box(measure_pattern_broadcasts(&w, &[7u8; 64], by_name));
         return;
     }
     let payload = [7u8; 64];
