@@ -24,8 +24,10 @@
 //! Events are delivered after the change is applied and before the call that made it
 //! returns, by the thread that applied it — unless another thread is delivering presence
 //! events at that moment; then that thread delivers this one too, and a subscriber may
-//! get the join shortly after `track` returned. A bridge to other hosts can carry Presence frames as it carries Push
-//! frames: they are self-describing.
+//! get the join shortly after `track` returned. Presence is per engine: the Redis bridge (feature
+//! `redis`) carries Push frames only, so each host lists its own members. Presence
+//! frames are self-describing (kind byte, topic, member), so a bridge can carry them
+//! later without a format change.
 //!
 //! ```
 //! use fanout::transport::{decode_any, Frame, PresenceEvent};
