@@ -130,6 +130,22 @@ impl std::error::Error for DecodeError {}
 
 /// Decodes one Push frame. Takes any bytes; never panics and never allocates.
 pub fn decode(frame: &[u8]) -> Result<PushFrame<'_>, DecodeError> {
+    let (topic, len_field, body_start) = split_header(frame, FRAME_KIND_PUSH, PAYLOAD_LEN_LEN)?;
+    let payload_len = u32::from_be_bytes([len_field[0], len_field[1], len_field[2], len_field[3]]);
+    let payload = body(frame, body_start, payload_len)?;
+    let topic = std::str::from_utf8(topic).map_err(|_| DecodeError::TopicNotUtf8)?;
+    Ok(PushFrame { topic, payload })
+}
+
+/// The part every frame kind shares, in the order of the checks every decoder makes:
+/// version, `kind`, a non-empty topic length, then the topic and the kind's `fixed`
+/// bytes of its own fields (`Truncated` if the buffer ends first). Returns the topic
+/// bytes (UTF-8 not yet checked), those fixed fields, and where the body starts.
+pub(crate) fn split_header(
+    frame: &[u8],
+    kind: u8,
+    fixed: usize,
+) -> Result<(&[u8], &[u8], usize), DecodeError> {
     let truncated = |needed: usize| DecodeError::Truncated {
         needed,
         got: frame.len(),
@@ -138,7 +154,7 @@ pub fn decode(frame: &[u8]) -> Result<PushFrame<'_>, DecodeError> {
     if prefix[0] != FRAME_VERSION {
         return Err(DecodeError::UnsupportedVersion(prefix[0]));
     }
-    if prefix[1] != FRAME_KIND_PUSH {
+    if prefix[1] != kind {
         return Err(DecodeError::UnknownKind(prefix[1]));
     }
     let topic_len = usize::from(u16::from_be_bytes([prefix[2], prefix[3]]));
@@ -146,26 +162,33 @@ pub fn decode(frame: &[u8]) -> Result<PushFrame<'_>, DecodeError> {
         return Err(DecodeError::EmptyTopic);
     }
     let topic_end = PREFIX_LEN + topic_len;
-    let payload_start = topic_end + PAYLOAD_LEN_LEN;
+    let body_start = topic_end + fixed;
     let topic = frame
         .get(PREFIX_LEN..topic_end)
-        .ok_or(truncated(payload_start))?;
-    let len_field = frame
-        .get(topic_end..payload_start)
-        .ok_or(truncated(payload_start))?;
-    let payload_len = u32::from_be_bytes([len_field[0], len_field[1], len_field[2], len_field[3]]);
-    // `usize` is at least 32 bits on every target this crate builds for, and
-    // `payload_start` is at most 65,543, so this cannot overflow on 64-bit targets;
-    // saturate anyway so a 32-bit target reports truncation instead of wrapping.
-    let end = payload_start.saturating_add(payload_len as usize);
-    let payload = frame.get(payload_start..end).ok_or(truncated(end))?;
+        .ok_or(truncated(body_start))?;
+    let fields = frame
+        .get(topic_end..body_start)
+        .ok_or(truncated(body_start))?;
+    Ok((topic, fields, body_start))
+}
+
+/// The `len` bytes of body at `start`, which must end the frame exactly (`Truncated`
+/// if the buffer is shorter, `TrailingBytes` if longer).
+pub(crate) fn body(frame: &[u8], start: usize, len: u32) -> Result<&[u8], DecodeError> {
+    // `usize` is at least 32 bits on every target this crate builds for, and `start` is
+    // at most 65,552, so this cannot overflow on 64-bit targets; saturate anyway so a
+    // 32-bit target reports truncation instead of wrapping.
+    let end = start.saturating_add(len as usize);
+    let body = frame.get(start..end).ok_or(DecodeError::Truncated {
+        needed: end,
+        got: frame.len(),
+    })?;
     if frame.len() > end {
         return Err(DecodeError::TrailingBytes {
             extra: frame.len() - end,
         });
     }
-    let topic = std::str::from_utf8(topic).map_err(|_| DecodeError::TopicNotUtf8)?;
-    Ok(PushFrame { topic, payload })
+    Ok(body)
 }
 
 /// A conflating client's key for a frame the engine built or checked, as a slice

@@ -54,7 +54,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::frame::FRAME_VERSION;
-use super::frame::{decode, DecodeError, PushFrame, FRAME_KIND_PUSH};
+use super::frame::{body, decode, split_header, DecodeError, PushFrame, FRAME_KIND_PUSH};
 use super::serialiser::SerialiseError;
 
 /// The frame kind byte of a Presence frame.
@@ -116,29 +116,7 @@ pub fn decode_any(frame: &[u8]) -> Result<Frame<'_>, DecodeError> {
 
 /// Decodes one Presence frame. Takes any bytes; never panics, never allocates.
 pub fn decode_presence(frame: &[u8]) -> Result<PresenceFrame<'_>, DecodeError> {
-    let truncated = |needed: usize| DecodeError::Truncated {
-        needed,
-        got: frame.len(),
-    };
-    let prefix = frame.get(..PREFIX_LEN).ok_or(truncated(PREFIX_LEN))?;
-    if prefix[0] != FRAME_VERSION {
-        return Err(DecodeError::UnsupportedVersion(prefix[0]));
-    }
-    if prefix[1] != FRAME_KIND_PRESENCE {
-        return Err(DecodeError::UnknownKind(prefix[1]));
-    }
-    let topic_len = usize::from(u16::from_be_bytes([prefix[2], prefix[3]]));
-    if topic_len == 0 {
-        return Err(DecodeError::EmptyTopic);
-    }
-    let topic_end = PREFIX_LEN + topic_len;
-    let meta_start = topic_end + FIXED_AFTER_TOPIC;
-    let topic = frame
-        .get(PREFIX_LEN..topic_end)
-        .ok_or(truncated(meta_start))?;
-    let fixed = frame
-        .get(topic_end..meta_start)
-        .ok_or(truncated(meta_start))?;
+    let (topic, fixed, meta_start) = split_header(frame, FRAME_KIND_PRESENCE, FIXED_AFTER_TOPIC)?;
     let event = match fixed[0] {
         1 => PresenceEvent::Join,
         2 => PresenceEvent::Leave,
@@ -146,14 +124,7 @@ pub fn decode_presence(frame: &[u8]) -> Result<PresenceFrame<'_>, DecodeError> {
     };
     let client = u64::from_be_bytes(fixed[1..9].try_into().expect("8 bytes"));
     let meta_len = u32::from_be_bytes(fixed[9..13].try_into().expect("4 bytes"));
-    // As in `decode`: saturate so a 32-bit target reports truncation, never wraps.
-    let end = meta_start.saturating_add(meta_len as usize);
-    let meta = frame.get(meta_start..end).ok_or(truncated(end))?;
-    if frame.len() > end {
-        return Err(DecodeError::TrailingBytes {
-            extra: frame.len() - end,
-        });
-    }
+    let meta = body(frame, meta_start, meta_len)?;
     let topic = std::str::from_utf8(topic).map_err(|_| DecodeError::TopicNotUtf8)?;
     Ok(PresenceFrame {
         topic,
