@@ -30,14 +30,15 @@ use crate::{ClientId, Error};
 pub(crate) const NOBODY: ClientId = ClientId::from_raw(0);
 
 impl<T: Clone> Shared<T> {
-    /// Delivers the item `make` produces to every subscriber of `topic` except `skip`.
-    /// `make` runs only if someone will receive it.
+    /// Delivers the item `make` produces — an owned item, or a reference to one the
+    /// caller has — to every subscriber of `topic` except `skip`. `make` runs only if
+    /// someone will receive it.
     #[inline]
-    pub(crate) fn broadcast(
+    pub(crate) fn broadcast<R: Borrow<T>>(
         &self,
         topic: TopicKey<'_>,
         skip: ClientId,
-        make: impl FnOnce() -> Result<T, Error>,
+        make: impl FnOnce() -> Result<R, Error>,
     ) -> Result<usize, Error> {
         let snapshot = self.load_for_broadcast()?;
         let Some(subscribers) = snapshot.subscribers(topic) else {
@@ -47,19 +48,19 @@ impl<T: Clone> Shared<T> {
             return Ok(0);
         }
         let item = make()?;
-        Ok(self.deliver(subscribers, skip, &item))
+        Ok(self.deliver(subscribers, skip, item.borrow()))
     }
 
     /// A broadcast to a topic nobody subscribed to by name: it reaches the clients whose
     /// patterns match it, each once. Out of line: an engine without patterns returns
     /// after one check.
     #[inline(never)]
-    fn broadcast_to_patterns(
+    fn broadcast_to_patterns<R: Borrow<T>>(
         &self,
         snapshot: &Snapshot<T>,
         topic: TopicKey<'_>,
         skip: ClientId,
-        make: impl FnOnce() -> Result<T, Error>,
+        make: impl FnOnce() -> Result<R, Error>,
     ) -> Result<usize, Error> {
         if snapshot.patterns.has_none() {
             return Ok(0);
@@ -69,7 +70,7 @@ impl<T: Clone> Shared<T> {
             return Ok(0);
         }
         let item = make()?;
-        Ok(self.deliver(&subscribers, skip, &item))
+        Ok(self.deliver(&subscribers, skip, item.borrow()))
     }
 
     /// Like [`broadcast`](Self::broadcast) for an item the caller already has.
@@ -80,33 +81,7 @@ impl<T: Clone> Shared<T> {
         skip: ClientId,
         item: &T,
     ) -> Result<usize, Error> {
-        let snapshot = self.load_for_broadcast()?;
-        let Some(subscribers) = snapshot.subscribers(topic) else {
-            return self.broadcast_ref_to_patterns(&snapshot, topic, skip, item);
-        };
-        if only_the_sender(subscribers, skip) {
-            return Ok(0);
-        }
-        Ok(self.deliver(subscribers, skip, item))
-    }
-
-    /// [`broadcast_to_patterns`](Self::broadcast_to_patterns) for an item the caller has.
-    #[inline(never)]
-    fn broadcast_ref_to_patterns(
-        &self,
-        snapshot: &Snapshot<T>,
-        topic: TopicKey<'_>,
-        skip: ClientId,
-        item: &T,
-    ) -> Result<usize, Error> {
-        if snapshot.patterns.has_none() {
-            return Ok(0);
-        }
-        let subscribers = pattern_index::matching(&snapshot.patterns, topic.name, self.separator);
-        if subscribers.is_empty() || only_the_sender(&subscribers, skip) {
-            return Ok(0);
-        }
-        Ok(self.deliver(&subscribers, skip, item))
+        self.broadcast(topic, skip, || Ok(item))
     }
 
     #[inline]
