@@ -1324,3 +1324,43 @@ fn presence_changes_are_all_delivered() {
         assert_eq!(pubsub.list("room").unwrap().len(), 2);
     });
 }
+
+// ----- wildcards -----------------------------------------------------------------------
+
+/// A pattern subscription and a subscription by name race; meanwhile another thread
+/// broadcasts to the named topic. Pattern resolution happens under the writer role like
+/// every change, so the guarantees are the ordinary ones: once both calls return, a
+/// broadcast reaches the two clients exactly once each — through the topic's own list,
+/// whichever call created the topic — and a topic nobody named reaches the pattern's
+/// client through the pattern index. Broken on purpose once (scratch copy: a new topic not
+/// given its matching pattern subscribers, `false &&` in `Writer::subscribe`): fails at
+/// the broadcast after both calls (`left: 1, right: 2`) whenever the name comes second.
+#[test]
+fn pattern_and_name_subscriptions_race() {
+    model(|| {
+        let pubsub = small_pubsub(2);
+        let (by_pattern, pattern_calls) = counting_client(&pubsub);
+        let (by_name, name_calls) = counting_client(&pubsub);
+        let other = thread::spawn({
+            let pubsub = pubsub.clone();
+            move || {
+                pubsub.subscribe(by_name, "room.rust").unwrap();
+                broadcast(&pubsub, "room.rust")
+            }
+        });
+        pubsub.subscribe(by_pattern, "room.*").unwrap();
+        let early = other.join().unwrap();
+        assert!((1..=2).contains(&early), "the name's own subscriber is reached: {early}");
+
+        let before = pattern_calls.load(SeqCst);
+        assert_eq!(broadcast(&pubsub, "room.rust"), 2);
+        assert_eq!(
+            pattern_calls.load(SeqCst),
+            before + 1,
+            "the pattern subscriber missed the topic"
+        );
+        assert_eq!(broadcast(&pubsub, "room.go"), 1);
+        assert_eq!(name_calls.load(SeqCst), 2);
+        assert_eq!(pattern_calls.load(SeqCst), before + 2);
+    });
+}
