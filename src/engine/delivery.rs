@@ -62,7 +62,7 @@ impl<T: Clone> Shared<T> {
         skip: ClientId,
         make: impl FnOnce() -> Result<R, Error>,
     ) -> Result<usize, Error> {
-        if snapshot.patterns.has_none() {
+        if snapshot.patterns.is_empty() {
             return Ok(0);
         }
         let subscribers = pattern_index::matching(&snapshot.patterns, topic.name, self.separator);

@@ -270,7 +270,7 @@ impl<T: Clone> Engine<T> {
         let snapshot = self.snapshot();
         match snapshot.subscribers(topic) {
             Some(subscribers) => subscribers.len(),
-            None if snapshot.patterns.has_none() => 0,
+            None if snapshot.patterns.is_empty() => 0,
             None => {
                 pattern_index::matching(&snapshot.patterns, topic.name, self.config.separator).len()
             }

@@ -91,7 +91,9 @@ impl<T> Keyed for Child<T> {
 }
 
 impl<T> PatternNode<T> {
-    fn is_empty(&self) -> bool {
+    /// Whether no pattern is subscribed at or below this node (for the root: at all).
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
         self.children.len() == 0
             && self.one.is_none()
             && self.here.is_empty()
@@ -185,12 +187,6 @@ impl<T> PatternNode<T> {
         if let Some(one) = &self.one {
             one.collect(rest, out);
         }
-    }
-
-    /// Whether no pattern is subscribed at all.
-    #[inline]
-    pub(crate) fn has_none(&self) -> bool {
-        self.is_empty()
     }
 }
 

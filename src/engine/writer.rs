@@ -444,7 +444,7 @@ impl<T> Writer<T> {
                 let name = topic.shared_name();
                 let mut subscribers: SmallVec<[Subscriber<T>; INLINE_SUBSCRIBERS]> =
                     smallvec![subscriber];
-                if !self.working.patterns.has_none() {
+                if !self.working.patterns.is_empty() {
                     // A new topic: it gets every pattern subscriber that matches it.
                     let matched =
                         pattern_index::matching(&self.working.patterns, &name, self.separator);
