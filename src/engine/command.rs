@@ -42,7 +42,7 @@ pub(crate) enum Op<T> {
     /// Remove a client whose sink died (consumer gone, overflow, panic), but only if it
     /// is still registered with that very sink: the id may have been re-registered since.
     /// Nobody waits for it.
-    Prune { id: ClientId, sink: Arc<SinkState> },
+    Prune { id: ClientId, sink: PruneTarget<T> },
     /// Track a registered client in a topic's presence list with metadata.
     Track {
         id: ClientId,
@@ -51,6 +51,15 @@ pub(crate) enum Op<T> {
     },
     /// Untrack it (a no-op if not tracked).
     Untrack { id: ClientId, topic: Topic },
+}
+
+/// Which sink a prune is for: named by the state a channel's consumer shares with it
+/// (a dropped `Channel` has no other handle on it), or by the sink itself (a broadcast
+/// that found it dead). Either keeps what it names alive, so its address cannot be
+/// reused by a newer sink while the prune waits.
+pub(crate) enum PruneTarget<T> {
+    Consumer(Arc<SinkState>),
+    Sink(Arc<Sink<T>>),
 }
 
 /// What applying an [`Op`] gives its caller.

@@ -14,12 +14,12 @@
 use std::borrow::Borrow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use super::command::{Command, Op};
+use super::command::{Command, Op, PruneTarget};
 use super::pattern_index;
 use super::presence_table::PresenceChange;
 use super::snapshot::{Snapshot, Subscriber};
 use super::Shared;
-use crate::sink::{Delivery, SinkState, Status};
+use crate::sink::{Delivery, Status};
 use crate::stats::Tally;
 use crate::sync::{lock, try_lock, Arc, Ordering, SnapshotGuard};
 use crate::topic::TopicKey;
@@ -141,7 +141,10 @@ impl<T: Clone> Shared<T> {
                     let culprit = subscribers[subscribers.len() - remaining.len() - 1].borrow();
                     if culprit.sink.mark_panicked() {
                         tally.panics += 1;
-                        self.request_prune(culprit.id, &culprit.sink.state);
+                        self.request_prune(
+                            culprit.id,
+                            PruneTarget::Sink(Arc::clone(&culprit.sink)),
+                        );
                     }
                     // Dropping a panic payload can itself panic; leak it instead.
                     std::mem::forget(panic);
@@ -178,10 +181,13 @@ impl<T: Clone> Shared<T> {
             Delivery::Closed { dropped } => {
                 tally.missed += 1;
                 tally.dropped += dropped;
-                if subscriber.sink.state.status() == Status::Overflow {
+                if subscriber.sink.state().status() == Status::Overflow {
                     tally.disconnects += 1;
                 }
-                self.request_prune(subscriber.id, &subscriber.sink.state);
+                self.request_prune(
+                    subscriber.id,
+                    PruneTarget::Sink(Arc::clone(&subscriber.sink)),
+                );
             }
         }
     }
@@ -237,16 +243,13 @@ impl<T> Shared<T> {
     /// Asks for client `id` to be removed if it is still registered with the sink whose
     /// state is `sink`. Never blocks and never takes the writer role (the janitor serves
     /// it): if the queue is full, sets the sweep flag instead.
-    pub(crate) fn request_prune(&self, id: ClientId, sink: &Arc<SinkState>) {
+    pub(crate) fn request_prune(&self, id: ClientId, sink: PruneTarget<T>) {
         if self.is_closed() {
             // Closing closed every sink and emptied the registry already.
             return;
         }
         let command = Command {
-            op: Op::Prune {
-                id,
-                sink: Arc::clone(sink),
-            },
+            op: Op::Prune { id, sink },
             reply: None,
         };
         if self.post_unanswered(command).is_err() {

@@ -177,7 +177,8 @@ impl<T> EngineLink<T> {
     /// Asks for client `id` to be removed if it is still registered with the sink whose
     /// state is `sink` (see [`Shared::request_prune`]).
     pub(crate) fn request_prune(&self, id: ClientId, sink: &Arc<SinkState>) {
-        self.shared.request_prune(id, sink);
+        self.shared
+            .request_prune(id, command::PruneTarget::Consumer(Arc::clone(sink)));
     }
 }
 

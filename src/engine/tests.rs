@@ -85,7 +85,7 @@ fn a_batch_applies_at_most_max_batch_commands() {
         let command = Command {
             op: Op::Prune {
                 id: ClientId::from_raw(u64::MAX),
-                sink: Arc::new(SinkState::new()),
+                sink: super::command::PruneTarget::Consumer(Arc::new(SinkState::new())),
             },
             reply: None,
         };

@@ -37,7 +37,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use smallvec::{smallvec, SmallVec};
 
-use super::command::{Command, Op, Outcome, Reply};
+use super::command::{Command, Op, Outcome, PruneTarget, Reply};
 use super::pattern::{is_pattern, Pattern};
 use super::pattern_index;
 use super::presence_table::PresenceTable;
@@ -263,7 +263,7 @@ impl<T> Writer<T> {
         if !self.closed {
             self.closed = true;
             for (_, record) in self.clients.drain() {
-                record.sink.state.close(reason);
+                record.sink.state().close(reason);
                 aftermath.retired_sinks.push(record.sink);
             }
             let working = std::mem::take(&mut self.working);
@@ -338,10 +338,14 @@ impl<T> Writer<T> {
                 (false, Ok(Outcome::One(result)))
             }
             Op::Prune { id, sink } => {
-                let current = self
-                    .clients
-                    .get(&id)
-                    .is_some_and(|record| Arc::ptr_eq(&record.sink.state, &sink));
+                let current = self.clients.get(&id).is_some_and(|record| match &sink {
+                    PruneTarget::Consumer(state) => record.sink.has_consumer_state(state),
+                    PruneTarget::Sink(sink) => Arc::ptr_eq(&record.sink, sink),
+                });
+                if let PruneTarget::Sink(sink) = sink {
+                    // It may be the last handle on a callback: drop it after the role.
+                    aftermath.retired_sinks.push(sink);
+                }
                 if current {
                     // The sink was closed by whoever asked for the prune; `ConsumerGone`
                     // only applies if it somehow was not.
@@ -611,7 +615,7 @@ impl<T> Writer<T> {
                 }
             }
         }
-        record.sink.state.close(reason);
+        record.sink.state().close(reason);
         self.working.clients -= 1;
         aftermath.retired_sinks.push(record.sink);
         self.presence_changed |= lock(&self.presence).depart(id);
@@ -624,7 +628,7 @@ impl<T> Writer<T> {
         let dead: Vec<ClientId> = self
             .clients
             .iter()
-            .filter(|(_, record)| !record.sink.state.is_open())
+            .filter(|(_, record)| !record.sink.state().is_open())
             .map(|(id, _)| *id)
             .collect();
         for id in &dead {
