@@ -360,3 +360,78 @@ fn matches(subscription: &str, topic: &str) -> bool {
     }
     go(&pattern, &topic)
 }
+
+/// Under concurrency: while two threads keep subscribing and unsubscribing a client by
+/// name and by overlapping patterns, a publisher's broadcasts never reach it twice — each
+/// broadcast reads one snapshot, whose lists hold the client at most once.
+#[test]
+fn no_broadcast_reaches_a_client_twice_while_subscriptions_churn() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let pubsub = PubSub::<[u8]>::new().unwrap();
+    let seen: Arc<Mutex<Vec<u32>>> = Arc::default();
+    let client = pubsub.generate_client_id();
+    let sink = Arc::clone(&seen);
+    pubsub
+        .register(client, move |frame: &fanout::Bytes| {
+            let push = fanout::transport::decode(frame).unwrap();
+            let n = u32::from_be_bytes(push.payload.try_into().unwrap());
+            sink.lock().unwrap().push(n);
+        })
+        .unwrap();
+    let stop = AtomicBool::new(false);
+    let cycles = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for subscriptions in [["md.ebs.eurusd", "md.*.eurusd"], ["md.>", "*.ebs.*"]] {
+            let (pubsub, stop, cycles) = (&pubsub, &stop, &cycles);
+            s.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    for sub in subscriptions {
+                        pubsub.subscribe(client, sub).unwrap();
+                    }
+                    for sub in subscriptions {
+                        pubsub.unsubscribe(client, sub).unwrap();
+                    }
+                    cycles.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        // The churners stop however this ends (a failed assertion unwinds through here).
+        struct StopOnDrop<'a>(&'a AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let _stop = StopOnDrop(&stop);
+        // Broadcast until both threads have churned a good while (not a timing
+        // assertion: the count only makes sure the two overlapped).
+        let mut n = 0u32;
+        while n < 20_000 || cycles.load(Ordering::Relaxed) < 2_000 {
+            let topic = if n % 2 == 0 {
+                "md.ebs.eurusd"
+            } else {
+                "md.cme.eurusd"
+            };
+            let reached = pubsub
+                .broadcast(topic, &n.to_be_bytes()[..], &RawPayload)
+                .unwrap();
+            assert!(reached <= 1, "broadcast {n} reached {reached} sinks");
+            n += 1;
+        }
+    });
+    let seen = seen.lock().unwrap();
+    let mut sorted = seen.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(
+        sorted.len(),
+        seen.len(),
+        "a broadcast reached the client twice"
+    );
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "frames out of publish order"
+    );
+}
