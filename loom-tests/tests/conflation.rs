@@ -18,39 +18,8 @@ fn key(msg: &Msg) -> u32 {
     msg.0
 }
 
-/// Same seeds for every `ahash::RandomState` (see `FixedSeeds` in `models.rs`).
-struct FixedSeeds;
-
-impl ahash::random_state::RandomSource for FixedSeeds {
-    fn gen_hasher_seed(&self) -> usize {
-        0x5eed
-    }
-}
-
-/// Runs `body` under loom, bounding preemptions to 2 unless `LOOM_MAX_PREEMPTIONS` says
-/// otherwise.
-fn model<F>(body: F)
-where
-    F: Fn() + Sync + Send + 'static,
-{
-    if let Err(false) = ahash::random_state::set_random_source(FixedSeeds) {
-        panic!("ahash's default random source is already in use");
-    }
-    let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(2);
-    }
-    let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = std::sync::Arc::clone(&runs);
-    builder.check(move || {
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        body();
-    });
-    eprintln!(
-        "explored {} interleavings",
-        runs.load(std::sync::atomic::Ordering::Relaxed)
-    );
-}
+mod common;
+use common::model;
 
 fn feed() -> Broadcaster<Msg> {
     Broadcaster::builder()

@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use fanout::transport::RawPayload;
 use fanout::{
-    Broadcaster, Bytes, ChannelConfig, ClientId, DisconnectReason, Error, Mutation,
-    OverflowPolicy, PubSub, Stats, WeakPubSub,
+    Broadcaster, Bytes, ChannelConfig, ClientId, DisconnectReason, Error, Mutation, OverflowPolicy,
+    PubSub, Stats, WeakPubSub,
 };
 use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use loom::sync::Arc;
@@ -31,49 +31,8 @@ use loom::thread;
 /// A payload whose copies loom tracks.
 type Msg = Arc<u32>;
 
-/// Gives every `ahash::RandomState` made in this process the same seeds.
-///
-/// Loom replays a model many times and requires each run to make the same sequence of
-/// loom operations. Iterating a `HashMap` with fresh random seeds (the writer closing
-/// sinks at shutdown, or sweeping) would differ between runs and loom would abort with
-/// "Is the model fully deterministic?". The engine itself fixes its client map's seeds
-/// under `cfg(loom)` (`client_map_hasher` in `src/engine/writer.rs`, added after this
-/// model found the problem); this keeps every other `ahash::RandomState` a model makes
-/// deterministic too.
-struct FixedSeeds;
-
-impl ahash::random_state::RandomSource for FixedSeeds {
-    fn gen_hasher_seed(&self) -> usize {
-        0x5eed
-    }
-}
-
-/// Runs `body` under loom, bounding preemptions to 2 unless `LOOM_MAX_PREEMPTIONS` says
-/// otherwise.
-fn model<F>(body: F)
-where
-    F: Fn() + Sync + Send + 'static,
-{
-    // `Err(true)`: another test set it first. `Err(false)` would mean a `RandomState`
-    // was made before any test got here.
-    if let Err(false) = ahash::random_state::set_random_source(FixedSeeds) {
-        panic!("ahash's default random source is already in use");
-    }
-    let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(2);
-    }
-    let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = std::sync::Arc::clone(&runs);
-    builder.check(move || {
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        body();
-    });
-    eprintln!(
-        "explored {} interleavings",
-        runs.load(std::sync::atomic::Ordering::Relaxed)
-    );
-}
+mod common;
+use common::model;
 
 /// A broadcaster with a small command queue, so a full queue is reachable.
 fn feed() -> Broadcaster<Msg> {
@@ -830,7 +789,10 @@ fn concurrent_mutations_are_all_applied() {
         assert_eq!(broadcast(&pubsub, "u"), 1);
         assert_eq!((a_calls.load(SeqCst), b_calls.load(SeqCst)), (1, 2));
         let stats = pubsub.stats();
-        assert_eq!((stats.clients, stats.topics, stats.subscriptions), (2, 2, 3));
+        assert_eq!(
+            (stats.clients, stats.topics, stats.subscriptions),
+            (2, 2, 3)
+        );
     });
 }
 
@@ -1137,10 +1099,7 @@ fn panic_in_a_batch_answers_every_caller_and_closes_the_engine() {
         assert_eq!(x_frames.iter().count(), delivered);
         assert_eq!(y_frames.iter().count(), 0);
         for frames in [&x_frames, &y_frames] {
-            assert_eq!(
-                frames.disconnect_reason(),
-                Some(DisconnectReason::Shutdown)
-            );
+            assert_eq!(frames.disconnect_reason(), Some(DisconnectReason::Shutdown));
         }
         assert!(matches!(pubsub.subscribe(y, "t"), Err(Error::Closed)));
         assert!(matches!(
@@ -1198,10 +1157,7 @@ fn shutdown_races_combiners() {
         assert_eq!(pubsub.stats(), Stats::default());
         for frames in [&x_frames, &y_frames] {
             assert_eq!(frames.iter().count(), 0);
-            assert_eq!(
-                frames.disconnect_reason(),
-                Some(DisconnectReason::Shutdown)
-            );
+            assert_eq!(frames.disconnect_reason(), Some(DisconnectReason::Shutdown));
         }
         assert!(matches!(pubsub.subscribe(x, "t"), Err(Error::Closed)));
         assert!(matches!(pubsub.unregister(y), Err(Error::Closed)));
@@ -1350,7 +1306,10 @@ fn pattern_and_name_subscriptions_race() {
         });
         pubsub.subscribe(by_pattern, "room.*").unwrap();
         let early = other.join().unwrap();
-        assert!((1..=2).contains(&early), "the name's own subscriber is reached: {early}");
+        assert!(
+            (1..=2).contains(&early),
+            "the name's own subscriber is reached: {early}"
+        );
 
         let before = pattern_calls.load(SeqCst);
         assert_eq!(broadcast(&pubsub, "room.rust"), 2);
