@@ -4,6 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::engine::EngineLink;
+use crate::membership::Membership;
 use crate::sink::{SinkState, Status};
 use crate::sync::queue::{Iter, Receiver, RecvError, RecvTimeoutError, TryIter, TryRecvError};
 use crate::sync::Arc;
@@ -49,14 +50,11 @@ use crate::ClientId;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Channel<M> {
+    /// Its place in the engine. First, so it is dropped first: the sink is closed (and
+    /// its removal asked for) before the receiver goes.
+    membership: Membership<M>,
     /// The queue's consumer end.
     receiver: Receiver<M>,
-    /// Status and loss counter, shared with the sink in the snapshot.
-    state: Arc<SinkState>,
-    /// This subscriber's id in its engine.
-    id: ClientId,
-    /// For the unsubscribe-on-drop request.
-    link: EngineLink<M>,
 }
 
 /// Why a [`Channel`] stopped receiving.
@@ -95,10 +93,8 @@ impl<M> Channel<M> {
         link: EngineLink<M>,
     ) -> Self {
         Self {
+            membership: Membership::new(state, id, link),
             receiver,
-            state,
-            id,
-            link,
         }
     }
 
@@ -144,37 +140,27 @@ impl<M> Channel<M> {
 
     /// This subscriber's client id.
     pub fn id(&self) -> ClientId {
-        self.id
+        self.membership.id()
     }
 
     /// Frames this channel's overflow policy dropped so far.
     pub fn dropped(&self) -> u64 {
-        self.state.dropped()
+        self.membership.dropped()
     }
 
     /// Whether publishers still deliver here.
     pub fn is_connected(&self) -> bool {
-        self.state.is_open()
+        self.membership.is_connected()
     }
 
     /// Why the channel stopped receiving, or `None` while it is connected.
     pub fn disconnect_reason(&self) -> Option<DisconnectReason> {
-        DisconnectReason::of(self.state.status())
+        self.membership.disconnect_reason()
     }
 
     /// Whether this channel belongs to the engine `link` points at.
     pub(crate) fn is_from(&self, link: &EngineLink<M>) -> bool {
-        self.link.same_engine(link)
-    }
-}
-
-impl<M> Drop for Channel<M> {
-    fn drop(&mut self) {
-        // Close first so publishers skip the sink at once; then ask the writer to drop
-        // it from the snapshot (unless it was already removed, e.g. unsubscribed).
-        if self.state.close(Status::ConsumerGone) {
-            self.link.request_prune(self.id, &self.state);
-        }
+        self.membership.is_from(link)
     }
 }
 
@@ -190,7 +176,7 @@ impl<'a, M> IntoIterator for &'a Channel<M> {
 impl<M> fmt::Debug for Channel<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Channel")
-            .field("id", &self.id)
+            .field("id", &self.id())
             .field("queued", &self.len())
             .field("dropped", &self.dropped())
             .field("disconnect_reason", &self.disconnect_reason())

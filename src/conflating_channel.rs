@@ -8,7 +8,8 @@ use crate::channel::DisconnectReason;
 use crate::client::ClientId;
 use crate::engine::{Engine, EngineLink};
 use crate::error::Error;
-use crate::sink::{conflating, ConflatingSink, Pending, Sink, SinkState, Status};
+use crate::membership::Membership;
+use crate::sink::{conflating, ConflatingSink, Pending, Sink, SinkState};
 use crate::stats::{ConflationCount, ConflationTotals};
 use crate::sync::queue::{Receiver, RecvError, RecvTimeoutError, TryRecvError};
 use crate::sync::Arc;
@@ -108,16 +109,13 @@ use crate::topic::Topic;
 /// `Hash`/`Eq`) that panics is caught like a panicking callback: the channel is closed
 /// with [`DisconnectReason::Panicked`].
 pub struct ConflatingChannel<M> {
+    /// Its place in the engine. First, so it is dropped first: the sink is closed (and
+    /// its removal asked for) before the receiver goes.
+    membership: Membership<M>,
     /// The token queue's consumer end.
     receiver: Receiver<Pending<M>>,
-    /// Status and drop counter, shared with the sink in the snapshot.
-    state: Arc<SinkState>,
     /// Replacement counter, shared with the sink's table.
     conflated: Arc<ConflationCount>,
-    /// This subscriber's id in its engine.
-    id: ClientId,
-    /// For the unsubscribe-on-drop request.
-    link: EngineLink<M>,
 }
 
 impl<M: Clone + Send + 'static> ConflatingChannel<M> {
@@ -142,11 +140,9 @@ impl<M: Clone + Send + 'static> ConflatingChannel<M> {
         engine.register(id, Sink::conflating(sink, Arc::clone(&state)), topic)?;
         totals.track(Arc::clone(&conflated));
         Ok(Self {
+            membership: Membership::new(state, id, engine.link().clone()),
             receiver,
-            state,
             conflated,
-            id,
-            link: engine.link().clone(),
         })
     }
 }
@@ -196,12 +192,12 @@ impl<M> ConflatingChannel<M> {
 
     /// This subscriber's client id.
     pub fn id(&self) -> ClientId {
-        self.id
+        self.membership.id()
     }
 
     /// Items dropped because `capacity` other keys were pending.
     pub fn dropped(&self) -> u64 {
-        self.state.dropped()
+        self.membership.dropped()
     }
 
     /// Items replaced, before the consumer took them, by a newer item for the same key.
@@ -211,34 +207,24 @@ impl<M> ConflatingChannel<M> {
 
     /// Whether publishers still deliver here.
     pub fn is_connected(&self) -> bool {
-        self.state.is_open()
+        self.membership.is_connected()
     }
 
     /// Why the channel stopped receiving, or `None` while it is connected.
     pub fn disconnect_reason(&self) -> Option<DisconnectReason> {
-        DisconnectReason::of(self.state.status())
+        self.membership.disconnect_reason()
     }
 
     /// Whether this channel belongs to the engine `link` points at.
     pub(crate) fn is_from(&self, link: &EngineLink<M>) -> bool {
-        self.link.same_engine(link)
-    }
-}
-
-impl<M> Drop for ConflatingChannel<M> {
-    fn drop(&mut self) {
-        // As for `Channel`: close first so publishers skip the sink at once, then ask the
-        // writer to drop it from the snapshot.
-        if self.state.close(Status::ConsumerGone) {
-            self.link.request_prune(self.id, &self.state);
-        }
+        self.membership.is_from(link)
     }
 }
 
 impl<M> fmt::Debug for ConflatingChannel<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConflatingChannel")
-            .field("id", &self.id)
+            .field("id", &self.id())
             .field("pending", &self.len())
             .field("conflated", &self.conflated())
             .field("dropped", &self.dropped())

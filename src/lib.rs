@@ -175,6 +175,7 @@ mod client;
 mod conflating_channel;
 mod engine;
 mod error;
+mod membership;
 mod mutation;
 pub mod policy;
 pub mod presence;
