@@ -174,11 +174,7 @@ impl<T> Shared<T> {
         own: Option<Op<T>>,
     ) -> (Option<Result<Outcome, Error>>, bool) {
         let batch = writer.run_batch(self, own, &self.inbox);
-        drop(writer);
-        // SeqCst: the releaser's half of the store-buffering pair (module docs): the
-        // unlock is stored before we read the queue.
-        fence(Ordering::SeqCst);
-        let more = !self.inbox.is_empty();
+        let more = self.release(writer);
         if batch.presence_changed {
             // The changes are queued in order under the role; they go out now, with the
             // role released (delivering runs callbacks), and before the callers are
@@ -189,6 +185,16 @@ impl<T> Shared<T> {
         }
         batch.aftermath.finish();
         (batch.own, more)
+    }
+
+    /// Releases the writer role and returns whether commands are still queued: the
+    /// releaser's half of the protocol, in one place for every way the role is held.
+    pub(crate) fn release(&self, writer: MutexGuard<'_, Writer<T>>) -> bool {
+        drop(writer);
+        // SeqCst: the releaser's half of the store-buffering pair (module docs): the
+        // unlock is stored before we read the queue.
+        fence(Ordering::SeqCst);
+        !self.inbox.is_empty()
     }
 
     /// Called by a caller whose own op is answered but who released the role with
@@ -231,9 +237,7 @@ impl<T> Shared<T> {
             crate::sink::Status::Shutdown,
             &mut aftermath,
         );
-        drop(writer);
-        fence(Ordering::SeqCst);
-        let more = !self.inbox.is_empty();
+        let more = self.release(writer);
         aftermath.finish();
         if more {
             self.serve_until_empty();

@@ -378,12 +378,13 @@ impl<T: Clone> Engine<T> {
     /// failure would (see [`writer`]'s "A panic in a batch").
     #[cfg(any(test, loom))]
     pub(crate) fn inject_batch_panic(&self) {
-        lock(&self.shared().writer).panic_in_next_batch = true;
+        let shared = self.shared();
+        let mut writer = lock(&shared.writer);
+        writer.panic_in_next_batch = true;
         // We held the role: like every releaser, make sure what was posted meanwhile is
         // served.
-        crate::sync::fence(Ordering::SeqCst);
-        if !self.shared().inbox.is_empty() {
-            self.shared().hand_off();
+        if shared.release(writer) {
+            shared.hand_off();
         }
     }
 
