@@ -1,13 +1,20 @@
-//! Runs the `chat_server` example in-process on a free port and talks to it with real
-//! WebSocket clients: rooms, no echo to the speaker, presence (Presence frames with
-//! names, and `joined`/`left` events) on join, leave and disconnect, the moderator
-//! console on `room.>`, the private room behind the `can_subscribe` hook, the periodic
-//! time push, and the HTML page on `GET /`.
+//! Runs the chat server in-process on a free port and talks to it with real WebSocket
+//! clients (and, where a real client would not misbehave enough, raw sockets):
 //!
-//! Every read has a timeout, so a regression fails in seconds instead of hanging.
-
-#[path = "../src/server.rs"]
-mod server;
+//! - the existing behaviour: rooms, no echo to the speaker, presence (Presence frames
+//!   with names, `joined`/`left` events) on join, rename, leave and disconnect, the
+//!   moderator console on `room.>`, the private room behind the `can_subscribe` hook,
+//!   the periodic time push, the page on `GET /`, two servers bridged through Redis;
+//! - issue 12's findings: a client that stops reading is cut off within its write
+//!   timeout and its rooms hear it then; so is one the engine drops for overflowing its
+//!   queue; a message over the size limit gets close 1009 and reaches nobody; bad input
+//!   gets a short, escaped error; pings go out and a client that sends nothing (a
+//!   half-sent frame) is closed at the idle timeout; shutdown closes with 1001; a
+//!   request head with a non-UTF-8 byte gets the page or a proper 400.
+//!
+//! Timeouts in the server's [`Config`] are shrunk to test size; every read here has a
+//! generous hang guard (this runs on a loaded 2-core CI machine), and nothing asserts
+//! how fast anything was.
 
 use std::collections::{HashSet, VecDeque};
 use std::io::{Read, Write};
@@ -17,13 +24,13 @@ use std::time::{Duration, Instant};
 
 use fanout::transport::{decode_any, Frame, PresenceEvent};
 use fanout::PubSub;
+use fanout_chat_server::{authorize, ChatServer, Config, Event, Json, Moderators};
 use serde_json::{json, Value};
+use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Message, WebSocket};
 
-use server::{ChatServer, Config};
-
 /// Longest any single expected event may take to arrive.
-const READ_TIMEOUT: Duration = Duration::from_secs(3);
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A Presence frame as a client saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,11 +51,17 @@ struct Client {
     /// is read in order, whichever is looked for first.
     pushes: VecDeque<(String, Value)>,
     presences: VecDeque<Presence>,
+    /// The close frame, once one arrived.
+    closed: Option<(CloseCode, String)>,
 }
 
 impl Client {
     fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect(addr).expect("connect");
+        Client::over(addr, stream)
+    }
+
+    fn over(addr: SocketAddr, stream: TcpStream) -> Client {
         stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
         stream.set_write_timeout(Some(READ_TIMEOUT)).unwrap();
         let (ws, _response) =
@@ -59,6 +72,7 @@ impl Client {
             presence_id: 0,
             pushes: VecDeque::new(),
             presences: VecDeque::new(),
+            closed: None,
         };
         let (topic, welcome) = client.next_event();
         assert_eq!(topic, "welcome");
@@ -70,11 +84,13 @@ impl Client {
     }
 
     fn send(&mut self, command: Value) {
-        self.ws.send(Message::Text(command.to_string())).unwrap();
+        self.ws
+            .send(Message::Text(command.to_string().into()))
+            .unwrap();
     }
 
     /// Reads one frame off the socket into `pushes` or `presences`. Panics after the
-    /// timeout.
+    /// timeout, or if the server closed the connection.
     fn read_frame(&mut self) {
         loop {
             match self.ws.read() {
@@ -95,8 +111,34 @@ impl Client {
                     return;
                 }
                 Ok(Message::Text(text)) => panic!("server sent text, not a frame: {text}"),
+                Ok(Message::Close(frame)) => {
+                    panic!("client {}: closed by the server: {frame:?}", self.id)
+                }
                 Ok(_) => continue, // ping/pong
                 Err(e) => panic!("client {}: no frame within {READ_TIMEOUT:?}: {e}", self.id),
+            }
+        }
+    }
+
+    /// Reads until the server's close frame; returns its code and reason. Frames before
+    /// it are discarded.
+    fn expect_close(&mut self) -> (CloseCode, String) {
+        let deadline = Instant::now() + READ_TIMEOUT;
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "client {}: no close frame",
+                self.id
+            );
+            match self.ws.read() {
+                Ok(Message::Close(Some(frame))) => {
+                    let close = (frame.code, frame.reason.as_str().to_owned());
+                    self.closed = Some(close.clone());
+                    return close;
+                }
+                Ok(Message::Close(None)) => panic!("client {}: a close without a code", self.id),
+                Ok(_) => continue,
+                Err(e) => panic!("client {}: no close frame: {e}", self.id),
             }
         }
     }
@@ -198,18 +240,28 @@ fn matches_subset(event: &Value, want: &Value) -> bool {
         .all(|(key, value)| event.get(key) == Some(value))
 }
 
-fn start_server() -> ChatServer {
-    start_server_with_token(None)
-}
-
-fn start_server_with_token(moderator_token: Option<&str>) -> ChatServer {
-    ChatServer::start(Config {
+/// Test-sized settings: a fast clock and heartbeat, a generous idle timeout (a test
+/// client only answers pings while it reads).
+fn test_config() -> Config {
+    Config {
         port: 0,
         time_interval: Duration::from_millis(50),
-        moderator_token: moderator_token.map(str::to_owned),
+        ping_interval: Duration::from_millis(200),
+        idle_timeout: Duration::from_secs(30),
+        write_timeout: Duration::from_secs(5),
+        handshake_timeout: Duration::from_secs(5),
+        close_timeout: Duration::from_secs(2),
+        worker_threads: 2,
         ..Config::default()
-    })
-    .expect("server starts")
+    }
+}
+
+fn start(config: Config) -> ChatServer {
+    ChatServer::start(config).expect("server starts")
+}
+
+fn start_server() -> ChatServer {
+    start(test_config())
 }
 
 fn presence(room: &str, join: bool, client: &Client, name: &str) -> Presence {
@@ -221,11 +273,16 @@ fn presence(room: &str, join: bool, client: &Client, name: &str) -> Presence {
     }
 }
 
-/// The error the last command got; asserts it is short (no echo of long input).
+/// The error the last command got; asserts it is short (no echo of long input) and
+/// free of control characters.
 fn expect_error(client: &mut Client) -> String {
     let (_, event) = client.expect_full(json!({ "type": "error" }));
     let error = event["error"].as_str().expect("an error text").to_owned();
-    assert!(error.len() < 300, "error too long: {error}");
+    assert!(error.len() < 400, "error too long: {error}");
+    assert!(
+        !error.chars().any(char::is_control),
+        "unescaped control characters in {error:?}"
+    );
     error
 }
 
@@ -266,17 +323,17 @@ fn rooms_no_echo_presence_and_time() {
 
     // Speaking in a room one is not in is refused with an error frame.
     carol.send(json!({ "say": "rust", "text": "let me in" }));
-    carol.expect(json!({ "type": "error" }));
+    assert!(expect_error(&mut carol).contains("before speaking"));
     carol.send(json!({ "dance": true }));
-    carol.expect(json!({ "type": "error" }));
+    assert!(expect_error(&mut carol).contains("not a command"));
 
     // Leaving is announced to the others.
     bob.join("go");
     carol.expect(json!({ "type": "joined", "room": "go", "client": bob.id }));
     bob.send(json!({ "leave": "go" }));
-    carol.expect(json!({ "type": "left", "room": "go", "client": bob.id }));
+    carol.expect(json!({ "type": "left", "room": "go", "client": bob.id, "reason": "left" }));
 
-    // Every connection gets the clock.
+    // Every connection gets the clock, stamped with its send time.
     for client in [&mut alice, &mut bob, &mut carol] {
         let deadline = Instant::now() + READ_TIMEOUT;
         loop {
@@ -284,25 +341,24 @@ fn rooms_no_echo_presence_and_time() {
             let (topic, event) = client.next_event();
             if topic == "time" {
                 assert_eq!(event["type"], "time");
-                assert!(event["unix_ms"].as_u64().unwrap() > 1_600_000_000_000);
+                let unix_ms = event["unix_ms"].as_u64().unwrap();
+                assert!(unix_ms > 1_600_000_000_000);
+                assert_eq!(event["sent_us"].as_u64().unwrap() / 1000, unix_ms);
                 assert_eq!(event["utc"].as_str().unwrap().len(), 8);
                 break;
             }
         }
     }
 
-    // Pings are answered (by the writer thread: the reader never writes).
+    // Pings are answered with the same payload.
     bob.ws
-        .send(Message::Ping(b"are you there".to_vec()))
+        .send(Message::Ping(b"are you there"[..].into()))
         .unwrap();
     let deadline = Instant::now() + READ_TIMEOUT;
     loop {
         assert!(Instant::now() < deadline, "no pong");
         match bob.ws.read().expect("a pong before the timeout") {
-            Message::Pong(payload) => {
-                assert_eq!(payload, b"are you there");
-                break;
-            }
+            Message::Pong(payload) if payload == b"are you there"[..] => break,
             _ => continue,
         }
     }
@@ -313,29 +369,13 @@ fn rooms_no_echo_presence_and_time() {
     bob.expect(json!({ "type": "left", "room": "rust", "client": alice_id, "members": 1 }));
     carol.expect(json!({ "type": "left", "room": "go", "client": alice_id, "members": 1 }));
 
-    // A clean close works the same way.
+    // A clean close works the same way, and is answered with the client's code.
     carol.join("rust");
     bob.expect(json!({ "type": "joined", "room": "rust", "client": carol.id }));
     let carol_id = carol.id;
     carol.ws.close(None).unwrap();
-    bob.expect(json!({ "type": "left", "room": "rust", "client": carol_id }));
-
-    // Shutdown closes the remaining connection and returns promptly.
-    let started = Instant::now();
+    bob.expect(json!({ "type": "left", "room": "rust", "client": carol_id, "reason": "closed" }));
     server.shutdown();
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "shutdown took {:?}",
-        started.elapsed()
-    );
-    let deadline = Instant::now() + READ_TIMEOUT;
-    loop {
-        assert!(Instant::now() < deadline, "bob's connection stayed open");
-        match bob.ws.read() {
-            Ok(Message::Close(_)) | Err(_) => break,
-            Ok(_) => continue, // frames still in flight
-        }
-    }
 }
 
 #[test]
@@ -419,7 +459,10 @@ fn presence_frames_carry_names_on_join_rename_leave_and_disconnect() {
 
 #[test]
 fn the_console_sees_every_room_and_only_moderators_get_staff() {
-    let server = start_server_with_token(Some("sesame"));
+    let server = start(Config {
+        moderator_token: Some("sesame".into()),
+        ..test_config()
+    });
     let addr = server.local_addr();
 
     // Alice in rust and Bob in go, before any console is open.
@@ -522,7 +565,7 @@ fn the_console_sees_every_room_and_only_moderators_get_staff() {
 fn the_hook_refuses_the_private_room_and_every_pattern_to_non_moderators() {
     let ids = PubSub::<str>::new().unwrap();
     let (moderator, member) = (ids.generate_client_id(), ids.generate_client_id());
-    let moderators: server::Moderators = RwLock::new(HashSet::from([moderator]));
+    let moderators: Moderators = RwLock::new(HashSet::from([moderator]));
     // (subscription, a moderator may, a member may)
     let table = [
         ("time", true, true),
@@ -538,34 +581,428 @@ fn the_hook_refuses_the_private_room_and_every_pattern_to_non_moderators() {
         ("welcome", false, false),
     ];
     for (subscription, moderator_may, member_may) in table {
-        let may = |client| server::authorize(&moderators, client, subscription).is_ok();
+        let may = |client| authorize(&moderators, client, subscription).is_ok();
         assert_eq!(may(moderator), moderator_may, "moderator, {subscription}");
         assert_eq!(may(member), member_may, "member, {subscription}");
     }
 }
 
-#[test]
-fn serves_the_page_over_plain_http() {
-    let server = start_server();
-    let get = |path: &str| -> String {
-        let mut stream = TcpStream::connect(server.local_addr()).unwrap();
-        stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        response
-    };
+/// Sends `request` as raw bytes and returns the raw response (the server closes after
+/// one response).
+fn http_exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    stream.write_all(request).unwrap();
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .expect("a complete response, then the server closes");
+    response
+}
 
-    let page = get("/");
-    assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
-    assert!(page.contains("Content-Type: text/html"));
+/// Splits a response into its status line and body, checking Content-Length.
+fn status_and_body(response: &[u8]) -> (String, Vec<u8>) {
+    let end = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head");
+    let head = String::from_utf8(response[..end].to_vec()).expect("an ASCII head");
+    let body = response[end + 4..].to_vec();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .expect("Content-Length")
+        .parse()
+        .unwrap();
+    assert_eq!(
+        length,
+        body.len(),
+        "Content-Length matches the body: {head}"
+    );
+    (head.lines().next().unwrap().to_owned(), body)
+}
+
+#[test]
+fn serves_the_page_over_plain_http_whatever_bytes_the_head_holds() {
+    let server = start_server();
+    let addr = server.local_addr();
+    let get = |request: &[u8]| status_and_body(&http_exchange(addr, request));
+
+    let (status, page) = get(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let page = String::from_utf8(page).unwrap();
     assert!(page.contains("<html"));
     assert!(page.contains("new WebSocket"));
     assert!(page.contains("function decodePush"));
     assert!(page.contains("function decodePresence"));
 
-    assert!(get("/nope").starts_with("HTTP/1.1 404"));
+    // A header value with a byte that is not UTF-8 (Latin-1 é): still the whole page.
+    let (status, latin1) = get(b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Name: caf\xe9\r\n\r\n");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert_eq!(latin1, page.as_bytes());
+    // Such a byte in the request line is not HTTP: a proper 400, not silence.
+    let (status, _) = get(b"GET /caf\xe9 HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert_eq!(status, "HTTP/1.1 400 Bad Request");
+    let (status, _) = get(b"\xff\xfe garbage\r\n\r\n");
+    assert_eq!(status, "HTTP/1.1 400 Bad Request");
+
+    let (status, _) = get(b"GET /nope HTTP/1.1\r\n\r\n");
+    assert_eq!(status, "HTTP/1.1 404 Not Found");
+    let (status, _) = get(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello");
+    assert_eq!(status, "HTTP/1.1 405 Method Not Allowed");
+    let huge = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(10_000));
+    let (status, _) = get(huge.as_bytes());
+    assert_eq!(status, "HTTP/1.1 431 Request Header Fields Too Large");
+    let (status, _) = get(b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+    assert_eq!(status, "HTTP/1.1 426 Upgrade Required");
     server.shutdown();
+}
+
+/// Opens a socket whose receive buffer is tiny, so that a client that stops reading
+/// fills it (and the server's send buffer) after a few kilobytes.
+fn small_window_stream(addr: SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    socket.into()
+}
+
+/// Floods `room` from `speaker` with lines of `size` bytes until `watcher` sees
+/// `gone`'s `left`; returns that event. Panics if it never comes.
+fn flood_until_left(speaker: &mut Client, room: &str, size: usize, gone: u64) -> Value {
+    let text = "x".repeat(size);
+    let started = Instant::now();
+    for _ in 0..2000 {
+        speaker.send(json!({ "say": room, "text": text }));
+        // The speaker hears no echo: what it reads are the room's joins and leaves.
+        speaker
+            .ws
+            .get_ref()
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        match speaker.ws.read() {
+            Ok(Message::Binary(frame)) => {
+                if let Ok(Frame::Push(push)) = decode_any(&frame) {
+                    let event: Value = serde_json::from_slice(push.payload).unwrap();
+                    if event["type"] == "left" && event["client"] == gone {
+                        speaker
+                            .ws
+                            .get_ref()
+                            .set_read_timeout(Some(READ_TIMEOUT))
+                            .unwrap();
+                        return event;
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("speaker: {e}"),
+        }
+        assert!(
+            started.elapsed() < READ_TIMEOUT * 2,
+            "client {gone} was never announced gone"
+        );
+    }
+    panic!("client {gone} was never announced gone");
+}
+
+/// The first finding of issue 12: a client that stops reading was announced gone only
+/// ~26 s later, though its write timeout was 5 s. Now its frames must reach its socket
+/// within the write timeout, and when they do not it leaves every room at once.
+#[test]
+fn a_client_that_stops_reading_leaves_its_rooms_within_its_write_timeout() {
+    let server = start(Config {
+        write_timeout: Duration::from_millis(300),
+        // Only the write timeout may cut it off here.
+        max_backlog: 256 * 1024 * 1024,
+        queue: 4096,
+        send_buffer: Some(8 * 1024),
+        ..test_config()
+    });
+    let addr = server.local_addr();
+    let mut speaker = Client::connect(addr);
+    speaker.join("busy");
+    let mut sloth = Client::over(addr, small_window_stream(addr));
+    sloth.join("busy");
+    // From here on the sloth reads nothing.
+    let left = flood_until_left(&mut speaker, "busy", 16 * 1024, sloth.id);
+    assert_eq!(left["reason"], "too_slow", "{left}");
+    assert_eq!(left["members"], 1, "{left}");
+    // A newcomer does not see it in the room.
+    let mut newcomer = Client::connect(addr);
+    newcomer.send(json!({ "join": "busy" }));
+    let (_, members) = newcomer.expect_full(json!({ "type": "members", "room": "busy" }));
+    let ids: Vec<u64> = members["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["client"].as_u64().unwrap())
+        .collect();
+    assert!(!ids.contains(&sloth.presence_id), "{members}");
+    drop(sloth);
+    server.shutdown();
+}
+
+/// A client whose unsent backlog passes the limit is cut off the same way.
+#[test]
+fn a_client_whose_backlog_passes_the_limit_leaves_its_rooms() {
+    let server = start(Config {
+        write_timeout: Duration::from_secs(3600),
+        max_backlog: 64 * 1024,
+        send_buffer: Some(8 * 1024),
+        ..test_config()
+    });
+    let addr = server.local_addr();
+    let mut speaker = Client::connect(addr);
+    speaker.join("busy");
+    let mut sloth = Client::over(addr, small_window_stream(addr));
+    sloth.join("busy");
+    let left = flood_until_left(&mut speaker, "busy", 8 * 1024, sloth.id);
+    assert_eq!(left["reason"], "too_slow", "{left}");
+    drop(sloth);
+    server.shutdown();
+}
+
+/// When the engine itself cuts a client off (its queue overflowed before its task
+/// could drain it), the task hears of it and the rooms hear at once — not when the
+/// socket finally fails. The client, which reads fine, is then told why: 1008.
+#[test]
+fn a_client_the_engine_drops_for_overflowing_its_queue_is_announced_at_once() {
+    let server = start(Config {
+        queue: 2,
+        max_backlog: 256 * 1024 * 1024,
+        ..test_config()
+    });
+    let addr = server.local_addr();
+    let mut watcher = Client::connect(addr);
+    watcher.join("lobby");
+    let mut victim = Client::connect(addr);
+    victim.join("lobby");
+    victim.join("firehose");
+    watcher.expect(json!({ "type": "joined", "room": "lobby", "client": victim.id }));
+
+    // Far faster than any task drains a queue of two: the engine disconnects it.
+    let pubsub = server.pubsub();
+    let flood = Event::Error {
+        error: "flood".into(),
+    };
+    let frame = pubsub.encode("room.firehose", &flood, &Json).unwrap();
+    let mut sent = 0;
+    while pubsub.subscriber_count("room.firehose").unwrap() > 0 && sent < 5_000_000 {
+        let _ = pubsub.broadcast_frame("room.firehose", &frame);
+        sent += 1;
+    }
+    let (_, left) = watcher.expect_full(json!({ "type": "left", "client": victim.id }));
+    assert_eq!(left["reason"], "too_slow", "{left}");
+    assert_eq!(left["room"], "lobby");
+    let (code, reason) = victim.expect_close();
+    assert_eq!(code, CloseCode::Policy);
+    assert!(reason.contains("frames queued"), "{reason}");
+    server.shutdown();
+}
+
+#[test]
+fn a_message_over_the_size_limit_gets_1009_and_reaches_nobody() {
+    let server = start(Config {
+        max_message: 4096,
+        ..test_config()
+    });
+    let addr = server.local_addr();
+    let mut alice = Client::connect(addr);
+    alice.join("rust");
+    let mut bob = Client::connect(addr);
+    bob.join("rust");
+    // Within the limit: delivered.
+    bob.send(json!({ "say": "rust", "text": "y".repeat(3000) }));
+    alice.expect(json!({ "type": "message", "from": bob.id }));
+    // Over it: refused before it is parsed, and the sender is closed with 1009.
+    bob.send(json!({ "say": "rust", "text": "z".repeat(5000) }));
+    let (code, reason) = bob.expect_close();
+    assert_eq!(code, CloseCode::Size);
+    assert!(reason.contains("limit is 4096 bytes"), "{reason}");
+    let (seen, left) = alice.expect_full(json!({ "type": "left", "client": bob.id }));
+    assert_eq!(left["reason"], "refused");
+    assert!(
+        seen.iter().all(|e| e["type"] != "message"),
+        "the oversized line was broadcast: {seen:?}"
+    );
+    server.shutdown();
+}
+
+#[test]
+fn bad_input_gets_a_short_escaped_reply_and_bad_frames_a_close_code() {
+    let server = start_server();
+    let addr = server.local_addr();
+    let mut client = Client::connect(addr);
+    // 60 KiB of control bytes (under the 64 KiB limit): the reply quotes 32 of them,
+    // escaped.
+    let control = "\u{1}".repeat(60 * 1024);
+    client.ws.send(Message::Text(control.into())).unwrap();
+    let error = expect_error(&mut client);
+    assert!(error.contains(r"\u{1}"), "{error}");
+    // A long non-command: a short reply.
+    client
+        .ws
+        .send(Message::Text("n".repeat(60_000).into()))
+        .unwrap();
+    assert!(expect_error(&mut client).contains("not a command"));
+    // Control characters in chat text are refused.
+    client.join("rust");
+    client.send(json!({ "say": "rust", "text": "ding\u{7}" }));
+    assert!(expect_error(&mut client).contains("control characters"));
+    // A binary message is not a command: 1003.
+    client
+        .ws
+        .send(Message::Binary(vec![1, 2, 3].into()))
+        .unwrap();
+    let (code, reason) = client.expect_close();
+    assert_eq!(code, CloseCode::Unsupported, "{reason}");
+
+    // A frame the protocol forbids (unmasked, from a client): 1002.
+    let mut raw = RawClient::connect(addr);
+    raw.stream.write_all(&[0x81, 0x02, b'h', b'i']).unwrap();
+    let (code, reason) = raw.expect_close();
+    assert_eq!(code, 1002, "{reason}");
+    assert!(reason.starts_with("protocol error"), "{reason}");
+    server.shutdown();
+}
+
+/// A WebSocket client on a raw socket: it does the handshake and then only what the
+/// test writes, and decodes the server's (unmasked) frames itself. It never answers a
+/// ping.
+struct RawClient {
+    stream: TcpStream,
+}
+
+impl RawClient {
+    fn connect(addr: SocketAddr) -> RawClient {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        write!(
+            stream,
+            "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        )
+        .unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8];
+        while !head.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte).expect("a handshake response");
+            head.push(byte[0]);
+        }
+        assert!(head.starts_with(b"HTTP/1.1 101 "), "{head:?}");
+        RawClient { stream }
+    }
+
+    /// The next frame: (opcode, payload).
+    fn frame(&mut self) -> (u8, Vec<u8>) {
+        let mut header = [0u8; 2];
+        self.stream.read_exact(&mut header).expect("a frame");
+        let len = match header[1] & 0x7f {
+            126 => {
+                let mut n = [0u8; 2];
+                self.stream.read_exact(&mut n).unwrap();
+                u16::from_be_bytes(n) as usize
+            }
+            127 => {
+                let mut n = [0u8; 8];
+                self.stream.read_exact(&mut n).unwrap();
+                u64::from_be_bytes(n) as usize
+            }
+            n => n as usize,
+        };
+        let mut payload = vec![0u8; len];
+        self.stream.read_exact(&mut payload).unwrap();
+        (header[0] & 0x0f, payload)
+    }
+
+    /// Reads frames until the close frame; returns (code, reason) and how many pings
+    /// came before it.
+    fn expect_close_counting_pings(&mut self) -> ((u16, String), usize) {
+        let mut pings = 0;
+        loop {
+            match self.frame() {
+                (0x8, payload) => {
+                    assert!(payload.len() >= 2, "a close frame with a code");
+                    let code = u16::from_be_bytes([payload[0], payload[1]]);
+                    let reason = String::from_utf8(payload[2..].to_vec()).unwrap();
+                    return ((code, reason), pings);
+                }
+                (0x9, _) => pings += 1,
+                _ => {}
+            }
+        }
+    }
+
+    fn expect_close(&mut self) -> (u16, String) {
+        self.expect_close_counting_pings().0
+    }
+}
+
+/// The server pings every connection; one that sends nothing — here, half a frame and
+/// then silence, which used to hold its resources forever — is closed at the idle
+/// timeout, and its rooms hear why.
+#[test]
+fn pings_go_out_and_a_client_that_goes_quiet_is_closed_at_the_idle_timeout() {
+    let server = start(Config {
+        ping_interval: Duration::from_millis(100),
+        idle_timeout: Duration::from_millis(600),
+        ..test_config()
+    });
+    let addr = server.local_addr();
+    let mut watcher = Client::connect(addr);
+    watcher.join("quiet");
+
+    let mut quiet = RawClient::connect(addr);
+    // Join "quiet" (a masked text frame, mask 0), then start a 100-byte frame and stop.
+    let join = br#"{"join":"quiet"}"#;
+    let mut frame = vec![0x81, 0x80 | join.len() as u8, 0, 0, 0, 0];
+    frame.extend_from_slice(join);
+    quiet.stream.write_all(&frame).unwrap();
+    let (_, joined) = watcher.expect_full(json!({ "type": "joined", "room": "quiet" }));
+    // The watcher reads (and so answers every ping) on a thread of its own, until the
+    // quiet one is announced gone.
+    let quiet_id = joined["client"].clone();
+    let watching = std::thread::spawn(move || {
+        let (_, left) = watcher.expect_full(json!({ "type": "left", "client": quiet_id }));
+        watcher.sync("still-here"); // it was not idle: it is still connected
+        left
+    });
+    quiet
+        .stream
+        .write_all(&[0x81, 0x80 | 100, 0, 0, 0, 0, b'{', b'"'])
+        .unwrap();
+
+    let ((code, reason), pings) = quiet.expect_close_counting_pings();
+    assert_eq!(code, 1001, "{reason}");
+    assert!(reason.starts_with("idle"), "{reason}");
+    assert!(pings >= 1, "no ping before the idle close");
+    let left = watching.join().expect("the watcher saw the leave");
+    assert_eq!(left["reason"], "idle", "{left}");
+    server.shutdown();
+}
+
+#[test]
+fn shutdown_closes_every_connection_with_1001() {
+    let server = start_server();
+    let addr = server.local_addr();
+    let mut alice = Client::connect(addr);
+    alice.join("rust");
+    let mut bob = Client::connect(addr);
+    bob.join("rust");
+    // Shutdown waits for the connections to close, and they close once the clients
+    // answer: shut down on another thread while the clients read.
+    let stopping = std::thread::spawn(move || server.shutdown());
+    for client in [&mut alice, &mut bob] {
+        let (code, reason) = client.expect_close();
+        assert_eq!(code, CloseCode::Away);
+        assert_eq!(reason, "server shutting down");
+    }
+    stopping.join().unwrap();
 }
 
 /// Two servers bridged through one Redis (feature `redis`): a line said in a room on
@@ -577,16 +1014,14 @@ fn two_servers_share_rooms_through_redis() {
     mod redis_server;
 
     let redis = redis_server::RedisServer::start();
-    let start = || {
-        ChatServer::start(Config {
-            port: 0,
+    let start_bridged = || {
+        start(Config {
             time_interval: Duration::from_secs(3600),
             redis: Some(redis.url()),
-            moderator_token: None,
+            ..test_config()
         })
-        .expect("bridged server starts")
     };
-    let (one, two) = (start(), start());
+    let (one, two) = (start_bridged(), start_bridged());
     let mut alice = Client::connect(one.local_addr());
     let mut bob = Client::connect(two.local_addr());
     assert_ne!(
@@ -597,7 +1032,7 @@ fn two_servers_share_rooms_through_redis() {
     bob.join("rust");
     // Bob's join is announced on Alice's server too, once both bridges are up; until
     // then, say it again.
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         alice.send(json!({ "say": "rust", "text": "across hosts" }));
         bob.ws
@@ -605,14 +1040,16 @@ fn two_servers_share_rooms_through_redis() {
             .set_read_timeout(Some(Duration::from_millis(300)))
             .unwrap();
         let got = (0..3).any(|_| match bob.ws.read() {
-            Ok(Message::Binary(frame)) => {
-                let push = fanout::transport::decode(&frame).unwrap();
-                let event: Value = serde_json::from_slice(push.payload).unwrap();
-                matches_subset(
-                    &event,
-                    &json!({ "type": "message", "room": "rust", "from": alice.id, "text": "across hosts" }),
-                )
-            }
+            Ok(Message::Binary(frame)) => match decode_any(&frame) {
+                Ok(Frame::Push(push)) => {
+                    let event: Value = serde_json::from_slice(push.payload).unwrap();
+                    matches_subset(
+                        &event,
+                        &json!({ "type": "message", "room": "rust", "from": alice.id, "text": "across hosts" }),
+                    )
+                }
+                _ => false,
+            },
             _ => false,
         });
         if got {
