@@ -51,19 +51,11 @@ impl Slot {
 }
 
 /// `broadcasts` and `deliveries` of one engine, per thread.
+#[derive(Default)]
 pub(crate) struct PerThread {
     slots: Box<[Slot; SLOTS]>,
     /// For threads without a lease.
     shared: Slot,
-}
-
-impl Default for PerThread {
-    fn default() -> Self {
-        Self {
-            slots: Box::default(),
-            shared: Slot::default(),
-        }
-    }
 }
 
 impl PerThread {
