@@ -41,10 +41,17 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// `recv().await` under the hang guard: a lost wake-up panics instead of hanging.
+///
+/// Not `tokio::time::timeout`: when its timer fires it polls the inner future once more,
+/// which would find what a lost wake-up left behind and hide the loss. Here the guard's
+/// branch is checked first, so only a real wake-up reaches `recv`.
 async fn recv_or_hang<M>(channel: &AsyncChannel<M>) -> Result<M, crossbeam_channel::RecvError> {
-    match tokio::time::timeout(HANG, channel.recv()).await {
-        Ok(received) => received,
-        Err(_) => panic!("a consumer parked in recv() was never woken (lost wake-up)"),
+    tokio::select! {
+        biased;
+        _ = tokio::time::sleep(HANG) => {
+            panic!("a consumer parked in recv() was never woken (lost wake-up)")
+        }
+        received = channel.recv() => received,
     }
 }
 
@@ -617,11 +624,17 @@ fn the_stream_yields_every_item_then_ends() {
     });
     let items = rt.block_on(async {
         let mut items = Vec::new();
-        while let Some(item) = tokio::time::timeout(HANG, next(&mut channel))
-            .await
-            .expect("the stream neither yielded nor ended")
-        {
-            items.push(item);
+        loop {
+            // The guard first, as in `recv_or_hang`.
+            let item = tokio::select! {
+                biased;
+                _ = tokio::time::sleep(HANG) => panic!("the stream neither yielded nor ended"),
+                item = next(&mut channel) => item,
+            };
+            match item {
+                Some(item) => items.push(item),
+                None => break,
+            }
         }
         items
     });
