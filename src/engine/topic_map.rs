@@ -182,7 +182,11 @@ impl<V: Keyed> TopicMap<V> {
             let position = node.find(fragment(hash, shift))?;
             match &node.children[position] {
                 Child::Leaf(entry) => {
-                    return (entry.key_hash() == hash && entry.key() == key).then_some(&**entry);
+                    // The same allocation (a `Topic` handle sharing the stored name) is
+                    // the same name: no need to read its bytes.
+                    let same = entry.key_hash() == hash
+                        && (std::ptr::eq(entry.key(), key) || entry.key() == key);
+                    return same.then_some(&**entry);
                 }
                 Child::Node(next) => {
                     node = next;
