@@ -165,6 +165,8 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![deny(unsafe_code)]
 
+#[cfg(feature = "async")]
+mod async_channel;
 mod authorization;
 #[cfg(feature = "redis")]
 pub mod bridge;
@@ -192,6 +194,8 @@ pub mod transport;
 /// writes into a [`BytesMut`] with [`BufMut`], without adding `bytes` to your dependencies.
 pub use bytes::{self, BufMut, Bytes, BytesMut};
 
+#[cfg(feature = "async")]
+pub use async_channel::{AsyncChannel, AsyncRecv};
 pub use authorization::Denied;
 pub use broadcaster::Broadcaster;
 pub use builder::Builder;

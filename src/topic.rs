@@ -67,6 +67,16 @@ impl Topic {
         })
     }
 
+    /// A handle on `name` (already validated, hashing to `hash`) that shares the
+    /// allocation an engine's snapshot stores it in.
+    pub(crate) fn from_stored(name: Arc<str>, hash: u64) -> Self {
+        Self {
+            hash,
+            may_be_pattern: name.bytes().any(|b| b == b'*' || b == b'>'),
+            name,
+        }
+    }
+
     /// Whether the name may be a wildcard pattern (it holds a `*` or `>` byte).
     pub(crate) fn may_be_pattern(&self) -> bool {
         self.may_be_pattern

@@ -3,18 +3,23 @@
 //! A sink is a callback (`Fn(&T)`, called on the publisher's thread with a reference to
 //! the one shared frame), a bounded channel (the frame is cloned into the queue — one
 //! atomic increment for `Bytes`) or a conflating channel (at most one pending frame per
-//! key, see [`conflating`]). Like crossbeam's flavours, [`Sink`] holds a
+//! key, see [`conflating`]) or, with the `async` feature, a bounded channel whose
+//! consumer can be awaited (see [`async_channel`]). Like crossbeam's flavours, [`Sink`] holds a
 //! private enum and matches on it; each flavour lives in its own file.
 //!
 //! Every sink shares a [`SinkState`] with whoever else needs to observe it: the
 //! consumer's [`Channel`](crate::Channel), and the writer, which closes it when the
 //! subscriber is removed.
 
+#[cfg(feature = "async")]
+pub(crate) mod async_channel;
 mod callback;
 mod channel;
 pub(crate) mod conflating;
 mod state;
 
+#[cfg(feature = "async")]
+pub(crate) use async_channel::AsyncChannelSink;
 pub(crate) use callback::CallbackSink;
 pub(crate) use channel::ChannelSink;
 pub(crate) use conflating::{ConflatingSink, Pending};
@@ -74,6 +79,10 @@ enum SinkKind<T> {
 enum ChannelKind<T> {
     Queue(ChannelSink<T>),
     Conflating(ConflatingSink<T>),
+    /// Boxed: inline, its waker handle would make `Sink` (every callback sink included) a
+    /// word larger (56 → 64 bytes). An async delivery pays one more pointer load.
+    #[cfg(feature = "async")]
+    Async(Box<AsyncChannelSink<T>>),
 }
 
 impl<T: Clone> Sink<T> {
@@ -104,6 +113,16 @@ impl<T: Clone> Sink<T> {
         }
     }
 
+    #[cfg(feature = "async")]
+    pub(crate) fn async_channel(sink: AsyncChannelSink<T>, state: Arc<SinkState>) -> Self {
+        Self {
+            kind: SinkKind::Channel {
+                kind: ChannelKind::Async(Box::new(sink)),
+                state,
+            },
+        }
+    }
+
     /// Hands `item` to this sink. May panic only if a user callback (or `T::clone`)
     /// panics; the engine's broadcast loop catches that. Always inlined into the walk;
     /// the channel flavour's body stays a call.
@@ -121,6 +140,8 @@ impl<T: Clone> Sink<T> {
             SinkKind::Channel { kind, state } if state.is_open() => match kind {
                 ChannelKind::Queue(sink) => sink.send(item, state),
                 ChannelKind::Conflating(sink) => sink.send(item, state),
+                #[cfg(feature = "async")]
+                ChannelKind::Async(sink) => sink.send(item, state),
             },
             _ => Delivery::Skipped,
         }
@@ -149,5 +170,21 @@ impl<T> Sink<T> {
     /// Whether this is the sink whose consumer holds `state` (a channel's).
     pub(crate) fn has_consumer_state(&self, state: &Arc<SinkState>) -> bool {
         matches!(&self.kind, SinkKind::Channel { state: own, .. } if Arc::ptr_eq(own, state))
+    }
+}
+
+#[cfg(all(test, feature = "async"))]
+mod tests {
+    use std::mem::size_of;
+
+    use super::{ChannelKind, ChannelSink, ConflatingSink};
+
+    /// The async flavour is boxed so that it costs the other sinks nothing: the queue
+    /// flavours' enum is exactly as large as its largest other variant.
+    #[test]
+    fn async_flavour_does_not_grow_the_sink() {
+        type T = bytes::Bytes;
+        let others = size_of::<ChannelSink<T>>().max(size_of::<ConflatingSink<T>>());
+        assert_eq!(size_of::<ChannelKind<T>>(), others);
     }
 }
