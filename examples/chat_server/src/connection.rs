@@ -5,8 +5,8 @@
 //!
 //! A session is one `tokio::select!` loop over everything that can happen to it:
 //!
-//! - **a frame from the engine** (its [`Frames`] queue: room messages, Presence
-//!   frames, the clock) — appended to the connection's *outbox*, with every other frame
+//! - **a frame from the engine** (its queue: room messages, Presence
+//!   frames, the clock; an [`AsyncChannel`] from `PubSub::register_async_with`) — appended to the connection's *outbox*, with every other frame
 //!   already queued;
 //! - **the socket** — one future that first writes the outbox (taking a frame only when
 //!   the WebSocket sink is ready for it, then flushing), then reads the client's next
@@ -66,7 +66,7 @@ use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use fanout::{Bytes, ClientId, DisconnectReason};
+use fanout::{AsyncChannel, Bytes, ChannelConfig, ClientId, DisconnectReason, OverflowPolicy};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -83,7 +83,6 @@ use crate::protocol::{
     Event, Json, LeaveReason, CONSOLE_PATTERN,
 };
 use crate::server::{stopped, Shared};
-use crate::sink::{self, Frames};
 
 type Ws = WebSocketStream<TcpStream>;
 
@@ -310,7 +309,9 @@ impl Session {
             console: false,
             outbox: Outbox::default(),
         };
-        let mut frames = match sink::register(&pubsub, id, shared.config.queue) {
+        // A small queue under the disconnect policy: see "Slow readers" above.
+        let queue = ChannelConfig::new(shared.config.queue, OverflowPolicy::Disconnect);
+        let frames = match pubsub.register_async_with(id, queue) {
             Ok(frames) => frames,
             Err(e) => {
                 let end = End::Engine(format!("cannot register: {e}"));
@@ -332,7 +333,7 @@ impl Session {
             return close(&shared, ws, end.close_frame(&shared)).await;
         }
 
-        let end = session.serve(&mut ws, &mut frames).await;
+        let end = session.serve(&mut ws, &frames).await;
 
         // Gone, whatever the reason: leave every room now, so the people still there
         // hear it at once, then unregister, then tell the client (if it can be told).
@@ -343,7 +344,7 @@ impl Session {
     }
 
     /// The session loop (see the module docs). Returns why it ended.
-    async fn serve<M: ?Sized + 'static>(&mut self, ws: &mut Ws, frames: &mut Frames<M>) -> End {
+    async fn serve(&mut self, ws: &mut Ws, frames: &AsyncChannel<Bytes>) -> End {
         let config = self.shared.config.clone();
         let mut stop = self.shared.shutdown.clone();
         let mut heartbeat =
@@ -366,7 +367,7 @@ impl Session {
                 frame = frames.recv() => match frame {
                     Ok(frame) => {
                         self.outbox.push(Message::Binary(frame));
-                        while let Some(frame) = frames.try_recv() {
+                        while let Ok(frame) = frames.try_recv() {
                             self.outbox.push(Message::Binary(frame));
                         }
                     }

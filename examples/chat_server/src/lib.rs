@@ -3,7 +3,6 @@ mod connection;
 mod http;
 mod protocol;
 mod server;
-mod sink;
 
 pub use protocol::*;
 #[cfg(feature = "redis")]
