@@ -65,7 +65,9 @@ use std::collections::{BTreeSet, VecDeque};
 use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
+use crossbeam_channel::TryRecvError;
 use fanout::{AsyncChannel, Bytes, ChannelConfig, ClientId, DisconnectReason, OverflowPolicy};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::AsyncWriteExt;
@@ -285,6 +287,62 @@ fn poll_write(ws: &mut Ws, outbox: &mut Outbox, cx: &mut Context<'_>) -> Poll<Re
     ws.poll_flush_unpin(cx)
 }
 
+/// A token bucket for the lines a client may send: `burst` at once, then `rate` a
+/// second (0: unlimited).
+struct Pacer {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Pacer {
+    fn new(rate: u32, burst: u32) -> Pacer {
+        let burst = f64::from(burst.max(1));
+        Pacer {
+            rate: f64::from(rate),
+            burst,
+            tokens: burst,
+            last: Instant::now(),
+        }
+    }
+
+    /// Takes a token for the line just read; returns when the next may be read
+    /// (`None`: at once, after a turn of the scheduler).
+    fn next_line(&mut self) -> Option<Instant> {
+        if self.rate == 0.0 {
+            return None;
+        }
+        let now = Instant::now();
+        let refill = now.duration_since(self.last).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + refill).min(self.burst) - 1.0;
+        self.last = now;
+        (self.tokens < 1.0).then(|| now + Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
+    }
+}
+
+/// Sleeps until `resume`, or (for `None`) lets every task already waiting for the
+/// worker run first.
+async fn pause_until(resume: Option<Instant>) {
+    match resume {
+        Some(resume) => sleep_until(resume).await,
+        None => tokio::task::yield_now().await,
+    }
+}
+
+/// Why the engine's queue ended: overflow (too slow), shutdown, or something else.
+fn disconnected(frames: &AsyncChannel<Bytes>, config: &crate::Config) -> End {
+    match frames.disconnect_reason() {
+        Some(DisconnectReason::Overflow) => End::TooSlow(format!(
+            "more than {} frames queued ({} dropped)",
+            config.queue,
+            frames.dropped()
+        )),
+        Some(DisconnectReason::Shutdown) => End::Shutdown,
+        other => End::Engine(format!("dropped by the engine: {other:?}")),
+    }
+}
+
 /// One WebSocket client's state, owned by its task.
 struct Session {
     shared: Arc<Shared>,
@@ -358,30 +416,37 @@ impl Session {
         let write_timer = sleep_until(Instant::now() + config.write_timeout);
         tokio::pin!(write_timer);
         let mut pings: u64 = 0;
+        let mut pacer = Pacer::new(config.max_rate, config.burst);
 
         loop {
-            let writing = sending_since.is_some();
+            // Whatever woke the task, the engine's queue is emptied into the outbox
+            // first: a queue of `config.queue` frames then only has to cover the time
+            // between two turns of this loop, not the time a random branch order might
+            // leave it unread.
+            loop {
+                match frames.try_recv() {
+                    Ok(frame) => self.outbox.push(Message::Binary(frame)),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => return disconnected(frames, &config),
+                }
+            }
+            let writing = sending_since.is_some() || !self.outbox.is_empty();
+            if writing && sending_since.is_none() {
+                let now = Instant::now();
+                sending_since = Some(now);
+                // The timer is disarmed (it only runs while writing): arm it.
+                write_timer.as_mut().reset(now + config.write_timeout);
+            }
+            if self.outbox.bytes > config.max_backlog {
+                return End::TooSlow(format!("more than {} bytes unsent", config.max_backlog));
+            }
             tokio::select! {
                 _ = stopped(&mut stop) => return End::Shutdown,
 
+                // Only to wake the task: the frame goes where the others went.
                 frame = frames.recv() => match frame {
-                    Ok(frame) => {
-                        self.outbox.push(Message::Binary(frame));
-                        while let Ok(frame) = frames.try_recv() {
-                            self.outbox.push(Message::Binary(frame));
-                        }
-                    }
-                    Err(_) => {
-                        return match frames.disconnect_reason() {
-                            Some(DisconnectReason::Overflow) => End::TooSlow(format!(
-                                "more than {} frames queued ({} dropped)",
-                                config.queue,
-                                frames.dropped()
-                            )),
-                            Some(DisconnectReason::Shutdown) => End::Shutdown,
-                            other => End::Engine(format!("dropped by the engine: {other:?}")),
-                        };
-                    }
+                    Ok(frame) => self.outbox.push(Message::Binary(frame)),
+                    Err(_) => return disconnected(frames, &config),
                 },
 
                 io = poll_fn(|cx| poll_io(ws, &mut self.outbox, writing, cx)) => match io {
@@ -395,6 +460,22 @@ impl Session {
                             Message::Text(text) => {
                                 if let Err(error) = self.command(text.as_str()) {
                                     self.direct("error", &Event::Error { error });
+                                }
+                                // Flood control and fairness: the next line is read
+                                // only after the other tasks had a turn (a line may
+                                // have gone to a room whose members must drain it)
+                                // and, past the burst, at `max_rate` lines a second.
+                                // Frames for this client keep arriving meanwhile.
+                                let resume = pacer.next_line();
+                                loop {
+                                    tokio::select! {
+                                        biased;
+                                        frame = frames.recv() => match frame {
+                                            Ok(frame) => self.outbox.push(Message::Binary(frame)),
+                                            Err(_) => break, // seen at the top of the loop
+                                        },
+                                        () = pause_until(resume) => break,
+                                    }
                                 }
                             }
                             Message::Binary(_) => return End::Binary,
@@ -426,16 +507,6 @@ impl Session {
                     pings += 1;
                     self.outbox.push(Message::Ping(Bytes::from(pings.to_be_bytes().to_vec())));
                 },
-            }
-
-            if !self.outbox.is_empty() && sending_since.is_none() {
-                let now = Instant::now();
-                sending_since = Some(now);
-                // The timer is disarmed (it only runs while writing): arm it.
-                write_timer.as_mut().reset(now + config.write_timeout);
-            }
-            if self.outbox.bytes > config.max_backlog {
-                return End::TooSlow(format!("more than {} bytes unsent", config.max_backlog));
             }
         }
     }

@@ -19,7 +19,7 @@ const USAGE: &str = "\
 usage: chat_server [--port N] [--time-interval-ms N] [--run-for-secs N]
                    [--moderator-token T] [--redis URL] [--max-message BYTES]
                    [--write-timeout-ms N] [--ping-interval-ms N] [--idle-timeout-ms N]
-                   [--queue N] [--max-backlog BYTES] [--send-buffer BYTES]
+                   [--queue N] [--max-rate N] [--burst N] [--max-backlog BYTES] [--send-buffer BYTES]
                    [--worker-threads N]
 
   --port N              TCP port on 127.0.0.1 (default 8080; 0 picks a free one)
@@ -39,6 +39,9 @@ usage: chat_server [--port N] [--time-interval-ms N] [--run-for-secs N]
   --idle-timeout-ms N   a client heard nothing from (not even a pong) for this long is
                         closed (default 60000)
   --queue N             frames the engine queues per connection (default 64)
+  --max-rate N          lines a client may send per second after its burst; faster
+                        clients are read no faster (default 20; 0: unlimited)
+  --burst N             lines a client may send at once (default 5)
   --max-backlog BYTES   unsent bytes per client before it is too slow (default 1048576)
   --send-buffer BYTES   SO_SNDBUF of each connection (default: the kernel's)
   --worker-threads N    runtime threads (default: one per core)
@@ -81,6 +84,8 @@ fn parse_args() -> Result<Args, String> {
             "--ping-interval-ms" => config.ping_interval = ms(value(&flag)?),
             "--idle-timeout-ms" => config.idle_timeout = ms(value(&flag)?),
             "--queue" => config.queue = size(value(&flag)?),
+            "--max-rate" => config.max_rate = u32::try_from(value(&flag)?).unwrap_or(u32::MAX),
+            "--burst" => config.burst = u32::try_from(value(&flag)?).unwrap_or(u32::MAX),
             "--max-backlog" => config.max_backlog = size(value(&flag)?),
             "--send-buffer" => config.send_buffer = Some(size(value(&flag)?)),
             "--worker-threads" => config.worker_threads = size(value(&flag)?),

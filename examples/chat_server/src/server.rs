@@ -51,6 +51,12 @@ pub struct Config {
     /// Frames the engine queues for one connection while its task is not running; one
     /// more and the engine disconnects it. Default 64.
     pub queue: usize,
+    /// Lines (text messages) a client may send per second once its burst is spent;
+    /// past it the server reads its socket no faster (TCP pushes back on the client;
+    /// nothing is dropped). 0: unlimited. Default 20.
+    pub max_rate: u32,
+    /// Lines a client may send at once before `max_rate` applies. Default 5.
+    pub burst: u32,
     /// Bytes that may wait to be written to one client; past that it is too slow.
     /// Default 1 MiB.
     pub max_backlog: usize,
@@ -75,6 +81,8 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(5),
             close_timeout: Duration::from_secs(1),
             queue: 64,
+            max_rate: 20,
+            burst: 5,
             max_backlog: 1024 * 1024,
             send_buffer: None,
             worker_threads: 0,
