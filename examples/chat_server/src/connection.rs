@@ -14,7 +14,9 @@
 //! - **the write timer** — armed while something is waiting to be written;
 //! - **the heartbeat** — every ping interval a ping goes out, and a client from which
 //!   nothing (not even a pong) was heard for the idle timeout is closed;
-//! - **the shutdown signal**.
+//!
+//! There is no shutdown branch: the server shuts its engine down, which disconnects
+//! every connection's queue, and the `recv` branch wakes with the reason (`Shutdown`).
 //!
 //! Only this task writes to the socket, so a pong, a reply and a broadcast frame can
 //! never interleave, and there is nothing to lock.
@@ -404,7 +406,6 @@ impl Session {
     /// The session loop (see the module docs). Returns why it ended.
     async fn serve(&mut self, ws: &mut Ws, frames: &AsyncChannel<Bytes>) -> End {
         let config = self.shared.config.clone();
-        let mut stop = self.shared.shutdown.clone();
         let mut heartbeat =
             tokio::time::interval_at(Instant::now() + config.ping_interval, config.ping_interval);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -413,7 +414,8 @@ impl Session {
         let mut sending_since: Option<Instant> = Some(Instant::now()); // the welcome
                                                                        // Re-armed lazily (see its branch), so a busy connection does not touch the
                                                                        // timer wheel per frame.
-        let write_timer = sleep_until(Instant::now() + config.write_timeout);
+        let mut timer_at = Instant::now() + config.write_timeout;
+        let write_timer = sleep_until(timer_at);
         tokio::pin!(write_timer);
         let mut pings: u64 = 0;
         let mut pacer = Pacer::new(config.max_rate, config.burst);
@@ -434,15 +436,19 @@ impl Session {
             if writing && sending_since.is_none() {
                 let now = Instant::now();
                 sending_since = Some(now);
-                // The timer is disarmed (it only runs while writing): arm it.
-                write_timer.as_mut().reset(now + config.write_timeout);
+                // A timer still set for later fires then and is moved on to the right
+                // deadline (its branch); only an expired one is reset here. So a
+                // connection with a frame a second touches the timer wheel about once
+                // per write timeout, not once per frame.
+                if timer_at <= now {
+                    timer_at = now + config.write_timeout;
+                    write_timer.as_mut().reset(timer_at);
+                }
             }
             if self.outbox.bytes > config.max_backlog {
                 return End::TooSlow(format!("more than {} bytes unsent", config.max_backlog));
             }
             tokio::select! {
-                _ = stopped(&mut stop) => return End::Shutdown,
-
                 // Only to wake the task: the frame goes where the others went.
                 frame = frames.recv() => match frame {
                     Ok(frame) => self.outbox.push(Message::Binary(frame)),
@@ -495,7 +501,10 @@ impl Session {
                                 config.write_timeout.as_millis()
                             ));
                         }
-                        Some(deadline) => write_timer.as_mut().reset(deadline),
+                        Some(deadline) => {
+                            timer_at = deadline;
+                            write_timer.as_mut().reset(deadline);
+                        }
                         None => {}
                     }
                 },

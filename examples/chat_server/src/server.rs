@@ -351,14 +351,17 @@ impl ChatServer {
 
 impl Drop for ChatServer {
     fn drop(&mut self) {
+        // Stop accepting (and end the requests still being read)...
         let _ = self.stop.send(true);
-        if let (Some(runtime), Some(accept)) = (self.runtime.take(), self.accept.take()) {
-            let _ = runtime.block_on(accept);
-            runtime.shutdown_timeout(Duration::from_secs(1));
-        }
         #[cfg(feature = "redis")]
         drop(self.bridge.take()); // joins the bridge's threads
+                                  // ...and disconnect every session's queue: each wakes, sees `Shutdown` and
+                                  // closes with 1001.
         self.shared.pubsub.shutdown();
+        if let (Some(runtime), Some(accept)) = (self.runtime.take(), self.accept.take()) {
+            let _ = runtime.block_on(accept); // waits for the sessions to close
+            runtime.shutdown_timeout(Duration::from_secs(1));
+        }
     }
 }
 

@@ -283,6 +283,17 @@ fn proc_status(pid: u32, field: &str) -> Option<u64> {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
+/// CPU time a process has used (user + system), from `/proc/PID/stat`.
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name (which may hold spaces, so split after ')').
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Some(Duration::from_micros(ticks * 1_000_000 / hz))
+}
+
 #[derive(Default)]
 struct Report {
     lines: Vec<String>,
@@ -373,6 +384,21 @@ struct TimeStamp {
     sent_us: u64,
 }
 
+/// A time push's `sent_us`, or `None` for any other frame.
+fn time_stamp(message: &Message) -> Option<u64> {
+    let Message::Binary(frame) = message else {
+        return None;
+    };
+    match decode_any(frame).ok()? {
+        Frame::Push(push) if push.topic == "time" => Some(
+            serde_json::from_slice::<TimeStamp>(push.payload)
+                .ok()?
+                .sent_us,
+        ),
+        _ => None,
+    }
+}
+
 /// What a connection records while the push window is open.
 struct Window {
     open: AtomicBool,
@@ -398,13 +424,10 @@ async fn idle_client(
                 if !window.open.load(Ordering::Relaxed) {
                     continue;
                 }
+                // The receipt time first; then only the stamp is parsed.
                 let received = now_us();
-                if let Some((topic, event)) = push_of(&message) {
-                    if topic == "time" {
-                        if let Ok(stamp) = serde_json::from_value::<TimeStamp>(event) {
-                            samples.push((stamp.sent_us, received.saturating_sub(stamp.sent_us)));
-                        }
-                    }
+                if let Some(sent) = time_stamp(&message) {
+                    samples.push((sent, received.saturating_sub(sent)));
                 }
             }
         }
@@ -495,10 +518,13 @@ async fn run(args: &Args, addr: SocketAddr, pid: Option<u32>) -> Report {
     }
 
     // Phase 2: K time pushes to all N.
+    let cpu = |pid: Option<u32>| pid.and_then(cpu_time);
+    let (server_cpu_before, own_cpu_before) = (cpu(pid), cpu(Some(std::process::id())));
     let window_start = now_us();
     window.open.store(true, Ordering::Relaxed);
     sleep(args.time_interval * args.pushes as u32 + args.time_interval / 2).await;
     let window_end = now_us();
+    let (server_cpu_after, own_cpu_after) = (cpu(pid), cpu(Some(std::process::id())));
     sleep(Duration::from_secs(1)).await; // stragglers of the last push
     window.open.store(false, Ordering::Relaxed);
     let _ = stop.send(true);
@@ -554,6 +580,24 @@ async fn run(args: &Args, addr: SocketAddr, pid: Option<u32>) -> Report {
             "{} time pushes did not reach all {} connections",
             short.len(),
             args.connections
+        ));
+    }
+    if let (Some(a), Some(b), Some(c), Some(d)) = (
+        server_cpu_before,
+        server_cpu_after,
+        own_cpu_before,
+        own_cpu_after,
+    ) {
+        let receipts = latencies.len().max(1) as f64;
+        report.lines.push(format!(
+            "CPU per push receipt during the window: server {:.1} us, chat_load {:.1} us \
+             (the machine's load average then: {})",
+            (b - a).as_secs_f64() * 1e6 / receipts,
+            (d - c).as_secs_f64() * 1e6 / receipts,
+            std::fs::read_to_string("/proc/loadavg")
+                .ok()
+                .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+                .unwrap_or_default()
         ));
     }
     if !latencies.is_empty() {
