@@ -9,6 +9,14 @@ run() { echo "+ cargo run -q --example $*"; cargo run -q --example "$@"; }
 run demo -- --seconds 1 --clients 1000 --topics 100
 echo "+ cargo run -q --bin chat_server -- --port 0 --run-for-secs 1 --moderator-token ci"
 cargo run -q --bin chat_server -- --port 0 --run-for-secs 1 --moderator-token ci
+# The chat server under a small load, in a child process: RSS per connection, time push
+# latency, and every chat line delivered exactly once, in order, never echoed (exit 1
+# otherwise). The 10,000-connection run is in PERFORMANCE.md.
+chat_load_flags="--connections 200 --pushes 3 --time-interval-ms 100 --chat-clients 40 --rooms 4 --messages 20"
+echo "+ cargo run -q --bin chat_load -- $chat_load_flags"
+cargo build -q -p fanout-chat-server --bins
+# shellcheck disable=SC2086
+cargo run -q --bin chat_load -- $chat_load_flags
 run market_data -- --quotes 1000 --strategies 3
 run game_tick -- --players 1000 --zones 10 --ticks 30
 run select_loop

@@ -251,9 +251,8 @@ pub struct ChatServer {
 impl ChatServer {
     /// Binds 127.0.0.1:`config.port` and starts serving.
     pub fn start(config: Config) -> io::Result<ChatServer> {
-        let listener = std::net::TcpListener::bind(("127.0.0.1", config.port))?;
+        let listener = listen(config.port)?;
         let addr = listener.local_addr()?;
-        listener.set_nonblocking(true)?;
 
         let moderators = Arc::new(Moderators::default());
         let hook_moderators = Arc::clone(&moderators);
@@ -363,6 +362,21 @@ impl Drop for ChatServer {
             runtime.shutdown_timeout(Duration::from_secs(1));
         }
     }
+}
+
+/// Connections waiting to be accepted: std's default (128) makes a burst of new
+/// clients (a reconnect storm, `chat_load`) wait a second for a SYN retry.
+const ACCEPT_BACKLOG: i32 = 1024;
+
+/// A non-blocking listener on 127.0.0.1:`port` with [`ACCEPT_BACKLOG`].
+fn listen(port: u16) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&SocketAddr::from(([127, 0, 0, 1], port)).into())?;
+    socket.listen(ACCEPT_BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
 }
 
 /// Resolves once the server is shutting down (`true` was sent, or the sender is gone).
