@@ -774,7 +774,9 @@ fn a_client_whose_backlog_passes_the_limit_leaves_its_rooms() {
 fn a_client_the_engine_drops_for_overflowing_its_queue_is_announced_at_once() {
     let server = start(Config {
         queue: 2,
+        // Only the engine may cut it off here.
         max_backlog: 256 * 1024 * 1024,
+        write_timeout: Duration::from_secs(3600),
         ..test_config()
     });
     let addr = server.local_addr();
@@ -924,7 +926,9 @@ impl RawClient {
     /// came before it.
     fn expect_close_counting_pings(&mut self) -> ((u16, String), usize) {
         let mut pings = 0;
+        let deadline = Instant::now() + READ_TIMEOUT;
         loop {
+            assert!(Instant::now() < deadline, "no close frame within {READ_TIMEOUT:?}");
             match self.frame() {
                 (0x8, payload) => {
                     assert!(payload.len() >= 2, "a close frame with a code");
