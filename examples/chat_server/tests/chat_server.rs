@@ -928,7 +928,10 @@ impl RawClient {
         let mut pings = 0;
         let deadline = Instant::now() + READ_TIMEOUT;
         loop {
-            assert!(Instant::now() < deadline, "no close frame within {READ_TIMEOUT:?}");
+            assert!(
+                Instant::now() < deadline,
+                "no close frame within {READ_TIMEOUT:?}"
+            );
             match self.frame() {
                 (0x8, payload) => {
                     assert!(payload.len() >= 2, "a close frame with a code");
