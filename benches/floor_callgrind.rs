@@ -17,7 +17,8 @@
 //!   same topic), `cb_floor` (boxed-`Fn` loop), `cb_tokio` and `cb_bus` (one tokio
 //!   broadcast channel or `bus::Bus`, every receiver `try_recv`ing on this thread);
 //! - channel sinks: `ch_fanout`, `ch_crossbeam` (queues drained outside the measured
-//!   function);
+//!   function); with `--features async`, `as_fanout` (async channel sinks, drained the
+//!   same way);
 //! - mutations: `mutate` (`n` subscribe/unsubscribe round trips), `mutate_pre` (`n` topics
 //!   preloaded, then `[pairs]` (default 1,000) subscribe/unsubscribe pairs on them, one
 //!   round trip each), `apply_pre` (the same pairs through `PubSub::apply`, 256 per call). For
@@ -277,6 +278,38 @@ fn run(mode: &str, n: usize, iters: usize, pairs: usize) -> (usize, std::time::D
                     let id = pubsub.generate_client_id();
                     let channel = pubsub
                         .register_channel_with(
+                            id,
+                            ChannelConfig::new(ROUND, OverflowPolicy::DropNewest),
+                        )
+                        .unwrap();
+                    pubsub.subscribe(id, TOPIC).unwrap();
+                    channel
+                })
+                .collect();
+            let topic = pubsub.topic(TOPIC).unwrap();
+            start = Instant::now();
+            let mut total = 0;
+            let mut draining = std::time::Duration::ZERO;
+            for _ in 0..iters / ROUND {
+                total += measure_ch_fanout(&pubsub, &topic, ROUND);
+                let drain = Instant::now();
+                for channel in &channels {
+                    while channel.try_recv().is_ok() {}
+                }
+                draining += drain.elapsed();
+            }
+            return (total, start.elapsed() - draining);
+        }
+        // The async channel flavour (`--features async`): `ch_fanout` with
+        // `register_async_with`, drained with `try_recv`, nobody parked.
+        #[cfg(feature = "async")]
+        "as_fanout" => {
+            let pubsub = PubSub::<[u8]>::new().unwrap();
+            let channels: Vec<fanout::AsyncChannel<Bytes>> = (0..n)
+                .map(|_| {
+                    let id = pubsub.generate_client_id();
+                    let channel = pubsub
+                        .register_async_with(
                             id,
                             ChannelConfig::new(ROUND, OverflowPolicy::DropNewest),
                         )
