@@ -17,6 +17,7 @@ mkdir -p "$out"
 features=${FEATURES:-}
 modes="cb_fanout cb_floor cb_fanout_str cb_fanout_from cb_tokio cb_bus ch_fanout ch_crossbeam"
 case $features in *async*) modes="$modes as_fanout" ;; esac
+modes=${MODES:-$modes} # e.g. MODES="cb_fanout ch_fanout" for a quicker look
 bin=$(cargo bench --bench floor_callgrind ${features:+--features "fanout-benches/$features"} --no-run --message-format=json 2>/dev/null |
     python3 -c 'import json,sys
 for l in sys.stdin:
