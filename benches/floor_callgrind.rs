@@ -403,7 +403,8 @@ fn main() {
     // Wall clock, for reference: min and median of ROUNDS interleaved runs (the minimum is
     // the least disturbed by other processes on a shared machine).
     const ROUNDS: usize = 7;
-    const MODES: [&str; 7] = [
+    #[allow(unused_mut)] // without the `async` feature nothing is added
+    let mut modes = vec![
         "cb_fanout",
         "cb_fanout_from",
         "cb_floor",
@@ -412,10 +413,17 @@ fn main() {
         "ch_fanout",
         "ch_crossbeam",
     ];
+    #[cfg(feature = "async")]
+    modes.push("as_fanout");
+    // FLOOR_MODES=ch_fanout,as_fanout: only those (a quicker, more focused comparison).
+    if let Ok(only) = std::env::var("FLOOR_MODES") {
+        modes.retain(|m| only.split(',').any(|o| o == *m));
+    }
+    let modes = modes;
     const NS: [usize; 3] = [1, 256, 4096];
-    let mut samples = vec![Vec::new(); MODES.len() * NS.len()];
+    let mut samples = vec![Vec::new(); modes.len() * NS.len()];
     for _ in 0..ROUNDS {
-        for (m, mode) in MODES.iter().enumerate() {
+        for (m, mode) in modes.iter().enumerate() {
             for (k, &n) in NS.iter().enumerate() {
                 let (delivered, took) = run(mode, n, ITERS, 0);
                 samples[m * NS.len() + k].push(took.as_nanos() as f64 / delivered as f64);
@@ -431,7 +439,7 @@ fn main() {
     println!(
         "|--------------|---------|---------|-----------|-----------|------------|------------|"
     );
-    for (m, mode) in MODES.iter().enumerate() {
+    for (m, mode) in modes.iter().enumerate() {
         let mut line = format!("| {mode:<12} |");
         for k in 0..NS.len() {
             let v = &mut samples[m * NS.len() + k];
