@@ -22,14 +22,20 @@
 //! Run: `cargo bench -p fanout-benches --features async --bench async_sinks`.
 //! Target: `async_try_recv` within 1.3× of `channel` per delivery (PERFORMANCE.md,
 //! "Async sinks").
+//!
+//! On a shared, noisy machine criterion's runs of one variant after another drift by
+//! ±30%; `ASYNC_SINKS_ROUNDS=7` (after criterion, or alone with a filter that matches
+//! nothing, e.g. `-- none`) also runs every variant in that many interleaved rounds and
+//! prints the minimum and median ns per delivery, the comparison PERFORMANCE.md quotes.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{BenchmarkId, Criterion, Throughput};
 use fanout::transport::RawPayload;
-use fanout::{AsyncChannel, Channel, ChannelConfig, OverflowPolicy, PubSub, Topic};
+use fanout::{ChannelConfig, OverflowPolicy, PubSub, Topic};
 
 const TOPIC: &str = "market/eurusd";
 const SIZES: [usize; 3] = [1, 16, 256];
@@ -64,112 +70,207 @@ fn round(pubsub: &PubSub<[u8]>, topic: &Topic, n: usize) {
     }
 }
 
-fn bench(c: &mut Criterion) {
-    let mut group = c.benchmark_group("async_sinks");
-    for n in SIZES {
-        group.throughput(Throughput::Elements((ROUND * n) as u64));
+/// The sinks compared, in the order they are reported.
+const VARIANTS: [&str; 5] = [
+    "channel",
+    "async_try_recv",
+    "async_task",
+    "tokio_mpsc_glue",
+    "async_channel_glue",
+];
 
-        let (pubsub, topic, channels) =
-            engine(n, |p, id| p.register_channel_with(id, CONFIG).unwrap());
-        group.bench_function(BenchmarkId::new("channel", n), |b| {
-            b.iter(|| {
+/// One iteration of a variant: a round of broadcasts, then every queue drained.
+type Step = Box<dyn FnMut()>;
+
+/// A variant with `n` subscribers, set up and ready to step.
+fn variant(name: &str, n: usize) -> Step {
+    match name {
+        "channel" => {
+            let (pubsub, topic, channels) =
+                engine(n, |p, id| p.register_channel_with(id, CONFIG).unwrap());
+            Box::new(move || {
                 round(&pubsub, &topic, n);
                 for channel in &channels {
                     while channel.try_recv().is_ok() {}
                 }
             })
-        });
-        drop::<Vec<Channel<Bytes>>>(channels);
-
-        let (pubsub, topic, channels) =
-            engine(n, |p, id| p.register_async_with(id, CONFIG).unwrap());
-        group.bench_function(BenchmarkId::new("async_try_recv", n), |b| {
-            b.iter(|| {
+        }
+        "async_try_recv" => {
+            let (pubsub, topic, channels) =
+                engine(n, |p, id| p.register_async_with(id, CONFIG).unwrap());
+            Box::new(move || {
                 round(&pubsub, &topic, n);
                 for channel in &channels {
                     while channel.try_recv().is_ok() {}
                 }
             })
-        });
-        drop::<Vec<AsyncChannel<Bytes>>>(channels);
-
-        async_task(&mut group, n);
-
-        let (pubsub, topic, mut receivers) = engine(n, |p, id| {
-            let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(ROUND);
-            p.register(id, move |frame: &Bytes| {
-                let _ = tx.try_send(frame.clone());
-            })
-            .unwrap();
-            rx
-        });
-        group.bench_function(BenchmarkId::new("tokio_mpsc_glue", n), |b| {
-            b.iter(|| {
+        }
+        "async_task" => {
+            let mut tasks = AsyncTasks::new(n);
+            Box::new(move || tasks.step())
+        }
+        "tokio_mpsc_glue" => {
+            let (pubsub, topic, mut receivers) = engine(n, |p, id| {
+                let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(ROUND);
+                p.register(id, move |frame: &Bytes| {
+                    let _ = tx.try_send(frame.clone());
+                })
+                .unwrap();
+                rx
+            });
+            Box::new(move || {
                 round(&pubsub, &topic, n);
                 for rx in &mut receivers {
                     while rx.try_recv().is_ok() {}
                 }
             })
-        });
-
-        let (pubsub, topic, receivers) = engine(n, |p, id| {
-            let (tx, rx) = async_channel::bounded::<Bytes>(ROUND);
-            p.register(id, move |frame: &Bytes| {
-                let _ = tx.try_send(frame.clone());
-            })
-            .unwrap();
-            rx
-        });
-        group.bench_function(BenchmarkId::new("async_channel_glue", n), |b| {
-            b.iter(|| {
+        }
+        "async_channel_glue" => {
+            let (pubsub, topic, receivers) = engine(n, |p, id| {
+                let (tx, rx) = async_channel::bounded::<Bytes>(ROUND);
+                p.register(id, move |frame: &Bytes| {
+                    let _ = tx.try_send(frame.clone());
+                })
+                .unwrap();
+                rx
+            });
+            Box::new(move || {
                 round(&pubsub, &topic, n);
                 for rx in &receivers {
                     while rx.try_recv().is_ok() {}
                 }
             })
-        });
+        }
+        other => panic!("unknown variant {other}"),
+    }
+}
+
+/// `n` tokio tasks on one worker thread, each awaiting `recv()` on its own client; a
+/// step publishes a round and waits (blocking, not spinning) until every task has
+/// received its 32 frames.
+struct AsyncTasks {
+    pubsub: PubSub<[u8]>,
+    topic: Topic,
+    n: usize,
+    round_done: mpsc::Receiver<()>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl AsyncTasks {
+    fn new(n: usize) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        let (pubsub, topic, channels) =
+            engine(n, |p, id| p.register_async_with(id, CONFIG).unwrap());
+        // The last task to finish a round resets the count and tells the publisher.
+        let finished = Arc::new(AtomicUsize::new(0));
+        let (done, round_done) = mpsc::channel::<()>();
+        for channel in channels {
+            let (finished, done) = (Arc::clone(&finished), done.clone());
+            runtime.spawn(async move {
+                let mut received = 0;
+                while channel.recv().await.is_ok() {
+                    received += 1;
+                    if received % ROUND == 0 && finished.fetch_add(1, Ordering::AcqRel) + 1 == n {
+                        finished.store(0, Ordering::Release);
+                        let _ = done.send(());
+                    }
+                }
+            });
+        }
+        Self {
+            pubsub,
+            topic,
+            n,
+            round_done,
+            runtime: Some(runtime),
+        }
+    }
+
+    fn step(&mut self) {
+        round(&self.pubsub, &self.topic, self.n);
+        self.round_done.recv().unwrap();
+    }
+}
+
+impl Drop for AsyncTasks {
+    fn drop(&mut self) {
+        // Shutting the engine down ends every task's `recv` loop.
+        self.pubsub.shutdown();
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_timeout(Duration::from_secs(10));
+        }
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("async_sinks");
+    for n in SIZES {
+        group.throughput(Throughput::Elements((ROUND * n) as u64));
+        for name in VARIANTS {
+            let mut step = variant(name, n);
+            group.bench_function(BenchmarkId::new(name, n), |b| b.iter(&mut step));
+        }
     }
     group.finish();
 }
 
-/// `n` tokio tasks on one worker thread, each awaiting `recv()` on its own client; the
-/// benchmark thread publishes a round and waits (blocking, not spinning) until every
-/// task has received its 32 frames.
-fn async_task(
-    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
-    n: usize,
-) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .build()
-        .unwrap();
-    let (pubsub, topic, channels) = engine(n, |p, id| p.register_async_with(id, CONFIG).unwrap());
-    // The last task to finish a round resets the count and tells the publisher.
-    let finished = Arc::new(AtomicUsize::new(0));
-    let (done, round_done) = mpsc::channel::<()>();
-    for channel in channels {
-        let (finished, done) = (Arc::clone(&finished), done.clone());
-        rt.spawn(async move {
-            let mut received = 0;
-            while channel.recv().await.is_ok() {
-                received += 1;
-                if received % ROUND == 0 && finished.fetch_add(1, Ordering::AcqRel) + 1 == n {
-                    finished.store(0, Ordering::Release);
-                    let _ = done.send(());
+/// Every variant at every size, `rounds` times interleaved; prints min and median ns per
+/// delivery (publish and drain) and each variant's ratio to `channel`.
+fn interleaved(rounds: usize) {
+    /// Steps per sample: about 64k deliveries at n = 256, 2k at n = 1.
+    const STEPS: [usize; 3] = [64, 16, 8];
+    let mut steps: Vec<Vec<Step>> = SIZES
+        .iter()
+        .map(|&n| VARIANTS.iter().map(|name| variant(name, n)).collect())
+        .collect();
+    let mut samples = vec![vec![Vec::new(); VARIANTS.len()]; SIZES.len()];
+    for _ in 0..rounds {
+        for (k, &n) in SIZES.iter().enumerate() {
+            for (v, step) in steps[k].iter_mut().enumerate() {
+                step(); // warm
+                let start = Instant::now();
+                for _ in 0..STEPS[k] {
+                    step();
                 }
+                let deliveries = (STEPS[k] * ROUND * n) as f64;
+                samples[k][v].push(start.elapsed().as_nanos() as f64 / deliveries);
             }
-        });
+        }
     }
-    group.bench_function(BenchmarkId::new("async_task", n), |b| {
-        b.iter(|| {
-            round(&pubsub, &topic, n);
-            round_done.recv().unwrap();
-        })
-    });
-    // Shutting the engine down ends every task's `recv` loop.
-    pubsub.shutdown();
-    rt.shutdown_timeout(std::time::Duration::from_secs(10));
+    println!("\n## async_sinks: ns per delivery, publish + drain (min / median of {rounds} interleaved rounds)\n");
+    println!("| sink | n=1 min | n=1 med | n=16 min | n=16 med | n=256 min | n=256 med | min ÷ channel (1 / 16 / 256) |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for v in &mut samples {
+        for s in v.iter_mut() {
+            s.sort_by(f64::total_cmp);
+        }
+    }
+    for (v, name) in VARIANTS.iter().enumerate() {
+        let mut line = format!("| `{name}` |");
+        for per_size in &samples {
+            let s = &per_size[v];
+            line += &format!(" {:.1} | {:.1} |", s[0], s[s.len() / 2]);
+        }
+        let ratios: Vec<String> = samples
+            .iter()
+            .map(|per_size| format!("{:.2}", per_size[v][0] / per_size[0][0]))
+            .collect();
+        line += &format!(" {} |", ratios.join(" / "));
+        println!("{line}");
+    }
 }
 
-criterion_group!(benches, bench);
-criterion_main!(benches);
+fn main() {
+    let mut criterion = Criterion::default().configure_from_args();
+    bench(&mut criterion);
+    criterion.final_summary();
+    if let Some(rounds) = std::env::var("ASYNC_SINKS_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+    {
+        interleaved(rounds);
+    }
+}
