@@ -157,3 +157,124 @@ impl WakerSlot {
         parked.into_iter().for_each(Waker::wake);
     }
 }
+
+/// Loom models of the slot itself, against the weakest queue a publisher could push into:
+/// one flag written with `Release` and read with `Acquire`. Nothing else orders the
+/// publisher's push against its look at `waiting`, or the consumer's announcement
+/// against its second look, so these models fail if either `SeqCst` fence goes (the
+/// engine-level models in `loom-tests/tests/async_wake.rs` cannot see that: their
+/// stand-in queue is a mutex). Run with `loom-tests/run.sh`, which also runs these
+/// (`RUSTFLAGS="--cfg loom" cargo test --release --features async --lib waker_slot`).
+#[cfg(all(test, loom))]
+mod loom_models {
+    use std::task::{Wake, Waker};
+
+    use loom::sync::atomic::AtomicBool;
+    use loom::sync::Arc;
+    use loom::thread;
+
+    use super::WakerSlot;
+    use crate::sync::Ordering;
+
+    /// A waker that records that it was woken.
+    struct Flag(Arc<AtomicBool>);
+
+    impl Wake for Flag {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.store(true, Ordering::Release);
+        }
+    }
+
+    /// One consumer poll, as `AsyncChannel::poll_recv` does it: look, register, look
+    /// again. Returns whether it found the item (else it returned `Pending`).
+    fn poll(slot: &WakerSlot, queue: &AtomicBool, waker: &Waker) -> bool {
+        queue.load(Ordering::Acquire) || {
+            slot.register(waker);
+            queue.load(Ordering::Acquire)
+        }
+    }
+
+    /// A push races the consumer's poll: it finds the item, or it is woken.
+    #[test]
+    fn waker_slot_push_races_registration() {
+        loom::model(|| {
+            let slot = Arc::new(WakerSlot::new());
+            let queue = Arc::new(AtomicBool::new(false));
+            let woken = Arc::new(AtomicBool::new(false));
+            let publisher = thread::spawn({
+                let (slot, queue) = (Arc::clone(&slot), Arc::clone(&queue));
+                move || {
+                    queue.store(true, Ordering::Release); // the push
+                    slot.notify();
+                }
+            });
+            let waker = Waker::from(std::sync::Arc::new(Flag(Arc::clone(&woken))));
+            let found = poll(&slot, &queue, &waker);
+            publisher.join().unwrap();
+            assert!(
+                found || woken.load(Ordering::Acquire),
+                "the consumer parked beside a pushed item and nobody woke it"
+            );
+        });
+    }
+
+    /// The sink closes (its sender dropped, then `close`) while the consumer polls: it
+    /// sees the queue disconnected, or it is woken.
+    #[test]
+    fn waker_slot_close_races_registration() {
+        loom::model(|| {
+            let slot = Arc::new(WakerSlot::new());
+            let disconnected = Arc::new(AtomicBool::new(false));
+            let woken = Arc::new(AtomicBool::new(false));
+            let closer = thread::spawn({
+                let (slot, disconnected) = (Arc::clone(&slot), Arc::clone(&disconnected));
+                move || {
+                    disconnected.store(true, Ordering::Release); // the sender dropped
+                    slot.close();
+                }
+            });
+            let waker = Waker::from(std::sync::Arc::new(Flag(Arc::clone(&woken))));
+            let saw_end = poll(&slot, &disconnected, &waker);
+            closer.join().unwrap();
+            assert!(
+                saw_end || woken.load(Ordering::Acquire),
+                "the consumer parked on a closed sink and nobody woke it"
+            );
+        });
+    }
+
+    /// Two consumers' tasks park on one channel, one item arrives: whichever does not
+    /// find it is still woken (both wakers are kept, not the latest only).
+    #[test]
+    fn waker_slot_keeps_every_parked_task() {
+        loom::model(|| {
+            let slot = Arc::new(WakerSlot::new());
+            let queue = Arc::new(AtomicBool::new(false));
+            let woken = [
+                Arc::new(AtomicBool::new(false)),
+                Arc::new(AtomicBool::new(false)),
+            ];
+            let second = thread::spawn({
+                let (slot, queue, woken) =
+                    (Arc::clone(&slot), Arc::clone(&queue), Arc::clone(&woken[1]));
+                move || {
+                    let waker = Waker::from(std::sync::Arc::new(Flag(woken)));
+                    poll(&slot, &queue, &waker)
+                }
+            });
+            let waker = Waker::from(std::sync::Arc::new(Flag(Arc::clone(&woken[0]))));
+            let first_found = poll(&slot, &queue, &waker);
+            let second_found = second.join().unwrap();
+            queue.store(true, Ordering::Release);
+            slot.notify();
+            assert!(
+                first_found || woken[0].load(Ordering::Acquire),
+                "the first task was left asleep"
+            );
+            assert!(
+                second_found || woken[1].load(Ordering::Acquire),
+                "the second task was left asleep"
+            );
+        });
+    }
+}
