@@ -63,7 +63,10 @@ use crate::topic::Topic;
 /// A delivery costs what a [`Channel`](crate::Channel) delivery costs plus one `SeqCst`
 /// fence and one relaxed load (is anyone parked?); waking a parked consumer adds a lock
 /// and the executor's wake-up. A consumer that keeps up never parks and never locks.
-/// Measured in `PERFORMANCE.md` ("Async sinks").
+/// Measured in `PERFORMANCE.md` ("Async sinks"): 168 instructions per delivery against
+/// a channel's 159, 1.04–1.17× its time, publish and drain. In memory, an async client
+/// holds two allocations more than a channel client, 112 bytes requested: the
+/// publisher side (boxed so that other sinks stay small) and the waker slot.
 ///
 /// # Examples
 ///
