@@ -43,6 +43,14 @@ impl<V> Clone for TopicMap<V> {
     }
 }
 
+/// A node's children, the first few inline: most nodes deep in a big map hold two to
+/// four, and keeping those in the node's own allocation saves a lookup one dependent
+/// load (a cache miss, for a cold topic).
+type Children<V> = smallvec::SmallVec<[Child<V>; INLINE_CHILDREN]>;
+
+/// Children kept inline in a node.
+const INLINE_CHILDREN: usize = 4;
+
 /// An inner node: `bitmap` bit `i` is set when child slot `i` is occupied, and
 /// `children` holds the occupied slots in order.
 struct Node<V> {
@@ -54,7 +62,7 @@ struct Node<V> {
     /// took 47.4 ns with it against 37.5 ns with `popcnt` (`benches/one_subscriber.rs`).
     /// Kept by the writer ([`reindex`](Self::reindex)) whenever `bitmap` changes.
     slots: [u8; 32],
-    children: Vec<Child<V>>,
+    children: Children<V>,
 }
 
 impl<V> Clone for Node<V> {
@@ -110,16 +118,16 @@ fn fragment(hash: u64, shift: u32) -> u32 {
 }
 
 impl<V> Node<V> {
-    const fn empty() -> Self {
+    fn empty() -> Self {
         Self {
             bitmap: 0,
             slots: [0; 32],
-            children: Vec::new(),
+            children: Children::new(),
         }
     }
 
     /// A node whose occupied slots are `bitmap`'s bits, holding `children` in order.
-    fn with_children(bitmap: u32, children: Vec<Child<V>>) -> Self {
+    fn with_children(bitmap: u32, children: Children<V>) -> Self {
         let mut node = Self {
             bitmap,
             slots: [0; 32],
@@ -336,8 +344,8 @@ fn split<V>(
     hash: u64,
 ) -> Arc<Node<V>> {
     let (a, b) = (fragment(existing_hash, shift), fragment(hash, shift));
-    let children = if a == b {
-        vec![Child::Node(split(
+    let children: Children<V> = if a == b {
+        smallvec::smallvec![Child::Node(split(
             shift + BITS,
             existing,
             existing_hash,
@@ -345,9 +353,9 @@ fn split<V>(
             hash,
         ))]
     } else if a < b {
-        vec![existing, Child::Leaf(value)]
+        smallvec::smallvec![existing, Child::Leaf(value)]
     } else {
-        vec![Child::Leaf(value), existing]
+        smallvec::smallvec![Child::Leaf(value), existing]
     };
     Arc::new(Node::with_children((1 << a) | (1 << b), children))
 }
