@@ -455,6 +455,12 @@ impl<M: ?Sized> PubSub<M> {
     /// [`stats`](Self::stats) once the engine is shut down).
     pub fn topic(&self, name: &str) -> Result<Topic, Error> {
         self.check_open()?;
+        let key = name.topic_key(self.max_topic_len())?;
+        // A topic with subscribers already has its name stored in the snapshot: share
+        // it, and broadcasts through this handle find the entry by pointer.
+        if let Some(stored) = self.engine.stored_name(key) {
+            return Ok(Topic::from_stored(stored, key.hash));
+        }
         Ok(Topic::new(name, self.max_topic_len())?)
     }
 
