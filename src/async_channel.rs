@@ -56,7 +56,10 @@ use crate::topic::Topic;
 /// every frame it lost (so does [`Stats::dropped`](crate::Stats::dropped));
 /// [`disconnect_reason`](Self::disconnect_reason) says whether and why it was cut off.
 /// Under [`Block`](crate::OverflowPolicy::Block) the *publisher's thread* blocks for up
-/// to the bound, as for a crossbeam channel; it never awaits.
+/// to the bound, as for a crossbeam channel; it never awaits. So a task that publishes
+/// to a `Block` channel whose consumer runs on the same executor thread (a
+/// current-thread runtime) stalls that thread for the whole bound, and the frame is
+/// dropped: publish from another thread, or pick another policy.
 ///
 /// # Cost
 ///
