@@ -13,7 +13,7 @@
 //! 1. try_recv: an item? -> Ready          a. push the item
 //! 2. store the waker, set `waiting`       b. SeqCst fence
 //! 3. SeqCst fence                         c. `waiting` set? if not, done (the fast path)
-//! 4. try_recv again: an item? -> Ready    d. clear `waiting`, take the waker, wake it
+//! 4. try_recv again: an item? -> Ready    d. clear `waiting`, take the wakers, wake them
 //! 5. Pending
 //! ```
 //!
@@ -35,8 +35,9 @@
 //! channel, that would clear the other's announcement.)
 //!
 //! Step 4 is what makes step 1 cheap: without the second look, an item pushed between
-//! 1 and 2 would sit in the queue while the consumer slept. The loom model
-//! `loom-tests/tests/async_wake.rs` fails if it is removed.
+//! 1 and 2 would sit in the queue while the consumer slept. The loom models in
+//! `loom-tests/tests/async_wake.rs` fail if it is removed; the ones at the end of this
+//! file fail if either fence is.
 //!
 //! # Closing
 //!
