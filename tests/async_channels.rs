@@ -458,10 +458,13 @@ fn recv_cancelled_at_random_points_never_loses_or_reorders_items() {
     let (got, cancelled) = rt.block_on(async {
         let mut got = Vec::with_capacity(ITEMS as usize);
         let mut cancelled = 0u32;
+        let mut just_cancelled = false;
         let started = Instant::now();
         while got.len() < ITEMS as usize {
             assert!(started.elapsed() < HANG, "stalled at {}", got.len());
-            let attempt = got.len() % 3;
+            // After an abandoned attempt the next one waits for real, so the consumer
+            // never spins on an empty queue.
+            let attempt = if just_cancelled { 2 } else { got.len() % 3 };
             let item = if attempt == 0 {
                 tokio::select! {
                     biased;
@@ -476,12 +479,10 @@ fn recv_cancelled_at_random_points_never_loses_or_reorders_items() {
             } else {
                 Some(recv_or_hang(&channel).await.unwrap())
             };
+            just_cancelled = item.is_none();
             match item {
                 Some(item) => got.push(item),
-                None => {
-                    cancelled += 1;
-                    tokio::task::yield_now().await;
-                }
+                None => cancelled += 1,
             }
         }
         (got, cancelled)
