@@ -17,7 +17,8 @@
 //!   same topic), `cb_floor` (boxed-`Fn` loop), `cb_tokio` and `cb_bus` (one tokio
 //!   broadcast channel or `bus::Bus`, every receiver `try_recv`ing on this thread);
 //! - channel sinks: `ch_fanout`, `ch_crossbeam` (queues drained outside the measured
-//!   function);
+//!   function); with `--features async`, `as_fanout` (async channel sinks, drained the
+//!   same way);
 //! - mutations: `mutate` (`n` subscribe/unsubscribe round trips), `mutate_pre` (`n` topics
 //!   preloaded, then `[pairs]` (default 1,000) subscribe/unsubscribe pairs on them, one
 //!   round trip each), `apply_pre` (the same pairs through `PubSub::apply`, 256 per call). For
@@ -299,6 +300,38 @@ fn run(mode: &str, n: usize, iters: usize, pairs: usize) -> (usize, std::time::D
             }
             return (total, start.elapsed() - draining);
         }
+        // The async channel flavour (`--features async`): `ch_fanout` with
+        // `register_async_with`, drained with `try_recv`, nobody parked.
+        #[cfg(feature = "async")]
+        "as_fanout" => {
+            let pubsub = PubSub::<[u8]>::new().unwrap();
+            let channels: Vec<fanout::AsyncChannel<Bytes>> = (0..n)
+                .map(|_| {
+                    let id = pubsub.generate_client_id();
+                    let channel = pubsub
+                        .register_async_with(
+                            id,
+                            ChannelConfig::new(ROUND, OverflowPolicy::DropNewest),
+                        )
+                        .unwrap();
+                    pubsub.subscribe(id, TOPIC).unwrap();
+                    channel
+                })
+                .collect();
+            let topic = pubsub.topic(TOPIC).unwrap();
+            start = Instant::now();
+            let mut total = 0;
+            let mut draining = std::time::Duration::ZERO;
+            for _ in 0..iters / ROUND {
+                total += measure_ch_fanout(&pubsub, &topic, ROUND);
+                let drain = Instant::now();
+                for channel in &channels {
+                    while channel.try_recv().is_ok() {}
+                }
+                draining += drain.elapsed();
+            }
+            return (total, start.elapsed() - draining);
+        }
         "ch_crossbeam" => {
             let (senders, receivers): (Vec<_>, Vec<_>) =
                 (0..n).map(|_| crossbeam_channel::bounded(ROUND)).unzip();
@@ -370,7 +403,8 @@ fn main() {
     // Wall clock, for reference: min and median of ROUNDS interleaved runs (the minimum is
     // the least disturbed by other processes on a shared machine).
     const ROUNDS: usize = 7;
-    const MODES: [&str; 7] = [
+    #[allow(unused_mut)] // without the `async` feature nothing is added
+    let mut modes = vec![
         "cb_fanout",
         "cb_fanout_from",
         "cb_floor",
@@ -379,10 +413,17 @@ fn main() {
         "ch_fanout",
         "ch_crossbeam",
     ];
+    #[cfg(feature = "async")]
+    modes.push("as_fanout");
+    // FLOOR_MODES=ch_fanout,as_fanout: only those (a quicker, more focused comparison).
+    if let Ok(only) = std::env::var("FLOOR_MODES") {
+        modes.retain(|m| only.split(',').any(|o| o == *m));
+    }
+    let modes = modes;
     const NS: [usize; 3] = [1, 256, 4096];
-    let mut samples = vec![Vec::new(); MODES.len() * NS.len()];
+    let mut samples = vec![Vec::new(); modes.len() * NS.len()];
     for _ in 0..ROUNDS {
-        for (m, mode) in MODES.iter().enumerate() {
+        for (m, mode) in modes.iter().enumerate() {
             for (k, &n) in NS.iter().enumerate() {
                 let (delivered, took) = run(mode, n, ITERS, 0);
                 samples[m * NS.len() + k].push(took.as_nanos() as f64 / delivered as f64);
@@ -398,7 +439,7 @@ fn main() {
     println!(
         "|--------------|---------|---------|-----------|-----------|------------|------------|"
     );
-    for (m, mode) in MODES.iter().enumerate() {
+    for (m, mode) in modes.iter().enumerate() {
         let mut line = format!("| {mode:<12} |");
         for k in 0..NS.len() {
             let v = &mut samples[m * NS.len() + k];

@@ -357,6 +357,64 @@ fn several_tasks_awaiting_one_channel_are_all_served() {
     assert_eq!(total, ITEMS);
 }
 
+#[test]
+fn many_recv_futures_with_their_own_wakers_never_wake_each_other_and_all_wake_on_an_item() {
+    // What `FuturesUnordered` does: every future gets a waker of its own. Parking any
+    // number of them must wake none (a slot that evicted old wakers to make room would
+    // have them wake each other forever), and an item must wake them all.
+    let feed = Broadcaster::<u32>::start().unwrap();
+    let channel = feed.subscribe_async().unwrap();
+    let wakers: Vec<_> = (0..40)
+        .map(|_| {
+            let count = Arc::new(WakeCount::default());
+            (Arc::clone(&count), Waker::from(count))
+        })
+        .collect();
+    let mut futures: Vec<_> = wakers.iter().map(|_| Box::pin(channel.recv())).collect();
+    for _ in 0..3 {
+        for (future, (_, waker)) in futures.iter_mut().zip(&wakers) {
+            let mut cx = Context::from_waker(waker);
+            assert!(future.as_mut().poll(&mut cx).is_pending());
+        }
+    }
+    assert!(
+        wakers.iter().all(|(count, _)| count.get() == 0),
+        "a parked future was woken with nothing queued"
+    );
+    feed.publish(1).unwrap();
+    assert!(
+        wakers.iter().all(|(count, _)| count.get() == 1),
+        "a parked future was not woken by the item"
+    );
+    let ready: Vec<_> = futures
+        .iter_mut()
+        .zip(&wakers)
+        .filter_map(|(future, (_, waker))| {
+            match future.as_mut().poll(&mut Context::from_waker(waker)) {
+                Poll::Ready(item) => Some(item),
+                Poll::Pending => None,
+            }
+        })
+        .collect();
+    assert_eq!(ready, [Ok(1)]);
+}
+
+/// Counts its wake-ups.
+#[derive(Default)]
+struct WakeCount(AtomicUsize);
+
+impl WakeCount {
+    fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Wake for WakeCount {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 // ----- cancel safety ------------------------------------------------------------------
 
 #[test]
@@ -400,10 +458,13 @@ fn recv_cancelled_at_random_points_never_loses_or_reorders_items() {
     let (got, cancelled) = rt.block_on(async {
         let mut got = Vec::with_capacity(ITEMS as usize);
         let mut cancelled = 0u32;
+        let mut just_cancelled = false;
         let started = Instant::now();
         while got.len() < ITEMS as usize {
             assert!(started.elapsed() < HANG, "stalled at {}", got.len());
-            let attempt = got.len() % 3;
+            // After an abandoned attempt the next one waits for real, so the consumer
+            // never spins on an empty queue.
+            let attempt = if just_cancelled { 2 } else { got.len() % 3 };
             let item = if attempt == 0 {
                 tokio::select! {
                     biased;
@@ -418,12 +479,10 @@ fn recv_cancelled_at_random_points_never_loses_or_reorders_items() {
             } else {
                 Some(recv_or_hang(&channel).await.unwrap())
             };
+            just_cancelled = item.is_none();
             match item {
                 Some(item) => got.push(item),
-                None => {
-                    cancelled += 1;
-                    tokio::task::yield_now().await;
-                }
+                None => cancelled += 1,
             }
         }
         (got, cancelled)

@@ -14,7 +14,9 @@
 //! What loom cannot check here: the queue stand-in is one mutex, whose lock and unlock
 //! already order the publisher's push against the consumer's second look, so these
 //! models do not depend on the `SeqCst` fences in the waker slot (the crossbeam queue
-//! does; the argument for them is in that file's docs). They do depend on the
+//! does; the argument for them is in that file's docs, and the loom models inside the
+//! crate, at the end of `src/sync/waker_slot.rs`, check them against a queue with no
+//! lock of its own). They do depend on the
 //! protocol's steps and their order — remove the consumer's second look, or the wake on
 //! close, and a model here fails.
 #![cfg(loom)]
