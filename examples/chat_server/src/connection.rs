@@ -75,7 +75,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, timeout, Instant, MissedTickBehavior};
-use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 use tokio_tungstenite::tungstenite::Message;
@@ -202,6 +202,8 @@ impl End {
         match error {
             WsError::Capacity(CapacityError::MessageTooLong { .. }) => End::TooBig,
             WsError::Capacity(other) => End::Protocol(other.to_string()),
+            // A TCP close without a close frame: the client vanished, it broke nothing.
+            WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => End::Lost,
             WsError::Protocol(e) => End::Protocol(e.to_string()),
             WsError::Utf8(_) => End::BadUtf8,
             _ => End::Lost,

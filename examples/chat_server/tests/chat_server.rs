@@ -366,7 +366,9 @@ fn rooms_no_echo_presence_and_time() {
     // Alice vanishes without a goodbye: every room she was in hears she left.
     let alice_id = alice.id;
     drop(alice);
-    bob.expect(json!({ "type": "left", "room": "rust", "client": alice_id, "members": 1 }));
+    bob.expect(
+        json!({ "type": "left", "room": "rust", "client": alice_id, "members": 1, "reason": "lost" }),
+    );
     carol.expect(json!({ "type": "left", "room": "go", "client": alice_id, "members": 1 }));
 
     // A clean close works the same way, and is answered with the client's code.
@@ -656,6 +658,18 @@ fn serves_the_page_over_plain_http_whatever_bytes_the_head_holds() {
     let (status, _) = get(b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
     assert_eq!(status, "HTTP/1.1 426 Upgrade Required");
     server.shutdown();
+
+    // A head that never ends is answered when the handshake timeout passes.
+    let impatient = start(Config {
+        handshake_timeout: Duration::from_millis(300),
+        ..test_config()
+    });
+    let (status, _) = status_and_body(&http_exchange(
+        impatient.local_addr(),
+        b"GET / HTTP/1.1\r\nHost: loc",
+    ));
+    assert_eq!(status, "HTTP/1.1 408 Request Timeout");
+    impatient.shutdown();
 }
 
 /// Opens a socket whose receive buffer is tiny, so that a client that stops reading
