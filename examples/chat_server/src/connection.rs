@@ -3,20 +3,30 @@
 //!
 //! # The session loop
 //!
-//! A session is one `tokio::select!` loop over everything that can happen to it:
+//! Each turn of the loop first empties the engine's queue for this client (an
+//! [`AsyncChannel`] from `PubSub::register_async_with`: room messages, Presence frames,
+//! the clock) into the connection's *outbox*, then waits, in one `tokio::select!`, for
+//! whichever comes first:
 //!
-//! - **a frame from the engine** (its queue: room messages, Presence
-//!   frames, the clock; an [`AsyncChannel`] from `PubSub::register_async_with`) — appended to the connection's *outbox*, with every other frame
-//!   already queued;
+//! - **a frame from the engine** (`recv`: what wakes an idle connection);
 //! - **the socket** — one future that first writes the outbox (taking a frame only when
 //!   the WebSocket sink is ready for it, then flushing), then reads the client's next
 //!   message: a JSON command, a pong, a close;
 //! - **the write timer** — armed while something is waiting to be written;
 //! - **the heartbeat** — every ping interval a ping goes out, and a client from which
-//!   nothing (not even a pong) was heard for the idle timeout is closed;
+//!   nothing (not even a pong) was heard for the idle timeout is closed.
 //!
 //! There is no shutdown branch: the server shuts its engine down, which disconnects
-//! every connection's queue, and the `recv` branch wakes with the reason (`Shutdown`).
+//! every connection's queue, and `recv` wakes with the reason (`Shutdown`).
+//!
+//! After each command the task lets the other tasks run before it reads the next line
+//! (a line may have gone to a room whose members must drain it), and past a burst of
+//! [`Config::burst`] lines it reads no more than [`Config::max_rate`] a second: the
+//! client's further lines wait in its socket, TCP pushes back, nothing is dropped. It
+//! keeps waiting on its queue meanwhile, so its own frames still wake it at once.
+//! Without this, on a busy 2-core machine, a room of 20 clients each sending 50 lines
+//! at once overflowed 64-frame queues of clients that were reading fine
+//! (PERFORMANCE.md, "Chat server under load").
 //!
 //! Only this task writes to the socket, so a pong, a reply and a broadcast frame can
 //! never interleave, and there is nothing to lock.
@@ -58,6 +68,8 @@
 //! lost to a TCP reset.
 //!
 //! [`Config::queue`]: crate::Config::queue
+//! [`Config::burst`]: crate::Config::burst
+//! [`Config::max_rate`]: crate::Config::max_rate
 //! [`Config::max_backlog`]: crate::Config::max_backlog
 //! [`Config::write_timeout`]: crate::Config::write_timeout
 //! [`Config::close_timeout`]: crate::Config::close_timeout

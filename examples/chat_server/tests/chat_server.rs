@@ -821,6 +821,31 @@ fn a_client_the_engine_drops_for_overflowing_its_queue_is_announced_at_once() {
     server.shutdown();
 }
 
+/// A client sending faster than its rate is read more slowly, not cut off and not
+/// dropped: every line arrives, in order.
+#[test]
+fn a_flood_of_lines_is_paced_not_dropped() {
+    let server = start(Config {
+        burst: 2,
+        max_rate: 50,
+        ..test_config()
+    });
+    let addr = server.local_addr();
+    let mut listener = Client::connect(addr);
+    listener.join("flood");
+    let mut talker = Client::connect(addr);
+    talker.join("flood");
+    for n in 0..25 {
+        talker.send(json!({ "say": "flood", "text": format!("line {n}") }));
+    }
+    for n in 0..25 {
+        listener
+            .expect(json!({ "type": "message", "from": talker.id, "text": format!("line {n}") }));
+    }
+    talker.sync("still-connected");
+    server.shutdown();
+}
+
 #[test]
 fn a_message_over_the_size_limit_gets_1009_and_reaches_nobody() {
     let server = start(Config {
