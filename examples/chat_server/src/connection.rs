@@ -279,13 +279,22 @@ enum Io {
 }
 
 /// Writes the outbox, then reads: see the [module docs](self).
-fn poll_io(ws: &mut Ws, outbox: &mut Outbox, writing: bool, cx: &mut Context<'_>) -> Poll<Io> {
+fn poll_io(
+    ws: &mut Ws,
+    outbox: &mut Outbox,
+    writing: bool,
+    reading: bool,
+    cx: &mut Context<'_>,
+) -> Poll<Io> {
     if writing {
         match poll_write(ws, outbox, cx) {
             Poll::Ready(Ok(())) => return Poll::Ready(Io::Flushed),
             Poll::Ready(Err(_)) => return Poll::Ready(Io::WriteFailed),
             Poll::Pending => {}
         }
+    }
+    if !reading {
+        return Poll::Pending; // paused (flood control): the pause's timer wakes the task
     }
     ws.poll_next_unpin(cx).map(Io::Incoming)
 }
@@ -324,7 +333,7 @@ impl Pacer {
     }
 
     /// Takes a token for the line just read; returns when the next may be read
-    /// (`None`: at once, after a turn of the scheduler).
+    /// (`None`: at once).
     fn next_line(&mut self) -> Option<Instant> {
         if self.rate == 0.0 {
             return None;
@@ -334,15 +343,6 @@ impl Pacer {
         self.tokens = (self.tokens + refill).min(self.burst) - 1.0;
         self.last = now;
         (self.tokens < 1.0).then(|| now + Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
-    }
-}
-
-/// Sleeps until `resume`, or (for `None`) lets every task already waiting for the
-/// worker run first.
-async fn pause_until(resume: Option<Instant>) {
-    match resume {
-        Some(resume) => sleep_until(resume).await,
-        None => tokio::task::yield_now().await,
     }
 }
 
@@ -433,6 +433,8 @@ impl Session {
         tokio::pin!(write_timer);
         let mut pings: u64 = 0;
         let mut pacer = Pacer::new(config.max_rate, config.burst);
+        // While set, the client's next line is not read (flood control).
+        let mut paused_until: Option<Instant> = None;
 
         loop {
             // Whatever woke the task, the engine's queue is emptied into the outbox
@@ -469,7 +471,7 @@ impl Session {
                     Err(_) => return disconnected(frames, &config),
                 },
 
-                io = poll_fn(|cx| poll_io(ws, &mut self.outbox, writing, cx)) => match io {
+                io = poll_fn(|cx| poll_io(ws, &mut self.outbox, writing, paused_until.is_none(), cx)) => match io {
                     Io::Flushed => sending_since = None,
                     Io::WriteFailed => return End::Lost,
                     Io::Incoming(None) => return End::Lost,
@@ -481,21 +483,22 @@ impl Session {
                                 if let Err(error) = self.command(text.as_str()) {
                                     self.direct("error", &Event::Error { error });
                                 }
-                                // Flood control and fairness: the next line is read
-                                // only after the other tasks had a turn (a line may
-                                // have gone to a room whose members must drain it)
-                                // and, past the burst, at `max_rate` lines a second.
-                                // Frames for this client keep arriving meanwhile.
-                                let resume = pacer.next_line();
-                                loop {
-                                    tokio::select! {
-                                        biased;
-                                        frame = frames.recv() => match frame {
-                                            Ok(frame) => self.outbox.push(Message::Binary(frame)),
-                                            Err(_) => break, // seen at the top of the loop
-                                        },
-                                        () = pause_until(resume) => break,
+                                // Flood control: past the burst, the next line is
+                                // read no sooner than `max_rate` allows (the socket
+                                // is still written meanwhile; see `paused_until`).
+                                paused_until = pacer.next_line();
+                                // Fairness: let the other tasks run before the next
+                                // line (this one may have gone to a room whose
+                                // members must drain it), still waiting on the queue
+                                // so this client's own frames wake it at once.
+                                tokio::select! {
+                                    biased;
+                                    frame = frames.recv() => {
+                                        if let Ok(frame) = frame {
+                                            self.outbox.push(Message::Binary(frame));
+                                        } // Err: seen at the top of the loop
                                     }
+                                    () = tokio::task::yield_now() => {}
                                 }
                             }
                             Message::Binary(_) => return End::Binary,
@@ -521,6 +524,10 @@ impl Session {
                         }
                         None => {}
                     }
+                },
+
+                _ = sleep_until(paused_until.unwrap_or_else(Instant::now)), if paused_until.is_some() => {
+                    paused_until = None;
                 },
 
                 _ = heartbeat.tick() => {
