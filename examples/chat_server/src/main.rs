@@ -38,7 +38,7 @@ usage: chat_server [--port N] [--time-interval-ms N] [--run-for-secs N]
   --ping-interval-ms N  how often every client is pinged (default 20000)
   --idle-timeout-ms N   a client heard nothing from (not even a pong) for this long is
                         closed (default 60000)
-  --queue N             frames the engine queues per connection (default 64)
+  --queue N             frames the engine queues per connection (default 128)
   --max-rate N          lines a client may send per second after its burst; faster
                         clients are read no faster (default 20; 0: unlimited)
   --burst N             lines a client may send at once (default 5)

@@ -49,7 +49,8 @@ pub struct Config {
     /// for the client to close its side. Default 1 s.
     pub close_timeout: Duration,
     /// Frames the engine queues for one connection while its task is not running; one
-    /// more and the engine disconnects it. Default 64.
+    /// more and the engine disconnects it. Default 128 (5 KiB per connection: the
+    /// engine preallocates the slots).
     pub queue: usize,
     /// Lines (text messages) a client may send per second once its burst is spent;
     /// past it the server reads its socket no faster (TCP pushes back on the client;
@@ -80,7 +81,7 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(60),
             handshake_timeout: Duration::from_secs(5),
             close_timeout: Duration::from_secs(1),
-            queue: 64,
+            queue: 128,
             max_rate: 20,
             burst: 5,
             max_backlog: 1024 * 1024,

@@ -608,7 +608,11 @@ async fn run(args: &Args, addr: SocketAddr, pid: Option<u32>) -> Report {
         );
     }
 
-    // Phase 3: chat exactness.
+    // Phase 3: chat exactness, once the server has closed the idle connections (each
+    // phase is measured on its own, not against a mass disconnect).
+    if args.chat_clients > 0 && n > 0 {
+        sleep(Duration::from_millis(500) + Duration::from_micros(100) * n as u32).await;
+    }
     chat_phase(args, addr, &mut report).await;
     report
 }
@@ -692,7 +696,9 @@ async fn chat_phase(args: &Args, addr: SocketAddr, report: &mut Report) {
                         }
                     }
                     _ = tokio::time::sleep_until(deadline) => {
-                        return Err(format!("client {i}: got {received} of {expected} lines within {limit:?}"));
+                        let mut short: Vec<(usize, usize)> = seen.from.iter().map(|(&s, q)| (s, q.len())).filter(|&(_, n)| n < m).collect();
+                        short.sort_unstable();
+                        return Err(format!("client {i}: got {received} of {expected} lines within {limit:?}; short senders (index, lines): {short:?}"));
                     }
                 }
             }
