@@ -419,15 +419,17 @@ impl Session {
 
     /// The session loop (see the module docs). Returns why it ended.
     async fn serve(&mut self, ws: &mut Ws, frames: &AsyncChannel<Bytes>) -> End {
-        let config = self.shared.config.clone();
+        let shared = Arc::clone(&self.shared);
+        let config = &shared.config;
         let mut heartbeat =
             tokio::time::interval_at(Instant::now() + config.ping_interval, config.ping_interval);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last_heard = Instant::now();
         // When the outbox last went from empty to not: the write timeout runs from here.
-        let mut sending_since: Option<Instant> = Some(Instant::now()); // the welcome
-                                                                       // Re-armed lazily (see its branch), so a busy connection does not touch the
-                                                                       // timer wheel per frame.
+        // (The welcome is waiting.)
+        let mut sending_since: Option<Instant> = Some(Instant::now());
+        // Re-armed lazily (see its branch), so a busy connection does not touch the
+        // timer wheel per frame.
         let mut timer_at = Instant::now() + config.write_timeout;
         let write_timer = sleep_until(timer_at);
         tokio::pin!(write_timer);
@@ -445,7 +447,7 @@ impl Session {
                 match frames.try_recv() {
                     Ok(frame) => self.outbox.push(Message::Binary(frame)),
                     Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => return disconnected(frames, &config),
+                    Err(TryRecvError::Disconnected) => return disconnected(frames, config),
                 }
             }
             let writing = sending_since.is_some() || !self.outbox.is_empty();
@@ -468,7 +470,7 @@ impl Session {
                 // Only to wake the task: the frame goes where the others went.
                 frame = frames.recv() => match frame {
                     Ok(frame) => self.outbox.push(Message::Binary(frame)),
-                    Err(_) => return disconnected(frames, &config),
+                    Err(_) => return disconnected(frames, config),
                 },
 
                 io = poll_fn(|cx| poll_io(ws, &mut self.outbox, writing, paused_until.is_none(), cx)) => match io {
