@@ -19,8 +19,8 @@ const USAGE: &str = "\
 usage: chat_server [--port N] [--time-interval-ms N] [--run-for-secs N]
                    [--moderator-token T] [--redis URL] [--max-message BYTES]
                    [--write-timeout-ms N] [--ping-interval-ms N] [--idle-timeout-ms N]
-                   [--queue N] [--max-rate N] [--burst N] [--max-backlog BYTES] [--send-buffer BYTES]
-                   [--worker-threads N]
+                   [--queue N] [--max-rate N] [--burst N] [--max-backlog BYTES]
+                   [--send-buffer BYTES] [--worker-threads N]
 
   --port N              TCP port on 127.0.0.1 (default 8080; 0 picks a free one)
   --time-interval-ms N  how often the server time is pushed to every connection

@@ -402,38 +402,35 @@ fn time_stamp(message: &Message) -> Option<u64> {
 /// What a connection records while the push window is open.
 struct Window {
     open: AtomicBool,
+    /// Set when the connections are to close.
+    done: AtomicBool,
 }
 
 /// One idle connection: reads everything; while the window is open, records each time
 /// push as (sent_us, latency µs). Ends when `stop` says so; returns its samples.
-async fn idle_client(
-    mut ws: Ws,
-    window: Arc<Window>,
-    mut stop: watch::Receiver<bool>,
-) -> Result<Vec<(u64, u64)>, String> {
+async fn idle_client(mut ws: Ws, window: Arc<Window>) -> Result<Vec<(u64, u64)>, String> {
     let mut samples = Vec::new();
-    loop {
-        tokio::select! {
-            _ = until_true(&mut stop) => break,
-            message = ws.next() => {
-                let Some(message) = message else { return Err("closed by the server".into()) };
-                let message = message.map_err(|e| format!("read: {e}"))?;
-                if let Message::Close(frame) = &message {
-                    return Err(format!("closed by the server: {frame:?}"));
-                }
-                if !window.open.load(Ordering::Relaxed) {
-                    continue;
-                }
-                // The receipt time first; then only the stamp is parsed.
-                let received = now_us();
-                if let Some(sent) = time_stamp(&message) {
-                    samples.push((sent, received.saturating_sub(sent)));
-                }
-            }
+    // Nothing but the socket is awaited (no stop signal to register with per message):
+    // `done` is seen on the next frame, at the latest the next clock push.
+    while let Some(message) = ws.next().await {
+        let message = message.map_err(|e| format!("read: {e}"))?;
+        if let Message::Close(frame) = &message {
+            return Err(format!("closed by the server: {frame:?}"));
+        }
+        if window.done.load(Ordering::Relaxed) {
+            let _ = ws.close(None).await;
+            return Ok(samples);
+        }
+        if !window.open.load(Ordering::Relaxed) {
+            continue;
+        }
+        // The receipt time first; then only the stamp is parsed.
+        let received = now_us();
+        if let Some(sent) = time_stamp(&message) {
+            samples.push((sent, received.saturating_sub(sent)));
         }
     }
-    let _ = ws.close(None).await;
-    Ok(samples)
+    Err("closed by the server".into())
 }
 
 async fn run(args: &Args, addr: SocketAddr, pid: Option<u32>) -> Report {
@@ -443,9 +440,9 @@ async fn run(args: &Args, addr: SocketAddr, pid: Option<u32>) -> Report {
     let rss_before = rss(pid);
 
     // Phase 1: N idle connections.
-    let (stop, stopped) = watch::channel(false);
     let window = Arc::new(Window {
         open: AtomicBool::new(false),
+        done: AtomicBool::new(false),
     });
     let started = Instant::now();
     let connected = Arc::new(AtomicUsize::new(0));
@@ -453,10 +450,9 @@ async fn run(args: &Args, addr: SocketAddr, pid: Option<u32>) -> Report {
     let gate = Arc::new(Semaphore::new(args.concurrency));
     let mut idle = JoinSet::new();
     for _ in 0..args.connections {
-        let (gate, window, stopped, connected, failed) = (
+        let (gate, window, connected, failed) = (
             Arc::clone(&gate),
             Arc::clone(&window),
-            stopped.clone(),
             Arc::clone(&connected),
             Arc::clone(&failed),
         );
@@ -467,7 +463,7 @@ async fn run(args: &Args, addr: SocketAddr, pid: Option<u32>) -> Report {
                 welcome(&mut ws).await?;
                 drop(permit);
                 connected.fetch_add(1, Ordering::Relaxed);
-                idle_client(ws, window, stopped).await
+                idle_client(ws, window).await
             }
             .await;
             if result.is_err() {
@@ -527,7 +523,7 @@ async fn run(args: &Args, addr: SocketAddr, pid: Option<u32>) -> Report {
     let (server_cpu_after, own_cpu_after) = (cpu(pid), cpu(Some(std::process::id())));
     sleep(Duration::from_secs(1)).await; // stragglers of the last push
     window.open.store(false, Ordering::Relaxed);
-    let _ = stop.send(true);
+    window.done.store(true, Ordering::Relaxed);
     let mut samples = Vec::new();
     let mut failures = 0;
     let mut first_failure = None;
