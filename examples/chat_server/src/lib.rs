@@ -56,7 +56,7 @@
 //! Memory per connection is small on purpose: tungstenite's read buffer is 2 KiB and its
 //! write buffer 8 KiB (both set in [`Config::websocket`]), the engine queue holds
 //! [`Config::queue`] frames, and frames waiting for a slow socket are the engine's
-//! shared `Bytes`, not copies. `chat_load` measured about 10 KiB per idle connection
+//! shared `Bytes`, not copies. `chat_load` measured 12.7 KiB per idle connection
 //! (PERFORMANCE.md, "Chat server under load").
 //!
 //! # Limits, and what a client that breaks them sees
