@@ -313,9 +313,13 @@ fn several_tasks_awaiting_one_channel_are_all_served() {
     // `recv` takes `&self`: two tasks may park on one channel. Neither may be left
     // asleep while items wait.
     let rt = runtime();
-    let feed = Broadcaster::<u32>::start().unwrap();
-    let channel = Arc::new(feed.subscribe_async().unwrap());
     const ITEMS: usize = 2_000;
+    let feed = Broadcaster::<u32>::start().unwrap();
+    // Room for every item: on a loaded machine both tasks may go unscheduled while the
+    // publisher runs, and with the default 1,024 slots the overflow policy would drop
+    // the rest — which is not the lost wake-up this test is after.
+    let config = ChannelConfig::new(ITEMS, OverflowPolicy::DropNewest);
+    let channel = Arc::new(feed.subscribe_async_with(config).unwrap());
     let received = Arc::new(AtomicUsize::new(0));
     let tasks: Vec<_> = (0..2)
         .map(|_| {
@@ -339,9 +343,11 @@ fn several_tasks_awaiting_one_channel_are_all_served() {
     }
     assert!(
         common::eventually(HANG, || received.load(Ordering::Relaxed) == ITEMS),
-        "items left in the queue with tasks parked on it: {} of {ITEMS}",
-        received.load(Ordering::Relaxed)
+        "items left in the queue with tasks parked on it: {} of {ITEMS} received, {} dropped",
+        received.load(Ordering::Relaxed),
+        channel.dropped()
     );
+    assert_eq!(channel.dropped(), 0);
     // Closing wakes both.
     feed.shutdown();
     let total: usize = rt.block_on(async {
