@@ -18,6 +18,12 @@
 //!   broadcast channel or `bus::Bus`, every receiver `try_recv`ing on this thread);
 //! - channel sinks: `ch_fanout`, `ch_crossbeam` (queues drained outside the measured
 //!   function);
+//! - channel sinks end to end on one thread (`E2E_ITERS` broadcasts, each followed by one
+//!   `try_recv` from every subscriber, all inside the measured function; capacity 128):
+//!   `e2e_pubsub` (`PubSub` channel clients, registered and subscribed one by one as the
+//!   criterion bench does), `e2e_broadcaster` (`Broadcaster<Bytes>` channels),
+//!   `e2e_crossbeam` (one `bounded` queue per subscriber, `try_send` of a `Bytes` clone);
+//!   run them with `--cache-sim=yes` for D1/LL misses per delivery;
 //! - mutations: `mutate` (`n` subscribe/unsubscribe round trips), `mutate_pre` (`n` topics
 //!   preloaded, then `[pairs]` (default 1,000) subscribe/unsubscribe pairs on them, one
 //!   round trip each), `apply_pre` (the same pairs through `PubSub::apply`, 256 per call). For
@@ -32,7 +38,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use fanout::transport::{encode_push, RawPayload};
-use fanout::{Channel, ChannelConfig, ClientId, Mutation, OverflowPolicy, PubSub, Topic};
+use fanout::{
+    Broadcaster, Channel, ChannelConfig, ClientId, Mutation, OverflowPolicy, PubSub, Topic,
+};
 
 type FloorSink = Box<dyn Fn(&Bytes) + Send + Sync>;
 
@@ -40,6 +48,12 @@ const TOPIC: &str = "room/rust";
 const ITERS: usize = 2_000;
 const ROUND: usize = 32;
 const PAYLOAD: [u8; 64] = [7; 64];
+/// Deliveries per `e2e_*` run (`E2E_DELIVERIES / n` broadcasts, after as many untimed
+/// ones to warm up: the first few hundred broadcasts after a registration burst ran 2–3×
+/// slower at n = 16, for fanout only).
+const E2E_DELIVERIES: usize = 1 << 20;
+/// Queue capacity of the `e2e_*` modes (as in `benches/channel_fanout.rs`).
+const E2E_CAPACITY: usize = 128;
 
 fn consume(frame: &Bytes) {
     black_box(frame.len());
@@ -165,6 +179,91 @@ fn measure_ch_crossbeam(senders: &[crossbeam_channel::Sender<Bytes>], iters: usi
         }
     }
     total
+}
+
+/// One `e2e_*` run: `iters` times, `publish` once, then `drain` one frame from every
+/// queue (returns how many it received).
+#[inline(always)]
+fn e2e_loop(iters: usize, mut publish: impl FnMut(), mut drain: impl FnMut() -> usize) -> usize {
+    let mut total = 0;
+    for _ in 0..iters {
+        publish();
+        total += drain();
+    }
+    total
+}
+
+#[inline(never)]
+fn measure_e2e(iters: usize, publish: impl FnMut(), drain: impl FnMut() -> usize) -> usize {
+    e2e_loop(iters, publish, drain)
+}
+
+/// The same work as [`measure_e2e`], outside what callgrind collects.
+#[inline(never)]
+fn warm_up_e2e(iters: usize, publish: impl FnMut(), drain: impl FnMut() -> usize) -> usize {
+    e2e_loop(iters, publish, drain)
+}
+
+/// Warms up, then times `E2E_DELIVERIES / n` rounds of `publish` and `drain`.
+fn run_e2e(
+    n: usize,
+    mut publish: impl FnMut(),
+    mut drain: impl FnMut() -> usize,
+) -> (usize, std::time::Duration) {
+    let iters = E2E_DELIVERIES / n;
+    warm_up_e2e(iters, &mut publish, &mut drain);
+    let start = Instant::now();
+    let delivered = measure_e2e(iters, &mut publish, &mut drain);
+    (delivered, start.elapsed())
+}
+
+fn drain_channels(channels: &[Channel<Bytes>]) -> usize {
+    for channel in channels {
+        consume(&channel.try_recv().unwrap());
+    }
+    channels.len()
+}
+
+fn e2e_config() -> ChannelConfig {
+    let capacity = std::env::var("E2E_CAPACITY").map_or(E2E_CAPACITY, |c| c.parse().unwrap());
+    let policy = match std::env::var("E2E_POLICY").as_deref() {
+        Ok("oldest") => OverflowPolicy::DropOldest,
+        _ => OverflowPolicy::DropNewest,
+    };
+    ChannelConfig::new(capacity, policy)
+}
+
+/// The layout experiment: `n` `PubSub` channel clients all registered first (sinks,
+/// states and queues allocated back to back), then all subscribed in one `apply`.
+fn e2e_pubsub_apart(n: usize) -> (PubSub<[u8]>, Topic, Vec<Channel<Bytes>>) {
+    let pubsub = PubSub::<[u8]>::new().unwrap();
+    let topic = pubsub.topic(TOPIC).unwrap();
+    let ids: Vec<_> = (0..n).map(|_| pubsub.generate_client_id()).collect();
+    let channels = ids
+        .iter()
+        .map(|&id| pubsub.register_channel_with(id, e2e_config()).unwrap())
+        .collect();
+    pubsub
+        .apply(ids.iter().map(|&id| Mutation::Subscribe(id, topic.clone())))
+        .unwrap();
+    (pubsub, topic, channels)
+}
+
+/// `n` `PubSub` channel clients, each registered then subscribed (one call each, as in
+/// `benches/channel_fanout.rs`).
+fn e2e_pubsub(n: usize) -> (PubSub<[u8]>, Topic, Vec<Channel<Bytes>>) {
+    let pubsub = PubSub::<[u8]>::new().unwrap();
+    let topic = pubsub.topic(TOPIC).unwrap();
+    let config = e2e_config();
+    let channels = (0..n)
+        .map(|_| {
+            let id = pubsub.generate_client_id();
+            let channel = pubsub.register_channel_with(id, config).unwrap();
+            pubsub.subscribe(id, &topic).unwrap();
+            channel
+        })
+        .collect();
+    (pubsub, topic, channels)
 }
 
 #[inline(never)]
@@ -315,6 +414,48 @@ fn run(mode: &str, n: usize, iters: usize, pairs: usize) -> (usize, std::time::D
             }
             return (total, start.elapsed() - draining);
         }
+        "e2e_pubsub" | "e2e_pubsub_apart" => {
+            let (pubsub, topic, channels) = if mode == "e2e_pubsub" {
+                e2e_pubsub(n)
+            } else {
+                e2e_pubsub_apart(n)
+            };
+            let publish = || {
+                pubsub
+                    .broadcast(black_box(&topic), &PAYLOAD[..], &RawPayload)
+                    .unwrap();
+            };
+            return run_e2e(n, publish, || drain_channels(&channels));
+        }
+        "e2e_broadcaster" => {
+            let broadcaster = Broadcaster::<Bytes>::start().unwrap();
+            let channels: Vec<_> = (0..n)
+                .map(|_| broadcaster.subscribe_with(e2e_config()).unwrap())
+                .collect();
+            let publish = || {
+                let frame = encode_push(TOPIC, black_box(&PAYLOAD)).unwrap();
+                broadcaster.publish(frame).unwrap();
+            };
+            return run_e2e(n, publish, || drain_channels(&channels));
+        }
+        "e2e_crossbeam" => {
+            let (senders, receivers): (Vec<_>, Vec<_>) = (0..n)
+                .map(|_| crossbeam_channel::bounded(e2e_config().capacity))
+                .unzip();
+            let publish = || {
+                let frame = encode_push(TOPIC, black_box(&PAYLOAD)).unwrap();
+                for tx in &senders {
+                    tx.try_send(frame.clone()).unwrap();
+                }
+            };
+            let drain = || {
+                for rx in &receivers {
+                    consume(&rx.try_recv().unwrap());
+                }
+                receivers.len()
+            };
+            return run_e2e(n, publish, drain);
+        }
         "mutate" => {
             let (pubsub, topic) = callback_engine(16);
             let id = pubsub.generate_client_id();
@@ -369,39 +510,55 @@ fn main() {
     }
     // Wall clock, for reference: min and median of ROUNDS interleaved runs (the minimum is
     // the least disturbed by other processes on a shared machine).
+    if let [table] = &args[..] {
+        assert_eq!(table, "e2e", "one argument: `e2e` (the end-to-end table)");
+        wall_clock_table(
+            &["e2e_pubsub", "e2e_broadcaster", "e2e_crossbeam"],
+            [16, 256, 4096],
+        );
+        return;
+    }
+    wall_clock_table(
+        &[
+            "cb_fanout",
+            "cb_fanout_from",
+            "cb_floor",
+            "cb_tokio",
+            "cb_bus",
+            "ch_fanout",
+            "ch_crossbeam",
+        ],
+        [1, 256, 4096],
+    );
+}
+
+/// Prints min and median wall-clock ns per delivery of `modes` at each of `ns`, over
+/// `ROUNDS` interleaved rounds.
+fn wall_clock_table(modes: &[&str], ns: [usize; 3]) {
     const ROUNDS: usize = 7;
-    const MODES: [&str; 7] = [
-        "cb_fanout",
-        "cb_fanout_from",
-        "cb_floor",
-        "cb_tokio",
-        "cb_bus",
-        "ch_fanout",
-        "ch_crossbeam",
-    ];
-    const NS: [usize; 3] = [1, 256, 4096];
-    let mut samples = vec![Vec::new(); MODES.len() * NS.len()];
+    let mut samples = vec![Vec::new(); modes.len() * ns.len()];
     for _ in 0..ROUNDS {
-        for (m, mode) in MODES.iter().enumerate() {
-            for (k, &n) in NS.iter().enumerate() {
+        for (m, mode) in modes.iter().enumerate() {
+            for (k, &n) in ns.iter().enumerate() {
                 let (delivered, took) = run(mode, n, ITERS, 0);
-                samples[m * NS.len() + k].push(took.as_nanos() as f64 / delivered as f64);
+                samples[m * ns.len() + k].push(took.as_nanos() as f64 / delivered as f64);
             }
         }
     }
     println!(
         "\n## floor_callgrind: wall-clock ns per delivery (min / median of {ROUNDS} rounds)\n"
     );
-    println!(
-        "| mode         | n=1 min | n=1 med | n=256 min | n=256 med | n=4096 min | n=4096 med |"
-    );
-    println!(
-        "|--------------|---------|---------|-----------|-----------|------------|------------|"
-    );
-    for (m, mode) in MODES.iter().enumerate() {
-        let mut line = format!("| {mode:<12} |");
-        for k in 0..NS.len() {
-            let v = &mut samples[m * NS.len() + k];
+    let mut header = "| mode            |".to_string();
+    let mut rule = "|-----------------|".to_string();
+    for n in ns {
+        header += &format!(" n={n} min | n={n} med |");
+        rule += "---------|---------|";
+    }
+    println!("{header}\n{rule}");
+    for (m, mode) in modes.iter().enumerate() {
+        let mut line = format!("| {mode:<15} |");
+        for k in 0..ns.len() {
+            let v = &mut samples[m * ns.len() + k];
             v.sort_by(f64::total_cmp);
             line += &format!(" {:>7.2} | {:>7.2} |", v[0], v[v.len() / 2]);
         }
