@@ -217,6 +217,162 @@ fn run_e2e(
     (delivered, start.elapsed())
 }
 
+/// Frames a consumer thread takes from each queue before moving to the next, and how many
+/// such batches the publisher may run ahead (as in `benches/channel_fanout.rs`).
+const THREAD_BATCH: usize = 32;
+
+/// `batches × THREAD_BATCH` publishes while a consumer thread runs `consume_batch` (one
+/// `THREAD_BATCH` from every queue, blocking) as often; the publisher stays at most two
+/// batches ahead, so no queue of capacity 128 ever fills. Returns the elapsed time.
+fn with_consumer_thread(
+    batches: usize,
+    publish: &mut dyn FnMut(),
+    consume_batch: &(dyn Fn() + Sync),
+) -> std::time::Duration {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let consumed = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        let consumed = &consumed;
+        s.spawn(move || {
+            for k in 0..batches {
+                consume_batch();
+                consumed.store(k + 1, Ordering::Release);
+            }
+        });
+        let start = Instant::now();
+        for k in 0..batches {
+            let mut spins = 0u32;
+            while consumed.load(Ordering::Acquire) + 1 < k {
+                spins += 1;
+                if spins < 64 {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+            for _ in 0..THREAD_BATCH {
+                publish();
+            }
+        }
+        while consumed.load(Ordering::Acquire) < batches {
+            std::thread::yield_now();
+        }
+        start.elapsed()
+    })
+}
+
+/// Same-run ratios, end to end: the three implementations are set up once per `n`, then
+/// timed in alternating batches of about `E2E_BATCH` deliveries; each batch of fanout is
+/// divided by the crossbeam batch next to it, and the median of the ratios is printed (a
+/// disturbance hits one batch, not a whole mode). Single-threaded (broadcast, then one
+/// `try_recv` per queue) or, with `threaded`, with a consumer thread receiving from every
+/// queue while the publisher publishes (`with_consumer_thread`).
+fn e2e_ratios(threaded: bool) {
+    const PAIRS: usize = 41;
+    const E2E_BATCH: usize = 1 << 18;
+    let title = if threaded {
+        "e2e_thread_ratios (consumer thread)"
+    } else {
+        "e2e_ratios (one thread)"
+    };
+    println!("\n## floor_callgrind {title}: median of {PAIRS} same-run batch ratios (ns per delivery: median)\n");
+    println!("| n | e2e_pubsub | e2e_broadcaster | e2e_crossbeam | pubsub / crossbeam | broadcaster / crossbeam |");
+    println!("|---|---|---|---|---|---|");
+    for n in [16, 256, 4096] {
+        let iters = E2E_BATCH / n;
+        let (pubsub, topic, channels) = e2e_pubsub(n);
+        let broadcaster = Broadcaster::<Bytes>::start().unwrap();
+        let b_channels: Vec<_> = (0..n)
+            .map(|_| broadcaster.subscribe_with(e2e_config()).unwrap())
+            .collect();
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..n)
+            .map(|_| crossbeam_channel::bounded(e2e_config().capacity))
+            .unzip();
+        // ns per delivery of one batch: `publish` and, on this thread, `drain` (one frame
+        // from every queue) each time; or `publish` while another thread runs `consume`
+        // (THREAD_BATCH frames from every queue, blocking) once per THREAD_BATCH publishes.
+        let time =
+            |publish: &mut dyn FnMut(), drain: &dyn Fn() -> usize, consume: &(dyn Fn() + Sync)| {
+                if threaded {
+                    let batches = iters.div_ceil(THREAD_BATCH);
+                    let took = with_consumer_thread(batches, publish, consume);
+                    return took.as_nanos() as f64 / (batches * THREAD_BATCH * n) as f64;
+                }
+                let start = Instant::now();
+                let delivered = warm_up_e2e(iters, publish, drain);
+                start.elapsed().as_nanos() as f64 / delivered as f64
+            };
+        let mut p_pub = || {
+            pubsub
+                .broadcast(black_box(&topic), &PAYLOAD[..], &RawPayload)
+                .unwrap();
+        };
+        let p_drain = || drain_channels(&channels);
+        let p_consume = || consume_channels(&channels);
+        let mut b_pub = || {
+            let frame = encode_push(TOPIC, black_box(&PAYLOAD)).unwrap();
+            broadcaster.publish(frame).unwrap();
+        };
+        let b_drain = || drain_channels(&b_channels);
+        let b_consume = || consume_channels(&b_channels);
+        let mut c_pub = || {
+            let frame = encode_push(TOPIC, black_box(&PAYLOAD)).unwrap();
+            for tx in &senders {
+                tx.try_send(frame.clone()).unwrap();
+            }
+        };
+        let c_drain = || {
+            for rx in &receivers {
+                consume(&rx.try_recv().unwrap());
+            }
+            receivers.len()
+        };
+        let c_consume = || {
+            for rx in &receivers {
+                for _ in 0..THREAD_BATCH {
+                    consume(&rx.recv().unwrap());
+                }
+            }
+        };
+        // Warm-up: one batch each.
+        time(&mut p_pub, &p_drain, &p_consume);
+        time(&mut b_pub, &b_drain, &b_consume);
+        time(&mut c_pub, &c_drain, &c_consume);
+        let (mut p, mut b, mut c, mut pc, mut bc) = (vec![], vec![], vec![], vec![], vec![]);
+        for _ in 0..PAIRS {
+            let tp = time(&mut p_pub, &p_drain, &p_consume);
+            let tc = time(&mut c_pub, &c_drain, &c_consume);
+            let tb = time(&mut b_pub, &b_drain, &b_consume);
+            p.push(tp);
+            b.push(tb);
+            c.push(tc);
+            pc.push(tp / tc);
+            bc.push(tb / tc);
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        println!(
+            "| {n} | {:.2} | {:.2} | {:.2} | **{:.3}×** | {:.3}× |",
+            median(&mut p),
+            median(&mut b),
+            median(&mut c),
+            median(&mut pc),
+            median(&mut bc)
+        );
+    }
+}
+
+/// `THREAD_BATCH` frames from every channel, blocking.
+fn consume_channels(channels: &[Channel<Bytes>]) {
+    for channel in channels {
+        for _ in 0..THREAD_BATCH {
+            consume(&channel.recv().unwrap());
+        }
+    }
+}
+
 fn drain_channels(channels: &[Channel<Bytes>]) -> usize {
     for channel in channels {
         consume(&channel.try_recv().unwrap());
@@ -511,11 +667,15 @@ fn main() {
     // Wall clock, for reference: min and median of ROUNDS interleaved runs (the minimum is
     // the least disturbed by other processes on a shared machine).
     if let [table] = &args[..] {
-        assert_eq!(table, "e2e", "one argument: `e2e` (the end-to-end table)");
-        wall_clock_table(
-            &["e2e_pubsub", "e2e_broadcaster", "e2e_crossbeam"],
-            [16, 256, 4096],
-        );
+        match table.as_str() {
+            "e2e" => wall_clock_table(
+                &["e2e_pubsub", "e2e_broadcaster", "e2e_crossbeam"],
+                [16, 256, 4096],
+            ),
+            "e2e_ratios" => e2e_ratios(false),
+            "e2e_thread_ratios" => e2e_ratios(true),
+            other => panic!("unknown table {other} (e2e, e2e_ratios, e2e_thread_ratios)"),
+        }
         return;
     }
     wall_clock_table(
