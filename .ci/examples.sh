@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 run() { echo "+ cargo run -q --example $*"; cargo run -q --example "$@"; }
 
 run demo -- --seconds 1 --clients 1000 --topics 100
-run chat_server -- --port 0 --run-for-secs 1 --moderator-token ci
+echo "+ cargo run -q --bin chat_server -- --port 0 --run-for-secs 1 --moderator-token ci"
+cargo run -q --bin chat_server -- --port 0 --run-for-secs 1 --moderator-token ci
 run market_data -- --quotes 1000 --strategies 3
 run game_tick -- --players 1000 --zones 10 --ticks 30
 run select_loop

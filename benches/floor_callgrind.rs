@@ -17,13 +17,16 @@
 //!   same topic), `cb_floor` (boxed-`Fn` loop), `cb_tokio` and `cb_bus` (one tokio
 //!   broadcast channel or `bus::Bus`, every receiver `try_recv`ing on this thread);
 //! - channel sinks: `ch_fanout`, `ch_crossbeam` (queues drained outside the measured
-//!   function);
-//! - channel sinks end to end on one thread (`E2E_ITERS` broadcasts, each followed by one
-//!   `try_recv` from every subscriber, all inside the measured function; capacity 128):
-//!   `e2e_pubsub` (`PubSub` channel clients, registered and subscribed one by one as the
-//!   criterion bench does), `e2e_broadcaster` (`Broadcaster<Bytes>` channels),
-//!   `e2e_crossbeam` (one `bounded` queue per subscriber, `try_send` of a `Bytes` clone);
-//!   run them with `--cache-sim=yes` for D1/LL misses per delivery;
+//!   function); with `--features async`, `as_fanout` (async channel sinks, drained the
+//!   same way);
+//! - channel sinks end to end on one thread (`E2E_DELIVERIES / n` broadcasts, each
+//!   followed by one `try_recv` from every subscriber, all inside the measured function;
+//!   capacity 128): `e2e_pubsub` (`PubSub` channel clients, registered and subscribed one
+//!   by one as the criterion bench does), `e2e_pubsub_apart` (all registered first, then
+//!   subscribed in one `apply`: the allocation-order experiment), `e2e_broadcaster`
+//!   (`Broadcaster<Bytes>` channels), `e2e_crossbeam` (one `bounded` queue per
+//!   subscriber, `try_send` of a `Bytes` clone); run them with `--cache-sim=yes` for
+//!   D1/LL misses per delivery;
 //! - mutations: `mutate` (`n` subscribe/unsubscribe round trips), `mutate_pre` (`n` topics
 //!   preloaded, then `[pairs]` (default 1,000) subscribe/unsubscribe pairs on them, one
 //!   round trip each), `apply_pre` (the same pairs through `PubSub::apply`, 256 per call). For
@@ -554,6 +557,38 @@ fn run(mode: &str, n: usize, iters: usize, pairs: usize) -> (usize, std::time::D
             }
             return (total, start.elapsed() - draining);
         }
+        // The async channel flavour (`--features async`): `ch_fanout` with
+        // `register_async_with`, drained with `try_recv`, nobody parked.
+        #[cfg(feature = "async")]
+        "as_fanout" => {
+            let pubsub = PubSub::<[u8]>::new().unwrap();
+            let channels: Vec<fanout::AsyncChannel<Bytes>> = (0..n)
+                .map(|_| {
+                    let id = pubsub.generate_client_id();
+                    let channel = pubsub
+                        .register_async_with(
+                            id,
+                            ChannelConfig::new(ROUND, OverflowPolicy::DropNewest),
+                        )
+                        .unwrap();
+                    pubsub.subscribe(id, TOPIC).unwrap();
+                    channel
+                })
+                .collect();
+            let topic = pubsub.topic(TOPIC).unwrap();
+            start = Instant::now();
+            let mut total = 0;
+            let mut draining = std::time::Duration::ZERO;
+            for _ in 0..iters / ROUND {
+                total += measure_ch_fanout(&pubsub, &topic, ROUND);
+                let drain = Instant::now();
+                for channel in &channels {
+                    while channel.try_recv().is_ok() {}
+                }
+                draining += drain.elapsed();
+            }
+            return (total, start.elapsed() - draining);
+        }
         "ch_crossbeam" => {
             let (senders, receivers): (Vec<_>, Vec<_>) =
                 (0..n).map(|_| crossbeam_channel::bounded(ROUND)).unzip();
@@ -678,18 +713,23 @@ fn main() {
         }
         return;
     }
-    wall_clock_table(
-        &[
-            "cb_fanout",
-            "cb_fanout_from",
-            "cb_floor",
-            "cb_tokio",
-            "cb_bus",
-            "ch_fanout",
-            "ch_crossbeam",
-        ],
-        [1, 256, 4096],
-    );
+    #[allow(unused_mut)] // without the `async` feature nothing is added
+    let mut modes = vec![
+        "cb_fanout",
+        "cb_fanout_from",
+        "cb_floor",
+        "cb_tokio",
+        "cb_bus",
+        "ch_fanout",
+        "ch_crossbeam",
+    ];
+    #[cfg(feature = "async")]
+    modes.push("as_fanout");
+    // FLOOR_MODES=ch_fanout,as_fanout: only those (a quicker, more focused comparison).
+    if let Ok(only) = std::env::var("FLOOR_MODES") {
+        modes.retain(|m| only.split(',').any(|o| o == *m));
+    }
+    wall_clock_table(&modes, [1, 256, 4096]);
 }
 
 /// Prints min and median wall-clock ns per delivery of `modes` at each of `ns`, over

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the loom models in loom-tests/tests/models.rs and loom-tests/tests/conflation.rs
-# against the real engine, built with
+# Runs the loom models in loom-tests/tests/models.rs, loom-tests/tests/conflation.rs and
+# loom-tests/tests/async_wake.rs against the real engine, and the models inside the crate
+# (`src/sync/waker_slot.rs`), built with
 # `--cfg loom` (see src/sync.rs and src/sync/loom_queue.rs).
 #
 # Uses its own target directory (target/loom) so the loom build never invalidates the
@@ -14,5 +15,9 @@ cd "$(dirname "$0")/.."
 export RUSTFLAGS="--cfg loom${RUSTFLAGS:+ $RUSTFLAGS}"
 export LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-2}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target/loom}"
+# First the models that live inside the crate, of internals the public API cannot reach
+# (the async waker slot against a queue weaker than the stand-in's mutex).
+timeout "${LOOM_RUN_TIMEOUT:-900}" \
+    cargo test --release -p fanout --features async --lib waker_slot
 exec timeout "${LOOM_RUN_TIMEOUT:-900}" \
-    cargo test --release --manifest-path loom-tests/Cargo.toml --test models --test conflation "$@"
+    cargo test --release --manifest-path loom-tests/Cargo.toml --test models --test conflation --test async_wake "$@"

@@ -7,12 +7,18 @@
 # instructions per broadcast at n=1. Instruction counts are repeatable on a shared,
 # noisy machine where wall-clock numbers are not.
 #
-# Usage: scripts/callgrind_floor.sh [out_dir]   (about 2 minutes)
+# Usage: [FEATURES=async] scripts/callgrind_floor.sh [out_dir]   (about 2 minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-target/callgrind}
 mkdir -p "$out"
-bin=$(cargo bench --bench floor_callgrind --no-run --message-format=json 2>/dev/null |
+# FEATURES=async adds the `as_fanout` mode (async channel sinks) and builds the engine
+# with the async flavour compiled in (so the other modes show whether it costs them).
+features=${FEATURES:-}
+modes="cb_fanout cb_floor cb_fanout_str cb_fanout_from cb_tokio cb_bus ch_fanout ch_crossbeam"
+case $features in *async*) modes="$modes as_fanout" ;; esac
+modes=${MODES:-$modes} # e.g. MODES="cb_fanout ch_fanout" for a quicker look
+bin=$(cargo bench --bench floor_callgrind ${features:+--features "fanout-benches/$features"} --no-run --message-format=json 2>/dev/null |
     python3 -c 'import json,sys
 for l in sys.stdin:
     m = json.loads(l)
@@ -27,12 +33,12 @@ count() { # mode n -> Ir collected
 }
 
 printf '%-14s %14s %14s %12s\n' mode 'Ir/broadcast@1' 'Ir/delivery' 'deliveries'
-for mode in cb_fanout cb_floor cb_fanout_str cb_fanout_from cb_tokio cb_bus ch_fanout ch_crossbeam; do
+for mode in $modes; do
     one=$(count "$mode" 1)
     small=$(count "$mode" 256)
     big=$(count "$mode" 4096)
     # Channel modes run whole rounds of 32 broadcasts: 1984 of the 2000.
-    case $mode in ch_*) b=$((iters / 32 * 32)) ;; *) b=$iters ;; esac
+    case $mode in ch_* | as_*) b=$((iters / 32 * 32)) ;; *) b=$iters ;; esac
     python3 - "$mode" "$one" "$small" "$big" "$b" <<'EOF'
 import sys
 mode, one, small, big, b = sys.argv[1], *map(int, sys.argv[2:])

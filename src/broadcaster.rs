@@ -4,6 +4,8 @@
 use std::fmt;
 use std::hash::Hash;
 
+#[cfg(feature = "async")]
+use crate::async_channel::AsyncChannel;
 use crate::builder::Builder;
 use crate::conflating_channel::ConflatingChannel;
 use crate::engine::Engine;
@@ -114,6 +116,47 @@ impl<M: Clone + Send + 'static> Broadcaster<M> {
             .register_channel(id, config, Some(self.all.clone()))
     }
 
+    /// A new [`AsyncChannel`] — a channel a task can `await` — with the default capacity
+    /// and overflow policy (feature `async`). When this returns, every `publish` that
+    /// starts afterwards reaches it; dropping it unsubscribes.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let feed = fanout::Broadcaster::<u64>::start()?;
+    /// let channel = feed.subscribe_async()?;
+    /// feed.publish(42)?;
+    /// assert_eq!(channel.recv().await?, 42);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// Errors: [`Error::Closed`].
+    #[cfg(feature = "async")]
+    pub fn subscribe_async(&self) -> Result<AsyncChannel<M>, Error> {
+        self.subscribe_async_with(self.engine.config().default_channel)
+    }
+
+    /// A new [`AsyncChannel`] with an explicit capacity and overflow policy.
+    ///
+    /// ```
+    /// use fanout::{ChannelConfig, OverflowPolicy};
+    ///
+    /// let feed = fanout::Broadcaster::<u64>::start()?;
+    /// let latest = feed.subscribe_async_with(ChannelConfig::new(1, OverflowPolicy::DropOldest))?;
+    /// feed.publish(1)?;
+    /// feed.publish(2)?;
+    /// assert_eq!((latest.try_recv(), latest.dropped()), (Ok(2), 1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// Errors: [`Error::InvalidConfig`] for a capacity of zero, [`Error::Closed`].
+    #[cfg(feature = "async")]
+    pub fn subscribe_async_with(&self, config: ChannelConfig) -> Result<AsyncChannel<M>, Error> {
+        let id = self.engine.generate_client_id();
+        AsyncChannel::register(&self.engine, id, Some(self.all.clone()), config)
+    }
+
     /// A new [conflating channel](ConflatingChannel): at most one pending message per
     /// key, where `key` maps a message to its key (a quote's symbol, an entity's id); a
     /// newer message for a pending key replaces it in place. When `capacity` distinct
@@ -175,6 +218,28 @@ impl<M: Clone + Send + 'static> Broadcaster<M> {
     ///
     /// Errors: as for `unsubscribe`.
     pub fn unsubscribe_conflating(&self, channel: &ConflatingChannel<M>) -> Result<(), Error> {
+        if !channel.is_from(self.engine.link()) {
+            return Err(Error::UnknownClient(channel.id()));
+        }
+        self.engine.mutate(Mutation::Unregister(channel.id()))
+    }
+
+    /// [`unsubscribe`](Self::unsubscribe) for an async channel: when this returns, no
+    /// later `publish` reaches it, and its `recv` resolves to `Err` once drained
+    /// (waking a task parked in it).
+    ///
+    /// ```
+    /// let feed = fanout::Broadcaster::<u64>::start()?;
+    /// let channel = feed.subscribe_async()?;
+    /// feed.unsubscribe_async(&channel)?;
+    /// assert_eq!(feed.publish(1)?, 0);
+    /// assert_eq!(channel.disconnect_reason(), Some(fanout::DisconnectReason::Unsubscribed));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// Errors: as for `unsubscribe`.
+    #[cfg(feature = "async")]
+    pub fn unsubscribe_async(&self, channel: &AsyncChannel<M>) -> Result<(), Error> {
         if !channel.is_from(self.engine.link()) {
             return Err(Error::UnknownClient(channel.id()));
         }

@@ -28,6 +28,12 @@
 //! pending item per key, the newest replacing the pending one in place, so it always
 //! catches up to the latest of every key.
 //!
+//! With the cargo feature `async`, either face can give a task an `AsyncChannel`
+//! (`Broadcaster::subscribe_async`, `PubSub::register_async`): a channel sink whose
+//! `recv()` can be awaited and which is a `futures_core::Stream`, on any executor, with
+//! the same policies, counters and lifecycle as a [`Channel`]. Publishers stay
+//! synchronous. The feature adds only `futures-core`; the engine never needs a runtime.
+//!
 //! # Quick start
 //!
 //! ```
@@ -84,6 +90,10 @@
 //!   (unless its drop-newest fallback, taken only when `capacity` distinct keys are
 //!   pending, dropped that one); received + conflated + dropped = published, per channel
 //!   ([`ConflatingChannel::conflated`]) and in [`Stats::conflated`].
+//! - **Async sinks** (feature `async`). An `AsyncChannel` keeps a [`Channel`]'s
+//!   policies, counters and lifecycle; a task awaiting `recv()` is always woken, by the
+//!   next item or by the channel's end; publishers never await (see
+//!   `AsyncChannel`'s docs for how, and for the cost).
 //! - **Fault isolation.** A panicking callback is caught; every other subscriber still
 //!   gets the frame; that client is unregistered and counted in [`Stats::panics`].
 //!   Callbacks may call back into the engine without deadlock.
@@ -165,6 +175,8 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![deny(unsafe_code)]
 
+#[cfg(feature = "async")]
+mod async_channel;
 mod authorization;
 #[cfg(feature = "redis")]
 pub mod bridge;
@@ -192,6 +204,8 @@ pub mod transport;
 /// writes into a [`BytesMut`] with [`BufMut`], without adding `bytes` to your dependencies.
 pub use bytes::{self, BufMut, Bytes, BytesMut};
 
+#[cfg(feature = "async")]
+pub use async_channel::{AsyncChannel, AsyncRecv};
 pub use authorization::Denied;
 pub use broadcaster::Broadcaster;
 pub use builder::Builder;

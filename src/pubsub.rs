@@ -6,6 +6,8 @@ use std::marker::PhantomData;
 
 use bytes::Bytes;
 
+#[cfg(feature = "async")]
+use crate::async_channel::AsyncChannel;
 use crate::authorization::{Denied, SubscribeHook};
 use crate::builder::Builder;
 use crate::conflating_channel::ConflatingChannel;
@@ -223,6 +225,58 @@ impl<M: ?Sized> PubSub<M> {
         self.engine.register_channel(id, config, None)
     }
 
+    /// Registers client `id` backed by an [`AsyncChannel`] of Push frames — a bounded
+    /// channel a task can `await` — with the engine's default capacity and overflow
+    /// policy (feature `async`). Everything else is as for
+    /// [`register_channel`](Self::register_channel): dropping the channel unregisters the
+    /// client.
+    ///
+    /// ```
+    /// use fanout::transport::{decode, RawPayload};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let chat = fanout::PubSub::<str>::new()?;
+    /// let bob = chat.generate_client_id();
+    /// let inbox = chat.register_async(bob)?;
+    /// chat.subscribe(bob, "room/rust")?;
+    /// chat.broadcast("room/rust", "hello", &RawPayload)?;
+    /// let frame = inbox.recv().await?;
+    /// assert_eq!(decode(&frame)?.payload, b"hello");
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// Errors: [`Error::DuplicateClient`], [`Error::Closed`].
+    #[cfg(feature = "async")]
+    pub fn register_async(&self, id: ClientId) -> Result<AsyncChannel<Bytes>, Error> {
+        self.register_async_with(id, self.engine.config().default_channel)
+    }
+
+    /// Like [`register_async`](Self::register_async) with an explicit capacity and
+    /// policy. Errors also: [`Error::InvalidConfig`] for a capacity of zero.
+    ///
+    /// ```
+    /// use fanout::{ChannelConfig, OverflowPolicy, transport::RawPayload};
+    ///
+    /// let md = fanout::PubSub::<[u8]>::new()?;
+    /// let screen = md.generate_client_id();
+    /// let latest = md.register_async_with(screen, ChannelConfig::new(1, OverflowPolicy::DropOldest))?;
+    /// md.subscribe(screen, "md.eurusd")?;
+    /// md.broadcast("md.eurusd", &b"1.0841"[..], &RawPayload)?;
+    /// md.broadcast("md.eurusd", &b"1.0842"[..], &RawPayload)?;
+    /// assert_eq!((latest.len(), latest.dropped()), (1, 1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "async")]
+    pub fn register_async_with(
+        &self,
+        id: ClientId,
+        config: ChannelConfig,
+    ) -> Result<AsyncChannel<Bytes>, Error> {
+        AsyncChannel::register(&self.engine, id, None, config)
+    }
+
     /// Registers client `id` backed by a [conflating channel](ConflatingChannel) keyed by
     /// topic: at most one pending frame per topic, a newer frame for a pending topic
     /// replacing it in place. When `capacity` distinct topics are pending, a frame for
@@ -401,6 +455,12 @@ impl<M: ?Sized> PubSub<M> {
     /// [`stats`](Self::stats) once the engine is shut down).
     pub fn topic(&self, name: &str) -> Result<Topic, Error> {
         self.check_open()?;
+        let key = name.topic_key(self.max_topic_len())?;
+        // A topic with subscribers already has its name stored in the snapshot: share
+        // it, and broadcasts through this handle find the entry by pointer.
+        if let Some(stored) = self.engine.stored_name(key) {
+            return Ok(Topic::from_stored(stored, key.hash));
+        }
         Ok(Topic::new(name, self.max_topic_len())?)
     }
 

@@ -75,6 +75,8 @@ mod imp {
 
 #[cfg(loom)]
 pub(crate) mod loom_queue;
+#[cfg(feature = "async")]
+pub(crate) mod waker_slot;
 
 pub(crate) use imp::*;
 

@@ -6,6 +6,7 @@
 //! [`&Topic`](Topic), which did both once when it was made and is the hot-path choice.
 
 use std::fmt;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, OnceLock};
 
 use crate::error::TopicError;
@@ -24,7 +25,11 @@ fn topic_hasher() -> &'static ahash::RandomState {
 }
 
 pub(crate) fn hash_topic(name: &str) -> u64 {
-    topic_hasher().hash_one(name)
+    // The name's bytes only: `str`'s `Hash` also writes a terminator byte, one more
+    // round of the hash for nothing (names are compared whole on a hash match anyway).
+    let mut hasher = topic_hasher().build_hasher();
+    hasher.write(name.as_bytes());
+    hasher.finish()
 }
 
 pub(crate) fn validate(name: &str, max_len: usize) -> Result<(), TopicError> {
@@ -65,6 +70,16 @@ impl Topic {
             name: Arc::from(name),
             may_be_pattern: name.bytes().any(|b| b == b'*' || b == b'>'),
         })
+    }
+
+    /// A handle on `name` (already validated, hashing to `hash`) that shares the
+    /// allocation an engine's snapshot stores it in.
+    pub(crate) fn from_stored(name: Arc<str>, hash: u64) -> Self {
+        Self {
+            hash,
+            may_be_pattern: name.bytes().any(|b| b == b'*' || b == b'>'),
+            name,
+        }
     }
 
     /// Whether the name may be a wildcard pattern (it holds a `*` or `>` byte).

@@ -267,6 +267,16 @@ impl<T: Clone> Engine<T> {
     }
 
     /// How many clients a broadcast on `topic` would reach now (by name or pattern).
+    /// The name the current snapshot stores for `topic`, if it has subscribers by name:
+    /// a [`Topic`](crate::Topic) handle made from it shares the entry's name, so a
+    /// broadcast through the handle recognises the entry by pointer, without comparing
+    /// (or even reading) the name's bytes.
+    pub(crate) fn stored_name(&self, topic: TopicKey<'_>) -> Option<std::sync::Arc<str>> {
+        let snapshot = self.snapshot();
+        let entry = snapshot.topics.get(topic.name, topic.hash)?;
+        Some(std::sync::Arc::clone(&entry.name))
+    }
+
     pub(crate) fn subscriber_count(&self, topic: TopicKey<'_>) -> usize {
         let snapshot = self.snapshot();
         match snapshot.subscribers(topic) {

@@ -43,17 +43,33 @@ impl<V> Clone for TopicMap<V> {
     }
 }
 
+/// A node's children, the first few inline: most nodes deep in a big map hold two to
+/// four, and keeping those in the node's own allocation saves a lookup one dependent
+/// load (a cache miss, for a cold topic).
+type Children<V> = smallvec::SmallVec<[Child<V>; INLINE_CHILDREN]>;
+
+/// Children kept inline in a node.
+const INLINE_CHILDREN: usize = 4;
+
 /// An inner node: `bitmap` bit `i` is set when child slot `i` is occupied, and
 /// `children` holds the occupied slots in order.
 struct Node<V> {
     bitmap: u32,
-    children: Vec<Child<V>>,
+    /// Where each slot's child is: `slots[i]` is 1 + its position in `children`, 0 for
+    /// an empty slot. A lookup reads this byte instead of counting the bitmap's bits
+    /// below `i`: on the baseline x86-64 target (no `popcnt`) that count is 17
+    /// instructions per level, and a broadcast to one subscriber among 100,000 topics
+    /// took 47.4 ns with it against 37.5 ns with `popcnt` (`benches/one_subscriber.rs`).
+    /// Kept by the writer ([`reindex`](Self::reindex)) whenever `bitmap` changes.
+    slots: [u8; 32],
+    children: Children<V>,
 }
 
 impl<V> Clone for Node<V> {
     fn clone(&self) -> Self {
         Self {
             bitmap: self.bitmap,
+            slots: self.slots,
             children: self.children.clone(),
         }
     }
@@ -78,6 +94,23 @@ impl<V> Clone for Child<V> {
     }
 }
 
+/// `a == b`, without a call to `memcmp` for names of 8 to 16 bytes (most topic names:
+/// `user.000123`, `room.lobby`): two overlapping 8-byte words cover such a name. Saves
+/// about 15 instructions per lookup by `&str`.
+#[inline(always)]
+fn same_name(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let len = a.len();
+    if len != b.len() {
+        return false;
+    }
+    if (8..=16).contains(&len) {
+        let word = |s: &[u8], at: usize| u64::from_ne_bytes(s[at..at + 8].try_into().unwrap());
+        return word(a, 0) == word(b, 0) && word(a, len - 8) == word(b, len - 8);
+    }
+    a == b
+}
+
 /// The child slot `hash` selects at the level that starts at bit `shift`.
 #[inline]
 fn fragment(hash: u64, shift: u32) -> u32 {
@@ -85,19 +118,68 @@ fn fragment(hash: u64, shift: u32) -> u32 {
 }
 
 impl<V> Node<V> {
-    const fn empty() -> Self {
+    fn empty() -> Self {
         Self {
             bitmap: 0,
-            children: Vec::new(),
+            slots: [0; 32],
+            children: Children::new(),
         }
     }
 
-    /// Position in `children` of slot `frag`, and whether it is occupied.
-    #[inline]
+    /// A node whose occupied slots are `bitmap`'s bits, holding `children` in order.
+    fn with_children(bitmap: u32, children: Children<V>) -> Self {
+        let mut node = Self {
+            bitmap,
+            slots: [0; 32],
+            children,
+        };
+        node.reindex();
+        node
+    }
+
+    /// Position in `children` of slot `frag`'s child, if the slot is occupied: one byte
+    /// read, the lookup path.
+    #[inline(always)]
+    fn find(&self, frag: u32) -> Option<usize> {
+        match self.slots[frag as usize] {
+            0 => None,
+            at => Some(usize::from(at) - 1),
+        }
+    }
+
+    /// Position in `children` of slot `frag`, and whether it is occupied: where a new
+    /// child for the slot goes. The writer's path.
     fn position(&self, frag: u32) -> (usize, bool) {
         let bit = 1u32 << frag;
         let position = (self.bitmap & (bit - 1)).count_ones() as usize;
         (position, self.bitmap & bit != 0)
+    }
+
+    /// Sets the occupied slot `frag` to a child inserted at `position`.
+    fn insert_child(&mut self, frag: u32, position: usize, child: Child<V>) {
+        self.bitmap |= 1 << frag;
+        self.children.insert(position, child);
+        self.reindex();
+    }
+
+    /// Empties slot `frag`, whose child is at `position`.
+    fn remove_child(&mut self, frag: u32, position: usize) {
+        self.children.remove(position);
+        self.bitmap &= !(1 << frag);
+        self.reindex();
+    }
+
+    /// Rebuilds `slots` from `bitmap` (positions are ranks among the set bits).
+    fn reindex(&mut self) {
+        let mut rank = 0;
+        for (frag, slot) in self.slots.iter_mut().enumerate() {
+            *slot = if self.bitmap & (1 << frag) != 0 {
+                rank += 1;
+                rank
+            } else {
+                0
+            };
+        }
     }
 }
 
@@ -122,13 +204,14 @@ impl<V: Keyed> TopicMap<V> {
         let mut node = &*self.root;
         let mut shift = 0;
         loop {
-            let (position, occupied) = node.position(fragment(hash, shift));
-            if !occupied {
-                return None;
-            }
+            let position = node.find(fragment(hash, shift))?;
             match &node.children[position] {
                 Child::Leaf(entry) => {
-                    return (entry.key_hash() == hash && entry.key() == key).then_some(&**entry);
+                    // The same allocation (a `Topic` handle sharing the stored name) is
+                    // the same name: no need to read its bytes.
+                    let same = entry.key_hash() == hash
+                        && (std::ptr::eq(entry.key(), key) || same_name(entry.key(), key));
+                    return same.then_some(&**entry);
                 }
                 Child::Node(next) => {
                     node = next;
@@ -209,8 +292,7 @@ fn insert_in<V: Keyed>(node: &mut Arc<Node<V>>, shift: u32, hash: u64, value: Ar
     let frag = fragment(hash, shift);
     let (position, occupied) = node.position(frag);
     if !occupied {
-        node.bitmap |= 1 << frag;
-        node.children.insert(position, Child::Leaf(value));
+        node.insert_child(frag, position, Child::Leaf(value));
         return true;
     }
     let slot = &mut node.children[position];
@@ -262,8 +344,8 @@ fn split<V>(
     hash: u64,
 ) -> Arc<Node<V>> {
     let (a, b) = (fragment(existing_hash, shift), fragment(hash, shift));
-    let children = if a == b {
-        vec![Child::Node(split(
+    let children: Children<V> = if a == b {
+        smallvec::smallvec![Child::Node(split(
             shift + BITS,
             existing,
             existing_hash,
@@ -271,14 +353,11 @@ fn split<V>(
             hash,
         ))]
     } else if a < b {
-        vec![existing, Child::Leaf(value)]
+        smallvec::smallvec![existing, Child::Leaf(value)]
     } else {
-        vec![Child::Leaf(value), existing]
+        smallvec::smallvec![Child::Leaf(value), existing]
     };
-    Arc::new(Node {
-        bitmap: (1 << a) | (1 << b),
-        children,
-    })
+    Arc::new(Node::with_children((1 << a) | (1 << b), children))
 }
 
 fn remove_in<V: Keyed>(
@@ -296,8 +375,7 @@ fn remove_in<V: Keyed>(
     let removed = match &mut node.children[position] {
         Child::Leaf(entry) if entry.key() == key => {
             let removed = Arc::clone(entry);
-            node.children.remove(position);
-            node.bitmap &= !(1 << frag);
+            node.remove_child(frag, position);
             return Some(removed);
         }
         Child::Leaf(_) => return None,
@@ -309,8 +387,7 @@ fn remove_in<V: Keyed>(
                 let only = next.children[0].clone();
                 node.children[position] = only;
             } else if next.children.is_empty() {
-                node.children.remove(position);
-                node.bitmap &= !(1 << frag);
+                node.remove_child(frag, position);
             }
             removed
         }
@@ -419,6 +496,22 @@ mod tests {
                     assert_eq!(snapshot.get(name, *hash).map(|e| e.value), Some(*value));
                 }
             }
+        }
+    }
+
+    #[test]
+    fn same_name_agrees_with_eq() {
+        // Every length around the 8..=16 word path, differing in each byte position.
+        for len in 0..24 {
+            let a: String = (0..len).map(|i| char::from(b'a' + i as u8)).collect();
+            assert!(same_name(&a, &a.clone()), "{a:?} equals itself");
+            for at in 0..len {
+                let mut b = a.clone().into_bytes();
+                b[at] = b'Z';
+                let b = String::from_utf8(b).unwrap();
+                assert!(!same_name(&a, &b), "{a:?} vs {b:?}");
+            }
+            assert!(!same_name(&a, &format!("{a}x")));
         }
     }
 

@@ -3,18 +3,23 @@
 //! A sink is a callback (`Fn(&T)`, called on the publisher's thread with a reference to
 //! the one shared frame), a bounded channel (the frame is cloned into the queue — one
 //! atomic increment for `Bytes`) or a conflating channel (at most one pending frame per
-//! key, see [`conflating`]). Like crossbeam's flavours, [`Sink`] holds a
+//! key, see [`conflating`]) or, with the `async` feature, a bounded channel whose
+//! consumer can be awaited (see [`async_channel`]). Like crossbeam's flavours, [`Sink`] holds a
 //! private enum and matches on it; each flavour lives in its own file.
 //!
 //! Every sink shares a [`SinkState`] with whoever else needs to observe it: the
 //! consumer's [`Channel`](crate::Channel), and the writer, which closes it when the
 //! subscriber is removed.
 
+#[cfg(feature = "async")]
+pub(crate) mod async_channel;
 mod callback;
 mod channel;
 pub(crate) mod conflating;
 mod state;
 
+#[cfg(feature = "async")]
+pub(crate) use async_channel::AsyncChannelSink;
 pub(crate) use callback::CallbackSink;
 pub(crate) use channel::{ChannelSink, SinkCloser};
 pub(crate) use conflating::{ConflatingSink, Pending};
@@ -93,14 +98,30 @@ impl<T> ChannelParts<T> {
     }
 }
 
-/// The two queue-backed flavours, one level down. With three variants side by side the
+/// The queue-backed flavours, one level down. With three variants side by side the
 /// broadcast walk spent more instructions decoding the enum on every delivery
 /// (`scripts/callgrind_floor.sh`: 24–25 instead of 20 per callback delivery, 163 instead
 /// of 153 per channel delivery); nested, a callback delivery is back to 20 and a channel
 /// delivery costs 159.
+///
+/// For the same reason the plain queue stays alone on one side of a two-way choice and
+/// the flavours layered on a queue sit one level further down: with the async flavour
+/// as a third variant here, a channel delivery cost 163 instead of 159 (measured with
+/// `FEATURES=async`); the conflating and async flavours pay the extra decode instead,
+/// beside a mutex (conflating) or a fence (async).
 enum ChannelKind<T> {
     Queue(ChannelSink<T>),
+    Layered(LayeredKind<T>),
+}
+
+/// Queue flavours that add something of their own around a queue.
+enum LayeredKind<T> {
+    /// A table of the latest item per pending key.
     Conflating(ConflatingSink<T>),
+    /// A waker slot. Boxed: inline, it would make `Sink` (every callback sink included)
+    /// a word larger (56 → 64 bytes); an async delivery pays one more pointer load.
+    #[cfg(feature = "async")]
+    Async(Box<AsyncChannelSink<T>>),
 }
 
 impl<T: Clone> Sink<T> {
@@ -121,7 +142,20 @@ impl<T: Clone> Sink<T> {
 
     pub(crate) fn conflating(sink: ConflatingSink<T>, state: Arc<SinkState>) -> Self {
         Self {
-            kind: SinkKind::Channel(ChannelParts::new(ChannelKind::Conflating(sink), state)),
+            kind: SinkKind::Channel(ChannelParts::new(
+                ChannelKind::Layered(LayeredKind::Conflating(sink)),
+                state,
+            )),
+        }
+    }
+
+    #[cfg(feature = "async")]
+    pub(crate) fn async_channel(sink: AsyncChannelSink<T>, state: Arc<SinkState>) -> Self {
+        Self {
+            kind: SinkKind::Channel(ChannelParts::new(
+                ChannelKind::Layered(LayeredKind::Async(Box::new(sink))),
+                state,
+            )),
         }
     }
 
@@ -149,9 +183,12 @@ impl<T: Clone> Sink<T> {
                     ChannelKind::Queue(sink) if !cfg!(loom) || parts.state.is_open() => {
                         sink.send(item, self)
                     }
-                    ChannelKind::Conflating(sink) if parts.state.is_open() => {
-                        sink.send(item, &parts.state)
-                    }
+                    // The layered flavours' consumers close only the state.
+                    ChannelKind::Layered(layered) if parts.state.is_open() => match layered {
+                        LayeredKind::Conflating(sink) => sink.send(item, &parts.state),
+                        #[cfg(feature = "async")]
+                        LayeredKind::Async(sink) => sink.send(item, self),
+                    },
                     _ => Delivery::Skipped,
                 }
             }
@@ -203,5 +240,21 @@ impl<T> Sink<T> {
     /// Whether this is the sink whose consumer holds `state` (a channel's).
     pub(crate) fn has_consumer_state(&self, state: &Arc<SinkState>) -> bool {
         matches!(&self.kind, SinkKind::Channel(parts) if Arc::ptr_eq(&parts.state, state))
+    }
+}
+
+#[cfg(all(test, feature = "async"))]
+mod tests {
+    use std::mem::size_of;
+
+    use super::{ChannelKind, ChannelSink, ConflatingSink};
+
+    /// The async flavour is boxed so that it costs the other sinks nothing: the queue
+    /// flavours' enum is exactly as large as its largest other variant.
+    #[test]
+    fn async_flavour_does_not_grow_the_sink() {
+        type T = bytes::Bytes;
+        let others = size_of::<ChannelSink<T>>().max(size_of::<ConflatingSink<T>>());
+        assert_eq!(size_of::<ChannelKind<T>>(), others);
     }
 }

@@ -238,11 +238,11 @@ pub(crate) fn encode_with(
     }
     let header_len = PREFIX_LEN + topic.len() + PAYLOAD_LEN_LEN;
     let mut out = BytesMut::with_capacity(header_len + size_hint);
-    out.put_u8(FRAME_VERSION);
-    out.put_u8(FRAME_KIND_PUSH);
-    out.put_u16(topic_len);
+    // Three writes, not five: each `put` checks the capacity and moves the length.
+    let [len_high, len_low] = topic_len.to_be_bytes();
+    out.put_slice(&[FRAME_VERSION, FRAME_KIND_PUSH, len_high, len_low]);
     out.put_slice(topic.as_bytes());
-    out.put_u32(0); // payload length, patched below
+    out.put_slice(&[0; PAYLOAD_LEN_LEN]); // payload length, patched below
     write_payload(&mut out)?;
     let payload_len = u32::try_from(out.len() - header_len)
         .map_err(|_| SerialiseError::new("payload is 4 GiB or larger"))?;

@@ -1,5 +1,5 @@
 //! The chat server itself, separate from `main.rs` so the integration test
-//! (`tests/chat_server.rs`) can run it in-process.
+//! (`examples/chat_server/tests/chat_server.rs`) can run it in-process.
 //!
 //! # Threads
 //!

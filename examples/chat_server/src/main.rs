@@ -26,14 +26,14 @@
 //!   Push and Presence frames per the documented wire format.
 //!
 //! No async runtime: sync `tungstenite` over `std::net`, two threads per connection.
-//! The server logic and its protocol are in `server.rs`, which `tests/chat_server.rs`
+//! The server logic and its protocol are in `server.rs`, which `examples/chat_server/tests/chat_server.rs`
 //! runs in-process.
 //!
 //! Run it, then open <http://127.0.0.1:8080/> in two browser tabs:
 //!
 //! ```text
-//! cargo run --release --example chat_server -- --moderator-token s3cret
-//! cargo run --release --example chat_server -- --port 0 --run-for-secs 5
+//! cargo run --release --bin chat_server -- --moderator-token s3cret
+//! cargo run --release --bin chat_server -- --port 0 --run-for-secs 5
 //! ```
 //!
 //! Enter `s3cret` in a page's "moderator token" box to open its console: every room
@@ -47,8 +47,8 @@
 //! `--features redis`):
 //!
 //! ```text
-//! cargo run --release --features redis --example chat_server -- --port 8080 --redis redis://127.0.0.1:6379/
-//! cargo run --release --features redis --example chat_server -- --port 8081 --redis redis://127.0.0.1:6379/
+//! cargo run --release --features redis --bin chat_server -- --port 8080 --redis redis://127.0.0.1:6379/
+//! cargo run --release --features redis --bin chat_server -- --port 8081 --redis redis://127.0.0.1:6379/
 //! ```
 //!
 //! A line typed in a browser on one server appears in the same room on the other.

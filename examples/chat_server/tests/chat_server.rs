@@ -6,7 +6,7 @@
 //!
 //! Every read has a timeout, so a regression fails in seconds instead of hanging.
 
-#[path = "../examples/chat_server/server.rs"]
+#[path = "../src/server.rs"]
 mod server;
 
 use std::collections::{HashSet, VecDeque};
@@ -573,7 +573,7 @@ fn serves_the_page_over_plain_http() {
 #[cfg(feature = "redis")]
 #[test]
 fn two_servers_share_rooms_through_redis() {
-    #[path = "common/redis_server.rs"]
+    #[path = "../../../tests/common/redis_server.rs"]
     mod redis_server;
 
     let redis = redis_server::RedisServer::start();

@@ -1,0 +1,76 @@
+//! The async channel flavour: a [channel sink](super::ChannelSink) plus a waker slot.
+//!
+//! The consumer side is the public [`AsyncChannel`](crate::AsyncChannel); this is the
+//! publisher side, which lives in the snapshot and is shared by every broadcast.
+//!
+//! Everything a publisher does to the queue — the push, every overflow policy, the
+//! counters, closing the sink when its consumer is gone — is the channel flavour's own
+//! code, called unchanged, so the two flavours cannot drift apart. What this flavour
+//! adds is one step after every push that queued an item: [`WakerSlot::notify`], which
+//! wakes the consumer if it is parked in `recv().await` (see
+//! [`waker_slot`](crate::sync::waker_slot) for the protocol). Publishers never await: under
+//! [`OverflowPolicy::Block`](crate::OverflowPolicy::Block) they block their own thread,
+//! exactly as for a crossbeam channel.
+//!
+//! When the sink is dropped (it left the last snapshot after an unsubscribe, an overflow
+//! disconnect, a shutdown, or its consumer going away), its queue's sender goes first and
+//! then the waker slot is closed, so a parked consumer wakes and finds the queue
+//! disconnected.
+
+use super::{ChannelSink, Delivery, Sink};
+use crate::policy::ChannelConfig;
+use crate::sync::queue::Receiver;
+use crate::sync::waker_slot::WakerSlot;
+use crate::sync::Arc;
+
+/// The sending half of an async channel sink.
+///
+/// Boxed inside the sink enum (see `ChannelKind` in [`super`]): inline, its waker handle
+/// would make every sink — callback sinks included — a word larger.
+pub(crate) struct AsyncChannelSink<T> {
+    /// The queue and its policy. Declared first so it is dropped first: the consumer
+    /// must find the queue disconnected when `wake_on_drop` wakes it.
+    queue: ChannelSink<T>,
+    /// The consumer's parked waker, shared with its `AsyncChannel`.
+    wake_on_drop: WakeOnDrop,
+}
+
+/// Closes the waker slot when dropped, after the queue's sender (the field before it).
+struct WakeOnDrop(Arc<WakerSlot>);
+
+impl Drop for WakeOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+impl<T: Clone> AsyncChannelSink<T> {
+    /// A sink, the receiver its consumer reads from, and the waker slot they share.
+    pub(crate) fn new(config: ChannelConfig) -> (Self, Receiver<T>, Arc<WakerSlot>) {
+        let (queue, receiver) = ChannelSink::new(config);
+        let slot = Arc::new(WakerSlot::new());
+        let sink = Self {
+            queue,
+            wake_on_drop: WakeOnDrop(Arc::clone(&slot)),
+        };
+        (sink, receiver, slot)
+    }
+
+    /// `sink` is the [`Sink`] this is the flavour of (the queue's cold paths read or close
+    /// its state through it).
+    #[inline]
+    pub(crate) fn send(&self, item: &T, sink: &Sink<T>) -> Delivery {
+        let delivery = self.queue.send(item, sink);
+        // Only a push that queued the item can be what a parked consumer waits for. A
+        // frame dropped on a full queue needs no wake-up: the consumer is not parked on
+        // a full queue, or it was woken by one of the pushes that filled it.
+        if let Delivery::Delivered
+        | Delivery::Dropped {
+            delivered: true, ..
+        } = delivery
+        {
+            self.wake_on_drop.0.notify();
+        }
+        delivery
+    }
+}
