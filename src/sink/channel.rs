@@ -13,6 +13,8 @@
 //! subscribers each of those reads was a cache miss per delivery (`floor_callgrind
 //! e2e_pubsub` under `callgrind --cache-sim=yes`, PERFORMANCE.md workload 2).
 
+use std::time::Duration;
+
 use super::{Delivery, Sink, SinkState, Status};
 use crate::policy::{ChannelConfig, OverflowPolicy};
 use crate::sync::queue::{self, Receiver, SendTimeoutError, Sender, TrySendError};
@@ -32,26 +34,32 @@ pub(crate) struct ChannelSink<T> {
     /// Where frames go.
     tx: Sender<T>,
     /// What to do on a full queue.
-    policy: OverflowPolicy,
-    /// A second handle on the queue's receiving end, held only under
-    /// [`OverflowPolicy::DropOldest`] to pop the oldest frame when the queue is full.
-    oldest: Option<Receiver<T>>,
+    overflow: Overflow<T>,
+}
+
+/// An [`OverflowPolicy`] with what applying it needs. Drop-oldest's receiver lives in
+/// its variant rather than in a field of its own beside the policy: that keeps
+/// [`ChannelSink`] at 40 bytes, so the inline `open` flag next to it costs no sink a
+/// word (every sink is as large as the largest flavour: 56 bytes, callbacks included).
+enum Overflow<T> {
+    DropNewest,
+    /// A second handle on the queue's receiving end, to pop the oldest frame.
+    DropOldest(Receiver<T>),
+    Disconnect,
+    Block(Duration),
 }
 
 impl<T: Clone> ChannelSink<T> {
     /// A sink and the receiver its consumer reads from.
     pub(crate) fn new(config: ChannelConfig) -> (Self, Receiver<T>) {
         let (tx, rx) = queue::bounded(config.capacity);
-        let oldest = match config.policy {
-            OverflowPolicy::DropOldest => Some(rx.clone()),
-            _ => None,
+        let overflow = match config.policy {
+            OverflowPolicy::DropNewest => Overflow::DropNewest,
+            OverflowPolicy::DropOldest => Overflow::DropOldest(rx.clone()),
+            OverflowPolicy::Disconnect => Overflow::Disconnect,
+            OverflowPolicy::Block(timeout) => Overflow::Block(timeout),
         };
-        let sink = Self {
-            tx,
-            policy: config.policy,
-            oldest,
-        };
-        (sink, rx)
+        (Self { tx, overflow }, rx)
     }
 
     /// Hands `item` to the queue. `sink` is the [`Sink`] this is the flavour of: only the
@@ -79,10 +87,10 @@ impl<T: Clone> ChannelSink<T> {
     #[cold]
     fn overflow(&self, item: T, sink: &Sink<T>) -> Delivery {
         let state = sink.state();
-        match self.policy {
-            OverflowPolicy::DropNewest => dropped(state, 1, false),
-            OverflowPolicy::DropOldest => self.replace_oldest(item, sink),
-            OverflowPolicy::Disconnect => {
+        match &self.overflow {
+            Overflow::DropNewest => dropped(state, 1, false),
+            Overflow::DropOldest(oldest) => self.replace_oldest(oldest, item, sink),
+            Overflow::Disconnect => {
                 if sink.close(Status::Overflow) {
                     state.count_dropped(1);
                     Delivery::Closed { dropped: 1 }
@@ -90,7 +98,7 @@ impl<T: Clone> ChannelSink<T> {
                     Delivery::Skipped
                 }
             }
-            OverflowPolicy::Block(timeout) => match self.tx.send_timeout(item, timeout) {
+            Overflow::Block(timeout) => match self.tx.send_timeout(item, *timeout) {
                 Ok(()) => Delivery::Delivered,
                 Err(SendTimeoutError::Timeout(_)) => dropped(state, 1, false),
                 Err(SendTimeoutError::Disconnected(_)) => consumer_gone(sink),
@@ -99,11 +107,8 @@ impl<T: Clone> ChannelSink<T> {
     }
 
     /// Drop-oldest: pop the head of the queue (counting it) and queue `item` instead.
-    fn replace_oldest(&self, mut item: T, sink: &Sink<T>) -> Delivery {
+    fn replace_oldest(&self, oldest: &Receiver<T>, mut item: T, sink: &Sink<T>) -> Delivery {
         let state = sink.state();
-        let Some(oldest) = &self.oldest else {
-            unreachable!("a drop-oldest sink always holds a receiver");
-        };
         let mut frames = 0;
         for _ in 0..DROP_OLDEST_ATTEMPTS {
             // The consumer may empty the queue between our `try_send` and this pop: then
