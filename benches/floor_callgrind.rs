@@ -231,16 +231,18 @@ fn with_consumer_thread(
     batches: usize,
     publish: &mut dyn FnMut(),
     consume_batch: &(dyn Fn() + Sync),
-) -> std::time::Duration {
+) -> (std::time::Duration, u64) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let consumed = AtomicUsize::new(0);
     std::thread::scope(|s| {
         let consumed = &consumed;
-        s.spawn(move || {
+        let consumer = s.spawn(move || {
+            let before = voluntary_switches();
             for k in 0..batches {
                 consume_batch();
                 consumed.store(k + 1, Ordering::Release);
             }
+            voluntary_switches().saturating_sub(before)
         });
         let start = Instant::now();
         for k in 0..batches {
@@ -260,8 +262,24 @@ fn with_consumer_thread(
         while consumed.load(Ordering::Acquire) < batches {
             std::thread::yield_now();
         }
-        start.elapsed()
+        let took = start.elapsed();
+        (took, consumer.join().unwrap())
     })
+}
+
+/// This thread's voluntary context switches so far (each is the consumer parking in a
+/// blocking `recv` and being woken by a publisher's push), from `/proc`; 0 where that
+/// is not available.
+fn voluntary_switches() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// Same-run ratios, end to end: the three implementations are set up once per `n`, then
@@ -279,8 +297,13 @@ fn e2e_ratios(threaded: bool) {
         "e2e_ratios (one thread)"
     };
     println!("\n## floor_callgrind {title}: median of {PAIRS} same-run batch ratios (ns per delivery: median)\n");
-    println!("| n | e2e_pubsub | e2e_broadcaster | e2e_crossbeam | pubsub / crossbeam | broadcaster / crossbeam |");
-    println!("|---|---|---|---|---|---|");
+    if threaded {
+        println!("| n | e2e_pubsub | e2e_broadcaster | e2e_crossbeam | pubsub / crossbeam | broadcaster / crossbeam | consumer parks per 1k deliveries (pubsub / broadcaster / crossbeam) |");
+        println!("|---|---|---|---|---|---|---|");
+    } else {
+        println!("| n | e2e_pubsub | e2e_broadcaster | e2e_crossbeam | pubsub / crossbeam | broadcaster / crossbeam |");
+        println!("|---|---|---|---|---|---|");
+    }
     for n in [16, 256, 4096] {
         let iters = E2E_BATCH / n;
         let (pubsub, topic, channels) = e2e_pubsub(n);
@@ -298,12 +321,16 @@ fn e2e_ratios(threaded: bool) {
             |publish: &mut dyn FnMut(), drain: &dyn Fn() -> usize, consume: &(dyn Fn() + Sync)| {
                 if threaded {
                     let batches = iters.div_ceil(THREAD_BATCH);
-                    let took = with_consumer_thread(batches, publish, consume);
-                    return took.as_nanos() as f64 / (batches * THREAD_BATCH * n) as f64;
+                    let (took, parks) = with_consumer_thread(batches, publish, consume);
+                    let deliveries = (batches * THREAD_BATCH * n) as f64;
+                    return (
+                        took.as_nanos() as f64 / deliveries,
+                        parks as f64 * 1e3 / deliveries,
+                    );
                 }
                 let start = Instant::now();
                 let delivered = warm_up_e2e(iters, publish, drain);
-                start.elapsed().as_nanos() as f64 / delivered as f64
+                (start.elapsed().as_nanos() as f64 / delivered as f64, 0.0)
             };
         let mut p_pub = || {
             pubsub
@@ -342,22 +369,37 @@ fn e2e_ratios(threaded: bool) {
         time(&mut b_pub, &b_drain, &b_consume);
         time(&mut c_pub, &c_drain, &c_consume);
         let (mut p, mut b, mut c, mut pc, mut bc) = (vec![], vec![], vec![], vec![], vec![]);
+        let mut parks = [vec![], vec![], vec![]];
         for _ in 0..PAIRS {
-            let tp = time(&mut p_pub, &p_drain, &p_consume);
-            let tc = time(&mut c_pub, &c_drain, &c_consume);
-            let tb = time(&mut b_pub, &b_drain, &b_consume);
+            let (tp, sp) = time(&mut p_pub, &p_drain, &p_consume);
+            let (tc, sc) = time(&mut c_pub, &c_drain, &c_consume);
+            let (tb, sb) = time(&mut b_pub, &b_drain, &b_consume);
             p.push(tp);
             b.push(tb);
             c.push(tc);
             pc.push(tp / tc);
             bc.push(tb / tc);
+            for (v, s) in parks.iter_mut().zip([sp, sb, sc]) {
+                v.push(s);
+            }
         }
         let median = |v: &mut Vec<f64>| {
             v.sort_by(f64::total_cmp);
             v[v.len() / 2]
         };
+        let parked = if threaded {
+            let [sp, sb, sc] = &mut parks;
+            format!(
+                " {:.2} / {:.2} / {:.2} |",
+                median(sp),
+                median(sb),
+                median(sc)
+            )
+        } else {
+            String::new()
+        };
         println!(
-            "| {n} | {:.2} | {:.2} | {:.2} | **{:.3}×** | {:.3}× |",
+            "| {n} | {:.2} | {:.2} | {:.2} | **{:.3}×** | {:.3}× |{parked}",
             median(&mut p),
             median(&mut b),
             median(&mut c),
