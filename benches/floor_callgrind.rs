@@ -26,7 +26,11 @@
 //!   subscribed in one `apply`: the allocation-order experiment), `e2e_broadcaster`
 //!   (`Broadcaster<Bytes>` channels), `e2e_crossbeam` (one `bounded` queue per
 //!   subscriber, `try_send` of a `Bytes` clone); run them with `--cache-sim=yes` for
-//!   D1/LL misses per delivery;
+//!   D1/LL misses per delivery; the layout experiments on raw crossbeam
+//!   `e2e_crossbeam_boxed` (each sender behind its own `Arc`, as fanout's sink),
+//!   `e2e_crossbeam_boxed_pf` (the same, prefetching the sender 4 ahead),
+//!   `e2e_crossbeam_inline` (the same holders side by side in the publisher's `Vec`) and
+//!   `e2e_crossbeam_fat` (receivers 48 bytes apart on the consumer's side);
 //! - mutations: `mutate` (`n` subscribe/unsubscribe round trips), `mutate_pre` (`n` topics
 //!   preloaded, then `[pairs]` (default 1,000) subscribe/unsubscribe pairs on them, one
 //!   round trip each), `apply_pre` (the same pairs through `PubSub::apply`, 256 per call). For
@@ -265,6 +269,19 @@ fn with_consumer_thread(
         let took = start.elapsed();
         (took, consumer.join().unwrap())
     })
+}
+
+/// A hint to fetch the cache line at `p` (x86-64 only; elsewhere nothing).
+#[inline(always)]
+fn prefetch(p: *const i8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint: it never faults, whatever `p` is, and writes
+    // nothing.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 /// This thread's voluntary context switches so far (each is the consumer parking in a
@@ -683,6 +700,87 @@ fn run(mode: &str, n: usize, iters: usize, pairs: usize) -> (usize, std::time::D
             };
             let drain = || {
                 for rx in &receivers {
+                    consume(&rx.try_recv().unwrap());
+                }
+                receivers.len()
+            };
+            return run_e2e(n, publish, drain);
+        }
+        "e2e_crossbeam_boxed"
+        | "e2e_crossbeam_fat"
+        | "e2e_crossbeam_inline"
+        | "e2e_crossbeam_boxed_pf" => {
+            // Layout experiments on raw crossbeam. `boxed`: each sender behind its own
+            // `Arc` (an open flag and the sender, like fanout's sink), allocated right
+            // after its queue and a 16-byte shared state, as `register_channel` does;
+            // the publisher walks a `Vec` of those. `fat`: plain senders, but the
+            // consumer walks receivers 48 bytes apart (the size of a `Channel`). `inline`:
+            // the same holders as `boxed`, but side by side in the publisher's `Vec`
+            // (what a subscriber list holding each queue's sender inline would be).
+            struct Holder {
+                open: std::sync::atomic::AtomicBool,
+                tx: crossbeam_channel::Sender<Bytes>,
+                _state: std::sync::Arc<[u64; 2]>,
+            }
+            let capacity = e2e_config().capacity;
+            let prefetching = mode == "e2e_crossbeam_boxed_pf";
+            let boxed = mode == "e2e_crossbeam_boxed" || prefetching;
+            let inline = mode == "e2e_crossbeam_inline";
+            let mut holders = Vec::new();
+            let mut inlined = Vec::new();
+            let mut senders = Vec::new();
+            let mut receivers = Vec::new();
+            for _ in 0..n {
+                let (tx, rx) = crossbeam_channel::bounded::<Bytes>(capacity);
+                if inline {
+                    inlined.push(Holder {
+                        open: std::sync::atomic::AtomicBool::new(true),
+                        tx,
+                        _state: std::sync::Arc::new([0u64; 2]),
+                    });
+                } else if boxed {
+                    let state = std::sync::Arc::new([0u64; 2]);
+                    holders.push(std::sync::Arc::new(Holder {
+                        open: std::sync::atomic::AtomicBool::new(true),
+                        tx,
+                        _state: state,
+                    }));
+                } else {
+                    senders.push(tx);
+                }
+                receivers.push((rx, [0u64; 4]));
+            }
+            let publish = || {
+                let frame = encode_push(TOPIC, black_box(&PAYLOAD)).unwrap();
+                if inline {
+                    for h in &inlined {
+                        if h.open.load(std::sync::atomic::Ordering::Relaxed) {
+                            h.tx.try_send(frame.clone()).unwrap();
+                        }
+                    }
+                } else if prefetching {
+                    for (i, h) in holders.iter().enumerate() {
+                        if let Some(ahead) = holders.get(i + 4) {
+                            prefetch(std::sync::Arc::as_ptr(ahead).cast());
+                        }
+                        if h.open.load(std::sync::atomic::Ordering::Relaxed) {
+                            h.tx.try_send(frame.clone()).unwrap();
+                        }
+                    }
+                } else if boxed {
+                    for h in &holders {
+                        if h.open.load(std::sync::atomic::Ordering::Relaxed) {
+                            h.tx.try_send(frame.clone()).unwrap();
+                        }
+                    }
+                } else {
+                    for tx in &senders {
+                        tx.try_send(frame.clone()).unwrap();
+                    }
+                }
+            };
+            let drain = || {
+                for (rx, _) in &receivers {
                     consume(&rx.try_recv().unwrap());
                 }
                 receivers.len()
