@@ -13,8 +13,10 @@
 //! Implementations:
 //! - `fanout_pubsub`: `PubSub<[u8]>` channel clients, `broadcast(&Topic, payload,
 //!   &RawPayload)` (frames built per broadcast, like the peers);
-//! - `fanout_pubsub_frame`: the same clients, `broadcast_frame` of one prebuilt frame;
-//! - `fanout_broadcaster`: `Broadcaster<Bytes>::publish` of a prebuilt frame;
+//! - `fanout_pubsub_frame`: the same clients, `broadcast_frame` of one prebuilt frame
+//!   (every delivery clones the same `Bytes`: publisher and consumer then update one
+//!   reference count, which this row measures too);
+//! - `fanout_broadcaster`: `Broadcaster<Bytes>::publish` of a frame encoded per publish;
 //! - `crossbeam_raw`: one `crossbeam_channel::bounded` queue per subscriber, frame
 //!   encoded once then `send(frame.clone())` per queue — the floor for channel sinks;
 //! - `tokio_broadcast`: one `tokio::sync::broadcast` channel, `blocking_recv`;
@@ -176,7 +178,12 @@ fn channel_fanout(c: &mut Criterion) {
                     end_to_end(
                         iters,
                         || {
-                            broadcaster.publish(frame.clone()).unwrap();
+                            // A new frame per publish, like the peers: clones of one
+                            // prebuilt frame put the publisher's increments and the
+                            // consumer's decrements of its reference count on one cache
+                            // line, which cost 2–4× (PERFORMANCE.md, workload 2).
+                            let frame = encode_push(TOPIC, black_box(&payload)).unwrap();
+                            broadcaster.publish(frame).unwrap();
                         },
                         || {
                             for channel in &channels {

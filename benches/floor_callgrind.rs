@@ -356,8 +356,17 @@ fn e2e_ratios(threaded: bool) {
         };
         let p_drain = || drain_channels(&channels);
         let p_consume = || consume_channels(&channels);
+        // E2E_SHARED_FRAME=1: the broadcaster publishes clones of one prebuilt frame, as
+        // `channel_fanout_e2e/fanout_broadcaster` does, instead of a new frame each time
+        // (then publisher and consumer count references on the same cache line).
+        let shared = std::env::var("E2E_SHARED_FRAME").is_ok_and(|v| v == "1");
+        let prebuilt = encode_push(TOPIC, &PAYLOAD).unwrap();
         let mut b_pub = || {
-            let frame = encode_push(TOPIC, black_box(&PAYLOAD)).unwrap();
+            let frame = if shared {
+                prebuilt.clone()
+            } else {
+                encode_push(TOPIC, black_box(&PAYLOAD)).unwrap()
+            };
             broadcaster.publish(frame).unwrap();
         };
         let b_drain = || drain_channels(&b_channels);
