@@ -13,12 +13,21 @@
 //! Implementations:
 //! - `fanout_pubsub`: `PubSub<[u8]>` channel clients, `broadcast(&Topic, payload,
 //!   &RawPayload)` (frames built per broadcast, like the peers);
-//! - `fanout_pubsub_frame`: the same clients, `broadcast_frame` of one prebuilt frame;
-//! - `fanout_broadcaster`: `Broadcaster<Bytes>::publish` of a prebuilt frame;
+//! - `fanout_pubsub_frame`: the same clients, `broadcast_frame` of one prebuilt frame
+//!   (every delivery clones the same `Bytes`: publisher and consumer then update one
+//!   reference count, which this row measures too);
+//! - `fanout_broadcaster`: `Broadcaster<Bytes>::publish` of a frame encoded per publish;
 //! - `crossbeam_raw`: one `crossbeam_channel::bounded` queue per subscriber, frame
 //!   encoded once then `send(frame.clone())` per queue — the floor for channel sinks;
 //! - `tokio_broadcast`: one `tokio::sync::broadcast` channel, `blocking_recv`;
 //! - `bus`: one `bus::Bus`, `recv`.
+//!
+//! Group `channel_fanout_st/<implementation>/<n>` (n = 16, 256, 4096): the same
+//! implementations without the consumer thread: one broadcast, then one `try_recv` from
+//! every queue, on the publisher's thread (tokio's receivers and bus's readers
+//! `try_recv` too). No flow control is needed and nothing waits, so this isolates what
+//! a delivery costs the two ends from the wake-ups of the end-to-end group; per-delivery
+//! ratios against `crossbeam_raw` are in PERFORMANCE.md (workload 2).
 //!
 //! Group `conflation/<scenario>/<policy>/<n>`: the publish cost of a conflating channel
 //! against `DropOldest`, on one thread, for `Broadcaster<(u32, u64)>::publish` to `n`
@@ -169,7 +178,12 @@ fn channel_fanout(c: &mut Criterion) {
                     end_to_end(
                         iters,
                         || {
-                            broadcaster.publish(frame.clone()).unwrap();
+                            // A new frame per publish, like the peers: clones of one
+                            // prebuilt frame put the publisher's increments and the
+                            // consumer's decrements of its reference count on one cache
+                            // line, which cost 2–4× (PERFORMANCE.md, workload 2).
+                            let frame = encode_push(TOPIC, black_box(&payload)).unwrap();
+                            broadcaster.publish(frame).unwrap();
                         },
                         || {
                             for channel in &channels {
@@ -258,6 +272,106 @@ fn channel_fanout(c: &mut Criterion) {
     group.finish();
 }
 
+/// Subscriber counts of the single-threaded group.
+const ST_SIZES: [usize; 3] = [16, 256, 4096];
+
+fn channel_fanout_st(c: &mut Criterion) {
+    let payload = [7u8; 64];
+    let mut group = c.benchmark_group("channel_fanout_st");
+    group
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500))
+        .sample_size(20);
+    let config = ChannelConfig::new(CAPACITY, OverflowPolicy::DropNewest);
+    for n in ST_SIZES {
+        group.throughput(Throughput::Elements(n as u64));
+
+        {
+            let pubsub = PubSub::<[u8]>::new().unwrap();
+            let topic = pubsub.topic(TOPIC).unwrap();
+            let channels: Vec<_> = (0..n)
+                .map(|_| {
+                    let id = pubsub.generate_client_id();
+                    let channel = pubsub.register_channel_with(id, config).unwrap();
+                    pubsub.subscribe(id, &topic).unwrap();
+                    channel
+                })
+                .collect();
+            group.bench_with_input(BenchmarkId::new("fanout_pubsub", n), &n, |b, _| {
+                b.iter(|| {
+                    pubsub.broadcast(&topic, &payload[..], &RawPayload).unwrap();
+                    for channel in &channels {
+                        black_box(channel.try_recv().unwrap());
+                    }
+                })
+            });
+            assert_eq!(pubsub.stats().dropped, 0);
+        }
+
+        {
+            let broadcaster = Broadcaster::<Bytes>::start().unwrap();
+            let channels: Vec<_> = (0..n)
+                .map(|_| broadcaster.subscribe_with(config).unwrap())
+                .collect();
+            group.bench_with_input(BenchmarkId::new("fanout_broadcaster", n), &n, |b, _| {
+                b.iter(|| {
+                    let frame = encode_push(TOPIC, black_box(&payload)).unwrap();
+                    broadcaster.publish(frame).unwrap();
+                    for channel in &channels {
+                        black_box(channel.try_recv().unwrap());
+                    }
+                })
+            });
+        }
+
+        {
+            let (senders, receivers): (Vec<_>, Vec<_>) = (0..n)
+                .map(|_| crossbeam_channel::bounded::<Bytes>(CAPACITY))
+                .unzip();
+            group.bench_with_input(BenchmarkId::new("crossbeam_raw", n), &n, |b, _| {
+                b.iter(|| {
+                    let frame = encode_push(TOPIC, black_box(&payload)).unwrap();
+                    for tx in &senders {
+                        tx.try_send(frame.clone()).unwrap();
+                    }
+                    for rx in &receivers {
+                        black_box(rx.try_recv().unwrap());
+                    }
+                })
+            });
+        }
+
+        {
+            let (tx, _) = tokio::sync::broadcast::channel::<Bytes>(CAPACITY);
+            let mut receivers: Vec<_> = (0..n).map(|_| tx.subscribe()).collect();
+            group.bench_with_input(BenchmarkId::new("tokio_broadcast", n), &n, |b, _| {
+                b.iter(|| {
+                    let frame = encode_push(TOPIC, black_box(&payload)).unwrap();
+                    tx.send(frame).unwrap();
+                    for rx in receivers.iter_mut() {
+                        black_box(rx.try_recv().unwrap());
+                    }
+                })
+            });
+        }
+
+        {
+            let mut bus = bus::Bus::<Bytes>::new(CAPACITY);
+            let mut readers: Vec<_> = (0..n).map(|_| bus.add_rx()).collect();
+            group.bench_with_input(BenchmarkId::new("bus", n), &n, |b, _| {
+                b.iter(|| {
+                    let frame = encode_push(TOPIC, black_box(&payload)).unwrap();
+                    bus.broadcast(frame);
+                    for rx in readers.iter_mut() {
+                        black_box(rx.try_recv().unwrap());
+                    }
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
 /// Keys the conflation group cycles through.
 const KEYS: u32 = 64;
 
@@ -338,5 +452,5 @@ fn conflation(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, channel_fanout, conflation);
+criterion_group!(benches, channel_fanout, channel_fanout_st, conflation);
 criterion_main!(benches);

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::engine::EngineLink;
 use crate::membership::Membership;
-use crate::sink::{SinkState, Status};
+use crate::sink::{SinkCloser, SinkState, Status};
 use crate::sync::queue::{Iter, Receiver, RecvError, RecvTimeoutError, TryIter, TryRecvError};
 use crate::sync::Arc;
 use crate::ClientId;
@@ -53,6 +53,11 @@ pub struct Channel<M> {
     /// Its place in the engine. First, so it is dropped first: the sink is closed (and
     /// its removal asked for) before the receiver goes.
     membership: Membership<M>,
+    /// Closes the sink's inline open flag on drop (before `membership` closes the shared
+    /// state), so that publishers skip the sink at once even when the queue stays
+    /// connected — under drop-oldest the sink holds a receiver of its own, and a caller
+    /// may have cloned [`receiver`](Self::receiver).
+    closer: SinkCloser<M>,
     /// The queue's consumer end.
     receiver: Receiver<M>,
 }
@@ -91,9 +96,11 @@ impl<M> Channel<M> {
         state: Arc<SinkState>,
         id: ClientId,
         link: EngineLink<M>,
+        closer: SinkCloser<M>,
     ) -> Self {
         Self {
             membership: Membership::new(state, id, link),
+            closer,
             receiver,
         }
     }
@@ -161,6 +168,15 @@ impl<M> Channel<M> {
     /// Whether this channel belongs to the engine `link` points at.
     pub(crate) fn is_from(&self, link: &EngineLink<M>) -> bool {
         self.membership.is_from(link)
+    }
+}
+
+impl<M> Drop for Channel<M> {
+    fn drop(&mut self) {
+        // The inline flag first: a publisher that sees it closed skips without looking at
+        // the shared state. Then the fields: `membership` closes the shared state and asks
+        // for the prune, and the receiver goes last.
+        self.closer.close();
     }
 }
 

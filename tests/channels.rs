@@ -138,6 +138,38 @@ fn dropping_a_channel_unsubscribes_it_without_any_publish() {
     assert_eq!(feed.publish(1).unwrap(), 0);
 }
 
+/// Dropping a `Channel` stops deliveries at once even when its queue stays connected:
+/// under drop-oldest the sink holds a receiver of its own, and here the consumer also
+/// cloned its receiver before dropping the channel. (Publishers check an inline copy of
+/// the sink's status, which the dropped channel must close too.)
+#[test]
+fn a_dropped_channel_is_skipped_at_once_even_if_its_queue_stays_connected() {
+    for policy in [OverflowPolicy::DropOldest, OverflowPolicy::DropNewest] {
+        for _ in 0..20 {
+            let feed = Broadcaster::<u32>::start().unwrap();
+            let other = feed.subscribe().unwrap();
+            let channel = feed
+                .subscribe_with(ChannelConfig::new(CAPACITY, policy))
+                .unwrap();
+            let kept = channel.receiver().clone();
+            assert_eq!(feed.publish(1).unwrap(), 2);
+            drop(channel);
+            assert_eq!(
+                feed.publish(2).unwrap(),
+                1,
+                "{policy:?}: publishers skip a dropped channel at once"
+            );
+            assert_eq!(kept.try_iter().collect::<Vec<_>>(), [1], "{policy:?}");
+            assert_eq!(other.try_iter().collect::<Vec<_>>(), [1, 2]);
+            assert!(common::eventually(Duration::from_secs(5), || feed
+                .subscriber_count()
+                == 1));
+            // Once pruned, the sink (and its sending side) is gone: the clone ends.
+            assert!(kept.recv_timeout(Duration::from_secs(5)).is_err());
+        }
+    }
+}
+
 #[test]
 fn unsubscribe_is_immediate_and_ends_the_receiver() {
     let feed = Broadcaster::<u32>::start().unwrap();

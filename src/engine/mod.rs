@@ -45,7 +45,7 @@ use writer::Writer;
 use crate::authorization::SubscribeHook;
 use crate::error::StartError;
 use crate::policy::ChannelConfig;
-use crate::sink::{ChannelSink, Sink, SinkState};
+use crate::sink::{ChannelSink, Sink, SinkCloser, SinkState};
 use crate::stats::{Counters, Stats};
 use crate::sync::queue::{self, Receiver, Sender};
 use crate::sync::{lock, thread, Arc, AtomicBool, AtomicU64, Condvar, JoinHandle, Mutex, Ordering};
@@ -314,7 +314,16 @@ impl<T: Clone> Engine<T> {
         sink: Sink<T>,
         topic: Option<Topic>,
     ) -> Result<(), Error> {
-        let sink = Arc::new(sink);
+        self.register_shared(id, Arc::new(sink), topic)
+    }
+
+    /// [`register`](Self::register) for a sink already behind its `Arc`.
+    pub(crate) fn register_shared(
+        &self,
+        id: ClientId,
+        sink: Arc<Sink<T>>,
+        topic: Option<Topic>,
+    ) -> Result<(), Error> {
         self.shared().call(Op::Register { id, sink, topic })?.one()
     }
 
@@ -364,8 +373,10 @@ impl<T: Clone> Engine<T> {
         config.validate()?;
         let (sink, receiver) = ChannelSink::new(config);
         let state = Arc::new(SinkState::new());
-        self.register(id, Sink::channel(sink, Arc::clone(&state)), topic)?;
-        Ok(Channel::new(receiver, state, id, self.link.clone()))
+        let sink = Arc::new(Sink::channel(sink, Arc::clone(&state)));
+        let closer = SinkCloser::new(&sink);
+        self.register_shared(id, sink, topic)?;
+        Ok(Channel::new(receiver, state, id, self.link.clone(), closer))
     }
 
     /// Applies one subscribe, unsubscribe or unregister.

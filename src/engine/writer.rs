@@ -263,7 +263,7 @@ impl<T> Writer<T> {
         if !self.closed {
             self.closed = true;
             for (_, record) in self.clients.drain() {
-                record.sink.state().close(reason);
+                record.sink.close(reason);
                 aftermath.retired_sinks.push(record.sink);
             }
             let working = std::mem::take(&mut self.working);
@@ -615,7 +615,7 @@ impl<T> Writer<T> {
                 }
             }
         }
-        record.sink.state().close(reason);
+        record.sink.close(reason);
         self.working.clients -= 1;
         aftermath.retired_sinks.push(record.sink);
         self.presence_changed |= lock(&self.presence).depart(id);

@@ -17,7 +17,7 @@
 //! then the waker slot is closed, so a parked consumer wakes and finds the queue
 //! disconnected.
 
-use super::{ChannelSink, Delivery, SinkState};
+use super::{ChannelSink, Delivery, Sink};
 use crate::policy::ChannelConfig;
 use crate::sync::queue::Receiver;
 use crate::sync::waker_slot::WakerSlot;
@@ -56,9 +56,11 @@ impl<T: Clone> AsyncChannelSink<T> {
         (sink, receiver, slot)
     }
 
+    /// `sink` is the [`Sink`] this is the flavour of (the queue's cold paths read or close
+    /// its state through it).
     #[inline]
-    pub(crate) fn send(&self, item: &T, state: &SinkState) -> Delivery {
-        let delivery = self.queue.send(item, state);
+    pub(crate) fn send(&self, item: &T, sink: &Sink<T>) -> Delivery {
+        let delivery = self.queue.send(item, sink);
         // Only a push that queued the item can be what a parked consumer waits for. A
         // frame dropped on a full queue needs no wake-up: the consumer is not parked on
         // a full queue, or it was woken by one of the pushes that filled it.

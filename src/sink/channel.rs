@@ -2,10 +2,23 @@
 //!
 //! The consumer side is the public [`Channel`](crate::Channel); this is the publisher
 //! side, which lives in the snapshot and is shared by every broadcast.
+//!
+//! # What a delivery touches
+//!
+//! A delivery reads the subscriber's [`Sink`] — an inline copy of "open", the flavour's
+//! tag and `tx`, one cache line — and then crossbeam's queue; nothing else of fanout's.
+//! The shared [`SinkState`] (a separate allocation, the consumer's view) and the
+//! overflow policy are read only when the queue refuses the item, in the cold
+//! [`ChannelSink::refused`]; the walk does not even load the state's address. At 4,096
+//! subscribers each of those reads was a cache miss per delivery (`floor_callgrind
+//! e2e_pubsub` under `callgrind --cache-sim=yes`, PERFORMANCE.md workload 2).
 
-use super::{Delivery, SinkState, Status};
+use std::time::Duration;
+
+use super::{Delivery, Sink, SinkState, Status};
 use crate::policy::{ChannelConfig, OverflowPolicy};
 use crate::sync::queue::{self, Receiver, SendTimeoutError, Sender, TrySendError};
+use crate::sync::Arc;
 
 /// How many times drop-oldest tries to make room before it gives up and drops the new
 /// frame instead. Each failed try means another publisher filled the slot just freed;
@@ -13,68 +26,89 @@ use crate::sync::queue::{self, Receiver, SendTimeoutError, Sender, TrySendError}
 const DROP_OLDEST_ATTEMPTS: usize = 4;
 
 /// The sending half of a channel sink.
+///
+/// `repr(C)`: `tx`, the one field a delivery reads, comes first, right after the
+/// enclosing sink's inline `open` flag (the enclosing enums' tags are encoded in `tx`'s).
+#[repr(C)]
 pub(crate) struct ChannelSink<T> {
     /// Where frames go.
     tx: Sender<T>,
-    /// A second handle on the queue's receiving end, held only under
-    /// [`OverflowPolicy::DropOldest`] to pop the oldest frame when the queue is full.
-    oldest: Option<Receiver<T>>,
     /// What to do on a full queue.
-    policy: OverflowPolicy,
+    overflow: Overflow<T>,
+}
+
+/// An [`OverflowPolicy`] with what applying it needs. Drop-oldest's receiver lives in
+/// its variant rather than in a field of its own beside the policy: that keeps
+/// [`ChannelSink`] at 40 bytes, so the inline `open` flag next to it costs no sink a
+/// word (every sink is as large as the largest flavour: 56 bytes, callbacks included).
+enum Overflow<T> {
+    DropNewest,
+    /// A second handle on the queue's receiving end, to pop the oldest frame.
+    DropOldest(Receiver<T>),
+    Disconnect,
+    Block(Duration),
 }
 
 impl<T: Clone> ChannelSink<T> {
     /// A sink and the receiver its consumer reads from.
     pub(crate) fn new(config: ChannelConfig) -> (Self, Receiver<T>) {
         let (tx, rx) = queue::bounded(config.capacity);
-        let oldest = match config.policy {
-            OverflowPolicy::DropOldest => Some(rx.clone()),
-            _ => None,
+        let overflow = match config.policy {
+            OverflowPolicy::DropNewest => Overflow::DropNewest,
+            OverflowPolicy::DropOldest => Overflow::DropOldest(rx.clone()),
+            OverflowPolicy::Disconnect => Overflow::Disconnect,
+            OverflowPolicy::Block(timeout) => Overflow::Block(timeout),
         };
-        let sink = Self {
-            tx,
-            oldest,
-            policy: config.policy,
-        };
-        (sink, rx)
+        (Self { tx, overflow }, rx)
     }
 
+    /// Hands `item` to the queue. `sink` is the [`Sink`] this is the flavour of: only the
+    /// cold [`refused`](Self::refused) reads its state (or closes it), so the inline path
+    /// loads nothing of it.
     #[inline]
-    pub(crate) fn send(&self, item: &T, state: &SinkState) -> Delivery {
+    pub(crate) fn send(&self, item: &T, sink: &Sink<T>) -> Delivery {
         match self.tx.try_send(item.clone()) {
             Ok(()) => Delivery::Delivered,
-            Err(TrySendError::Full(item)) => self.overflow(item, state),
-            Err(TrySendError::Disconnected(_)) => consumer_gone(state),
+            Err(refused) => self.refused(refused, sink),
+        }
+    }
+
+    /// The queue refused the item: full (apply the policy) or its consumer is gone.
+    #[cold]
+    #[inline(never)]
+    fn refused(&self, refused: TrySendError<T>, sink: &Sink<T>) -> Delivery {
+        match refused {
+            TrySendError::Full(item) => self.overflow(item, sink),
+            TrySendError::Disconnected(_) => consumer_gone(sink),
         }
     }
 
     /// The queue is full: apply the policy.
     #[cold]
-    fn overflow(&self, item: T, state: &SinkState) -> Delivery {
-        match self.policy {
-            OverflowPolicy::DropNewest => dropped(state, 1, false),
-            OverflowPolicy::DropOldest => self.replace_oldest(item, state),
-            OverflowPolicy::Disconnect => {
-                if state.close(Status::Overflow) {
+    fn overflow(&self, item: T, sink: &Sink<T>) -> Delivery {
+        let state = sink.state();
+        match &self.overflow {
+            Overflow::DropNewest => dropped(state, 1, false),
+            Overflow::DropOldest(oldest) => self.replace_oldest(oldest, item, sink),
+            Overflow::Disconnect => {
+                if sink.close(Status::Overflow) {
                     state.count_dropped(1);
                     Delivery::Closed { dropped: 1 }
                 } else {
                     Delivery::Skipped
                 }
             }
-            OverflowPolicy::Block(timeout) => match self.tx.send_timeout(item, timeout) {
+            Overflow::Block(timeout) => match self.tx.send_timeout(item, *timeout) {
                 Ok(()) => Delivery::Delivered,
                 Err(SendTimeoutError::Timeout(_)) => dropped(state, 1, false),
-                Err(SendTimeoutError::Disconnected(_)) => consumer_gone(state),
+                Err(SendTimeoutError::Disconnected(_)) => consumer_gone(sink),
             },
         }
     }
 
     /// Drop-oldest: pop the head of the queue (counting it) and queue `item` instead.
-    fn replace_oldest(&self, mut item: T, state: &SinkState) -> Delivery {
-        let Some(oldest) = &self.oldest else {
-            unreachable!("a drop-oldest sink always holds a receiver");
-        };
+    fn replace_oldest(&self, oldest: &Receiver<T>, mut item: T, sink: &Sink<T>) -> Delivery {
+        let state = sink.state();
         let mut frames = 0;
         for _ in 0..DROP_OLDEST_ATTEMPTS {
             // The consumer may empty the queue between our `try_send` and this pop: then
@@ -91,11 +125,20 @@ impl<T: Clone> ChannelSink<T> {
                     };
                 }
                 Err(TrySendError::Full(back)) => item = back,
-                Err(TrySendError::Disconnected(_)) => return consumer_gone(state),
+                Err(TrySendError::Disconnected(_)) => return consumer_gone(sink),
             }
         }
         // Other publishers kept refilling the slot: drop the new frame too.
         dropped(state, frames + 1, false)
+    }
+}
+
+/// Every receiver is gone: close the sink (once) so the writer prunes it.
+fn consumer_gone<T>(sink: &Sink<T>) -> Delivery {
+    if sink.close(Status::ConsumerGone) {
+        Delivery::Closed { dropped: 0 }
+    } else {
+        Delivery::Skipped
     }
 }
 
@@ -104,10 +147,36 @@ fn dropped(state: &SinkState, frames: u64, delivered: bool) -> Delivery {
     Delivery::Dropped { frames, delivered }
 }
 
-fn consumer_gone(state: &SinkState) -> Delivery {
-    if state.close(Status::ConsumerGone) {
-        Delivery::Closed { dropped: 0 }
-    } else {
-        Delivery::Skipped
+/// How a consumer's [`Channel`](crate::Channel) closes its sink's inline open flag when
+/// it is dropped, without keeping the sink alive: the sink owns the queue's sending side,
+/// whose drop is what ends the consumer's receiver once the engine lets go of the sink.
+pub(crate) struct SinkCloser<T> {
+    #[cfg(not(loom))]
+    sink: std::sync::Weak<Sink<T>>,
+    /// Loom's `Arc` has no `Weak`: under `--cfg loom` a delivery checks the shared state
+    /// as well (see [`Sink::deliver`]), so the consumer's close of that suffices.
+    #[cfg(loom)]
+    sink: std::marker::PhantomData<fn(T)>,
+}
+
+impl<T> SinkCloser<T> {
+    pub(crate) fn new(sink: &Arc<Sink<T>>) -> Self {
+        #[cfg(not(loom))]
+        let sink = Arc::downgrade(sink);
+        #[cfg(loom)]
+        let sink = {
+            let _ = sink;
+            std::marker::PhantomData
+        };
+        Self { sink }
+    }
+
+    /// Closes the sink's inline flag if the sink still exists (if it does not, no
+    /// snapshot holds it and no broadcast can reach it).
+    pub(crate) fn close(&self) {
+        #[cfg(not(loom))]
+        if let Some(sink) = self.sink.upgrade() {
+            sink.close_inline();
+        }
     }
 }

@@ -21,11 +21,11 @@ mod state;
 #[cfg(feature = "async")]
 pub(crate) use async_channel::AsyncChannelSink;
 pub(crate) use callback::CallbackSink;
-pub(crate) use channel::ChannelSink;
+pub(crate) use channel::{ChannelSink, SinkCloser};
 pub(crate) use conflating::{ConflatingSink, Pending};
 pub(crate) use state::{SinkState, Status};
 
-use crate::sync::Arc;
+use crate::sync::{Arc, AtomicBool, Ordering};
 
 /// What one delivery attempt did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,10 +65,37 @@ enum SinkKind<T> {
     },
     /// A channel's state is shared with its consumer's `Channel` (which closes it when
     /// dropped, and reads why it was closed).
-    Channel {
-        kind: ChannelKind<T>,
-        state: Arc<SinkState>,
-    },
+    Channel(ChannelParts<T>),
+}
+
+/// A queue-backed sink: its flavour, its shared state and an inline copy of "open".
+///
+/// `repr(C)`, `open` first: what a queue delivery reads — `open`, then the flavour tag
+/// and `tx` (the enums' tags are encoded in `tx`'s) — is the first 24 bytes, one cache
+/// line unless the allocation straddles two (a quarter of the 16-byte-aligned
+/// placements). The state, a separate allocation shared with the consumer, is read only
+/// when a queue refuses an item: checking it on every delivery was one more cache line,
+/// a miss nearly every time at 4,096 subscribers (PERFORMANCE.md, workload 2).
+#[repr(C)]
+struct ChannelParts<T> {
+    /// `false` once the sink is closed for any reason (unsubscribed, overflow, shutdown,
+    /// a panic, its consumer gone). Whoever closes the state closes this too
+    /// ([`Sink::close`]); a queue's consumer, which holds only the state, does it through
+    /// its [`SinkCloser`] when dropped. Other flavours' consumers close only the state,
+    /// so a delivery to them checks that as well.
+    open: AtomicBool,
+    kind: ChannelKind<T>,
+    state: Arc<SinkState>,
+}
+
+impl<T> ChannelParts<T> {
+    fn new(kind: ChannelKind<T>, state: Arc<SinkState>) -> Self {
+        Self {
+            open: AtomicBool::new(true),
+            kind,
+            state,
+        }
+    }
 }
 
 /// The queue-backed flavours, one level down. With three variants side by side the
@@ -109,29 +136,26 @@ impl<T: Clone> Sink<T> {
 
     pub(crate) fn channel(sink: ChannelSink<T>, state: Arc<SinkState>) -> Self {
         Self {
-            kind: SinkKind::Channel {
-                kind: ChannelKind::Queue(sink),
-                state,
-            },
+            kind: SinkKind::Channel(ChannelParts::new(ChannelKind::Queue(sink), state)),
         }
     }
 
     pub(crate) fn conflating(sink: ConflatingSink<T>, state: Arc<SinkState>) -> Self {
         Self {
-            kind: SinkKind::Channel {
-                kind: ChannelKind::Layered(LayeredKind::Conflating(sink)),
+            kind: SinkKind::Channel(ChannelParts::new(
+                ChannelKind::Layered(LayeredKind::Conflating(sink)),
                 state,
-            },
+            )),
         }
     }
 
     #[cfg(feature = "async")]
     pub(crate) fn async_channel(sink: AsyncChannelSink<T>, state: Arc<SinkState>) -> Self {
         Self {
-            kind: SinkKind::Channel {
-                kind: ChannelKind::Layered(LayeredKind::Async(Box::new(sink))),
+            kind: SinkKind::Channel(ChannelParts::new(
+                ChannelKind::Layered(LayeredKind::Async(Box::new(sink))),
                 state,
-            },
+            )),
         }
     }
 
@@ -149,12 +173,25 @@ impl<T: Clone> Sink<T> {
                 sink.call(item);
                 Delivery::Delivered
             }
-            SinkKind::Channel { kind, state } if state.is_open() => match kind {
-                ChannelKind::Queue(sink) => sink.send(item, state),
-                ChannelKind::Layered(LayeredKind::Conflating(sink)) => sink.send(item, state),
-                #[cfg(feature = "async")]
-                ChannelKind::Layered(LayeredKind::Async(sink)) => sink.send(item, state),
-            },
+            // A channel checks its inline `open` (Acquire: free on x86, and it keeps the
+            // compiler from holding the flavour tag in a register across the callback
+            // check, which cost the callback walk one instruction per delivery).
+            SinkKind::Channel(parts) if parts.open.load(Ordering::Acquire) => {
+                match &parts.kind {
+                    // Under loom, whose `Arc` has no `Weak` for the consumer to close
+                    // `open` with, a queue checks the state as well.
+                    ChannelKind::Queue(sink) if !cfg!(loom) || parts.state.is_open() => {
+                        sink.send(item, self)
+                    }
+                    // The layered flavours' consumers close only the state.
+                    ChannelKind::Layered(layered) if parts.state.is_open() => match layered {
+                        LayeredKind::Conflating(sink) => sink.send(item, &parts.state),
+                        #[cfg(feature = "async")]
+                        LayeredKind::Async(sink) => sink.send(item, self),
+                    },
+                    _ => Delivery::Skipped,
+                }
+            }
             _ => Delivery::Skipped,
         }
     }
@@ -165,7 +202,7 @@ impl<T: Clone> Sink<T> {
         if let SinkKind::Callback { sink, .. } = &self.kind {
             sink.disable();
         }
-        self.state().close(Status::Panicked)
+        self.close(Status::Panicked)
     }
 }
 
@@ -175,13 +212,34 @@ impl<T> Sink<T> {
     pub(crate) fn state(&self) -> &SinkState {
         match &self.kind {
             SinkKind::Callback { state, .. } => state,
-            SinkKind::Channel { state, .. } => state,
+            SinkKind::Channel(parts) => &parts.state,
+        }
+    }
+
+    /// Closes the sink with `reason` if it is still open: a channel's inline `open`, then
+    /// the state. Returns whether this call closed the state, so exactly one party acts
+    /// on the transition (counts it, asks for the prune).
+    pub(crate) fn close(&self, reason: Status) -> bool {
+        self.close_inline();
+        self.state().close(reason)
+    }
+
+    /// Closes a channel's inline `open` only: what a queue's consumer does when dropped,
+    /// before its `Membership` closes the state. A no-op for a callback, which only a
+    /// panic closes while it is still in a snapshot.
+    pub(crate) fn close_inline(&self) {
+        if let SinkKind::Channel(parts) = &self.kind {
+            // Relaxed: nothing is read on the strength of this flag (a closed sink is just
+            // skipped; why it closed is read from the state, with its own ordering). A
+            // close that happens-before a broadcast is seen by it (coherence); one that
+            // races it may be missed, and that broadcast, in flight, delivers once more.
+            parts.open.store(false, Ordering::Relaxed);
         }
     }
 
     /// Whether this is the sink whose consumer holds `state` (a channel's).
     pub(crate) fn has_consumer_state(&self, state: &Arc<SinkState>) -> bool {
-        matches!(&self.kind, SinkKind::Channel { state: own, .. } if Arc::ptr_eq(own, state))
+        matches!(&self.kind, SinkKind::Channel(parts) if Arc::ptr_eq(&parts.state, state))
     }
 }
 
