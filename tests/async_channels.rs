@@ -503,6 +503,29 @@ fn recv_cancelled_at_random_points_never_loses_or_reorders_items() {
 
 // ----- lifecycle: drop, unsubscribe, shutdown, panics ---------------------------------
 
+/// Dropping an `AsyncChannel` stops deliveries at once, before the engine prunes it,
+/// even when its queue stays connected (under drop-oldest the sink holds a receiver of
+/// its own): publishers check an inline copy of the sink's status, which the dropped
+/// channel closes.
+#[test]
+fn a_dropped_async_channel_is_skipped_at_once_even_if_its_queue_stays_connected() {
+    for _ in 0..20 {
+        let feed = Broadcaster::<u32>::start().unwrap();
+        let other = feed.subscribe().unwrap();
+        let channel = feed
+            .subscribe_async_with(ChannelConfig::new(CAPACITY, OverflowPolicy::DropOldest))
+            .unwrap();
+        assert_eq!(feed.publish(1).unwrap(), 2);
+        drop(channel);
+        assert_eq!(
+            feed.publish(2).unwrap(),
+            1,
+            "publishers skip a dropped async channel at once"
+        );
+        assert_eq!(other.try_iter().collect::<Vec<_>>(), [1, 2]);
+    }
+}
+
 #[test]
 fn dropping_an_async_channel_unsubscribes_it_without_any_publish() {
     let feed = Broadcaster::<u32>::start().unwrap();

@@ -48,7 +48,12 @@ impl<T: Clone> Shared<T> {
             return Ok(0);
         }
         let item = make()?;
-        Ok(self.deliver(subscribers, skip, item.borrow()))
+        let delivered = self.deliver(subscribers, skip, item.borrow());
+        #[cfg(feature = "async")]
+        if snapshot.has_async_sinks {
+            wake_parked(subscribers);
+        }
+        Ok(delivered)
     }
 
     /// A broadcast to a topic nobody subscribed to by name: it reaches the clients whose
@@ -70,7 +75,12 @@ impl<T: Clone> Shared<T> {
             return Ok(0);
         }
         let item = make()?;
-        Ok(self.deliver(&subscribers, skip, item.borrow()))
+        let delivered = self.deliver(&subscribers, skip, item.borrow());
+        #[cfg(feature = "async")]
+        if snapshot.has_async_sinks {
+            wake_parked(&subscribers);
+        }
+        Ok(delivered)
     }
 
     /// Like [`broadcast`](Self::broadcast) for an item the caller already has.
@@ -190,6 +200,21 @@ impl<T: Clone> Shared<T> {
                 );
             }
         }
+    }
+}
+
+/// The end of a broadcast on an engine with async sinks: one `SeqCst` fence for all the
+/// pushes the walk made (each came before it), then every async sink looks for a parked
+/// consumer (steps b–d of `sync/waker_slot.rs`, the fence shared). Every subscriber is
+/// visited — the skipped sender and closed sinks too: a look costs a load, and a
+/// spurious wake-up is allowed.
+#[cfg(feature = "async")]
+#[cold]
+#[inline(never)]
+fn wake_parked<T, S: Borrow<Subscriber<T>>>(subscribers: &[S]) {
+    crate::sync::fence(Ordering::SeqCst);
+    for subscriber in subscribers {
+        subscriber.borrow().sink.wake_if_parked();
     }
 }
 

@@ -83,6 +83,12 @@ pub(crate) struct Snapshot<T> {
     pub(crate) patterns: std::sync::Arc<PatternNode<T>>,
     /// Wildcard subscriptions (client–pattern pairs).
     pub(crate) pattern_subscriptions: usize,
+    /// Whether an async channel sink was ever registered: then a broadcast ends with a
+    /// look for parked consumers (`engine/delivery.rs`, `wake_parked`). Set by the
+    /// writer in the snapshot that first holds one, so no broadcast can reach an async
+    /// sink without seeing it; never cleared.
+    #[cfg(feature = "async")]
+    pub(crate) has_async_sinks: bool,
 }
 
 impl<T> Clone for Snapshot<T> {
@@ -93,6 +99,8 @@ impl<T> Clone for Snapshot<T> {
             subscriptions: self.subscriptions,
             patterns: std::sync::Arc::clone(&self.patterns),
             pattern_subscriptions: self.pattern_subscriptions,
+            #[cfg(feature = "async")]
+            has_async_sinks: self.has_async_sinks,
         }
     }
 }
@@ -105,6 +113,8 @@ impl<T> Default for Snapshot<T> {
             subscriptions: 0,
             patterns: std::sync::Arc::default(),
             pattern_subscriptions: 0,
+            #[cfg(feature = "async")]
+            has_async_sinks: false,
         }
     }
 }

@@ -367,6 +367,10 @@ impl<T> Writer<T> {
             aftermath.retired_sinks.push(sink);
             return Err(Error::DuplicateClient(id));
         }
+        #[cfg(feature = "async")]
+        if sink.is_async() {
+            self.working.has_async_sinks = true;
+        }
         self.clients.insert(
             id,
             ClientRecord {

@@ -80,9 +80,9 @@ enum SinkKind<T> {
 struct ChannelParts<T> {
     /// `false` once the sink is closed for any reason (unsubscribed, overflow, shutdown,
     /// a panic, its consumer gone). Whoever closes the state closes this too
-    /// ([`Sink::close`]); a queue's consumer, which holds only the state, does it through
-    /// its [`SinkCloser`] when dropped. Other flavours' consumers close only the state,
-    /// so a delivery to them checks that as well.
+    /// ([`Sink::close`]); a queue's or an async channel's consumer, which holds only the
+    /// state, does it through its [`SinkCloser`] when dropped. A conflating consumer
+    /// closes only the state, so a delivery to it checks that as well.
     open: AtomicBool,
     kind: ChannelKind<T>,
     state: Arc<SinkState>,
@@ -183,12 +183,19 @@ impl<T: Clone> Sink<T> {
                     ChannelKind::Queue(sink) if !cfg!(loom) || parts.state.is_open() => {
                         sink.send(item, self)
                     }
-                    // The layered flavours' consumers close only the state.
-                    ChannelKind::Layered(layered) if parts.state.is_open() => match layered {
-                        LayeredKind::Conflating(sink) => sink.send(item, &parts.state),
-                        #[cfg(feature = "async")]
-                        LayeredKind::Async(sink) => sink.send(item, self),
-                    },
+                    // An async consumer closes `open` too, as a `Channel` does.
+                    #[cfg(feature = "async")]
+                    ChannelKind::Layered(LayeredKind::Async(sink))
+                        if !cfg!(loom) || parts.state.is_open() =>
+                    {
+                        sink.send(item, self)
+                    }
+                    // The conflating consumer closes only the state.
+                    ChannelKind::Layered(LayeredKind::Conflating(sink))
+                        if parts.state.is_open() =>
+                    {
+                        sink.send(item, &parts.state)
+                    }
                     _ => Delivery::Skipped,
                 }
             }
@@ -207,6 +214,35 @@ impl<T: Clone> Sink<T> {
 }
 
 impl<T> Sink<T> {
+    /// Whether this is an async channel's sink (whose consumer may be parked: see
+    /// [`wake_if_parked`](Self::wake_if_parked)).
+    #[cfg(feature = "async")]
+    pub(crate) fn is_async(&self) -> bool {
+        matches!(
+            &self.kind,
+            SinkKind::Channel(ChannelParts {
+                kind: ChannelKind::Layered(LayeredKind::Async(_)),
+                ..
+            })
+        )
+    }
+
+    /// The second half of a delivery to an async sink: wakes its consumer if it is
+    /// parked. Called by the broadcast for every subscriber once all are served, after
+    /// one `SeqCst` fence that follows every push (see `sync/waker_slot.rs`); a no-op
+    /// for every other flavour.
+    #[cfg(feature = "async")]
+    #[inline]
+    pub(crate) fn wake_if_parked(&self) {
+        if let SinkKind::Channel(ChannelParts {
+            kind: ChannelKind::Layered(LayeredKind::Async(sink)),
+            ..
+        }) = &self.kind
+        {
+            sink.wake_if_parked();
+        }
+    }
+
     /// Open/closed status and drop counter.
     #[inline]
     pub(crate) fn state(&self) -> &SinkState {

@@ -148,11 +148,24 @@ impl WakerSlot {
         lock(&self.parked).wakers.retain(|(k, _)| *k != key);
     }
 
-    /// Publisher, steps b–d: call after every successful push.
-    #[inline]
+    /// Publisher, steps b–d, for one push. The engine shares step b among all the
+    /// async sinks of one broadcast (its fence, then [`wake_if_waiting`] on each); the
+    /// tests and models drive a single slot with this.
+    ///
+    /// [`wake_if_waiting`]: Self::wake_if_waiting
+    #[cfg(test)]
     pub(crate) fn notify(&self) {
         // Pairs with the fence in `register`: see "Why no wake-up is lost".
         fence(Ordering::SeqCst);
+        self.wake_if_waiting();
+    }
+
+    /// Publisher, steps c–d, for a publisher that has pushed and then fenced itself: a
+    /// broadcast pushes to all its async sinks, issues one `SeqCst` fence, then calls
+    /// this on each (the argument above holds per slot: each push is before the fence,
+    /// each check after it).
+    #[inline]
+    pub(crate) fn wake_if_waiting(&self) {
         // Relaxed: ordered by the fences; the common answer is "nobody is parked".
         if self.waiting.load(Ordering::Relaxed) {
             self.wake();
@@ -351,6 +364,55 @@ mod loom_models {
             assert!(
                 found || woken.load(Ordering::Acquire),
                 "the consumer parked beside a pushed item and nobody woke it"
+            );
+        });
+    }
+
+    /// A broadcast to two async sinks: both pushes, one fence, then each slot's look
+    /// (`wake_if_waiting`), as the engine's walk does it. Both consumers poll meanwhile;
+    /// each finds its item or is woken. Fails without the fence between the pushes and
+    /// the looks.
+    #[test]
+    fn one_fence_after_several_pushes_wakes_every_parked_consumer() {
+        loom::model(|| {
+            let slots = [Arc::new(WakerSlot::new()), Arc::new(WakerSlot::new())];
+            let queues = [
+                Arc::new(AtomicBool::new(false)),
+                Arc::new(AtomicBool::new(false)),
+            ];
+            let publisher = thread::spawn({
+                let slots = slots.clone();
+                let queues = queues.clone();
+                move || {
+                    for queue in &queues {
+                        queue.store(true, Ordering::Release); // the pushes
+                    }
+                    crate::sync::fence(Ordering::SeqCst); // the walk's one fence
+                    for slot in &slots {
+                        slot.wake_if_waiting();
+                    }
+                }
+            });
+            let other = thread::spawn({
+                let (slot, queue) = (Arc::clone(&slots[1]), Arc::clone(&queues[1]));
+                move || {
+                    let woken = Arc::new(AtomicBool::new(false));
+                    let waker = Waker::from(std::sync::Arc::new(Flag(Arc::clone(&woken))));
+                    (poll(&slot, &queue, &waker), woken)
+                }
+            });
+            let woken = Arc::new(AtomicBool::new(false));
+            let waker = Waker::from(std::sync::Arc::new(Flag(Arc::clone(&woken))));
+            let found = poll(&slots[0], &queues[0], &waker);
+            let (other_found, other_woken) = other.join().unwrap();
+            publisher.join().unwrap();
+            assert!(
+                found || woken.load(Ordering::Acquire),
+                "the first consumer parked beside its item and nobody woke it"
+            );
+            assert!(
+                other_found || other_woken.load(Ordering::Acquire),
+                "the second consumer parked beside its item and nobody woke it"
             );
         });
     }
