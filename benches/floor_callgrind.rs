@@ -531,6 +531,38 @@ fn preloaded_with_sample(n: usize, pairs: usize) -> (PubSub<[u8]>, ClientId, Vec
     (pubsub, id, sample)
 }
 
+/// `ch_fanout` and `as_fanout`: `n` clients of one channel flavour (made by `register`)
+/// on one topic, `iters` broadcasts in rounds of `ROUND`; each round is drained (by
+/// `drain`) outside the measured time, so the queues never fill.
+fn channel_rounds<C>(
+    n: usize,
+    iters: usize,
+    register: impl Fn(&PubSub<[u8]>, ClientId, ChannelConfig) -> C,
+    drain: impl Fn(&C),
+) -> (usize, std::time::Duration) {
+    let pubsub = PubSub::<[u8]>::new().unwrap();
+    let channels: Vec<C> = (0..n)
+        .map(|_| {
+            let id = pubsub.generate_client_id();
+            let config = ChannelConfig::new(ROUND, OverflowPolicy::DropNewest);
+            let channel = register(&pubsub, id, config);
+            pubsub.subscribe(id, TOPIC).unwrap();
+            channel
+        })
+        .collect();
+    let topic = pubsub.topic(TOPIC).unwrap();
+    let start = Instant::now();
+    let mut total = 0;
+    let mut draining = std::time::Duration::ZERO;
+    for _ in 0..iters / ROUND {
+        total += measure_ch_fanout(&pubsub, &topic, ROUND);
+        let drain_start = Instant::now();
+        channels.iter().for_each(&drain);
+        draining += drain_start.elapsed();
+    }
+    (total, start.elapsed() - draining)
+}
+
 fn run(mode: &str, n: usize, iters: usize, pairs: usize) -> (usize, std::time::Duration) {
     let start;
     let delivered = match mode {
@@ -597,65 +629,23 @@ fn run(mode: &str, n: usize, iters: usize, pairs: usize) -> (usize, std::time::D
             measure_cb_bus(&mut bus, &mut readers, iters)
         }
         "ch_fanout" => {
-            let pubsub = PubSub::<[u8]>::new().unwrap();
-            let channels: Vec<Channel<Bytes>> = (0..n)
-                .map(|_| {
-                    let id = pubsub.generate_client_id();
-                    let channel = pubsub
-                        .register_channel_with(
-                            id,
-                            ChannelConfig::new(ROUND, OverflowPolicy::DropNewest),
-                        )
-                        .unwrap();
-                    pubsub.subscribe(id, TOPIC).unwrap();
-                    channel
-                })
-                .collect();
-            let topic = pubsub.topic(TOPIC).unwrap();
-            start = Instant::now();
-            let mut total = 0;
-            let mut draining = std::time::Duration::ZERO;
-            for _ in 0..iters / ROUND {
-                total += measure_ch_fanout(&pubsub, &topic, ROUND);
-                let drain = Instant::now();
-                for channel in &channels {
-                    while channel.try_recv().is_ok() {}
-                }
-                draining += drain.elapsed();
-            }
-            return (total, start.elapsed() - draining);
+            return channel_rounds(
+                n,
+                iters,
+                |pubsub, id, config| pubsub.register_channel_with(id, config).unwrap(),
+                |channel: &Channel<Bytes>| while channel.try_recv().is_ok() {},
+            )
         }
         // The async channel flavour (`--features async`): `ch_fanout` with
         // `register_async_with`, drained with `try_recv`, nobody parked.
         #[cfg(feature = "async")]
         "as_fanout" => {
-            let pubsub = PubSub::<[u8]>::new().unwrap();
-            let channels: Vec<fanout::AsyncChannel<Bytes>> = (0..n)
-                .map(|_| {
-                    let id = pubsub.generate_client_id();
-                    let channel = pubsub
-                        .register_async_with(
-                            id,
-                            ChannelConfig::new(ROUND, OverflowPolicy::DropNewest),
-                        )
-                        .unwrap();
-                    pubsub.subscribe(id, TOPIC).unwrap();
-                    channel
-                })
-                .collect();
-            let topic = pubsub.topic(TOPIC).unwrap();
-            start = Instant::now();
-            let mut total = 0;
-            let mut draining = std::time::Duration::ZERO;
-            for _ in 0..iters / ROUND {
-                total += measure_ch_fanout(&pubsub, &topic, ROUND);
-                let drain = Instant::now();
-                for channel in &channels {
-                    while channel.try_recv().is_ok() {}
-                }
-                draining += drain.elapsed();
-            }
-            return (total, start.elapsed() - draining);
+            return channel_rounds(
+                n,
+                iters,
+                |pubsub, id, config| pubsub.register_async_with(id, config).unwrap(),
+                |channel: &fanout::AsyncChannel<Bytes>| while channel.try_recv().is_ok() {},
+            )
         }
         "ch_crossbeam" => {
             let (senders, receivers): (Vec<_>, Vec<_>) =
