@@ -681,6 +681,16 @@ fn small_window_stream(addr: SocketAddr) -> TcpStream {
     socket.into()
 }
 
+/// Two clients in `room`: one that will speak, and one over a tiny receive window that
+/// will stop reading (see [`small_window_stream`]).
+fn speaker_and_sloth(addr: SocketAddr, room: &str) -> (Client, Client) {
+    let mut speaker = Client::connect(addr);
+    speaker.join(room);
+    let mut sloth = Client::over(addr, small_window_stream(addr));
+    sloth.join(room);
+    (speaker, sloth)
+}
+
 /// Floods `room` from `speaker` with lines of `size` bytes until `watcher` sees
 /// `gone`'s `left`; returns that event. Panics if it never comes.
 fn flood_until_left(speaker: &mut Client, room: &str, size: usize, gone: u64) -> Value {
@@ -738,10 +748,7 @@ fn a_client_that_stops_reading_leaves_its_rooms_within_its_write_timeout() {
         ..test_config()
     });
     let addr = server.local_addr();
-    let mut speaker = Client::connect(addr);
-    speaker.join("busy");
-    let mut sloth = Client::over(addr, small_window_stream(addr));
-    sloth.join("busy");
+    let (mut speaker, sloth) = speaker_and_sloth(addr, "busy");
     // From here on the sloth reads nothing.
     let left = flood_until_left(&mut speaker, "busy", 16 * 1024, sloth.id);
     assert_eq!(left["reason"], "too_slow", "{left}");
@@ -770,11 +777,7 @@ fn a_client_whose_backlog_passes_the_limit_leaves_its_rooms() {
         send_buffer: Some(8 * 1024),
         ..test_config()
     });
-    let addr = server.local_addr();
-    let mut speaker = Client::connect(addr);
-    speaker.join("busy");
-    let mut sloth = Client::over(addr, small_window_stream(addr));
-    sloth.join("busy");
+    let (mut speaker, sloth) = speaker_and_sloth(server.local_addr(), "busy");
     let left = flood_until_left(&mut speaker, "busy", 8 * 1024, sloth.id);
     assert_eq!(left["reason"], "too_slow", "{left}");
     drop(sloth);
