@@ -23,7 +23,7 @@ use super::sequences::Numbering;
 use super::stats::Counters;
 use super::Settings;
 use crate::engine::topic_events::TopicEvent;
-use crate::tap::Tapped;
+use crate::face::tap::Tapped;
 use crate::transport::envelope::{Audience, EnvelopeHeader, NodeId};
 use crate::transport::frame::decode;
 

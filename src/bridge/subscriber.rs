@@ -23,9 +23,9 @@ use super::sequences::{Tracker, Verdict};
 use super::stats::Counters;
 use super::Settings;
 use crate::engine::topic_events::TopicEvent;
-use crate::error::Error;
-use crate::pubsub::WeakPubSub;
+use crate::face::pubsub::WeakPubSub;
 use crate::transport::envelope::{decode_envelope, NodeId, ENVELOPE_HEADER_LEN};
+use crate::vocab::error::Error;
 
 /// Most channels named in one SUBSCRIBE or UNSUBSCRIBE.
 const SUBSCRIBE_CHUNK: usize = 512;

@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use crate::sink::{Sink, SinkState};
 use crate::sync::{lock, Arc, AtomicU8, Condvar, Mutex, Ordering};
-use crate::topic::Topic;
-use crate::{ClientId, Error, Mutation};
+use crate::vocab::client::ClientId;
+use crate::vocab::error::Error;
+use crate::vocab::mutation::Mutation;
+use crate::vocab::topic::Topic;
 
 /// How long a caller waiting for its answer sleeps before it looks again for itself
 /// (and takes the writer role if it is free). The protocol in [`combiner`](super::combiner)

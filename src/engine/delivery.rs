@@ -20,10 +20,11 @@ use super::presence_table::PresenceChange;
 use super::snapshot::{Snapshot, Subscriber};
 use super::Shared;
 use crate::sink::{Delivery, Status};
-use crate::stats::Tally;
 use crate::sync::{lock, try_lock, Arc, Ordering, SnapshotGuard};
-use crate::topic::TopicKey;
-use crate::{ClientId, Error};
+use crate::vocab::client::ClientId;
+use crate::vocab::error::Error;
+use crate::vocab::stats::Tally;
+use crate::vocab::topic::TopicKey;
 
 /// No client ever has this id. It stands for "skip nobody", for which the broadcast walk
 /// has its own copy with no sender compare at all.

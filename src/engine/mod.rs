@@ -25,7 +25,6 @@ pub(crate) mod combiner;
 pub(crate) mod command;
 mod delivery;
 mod janitor;
-pub(crate) mod pattern;
 mod pattern_index;
 pub(crate) mod presence_table;
 mod snapshot;
@@ -42,17 +41,19 @@ use presence_table::{Member, PresenceChange, PresenceTable};
 pub(crate) use snapshot::Snapshot;
 use writer::Writer;
 
-use crate::authorization::SubscribeHook;
-use crate::error::StartError;
-use crate::policy::ChannelConfig;
+use crate::consumer::channel::Channel;
 use crate::sink::{ChannelSink, Sink, SinkCloser, SinkState};
-use crate::stats::{Counters, Stats};
 use crate::sync::queue::{self, Receiver, Sender};
 use crate::sync::{lock, thread, Arc, AtomicBool, AtomicU64, Condvar, JoinHandle, Mutex, Ordering};
 use crate::sync::{SnapshotCell, SnapshotGuard, ThreadId};
-use crate::topic::{Topic, TopicKey, MAX_TOPIC_LEN};
-use crate::Channel;
-use crate::{ClientId, Error, Mutation};
+use crate::vocab::authorization::SubscribeHook;
+use crate::vocab::client::ClientId;
+use crate::vocab::error::Error;
+use crate::vocab::error::StartError;
+use crate::vocab::mutation::Mutation;
+use crate::vocab::policy::ChannelConfig;
+use crate::vocab::stats::{Counters, Stats};
+use crate::vocab::topic::{Topic, TopicKey, MAX_TOPIC_LEN};
 
 use delivery::{PresenceBroadcast, NOBODY};
 
@@ -80,7 +81,7 @@ impl Default for EngineConfig {
             thread_name: "fanout-writer".to_owned(),
             max_topic_len: 256,
             default_channel: ChannelConfig::default(),
-            separator: pattern::DEFAULT_SEPARATOR,
+            separator: crate::vocab::pattern::DEFAULT_SEPARATOR,
             can_subscribe: None,
         }
     }

@@ -19,11 +19,11 @@
 
 use smallvec::SmallVec;
 
-use super::pattern::{Pattern, Token};
 use super::snapshot::Subscriber;
 use super::topic_map::{Keyed, TopicMap};
-use crate::topic::hash_topic;
-use crate::ClientId;
+use crate::vocab::client::ClientId;
+use crate::vocab::pattern::{Pattern, Token};
+use crate::vocab::topic::hash_topic;
 
 /// Matches gathered on the stack before spilling to the heap.
 pub(crate) const INLINE_MATCHES: usize = 16;

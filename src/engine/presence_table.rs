@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use bytes::Bytes;
 use smallvec::SmallVec;
 
-use crate::client::ClientId;
 use crate::transport::PresenceEvent;
+use crate::vocab::client::ClientId;
 
 /// One join or leave, waiting to be broadcast to the topic's subscribers.
 #[derive(Debug, Clone)]

@@ -11,8 +11,8 @@ use super::pattern_index::PatternNode;
 use super::topic_map::{Keyed, TopicMap};
 use crate::sink::Sink;
 use crate::sync::Arc;
-use crate::topic::TopicKey;
-use crate::ClientId;
+use crate::vocab::client::ClientId;
+use crate::vocab::topic::TopicKey;
 
 /// Subscribers stored inline per topic before the list spills to the heap. One: most
 /// topics of a server are per-user topics (direct messages, one player's state) with one

@@ -10,8 +10,10 @@ use super::writer::MAX_BATCH;
 use super::{Engine, EngineConfig};
 use crate::sink::{CallbackSink, Sink, SinkState, Status};
 use crate::sync::{lock, Arc};
-use crate::topic::Topic;
-use crate::{ClientId, Error, Mutation};
+use crate::vocab::client::ClientId;
+use crate::vocab::error::Error;
+use crate::vocab::mutation::Mutation;
+use crate::vocab::topic::Topic;
 
 fn engine(command_capacity: usize) -> Engine<u32> {
     Engine::start(
@@ -110,7 +112,8 @@ fn a_panic_in_a_batch_closes_the_engine_and_answers_every_caller() {
     let engine = Arc::new(engine(64));
     let id = engine.generate_client_id();
     let state = Arc::new(SinkState::new());
-    let (sink, _receiver) = crate::sink::ChannelSink::new(crate::policy::ChannelConfig::default());
+    let (sink, _receiver) =
+        crate::sink::ChannelSink::new(crate::vocab::policy::ChannelConfig::default());
     engine
         .register(id, Sink::channel(sink, Arc::clone(&state)), None)
         .unwrap();

@@ -8,7 +8,7 @@
 //! topic opened or closed, none per subscriber.
 
 use crate::sync::Arc;
-use crate::Error;
+use crate::vocab::error::Error;
 
 /// A change in the set of topics with at least one subscriber.
 #[derive(Debug, Clone, PartialEq, Eq)]

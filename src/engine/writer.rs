@@ -38,7 +38,6 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use smallvec::{smallvec, SmallVec};
 
 use super::command::{Command, Op, Outcome, PruneTarget, Reply};
-use super::pattern::{is_pattern, Pattern};
 use super::pattern_index;
 use super::presence_table::PresenceTable;
 use super::snapshot::{Snapshot, Subscriber, TopicEntry, INLINE_SUBSCRIBERS};
@@ -48,8 +47,11 @@ use super::Shared;
 use crate::sink::{Sink, Status};
 use crate::sync::queue::Receiver;
 use crate::sync::{lock, Arc, Mutex, Ordering};
-use crate::topic::{hash_topic, Topic};
-use crate::{ClientId, Error, Mutation};
+use crate::vocab::client::ClientId;
+use crate::vocab::error::Error;
+use crate::vocab::mutation::Mutation;
+use crate::vocab::pattern::{is_pattern, Pattern};
+use crate::vocab::topic::{hash_topic, Topic};
 
 /// Most commands applied before one publication. Bounds how long one combiner holds the
 /// role, and so how long its own call and everyone queued behind it wait.
@@ -402,7 +404,7 @@ impl<T> Writer<T> {
         }
     }
 
-    /// The subscription as a pattern, if it is one (see [`pattern`](super::pattern)).
+    /// The subscription as a pattern, if it is one (see [`pattern`](crate::vocab::pattern)).
     fn as_pattern(&self, topic: &Topic) -> Result<Option<Pattern>, Error> {
         if !topic.may_be_pattern() || !is_pattern(topic.name(), self.separator) {
             return Ok(None);

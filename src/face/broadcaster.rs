@@ -5,16 +5,18 @@ use std::fmt;
 use std::hash::Hash;
 
 #[cfg(feature = "async")]
-use crate::async_channel::AsyncChannel;
-use crate::builder::Builder;
-use crate::conflating_channel::ConflatingChannel;
+use crate::consumer::async_channel::AsyncChannel;
+use crate::consumer::channel::Channel;
+use crate::consumer::conflating_channel::ConflatingChannel;
 use crate::engine::Engine;
-use crate::error::StartError;
-use crate::policy::ChannelConfig;
-use crate::stats::{ConflationTotals, Stats};
+use crate::face::builder::Builder;
 use crate::sync::Arc;
-use crate::topic::Topic;
-use crate::{Channel, Error, Mutation};
+use crate::vocab::error::Error;
+use crate::vocab::error::StartError;
+use crate::vocab::mutation::Mutation;
+use crate::vocab::policy::ChannelConfig;
+use crate::vocab::stats::{ConflationTotals, Stats};
+use crate::vocab::topic::Topic;
 
 /// The name of the one internal topic every channel of a broadcaster joins.
 const ALL: &str = "*";

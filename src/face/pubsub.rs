@@ -7,23 +7,26 @@ use std::marker::PhantomData;
 use bytes::Bytes;
 
 #[cfg(feature = "async")]
-use crate::async_channel::AsyncChannel;
-use crate::authorization::{Denied, SubscribeHook};
-use crate::builder::Builder;
-use crate::conflating_channel::ConflatingChannel;
-use crate::engine::pattern::{self, Pattern};
+use crate::consumer::async_channel::AsyncChannel;
+use crate::consumer::channel::Channel;
+use crate::consumer::conflating_channel::ConflatingChannel;
 use crate::engine::Engine;
-use crate::error::StartError;
-use crate::policy::ChannelConfig;
+use crate::face::builder::Builder;
+#[cfg(feature = "redis")]
+use crate::face::tap::Tap;
 use crate::sink::{CallbackSink, Sink};
-use crate::stats::{ConflationTotals, Stats};
-#[cfg(feature = "redis")]
-use crate::tap::Tap;
-#[cfg(feature = "redis")]
-use crate::topic::TopicKey;
-use crate::topic::{Topic, TopicRef};
 use crate::transport::{self, frame, Serialiser};
-use crate::{Channel, ClientId, Error, Mutation};
+use crate::vocab::authorization::{Denied, SubscribeHook};
+use crate::vocab::client::ClientId;
+use crate::vocab::error::Error;
+use crate::vocab::error::StartError;
+use crate::vocab::mutation::Mutation;
+use crate::vocab::pattern::{self, Pattern};
+use crate::vocab::policy::ChannelConfig;
+use crate::vocab::stats::{ConflationTotals, Stats};
+#[cfg(feature = "redis")]
+use crate::vocab::topic::TopicKey;
+use crate::vocab::topic::{Topic, TopicRef};
 use std::sync::{Arc, Weak};
 
 /// Topic pub/sub for connected clients: register a sink per client, subscribe clients to

@@ -2,9 +2,9 @@
 
 use std::fmt;
 
-use crate::authorization::Denied;
 use crate::transport::SerialiseError;
-use crate::ClientId;
+use crate::vocab::authorization::Denied;
+use crate::vocab::client::ClientId;
 
 /// Why a call on a running engine failed.
 #[derive(Debug)]

@@ -3,12 +3,13 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::consumer::disconnect_reason::DisconnectReason;
+use crate::consumer::membership::Membership;
 use crate::engine::EngineLink;
-use crate::membership::Membership;
-use crate::sink::{SinkCloser, SinkState, Status};
+use crate::sink::{SinkCloser, SinkState};
 use crate::sync::queue::{Iter, Receiver, RecvError, RecvTimeoutError, TryIter, TryRecvError};
 use crate::sync::Arc;
-use crate::ClientId;
+use crate::vocab::client::ClientId;
 
 /// A subscription whose frames arrive on a bounded queue.
 ///
@@ -60,34 +61,6 @@ pub struct Channel<M> {
     closer: SinkCloser<M>,
     /// The queue's consumer end.
     receiver: Receiver<M>,
-}
-
-/// Why a [`Channel`] stopped receiving.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum DisconnectReason {
-    /// It was unsubscribed or unregistered.
-    Unsubscribed,
-    /// Its queue was full under [`OverflowPolicy::Disconnect`](crate::OverflowPolicy::Disconnect).
-    Overflow,
-    /// The engine shut down.
-    Shutdown,
-    /// Cloning a message into its queue (or, for a conflating channel, computing its
-    /// key) panicked.
-    Panicked,
-}
-
-impl DisconnectReason {
-    /// What a consumer is told about a sink in `status`: `None` while it is open.
-    pub(crate) fn of(status: Status) -> Option<Self> {
-        match status {
-            Status::Open => None,
-            Status::Unsubscribed | Status::ConsumerGone => Some(DisconnectReason::Unsubscribed),
-            Status::Overflow => Some(DisconnectReason::Overflow),
-            Status::Shutdown => Some(DisconnectReason::Shutdown),
-            Status::Panicked => Some(DisconnectReason::Panicked),
-        }
-    }
 }
 
 impl<M> Channel<M> {

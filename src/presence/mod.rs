@@ -57,11 +57,11 @@ use bytes::Bytes;
 
 pub use crate::engine::presence_table::Member;
 use crate::engine::presence_table::PresenceChange;
-use crate::error::Error;
-use crate::pubsub::PubSub;
-use crate::topic::TopicRef;
+use crate::face::pubsub::PubSub;
 use crate::transport::encode_presence;
-use crate::ClientId;
+use crate::vocab::client::ClientId;
+use crate::vocab::error::Error;
+use crate::vocab::topic::TopicRef;
 
 impl<M: ?Sized> PubSub<M> {
     /// Tracks client `id` in `topic`'s member list with `meta`, and tells the topic's
