@@ -15,13 +15,25 @@ mod common;
 #[path = "../src/presence/replica.rs"]
 mod replica;
 
+/// The paths `replica.rs` imports from, here the crate's public ones.
+mod transport {
+    pub mod node {
+        pub use fanout::transport::NodeId;
+    }
+    pub mod presence_sync {
+        pub use fanout::transport::presence_sync::*;
+    }
+}
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::Rng;
-use replica::{Change, Event, Local, Message, NodeKey, Replica, Timing};
+use fanout::transport::presence_sync::Message;
+use fanout::transport::NodeId;
+use replica::{Change, Event, Local, Replica, Timing};
 
 const TOPICS: [&str; 3] = ["lobby", "room.a", "room.b"];
 const METAS: [&[u8]; 3] = [b"idle", b"busy", b"away"];
@@ -47,7 +59,7 @@ struct Node {
 }
 
 impl Node {
-    fn new(id: NodeKey, now: Instant) -> Self {
+    fn new(id: NodeId, now: Instant) -> Self {
         Self {
             local: Local::new(id),
             replica: Replica::new(id, timing()),
@@ -64,7 +76,7 @@ struct World {
     nodes: Vec<Node>,
     in_flight: Vec<(usize, Message)>,
     now: Instant,
-    next_id: NodeKey,
+    next_id: u128,
     topics: Vec<Arc<str>>,
 }
 
@@ -86,7 +98,7 @@ impl World {
 
     /// A new node (a fresh id), which asks everyone for their states.
     fn start_node(&mut self) {
-        let id = self.next_id;
+        let id = NodeId(self.next_id);
         self.next_id += 1;
         self.nodes.push(Node::new(id, self.now));
         let hello = Message::Request {
@@ -259,7 +271,7 @@ impl World {
     }
 
     /// Every live node's entries: (topic, node, client) → meta.
-    fn expected(&self) -> BTreeMap<(Arc<str>, NodeKey, u64), Bytes> {
+    fn expected(&self) -> BTreeMap<(Arc<str>, NodeId, u64), Bytes> {
         let mut all = BTreeMap::new();
         for node in self.nodes.iter().filter(|n| n.alive) {
             for (topic, client, meta) in node.local.entries() {
@@ -270,7 +282,7 @@ impl World {
     }
 
     /// What node `i` lists: its own entries and its replica's.
-    fn listed_by(&self, i: usize) -> BTreeMap<(Arc<str>, NodeKey, u64), Bytes> {
+    fn listed_by(&self, i: usize) -> BTreeMap<(Arc<str>, NodeId, u64), Bytes> {
         let node = &self.nodes[i];
         let mut all = BTreeMap::new();
         for (topic, client, meta) in node.local.entries() {
@@ -288,7 +300,7 @@ impl World {
 /// is what its replica lists.
 fn check_events(world: &World, i: usize, seed: u64) {
     let node = &world.nodes[i];
-    let mut replayed: BTreeMap<(Arc<str>, NodeKey, u64), Bytes> = BTreeMap::new();
+    let mut replayed: BTreeMap<(Arc<str>, NodeId, u64), Bytes> = BTreeMap::new();
     for (n, event) in node.events.iter().enumerate() {
         let key = (Arc::clone(&event.topic), event.origin, event.client);
         match event.change {
@@ -363,7 +375,7 @@ fn long_runs_with_many_restarts() {
 #[test]
 fn a_delta_that_does_not_connect_waits_for_the_state() {
     let t0 = Instant::now();
-    let (mut a, mut b) = (Local::new(1), Replica::new(2, timing()));
+    let (mut a, mut b) = (Local::new(NodeId(1)), Replica::new(NodeId(2), timing()));
     let topic: Arc<str> = Arc::from("t");
     let mut events = Vec::new();
     a.track(Arc::clone(&topic), 1, Bytes::from_static(b"x"));
@@ -378,7 +390,7 @@ fn a_delta_that_does_not_connect_waits_for_the_state() {
     let Some(Message::Request { of, .. }) = b.request(t0) else {
         panic!("the replica asks for the state");
     };
-    assert_eq!(of, [1]);
+    assert_eq!(of, [NodeId(1)]);
     assert!(b.request(t0).is_none(), "not again before `request_every`");
     b.receive(&a.state(), t0, &mut events);
     assert_eq!(b.count("t"), 2);
@@ -391,7 +403,7 @@ fn a_delta_that_does_not_connect_waits_for_the_state() {
 #[test]
 fn a_silent_node_goes_down_comes_back_and_is_dropped() {
     let t0 = Instant::now();
-    let (mut a, mut b) = (Local::new(1), Replica::new(2, timing()));
+    let (mut a, mut b) = (Local::new(NodeId(1)), Replica::new(NodeId(2), timing()));
     let mut events = Vec::new();
     a.track(Arc::from("t"), 1, Bytes::from_static(b"x"));
     b.receive(&a.take_delta().unwrap(), t0, &mut events);
@@ -415,7 +427,7 @@ fn a_silent_node_goes_down_comes_back_and_is_dropped() {
 #[test]
 fn a_goodbye_is_final() {
     let t0 = Instant::now();
-    let (mut a, mut b) = (Local::new(1), Replica::new(2, timing()));
+    let (mut a, mut b) = (Local::new(NodeId(1)), Replica::new(NodeId(2), timing()));
     let mut events = Vec::new();
     a.track(Arc::from("t"), 1, Bytes::from_static(b"x"));
     let delta = a.take_delta().unwrap();

@@ -49,8 +49,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-/// A node's id (the bridge's random 128-bit node id).
-pub type NodeKey = u128;
+use crate::transport::node::NodeId;
+use crate::transport::presence_sync::{Entry, Message, Op};
 
 /// How long a replica waits before taking a silent node as down, and as gone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,93 +74,6 @@ impl Default for Timing {
     }
 }
 
-/// One change a node made to its own entries.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Op {
-    /// `client` is tracked in `topic` with `meta` (new, or new metadata).
-    Join {
-        /// The topic.
-        topic: Arc<str>,
-        /// The client, as its own node numbers it.
-        client: u64,
-        /// Its metadata.
-        meta: Bytes,
-    },
-    /// `client` is no longer tracked in `topic`.
-    Leave {
-        /// The topic.
-        topic: Arc<str>,
-        /// The client, as its own node numbers it.
-        client: u64,
-    },
-}
-
-/// One entry of a node's state.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    /// The topic.
-    pub topic: Arc<str>,
-    /// The client, as its own node numbers it.
-    pub client: u64,
-    /// Its metadata.
-    pub meta: Bytes,
-}
-
-/// What nodes tell each other about their entries.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Message {
-    /// Changes `base + 1 ..= base + ops.len()` of `origin`, in order.
-    Delta {
-        /// The sender.
-        origin: NodeKey,
-        /// The sender's version before the first op.
-        base: u64,
-        /// The changes, one version each.
-        ops: Vec<Op>,
-    },
-    /// Everything `origin` tracks, at `version`.
-    State {
-        /// The sender.
-        origin: NodeKey,
-        /// The sender's version.
-        version: u64,
-        /// Its entries.
-        entries: Vec<Entry>,
-    },
-    /// `origin` is alive and at `version`.
-    Heartbeat {
-        /// The sender.
-        origin: NodeKey,
-        /// The sender's version.
-        version: u64,
-    },
-    /// `origin` asks the nodes in `of` (every node if empty) for their states.
-    Request {
-        /// The sender.
-        origin: NodeKey,
-        /// Whose states it wants.
-        of: Vec<NodeKey>,
-    },
-    /// `origin` is leaving: its members leave now.
-    Goodbye {
-        /// The sender.
-        origin: NodeKey,
-    },
-}
-
-impl Message {
-    /// The node that sent it.
-    pub fn origin(&self) -> NodeKey {
-        match self {
-            Message::Delta { origin, .. }
-            | Message::State { origin, .. }
-            | Message::Heartbeat { origin, .. }
-            | Message::Request { origin, .. }
-            | Message::Goodbye { origin } => *origin,
-        }
-    }
-}
-
 /// Whether a member appeared or went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
@@ -178,7 +91,7 @@ pub struct Event {
     /// The topic.
     pub topic: Arc<str>,
     /// The member's node.
-    pub origin: NodeKey,
+    pub origin: NodeId,
     /// The member's client on that node.
     pub client: u64,
     /// Its metadata (for a leave, the last it had).
@@ -188,7 +101,7 @@ pub struct Event {
 /// The entries one node owns, and the messages that tell the others about them.
 #[derive(Debug)]
 pub struct Local {
-    me: NodeKey,
+    me: NodeId,
     /// Changes made so far.
     version: u64,
     entries: BTreeMap<(Arc<str>, u64), Bytes>,
@@ -200,7 +113,7 @@ pub struct Local {
 
 impl Local {
     /// No entries, version 0.
-    pub fn new(me: NodeKey) -> Self {
+    pub fn new(me: NodeId) -> Self {
         Self {
             me,
             version: 0,
@@ -211,7 +124,7 @@ impl Local {
     }
 
     /// This node.
-    pub fn node(&self) -> NodeKey {
+    pub fn node(&self) -> NodeId {
         self.me
     }
 
@@ -338,18 +251,18 @@ struct Origin {
 /// Every other node's entries, as this node knows them, and the events they make.
 #[derive(Debug)]
 pub struct Replica {
-    me: NodeKey,
+    me: NodeId,
     timing: Timing,
-    origins: HashMap<NodeKey, Origin>,
+    origins: HashMap<NodeId, Origin>,
     /// Nodes that said goodbye, and when: ignored until forgotten after `drop_after`.
-    departed: HashMap<NodeKey, Instant>,
+    departed: HashMap<NodeId, Instant>,
     /// Topic → its listed members (of nodes that are up), by (node, client).
-    listed: HashMap<Arc<str>, BTreeMap<(NodeKey, u64), Bytes>>,
+    listed: HashMap<Arc<str>, BTreeMap<(NodeId, u64), Bytes>>,
 }
 
 impl Replica {
     /// A replica for node `me` (whose own messages it ignores).
-    pub fn new(me: NodeKey, timing: Timing) -> Self {
+    pub fn new(me: NodeId, timing: Timing) -> Self {
         Self {
             me,
             timing,
@@ -436,7 +349,7 @@ impl Replica {
     /// Replaces `origin`'s entries with a state newer than what it has.
     fn apply_state(
         &mut self,
-        origin: NodeKey,
+        origin: NodeId,
         version: u64,
         entries: &[Entry],
         was_down: bool,
@@ -512,7 +425,7 @@ impl Replica {
     /// asked for within [`Timing::request_every`].
     pub fn request(&mut self, now: Instant) -> Option<Message> {
         let every = self.timing.request_every;
-        let mut of: Vec<NodeKey> = self
+        let mut of: Vec<NodeId> = self
             .origins
             .iter_mut()
             .filter(|(_, r)| r.up && r.seen > r.version)
@@ -536,7 +449,7 @@ impl Replica {
     }
 
     /// The members of `topic` on other nodes that are up, by (node, client).
-    pub fn list(&self, topic: &str) -> impl Iterator<Item = (NodeKey, u64, &Bytes)> {
+    pub fn list(&self, topic: &str) -> impl Iterator<Item = (NodeId, u64, &Bytes)> {
         self.listed
             .get(topic)
             .into_iter()
@@ -549,7 +462,7 @@ impl Replica {
     }
 
     /// Every listed member, as (topic, node, client, meta), in no particular order.
-    pub fn all(&self) -> impl Iterator<Item = (&Arc<str>, NodeKey, u64, &Bytes)> {
+    pub fn all(&self) -> impl Iterator<Item = (&Arc<str>, NodeId, u64, &Bytes)> {
         self.listed.iter().flat_map(|(topic, members)| {
             members
                 .iter()
@@ -558,14 +471,14 @@ impl Replica {
     }
 
     /// The nodes it knows, with whether each is up.
-    pub fn nodes(&self) -> impl Iterator<Item = (NodeKey, bool)> + '_ {
+    pub fn nodes(&self) -> impl Iterator<Item = (NodeId, bool)> + '_ {
         self.origins.iter().map(|(&n, r)| (n, r.up))
     }
 
     /// Sets one entry of `origin` (listed: it is up) to `meta` (`None`: gone).
     fn set(
         &mut self,
-        origin: NodeKey,
+        origin: NodeId,
         topic: &Arc<str>,
         client: u64,
         meta: Option<Bytes>,
@@ -592,7 +505,7 @@ impl Replica {
     }
 
     /// Lists every entry of `origin` (it came back up).
-    fn relist(&mut self, origin: NodeKey, events: &mut Vec<Event>) {
+    fn relist(&mut self, origin: NodeId, events: &mut Vec<Event>) {
         let Some(record) = self.origins.get_mut(&origin) else {
             return;
         };
@@ -608,7 +521,7 @@ impl Replica {
     /// Unlists every entry of `origin` (it went down or away).
     fn unlist_all(
         &mut self,
-        origin: NodeKey,
+        origin: NodeId,
         entries: &BTreeMap<(Arc<str>, u64), Bytes>,
         events: &mut Vec<Event>,
     ) {
@@ -619,7 +532,7 @@ impl Replica {
 
     fn list_one(
         &mut self,
-        origin: NodeKey,
+        origin: NodeId,
         topic: &Arc<str>,
         client: u64,
         meta: Bytes,
@@ -638,7 +551,7 @@ impl Replica {
         });
     }
 
-    fn unlist(&mut self, origin: NodeKey, topic: &Arc<str>, client: u64, events: &mut Vec<Event>) {
+    fn unlist(&mut self, origin: NodeId, topic: &Arc<str>, client: u64, events: &mut Vec<Event>) {
         let Some(members) = self.listed.get_mut(topic) else {
             return;
         };
