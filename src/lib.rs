@@ -178,7 +178,7 @@
 #[cfg(feature = "async")]
 mod async_channel;
 mod authorization;
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", feature = "nats"))]
 pub mod bridge;
 mod broadcaster;
 mod builder;
@@ -195,7 +195,7 @@ mod pubsub;
 mod sink;
 mod stats;
 mod sync;
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", feature = "nats"))]
 mod tap;
 mod topic;
 pub mod transport;

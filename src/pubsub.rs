@@ -17,9 +17,9 @@ use crate::error::StartError;
 use crate::policy::ChannelConfig;
 use crate::sink::{CallbackSink, Sink};
 use crate::stats::{ConflationTotals, Stats};
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", feature = "nats"))]
 use crate::tap::Tap;
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", feature = "nats"))]
 use crate::topic::TopicKey;
 use crate::topic::{Topic, TopicRef};
 use crate::transport::{self, frame, Serialiser};
@@ -84,7 +84,7 @@ pub struct PubSub<M: ?Sized> {
     /// The replacement counts of its conflating clients, for [`Stats::conflated`].
     conflation: Arc<ConflationTotals>,
     /// Where a Redis bridge taps this engine's broadcasts (shared by every handle).
-    #[cfg(feature = "redis")]
+    #[cfg(any(feature = "redis", feature = "nats"))]
     tap: Arc<Tap>,
     message: PhantomData<fn(&M)>,
 }
@@ -94,7 +94,7 @@ impl<M: ?Sized> Clone for PubSub<M> {
         Self {
             engine: Arc::clone(&self.engine),
             conflation: Arc::clone(&self.conflation),
-            #[cfg(feature = "redis")]
+            #[cfg(any(feature = "redis", feature = "nats"))]
             tap: Arc::clone(&self.tap),
             message: PhantomData,
         }
@@ -138,7 +138,7 @@ impl<M: ?Sized> Builder<PubSub<M>> {
                 Some(crate::presence::presence_frame),
             )?),
             conflation: Arc::new(ConflationTotals::new()),
-            #[cfg(feature = "redis")]
+            #[cfg(any(feature = "redis", feature = "nats"))]
             tap: Arc::default(),
             message: PhantomData,
         })
@@ -518,7 +518,7 @@ impl<M: ?Sized> PubSub<M> {
         S: Serialiser<M> + ?Sized,
     {
         let key = topic.topic_key(self.max_topic_len())?;
-        #[cfg(feature = "redis")]
+        #[cfg(any(feature = "redis", feature = "nats"))]
         if self.tap.is_on() {
             return self.broadcast_tapped(from, key, message, serialiser);
         }
@@ -529,7 +529,7 @@ impl<M: ?Sized> PubSub<M> {
     /// A broadcast on a bridged engine. The frame is built even when no local client is
     /// subscribed — subscribers on other engines may be — so on a bridged engine the
     /// serialiser runs exactly once per broadcast.
-    #[cfg(feature = "redis")]
+    #[cfg(any(feature = "redis", feature = "nats"))]
     #[inline(never)]
     fn broadcast_tapped<S>(
         &self,
@@ -597,7 +597,7 @@ impl<M: ?Sized> PubSub<M> {
             _ => return Err(Error::FrameMismatch),
         }
         let delivered = self.engine.broadcast_ref(key, from, frame)?;
-        #[cfg(feature = "redis")]
+        #[cfg(any(feature = "redis", feature = "nats"))]
         if self.tap.is_on() {
             self.tap.send(from, frame.clone());
         }
@@ -606,7 +606,7 @@ impl<M: ?Sized> PubSub<M> {
 
     /// Delivers a frame that came from another engine to this engine's subscribers only
     /// (never forwarded again): the Redis bridge's receiving end.
-    #[cfg(feature = "redis")]
+    #[cfg(any(feature = "redis", feature = "nats"))]
     pub(crate) fn deliver_remote(&self, topic: &str, frame: &Bytes) -> Result<usize, Error> {
         let key = topic.topic_key(self.max_topic_len())?;
         self.engine.broadcast_ref(key, None, frame)
@@ -614,7 +614,7 @@ impl<M: ?Sized> PubSub<M> {
 
     /// Starts sending topic events (first subscriber, last subscriber) to `events` and
     /// returns the topics with subscribers now: a per-topic Redis bridge follows them.
-    #[cfg(feature = "redis")]
+    #[cfg(any(feature = "redis", feature = "nats"))]
     pub(crate) fn watch_topics(
         &self,
         events: crate::engine::topic_events::TopicEventSender,
@@ -623,15 +623,22 @@ impl<M: ?Sized> PubSub<M> {
     }
 
     /// Stops the topic events.
-    #[cfg(feature = "redis")]
+    #[cfg(any(feature = "redis", feature = "nats"))]
     pub(crate) fn unwatch_topics(&self) {
         self.engine.unwatch_topics();
     }
 
     /// The slot a Redis bridge attaches to.
-    #[cfg(feature = "redis")]
+    #[cfg(any(feature = "redis", feature = "nats"))]
     pub(crate) fn tap(&self) -> &Arc<Tap> {
         &self.tap
+    }
+
+    /// The token separator of topics and patterns (a NATS bridge maps tokens to subject
+    /// tokens).
+    #[cfg(feature = "nats")]
+    pub(crate) fn separator(&self) -> char {
+        self.engine.config().separator
     }
 
     /// How many clients are subscribed to `topic` now.
@@ -675,7 +682,7 @@ impl<M: ?Sized> PubSub<M> {
         WeakPubSub {
             engine: Arc::downgrade(&self.engine),
             conflation: Arc::clone(&self.conflation),
-            #[cfg(feature = "redis")]
+            #[cfg(any(feature = "redis", feature = "nats"))]
             tap: Arc::clone(&self.tap),
             message: PhantomData,
         }
@@ -714,7 +721,7 @@ pub struct WeakPubSub<M: ?Sized> {
     engine: Weak<Engine<Bytes>>,
     /// Shared with the strong handles (it keeps no engine alive).
     conflation: Arc<ConflationTotals>,
-    #[cfg(feature = "redis")]
+    #[cfg(any(feature = "redis", feature = "nats"))]
     tap: Arc<Tap>,
     message: PhantomData<fn(&M)>,
 }
@@ -725,7 +732,7 @@ impl<M: ?Sized> WeakPubSub<M> {
         self.engine.upgrade().map(|engine| PubSub {
             engine,
             conflation: Arc::clone(&self.conflation),
-            #[cfg(feature = "redis")]
+            #[cfg(any(feature = "redis", feature = "nats"))]
             tap: Arc::clone(&self.tap),
             message: PhantomData,
         })
@@ -737,7 +744,7 @@ impl<M: ?Sized> Clone for WeakPubSub<M> {
         Self {
             engine: Weak::clone(&self.engine),
             conflation: Arc::clone(&self.conflation),
-            #[cfg(feature = "redis")]
+            #[cfg(any(feature = "redis", feature = "nats"))]
             tap: Arc::clone(&self.tap),
             message: PhantomData,
         }

@@ -46,8 +46,10 @@ pub(crate) trait Outlet: Send + 'static {
     /// just reports its state.)
     fn connect(&mut self) -> bool;
 
-    /// Publishes every envelope of `batch`, in order, or fails as a whole.
-    fn publish(&mut self, batch: &mut Batch) -> Result<(), Failure>;
+    /// Publishes every envelope of `batch`, in order, or fails as a whole. Returns how
+    /// many it skipped because the broker would refuse them (a NATS subject longer than
+    /// the server takes): counted as dropped.
+    fn publish(&mut self, batch: &mut Batch) -> Result<u64, Failure>;
 
     /// The node's interest changed: `delta` is the net change since the last call, in
     /// order. Backends that route by interest pass it on to their receiving side.

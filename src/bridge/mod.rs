@@ -108,6 +108,8 @@ mod backend;
 mod backoff;
 mod inbound;
 mod interest;
+#[cfg(feature = "nats")]
+mod nats;
 mod outbound;
 #[cfg(feature = "redis")]
 mod redis;
@@ -347,6 +349,19 @@ impl BridgeBuilder {
                     self.layout,
                     (self.backoff_min, self.backoff_max),
                     self.read_timeout,
+                    self.ping_interval,
+                    self.io_timeout,
+                )?;
+                self.attach_with(pubsub, node, backend)
+            }
+            #[cfg(feature = "nats")]
+            "nats" => {
+                let backend = nats::NatsBackend::new(
+                    &self.url,
+                    &self.namespace,
+                    pubsub.separator(),
+                    node,
+                    (self.backoff_min, self.backoff_max),
                     self.ping_interval,
                     self.io_timeout,
                 )?;

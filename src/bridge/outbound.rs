@@ -147,7 +147,10 @@ impl<O: Outlet> Publisher<O> {
             return;
         }
         match self.outlet.publish(batch) {
-            Ok(()) => Counters::add(&self.counters.sent, n),
+            Ok(skipped) => {
+                Counters::add(&self.counters.sent, n - skipped);
+                Counters::add(&self.counters.dropped, skipped);
+            }
             Err(Failure::NotSent | Failure::Unknown) => {
                 Counters::add(&self.counters.dropped, n);
                 self.counters.publisher_up.store(false, Ordering::Relaxed);

@@ -26,7 +26,7 @@ impl<T> super::Engine<T> {
     /// Starts sending topic events to `events` and returns the topics that have
     /// subscribers now: every later change arrives as an event, none is missed or
     /// reported twice (both happen under the writer role). Replaces any earlier watcher.
-    #[allow(dead_code)] // Used by the Redis bridge (feature `redis`).
+    #[allow(dead_code)] // Used by the bridge (features `redis`, `nats`).
     pub(crate) fn watch_topics(
         &self,
         events: TopicEventSender,
@@ -40,7 +40,7 @@ impl<T> super::Engine<T> {
     }
 
     /// Stops sending topic events.
-    #[allow(dead_code)] // Used by the Redis bridge (feature `redis`).
+    #[allow(dead_code)] // Used by the bridge (features `redis`, `nats`).
     pub(crate) fn unwatch_topics(&self) {
         let mut writer = crate::sync::lock(&self.link.shared.writer);
         writer.watch_topics(None);

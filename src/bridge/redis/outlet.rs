@@ -32,7 +32,7 @@ impl Outlet for RedisOutlet {
         self.connection.is_some()
     }
 
-    fn publish(&mut self, batch: &mut Batch) -> Result<(), Failure> {
+    fn publish(&mut self, batch: &mut Batch) -> Result<u64, Failure> {
         let Some(con) = self.connection.as_mut() else {
             return Err(Failure::NotSent);
         };
@@ -44,7 +44,7 @@ impl Outlet for RedisOutlet {
                 .ignore();
         }
         match pipe.exec(con) {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(0),
             Err(_) => {
                 // Some may have reached Redis; none is retried, so none arrives twice.
                 self.connection = None;
