@@ -27,6 +27,7 @@ mod delivery;
 mod janitor;
 mod pattern_index;
 pub(crate) mod presence_table;
+mod recipient;
 mod snapshot;
 #[cfg(test)]
 mod tests;
@@ -37,12 +38,11 @@ mod writer;
 
 use command::{Command, Op};
 use janitor::JanitorState;
-use presence_table::{Member, PresenceChange, PresenceTable};
+use presence_table::{PresenceChange, PresenceTable};
 pub(crate) use snapshot::Snapshot;
 use writer::Writer;
 
-use crate::consumer::channel::Channel;
-use crate::sink::{ChannelSink, Sink, SinkCloser, SinkState};
+use crate::sink::{Sink, SinkState};
 use crate::sync::queue::{self, Receiver, Sender};
 use crate::sync::{lock, thread, Arc, AtomicBool, AtomicU64, Condvar, JoinHandle, Mutex, Ordering};
 use crate::sync::{SnapshotCell, SnapshotGuard, ThreadId};
@@ -343,9 +343,10 @@ impl<T: Clone> Engine<T> {
         self.shared().call(Op::Untrack { id, topic })?.one()
     }
 
-    /// The members of `topic` now.
-    pub(crate) fn presence_list(&self, topic: &str) -> Vec<Member> {
-        lock(&self.shared().presence).list(topic)
+    /// Calls `each` with the members of `topic` now (client and metadata), ordered by
+    /// client id, under the presence table's own lock (never the writer role).
+    pub(crate) fn for_each_member(&self, topic: &str, each: impl FnMut(ClientId, &bytes::Bytes)) {
+        lock(&self.shared().presence).for_each_member(topic, each);
     }
 
     /// Registers many clients in one batch; one result each, in order.
@@ -361,23 +362,6 @@ impl<T: Clone> Engine<T> {
             .map(|(id, sink)| (id, Arc::new(sink)))
             .collect();
         Ok(self.shared().call(Op::RegisterMany(clients))?.many())
-    }
-
-    /// Registers `id` with a new channel sink (subscribed to `topic`, if given) and
-    /// returns the consumer's end.
-    pub(crate) fn register_channel(
-        &self,
-        id: ClientId,
-        config: ChannelConfig,
-        topic: Option<Topic>,
-    ) -> Result<Channel<T>, Error> {
-        config.validate()?;
-        let (sink, receiver) = ChannelSink::new(config);
-        let state = Arc::new(SinkState::new());
-        let sink = Arc::new(Sink::channel(sink, Arc::clone(&state)));
-        let closer = SinkCloser::new(&sink);
-        self.register_shared(id, sink, topic)?;
-        Ok(Channel::new(receiver, state, id, self.link.clone(), closer))
     }
 
     /// Applies one subscribe, unsubscribe or unregister.

@@ -40,7 +40,8 @@ use smallvec::{smallvec, SmallVec};
 use super::command::{Command, Op, Outcome, PruneTarget, Reply};
 use super::pattern_index;
 use super::presence_table::PresenceTable;
-use super::snapshot::{Snapshot, Subscriber, TopicEntry, INLINE_SUBSCRIBERS};
+use super::recipient::Recipient;
+use super::snapshot::{Snapshot, TopicEntry, INLINE_SUBSCRIBERS};
 use super::topic_events::{TopicEvent, TopicEventSender};
 use super::topic_index::TopicIndex;
 use super::Shared;
@@ -435,7 +436,7 @@ impl<T> Writer<T> {
         if record.topics.iter().any(|name| **name == *topic.name()) {
             return Ok(false);
         }
-        let subscriber = Subscriber {
+        let subscriber = Recipient {
             id,
             sink: Arc::clone(&record.sink),
         };
@@ -452,7 +453,7 @@ impl<T> Writer<T> {
             }
             None => {
                 let name = topic.shared_name();
-                let mut subscribers: SmallVec<[Subscriber<T>; INLINE_SUBSCRIBERS]> =
+                let mut subscribers: SmallVec<[Recipient<T>; INLINE_SUBSCRIBERS]> =
                     smallvec![subscriber];
                 if !self.working.patterns.is_empty() {
                     // A new topic: it gets every pattern subscriber that matches it.
@@ -531,14 +532,14 @@ impl<T> Writer<T> {
                 .expect("the topic index lists only topics that exist");
             push_subscriber(
                 &mut entry.subscribers,
-                Subscriber {
+                Recipient {
                     id,
                     sink: Arc::clone(&sink),
                 },
             );
         }
         std::sync::Arc::make_mut(&mut self.working.patterns)
-            .insert(&pattern, Subscriber { id, sink });
+            .insert(&pattern, Recipient { id, sink });
         self.client_patterns.entry(id).or_default().push(pattern);
         self.working.pattern_subscriptions += 1;
         Ok(true)
@@ -697,8 +698,8 @@ fn record_has_topic<T>(
 
 /// Appends to a topic's subscriber list, growing it gently.
 fn push_subscriber<T>(
-    list: &mut SmallVec<[Subscriber<T>; INLINE_SUBSCRIBERS]>,
-    subscriber: Subscriber<T>,
+    list: &mut SmallVec<[Recipient<T>; INLINE_SUBSCRIBERS]>,
+    subscriber: Recipient<T>,
 ) {
     if list.len() == list.capacity() {
         list.reserve_exact(gentle_growth(list.len()));

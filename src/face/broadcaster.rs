@@ -114,8 +114,7 @@ impl<M: Clone + Send + 'static> Broadcaster<M> {
     /// Errors: [`Error::InvalidConfig`] for a capacity of zero, [`Error::Closed`].
     pub fn subscribe_with(&self, config: ChannelConfig) -> Result<Channel<M>, Error> {
         let id = self.engine.generate_client_id();
-        self.engine
-            .register_channel(id, config, Some(self.all.clone()))
+        Channel::register(&self.engine, id, config, Some(self.all.clone()))
     }
 
     /// A new [`AsyncChannel`] — a channel a task can `await` — with the default capacity

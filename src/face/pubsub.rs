@@ -10,12 +10,13 @@ use bytes::Bytes;
 use crate::consumer::async_channel::AsyncChannel;
 use crate::consumer::channel::Channel;
 use crate::consumer::conflating_channel::ConflatingChannel;
+use crate::engine::presence_table::PresenceChange;
 use crate::engine::Engine;
 use crate::face::builder::Builder;
 #[cfg(feature = "redis")]
 use crate::face::tap::Tap;
 use crate::sink::{CallbackSink, Sink};
-use crate::transport::{self, frame, Serialiser};
+use crate::transport::{self, encode_presence, frame, Serialiser};
 use crate::vocab::authorization::{Denied, SubscribeHook};
 use crate::vocab::client::ClientId;
 use crate::vocab::error::Error;
@@ -136,10 +137,7 @@ impl<M: ?Sized> Builder<PubSub<M>> {
     /// Starts the engine (and its background thread).
     pub fn build(self) -> Result<PubSub<M>, StartError> {
         Ok(PubSub {
-            engine: Arc::new(Engine::start(
-                self.config,
-                Some(crate::presence::presence_frame),
-            )?),
+            engine: Arc::new(Engine::start(self.config, Some(presence_frame))?),
             conflation: Arc::new(ConflationTotals::new()),
             #[cfg(feature = "redis")]
             tap: Arc::default(),
@@ -225,7 +223,7 @@ impl<M: ?Sized> PubSub<M> {
         id: ClientId,
         config: ChannelConfig,
     ) -> Result<Channel<Bytes>, Error> {
-        self.engine.register_channel(id, config, None)
+        Channel::register(&self.engine, id, config, None)
     }
 
     /// Registers client `id` backed by an [`AsyncChannel`] of Push frames — a bounded
@@ -751,4 +749,17 @@ impl<M: ?Sized> fmt::Debug for WeakPubSub<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("WeakPubSub")
     }
+}
+
+/// The Presence frame for a change: what a `PubSub` engine broadcasts for it.
+fn presence_frame(change: &PresenceChange) -> Option<Bytes> {
+    // The topic was validated when tracked, and `Bytes` metadata is under 4 GiB in
+    // practice; a frame that cannot be encoded is not sent.
+    encode_presence(
+        &change.topic,
+        change.event,
+        change.client.as_u64(),
+        &change.meta,
+    )
+    .ok()
 }

@@ -53,12 +53,13 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod member;
+
 use bytes::Bytes;
 
-pub use crate::engine::presence_table::Member;
-use crate::engine::presence_table::PresenceChange;
+pub use member::Member;
+
 use crate::face::pubsub::PubSub;
-use crate::transport::encode_presence;
 use crate::vocab::client::ClientId;
 use crate::vocab::error::Error;
 use crate::vocab::topic::TopicRef;
@@ -91,19 +92,13 @@ impl<M: ?Sized> PubSub<M> {
             return Err(Error::Closed);
         }
         let key = topic.topic_key(self.engine.config().max_topic_len)?;
-        Ok(self.engine.presence_list(key.name))
+        let mut members = Vec::new();
+        self.engine.for_each_member(key.name, |client, meta| {
+            members.push(Member {
+                client,
+                meta: meta.clone(),
+            });
+        });
+        Ok(members)
     }
-}
-
-/// The Presence frame for a change: what a `PubSub` engine broadcasts for it.
-pub(crate) fn presence_frame(change: &PresenceChange) -> Option<Bytes> {
-    // The topic was validated when tracked, and `Bytes` metadata is under 4 GiB in
-    // practice; a frame that cannot be encoded is not sent.
-    encode_presence(
-        &change.topic,
-        change.event,
-        change.client.as_u64(),
-        &change.meta,
-    )
-    .ok()
 }
