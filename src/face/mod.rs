@@ -7,4 +7,5 @@
 pub(crate) mod broadcaster;
 pub(crate) mod builder;
 pub(crate) mod pubsub;
+#[cfg(feature = "redis")]
 pub(crate) mod tap;
