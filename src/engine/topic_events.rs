@@ -9,15 +9,7 @@
 
 use crate::sync::Arc;
 use crate::vocab::error::Error;
-
-/// A change in the set of topics with at least one subscriber.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum TopicEvent {
-    /// The topic got its first subscriber.
-    Opened(std::sync::Arc<str>),
-    /// The topic lost its last subscriber.
-    Closed(std::sync::Arc<str>),
-}
+use crate::vocab::topic_event::TopicEvent;
 
 /// Where the writer sends topic events.
 pub(crate) type TopicEventSender = crossbeam_channel::Sender<TopicEvent>;

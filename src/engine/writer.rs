@@ -42,7 +42,7 @@ use super::pattern_index;
 use super::presence_table::PresenceTable;
 use super::recipient::Recipient;
 use super::snapshot::{Snapshot, TopicEntry, INLINE_SUBSCRIBERS};
-use super::topic_events::{TopicEvent, TopicEventSender};
+use super::topic_events::TopicEventSender;
 use super::topic_index::TopicIndex;
 use super::Shared;
 use crate::sink::{Sink, Status};
@@ -53,6 +53,7 @@ use crate::vocab::error::Error;
 use crate::vocab::mutation::Mutation;
 use crate::vocab::pattern::{is_pattern, Pattern};
 use crate::vocab::topic::{hash_topic, Topic};
+use crate::vocab::topic_event::TopicEvent;
 
 /// Most commands applied before one publication. Bounds how long one combiner holds the
 /// role, and so how long its own call and everyone queued behind it wait.

@@ -89,7 +89,7 @@ pub struct PubSub<M: ?Sized> {
     conflation: Arc<ConflationTotals>,
     /// Where a Redis bridge taps this engine's broadcasts (shared by every handle).
     #[cfg(feature = "redis")]
-    tap: Arc<Tap>,
+    pub(super) tap: Arc<Tap>,
     message: PhantomData<fn(&M)>,
 }
 
@@ -605,36 +605,6 @@ impl<M: ?Sized> PubSub<M> {
         Ok(delivered)
     }
 
-    /// Delivers a frame that came from another engine to this engine's subscribers only
-    /// (never forwarded again): the Redis bridge's receiving end.
-    #[cfg(feature = "redis")]
-    pub(crate) fn deliver_remote(&self, topic: &str, frame: &Bytes) -> Result<usize, Error> {
-        let key = topic.topic_key(self.max_topic_len())?;
-        self.engine.broadcast_ref(key, None, frame)
-    }
-
-    /// Starts sending topic events (first subscriber, last subscriber) to `events` and
-    /// returns the topics with subscribers now: a per-topic Redis bridge follows them.
-    #[cfg(feature = "redis")]
-    pub(crate) fn watch_topics(
-        &self,
-        events: crate::engine::topic_events::TopicEventSender,
-    ) -> Result<Vec<Arc<str>>, Error> {
-        self.engine.watch_topics(events)
-    }
-
-    /// Stops the topic events.
-    #[cfg(feature = "redis")]
-    pub(crate) fn unwatch_topics(&self) {
-        self.engine.unwatch_topics();
-    }
-
-    /// The slot a Redis bridge attaches to.
-    #[cfg(feature = "redis")]
-    pub(crate) fn tap(&self) -> &Arc<Tap> {
-        &self.tap
-    }
-
     /// How many clients are subscribed to `topic` now.
     ///
     /// Errors: [`Error::InvalidTopic`], [`Error::Closed`].
@@ -692,7 +662,7 @@ impl<M: ?Sized> PubSub<M> {
         }
     }
 
-    fn max_topic_len(&self) -> usize {
+    pub(super) fn max_topic_len(&self) -> usize {
         self.engine.config().max_topic_len
     }
 }
@@ -716,7 +686,7 @@ pub struct WeakPubSub<M: ?Sized> {
     /// Shared with the strong handles (it keeps no engine alive).
     conflation: Arc<ConflationTotals>,
     #[cfg(feature = "redis")]
-    tap: Arc<Tap>,
+    pub(super) tap: Arc<Tap>,
     message: PhantomData<fn(&M)>,
 }
 
