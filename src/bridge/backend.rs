@@ -108,14 +108,6 @@ impl Batch {
         });
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.items.len()
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
-
     /// Every (topic, envelope) in order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
         self.items.iter().map(|item| {

@@ -13,9 +13,9 @@ use bytes::Bytes;
 
 use super::sequences::{Tracker, Verdict};
 use super::stats::Counters;
-use crate::error::Error;
-use crate::pubsub::WeakPubSub;
+use crate::face::pubsub::WeakPubSub;
 use crate::transport::envelope::{decode_envelope, NodeId, ENVELOPE_HEADER_LEN};
+use crate::vocab::error::Error;
 
 /// Whether the receiving thread goes on after a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::engine::topic_events::TopicEvent;
+use crate::vocab::topic_event::TopicEvent;
 
 /// One thing a node can be subscribed to on the broker.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

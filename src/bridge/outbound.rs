@@ -23,10 +23,10 @@ use super::backoff::Backoff;
 use super::interest::{fold, InterestChange};
 use super::sequences::Numbering;
 use super::stats::Counters;
-use crate::engine::topic_events::TopicEvent;
-use crate::tap::Tapped;
+use crate::face::tap::Tapped;
 use crate::transport::envelope::{Audience, EnvelopeHeader, NodeId};
 use crate::transport::frame::decode;
+use crate::vocab::topic_event::TopicEvent;
 
 /// Most envelopes in one batch.
 pub(crate) const MAX_BATCH: usize = 256;

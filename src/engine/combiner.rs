@@ -55,7 +55,7 @@ use super::writer::Writer;
 use super::Shared;
 use crate::sync::queue::{SendTimeoutError, TrySendError};
 use crate::sync::{fence, lock, try_lock, MutexGuard, Ordering};
-use crate::Error;
+use crate::vocab::error::Error;
 
 /// What one try at the writer role did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

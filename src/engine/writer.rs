@@ -37,19 +37,23 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use smallvec::{smallvec, SmallVec};
 
-use super::command::{Command, Op, Outcome, PruneTarget, Reply};
-use super::pattern::{is_pattern, Pattern};
+use super::command::{Change, Command, Op, Outcome, PruneTarget, Reply};
 use super::pattern_index;
 use super::presence_table::PresenceTable;
-use super::snapshot::{Snapshot, Subscriber, TopicEntry, INLINE_SUBSCRIBERS};
-use super::topic_events::{TopicEvent, TopicEventSender};
+use super::recipient::Recipient;
+use super::snapshot::{Snapshot, TopicEntry, INLINE_SUBSCRIBERS};
+use super::topic_events::TopicEventSender;
 use super::topic_index::TopicIndex;
 use super::Shared;
 use crate::sink::{Sink, Status};
 use crate::sync::queue::Receiver;
 use crate::sync::{lock, Arc, Mutex, Ordering};
-use crate::topic::{hash_topic, Topic};
-use crate::{ClientId, Error, Mutation};
+use crate::vocab::client::ClientId;
+use crate::vocab::error::Error;
+use crate::vocab::pattern::Pattern;
+use crate::vocab::subscription::Subscription;
+use crate::vocab::topic::{hash_topic, Topic};
+use crate::vocab::topic_event::TopicEvent;
 
 /// Most commands applied before one publication. Bounds how long one combiner holds the
 /// role, and so how long its own call and everyone queued behind it wait.
@@ -386,28 +390,20 @@ impl<T> Writer<T> {
     }
 
     /// Applies one change. Returns whether the registry changed.
-    fn mutate(&mut self, change: Mutation, aftermath: &mut Aftermath<T>) -> Result<bool, Error> {
+    fn mutate(&mut self, change: Change, aftermath: &mut Aftermath<T>) -> Result<bool, Error> {
         match change {
-            Mutation::Subscribe(id, topic) => match self.as_pattern(&topic)? {
-                Some(pattern) => self.subscribe_pattern(id, pattern),
-                None => self.subscribe(id, topic),
-            },
-            Mutation::Unsubscribe(id, topic) => match self.as_pattern(&topic)? {
-                Some(pattern) => self.unsubscribe_pattern(id, &pattern, aftermath),
-                None => self.unsubscribe(id, &topic),
-            },
-            Mutation::Unregister(id) => self
+            Change::Subscribe(id, Subscription::Pattern(pattern)) => {
+                self.subscribe_pattern(id, pattern)
+            }
+            Change::Subscribe(id, Subscription::Topic(topic)) => self.subscribe(id, topic),
+            Change::Unsubscribe(id, Subscription::Pattern(pattern)) => {
+                self.unsubscribe_pattern(id, &pattern, aftermath)
+            }
+            Change::Unsubscribe(id, Subscription::Topic(topic)) => self.unsubscribe(id, &topic),
+            Change::Unregister(id) => self
                 .unregister(id, Status::Unsubscribed, aftermath)
                 .map(|()| true),
         }
-    }
-
-    /// The subscription as a pattern, if it is one (see [`pattern`](super::pattern)).
-    fn as_pattern(&self, topic: &Topic) -> Result<Option<Pattern>, Error> {
-        if !topic.may_be_pattern() || !is_pattern(topic.name(), self.separator) {
-            return Ok(None);
-        }
-        Ok(Some(Pattern::parse(topic.shared_name(), self.separator)?))
     }
 
     /// Whether one of client `id`'s patterns matches topic `name`: then the client is in
@@ -433,7 +429,7 @@ impl<T> Writer<T> {
         if record.topics.iter().any(|name| **name == *topic.name()) {
             return Ok(false);
         }
-        let subscriber = Subscriber {
+        let subscriber = Recipient {
             id,
             sink: Arc::clone(&record.sink),
         };
@@ -450,7 +446,7 @@ impl<T> Writer<T> {
             }
             None => {
                 let name = topic.shared_name();
-                let mut subscribers: SmallVec<[Subscriber<T>; INLINE_SUBSCRIBERS]> =
+                let mut subscribers: SmallVec<[Recipient<T>; INLINE_SUBSCRIBERS]> =
                     smallvec![subscriber];
                 if !self.working.patterns.is_empty() {
                     // A new topic: it gets every pattern subscriber that matches it.
@@ -529,14 +525,14 @@ impl<T> Writer<T> {
                 .expect("the topic index lists only topics that exist");
             push_subscriber(
                 &mut entry.subscribers,
-                Subscriber {
+                Recipient {
                     id,
                     sink: Arc::clone(&sink),
                 },
             );
         }
         std::sync::Arc::make_mut(&mut self.working.patterns)
-            .insert(&pattern, Subscriber { id, sink });
+            .insert(&pattern, Recipient { id, sink });
         self.client_patterns.entry(id).or_default().push(pattern);
         self.working.pattern_subscriptions += 1;
         Ok(true)
@@ -695,8 +691,8 @@ fn record_has_topic<T>(
 
 /// Appends to a topic's subscriber list, growing it gently.
 fn push_subscriber<T>(
-    list: &mut SmallVec<[Subscriber<T>; INLINE_SUBSCRIBERS]>,
-    subscriber: Subscriber<T>,
+    list: &mut SmallVec<[Recipient<T>; INLINE_SUBSCRIBERS]>,
+    subscriber: Recipient<T>,
 ) {
     if list.len() == list.capacity() {
         list.reserve_exact(gentle_growth(list.len()));

@@ -5,17 +5,17 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use crate::channel::DisconnectReason;
-use crate::client::ClientId;
+use crate::consumer::disconnect_reason::DisconnectReason;
+use crate::consumer::membership::Membership;
 use crate::engine::Engine;
-use crate::error::Error;
-use crate::membership::Membership;
-use crate::policy::ChannelConfig;
 use crate::sink::{AsyncChannelSink, Sink, SinkCloser, SinkState};
 use crate::sync::queue::{Receiver, RecvError, TryRecvError};
 use crate::sync::waker_slot::{Parker, WakerSlot};
 use crate::sync::Arc;
-use crate::topic::Topic;
+use crate::vocab::client::ClientId;
+use crate::vocab::error::Error;
+use crate::vocab::policy::ChannelConfig;
+use crate::vocab::topic::Topic;
 
 /// A subscription whose frames arrive on a bounded queue that a task can `await`.
 ///

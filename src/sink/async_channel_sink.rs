@@ -18,10 +18,10 @@
 //! disconnected.
 
 use super::{ChannelSink, Delivery, Sink};
-use crate::policy::ChannelConfig;
 use crate::sync::queue::Receiver;
 use crate::sync::waker_slot::WakerSlot;
 use crate::sync::Arc;
+use crate::vocab::policy::ChannelConfig;
 
 /// The sending half of an async channel sink.
 ///

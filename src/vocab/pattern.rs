@@ -23,7 +23,7 @@
 
 use std::fmt;
 
-use crate::error::PatternError;
+use crate::vocab::error::PatternError;
 
 /// The default token separator.
 pub(crate) const DEFAULT_SEPARATOR: char = '.';

@@ -3,7 +3,7 @@
 use std::marker::PhantomData;
 
 use crate::engine::EngineConfig;
-use crate::policy::ChannelConfig;
+use crate::vocab::policy::ChannelConfig;
 
 /// Settings for a new engine: `PubSub::builder()` or `Broadcaster::builder()`, then
 /// `build()`.
