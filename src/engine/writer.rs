@@ -82,6 +82,8 @@ pub(crate) struct Writer<T> {
     closed: bool,
     /// Where topic events go, if anyone watches (see [`topic_events`](super::topic_events)).
     topic_watcher: Option<TopicEventSender>,
+    /// While watched: subscribers per pattern text, to report a pattern's first and last.
+    pattern_counts: HashMap<std::sync::Arc<str>, usize, ahash::RandomState>,
     /// The token separator of topics and patterns.
     separator: char,
     /// Each client's wildcard patterns; only clients that have some.
@@ -157,6 +159,7 @@ impl<T> Writer<T> {
             clients: HashMap::with_hasher(client_map_hasher()),
             closed: false,
             topic_watcher: None,
+            pattern_counts: HashMap::with_hasher(client_map_hasher()),
             separator,
             client_patterns: HashMap::with_hasher(client_map_hasher()),
             topic_index: None,
@@ -533,6 +536,7 @@ impl<T> Writer<T> {
         }
         std::sync::Arc::make_mut(&mut self.working.patterns)
             .insert(&pattern, Recipient { id, sink });
+        self.pattern_watched(pattern.text(), true);
         self.client_patterns.entry(id).or_default().push(pattern);
         self.working.pattern_subscriptions += 1;
         Ok(true)
@@ -564,6 +568,7 @@ impl<T> Writer<T> {
         {
             aftermath.retired_sinks.push(removed.sink);
         }
+        self.pattern_watched(pattern.text(), false);
         self.working.pattern_subscriptions -= 1;
         for (name, hash) in self.topic_index_mut().matching(&pattern) {
             if !record_has_topic(&self.clients, id, &name) && !self.covered_by_pattern(id, &name) {
@@ -607,6 +612,9 @@ impl<T> Writer<T> {
                 }
             }
             self.working.pattern_subscriptions -= patterns.len();
+            for pattern in &patterns {
+                self.pattern_watched(pattern.text(), false);
+            }
             // The topics it was in through its patterns (once each: the client is in a
             // list at most once, and removing an absent subscriber is a no-op).
             for pattern in &patterns {
@@ -649,17 +657,48 @@ impl<T> Writer<T> {
         }
     }
 
-    /// Sets (or clears) the topic watcher; returns the topics that have subscribers now.
-    pub(crate) fn watch_topics(
-        &mut self,
-        watcher: Option<TopicEventSender>,
-    ) -> Vec<std::sync::Arc<str>> {
+    /// While watched, counts a pattern's subscribers and reports its first and last.
+    fn pattern_watched(&mut self, text: &str, added: bool) {
+        let Some(watcher) = &self.topic_watcher else {
+            return;
+        };
+        if added {
+            let count = self.pattern_counts.entry(text.into()).or_insert(0);
+            *count += 1;
+            if *count == 1 {
+                let _ = watcher.send(TopicEvent::PatternOpened(text.into()));
+            }
+        } else if let Some(count) = self.pattern_counts.get_mut(text) {
+            *count -= 1;
+            if *count == 0 {
+                self.pattern_counts.remove(text);
+                let _ = watcher.send(TopicEvent::PatternClosed(text.into()));
+            }
+        }
+    }
+
+    /// Sets (or clears) the topic watcher; returns the topics and patterns that have
+    /// subscribers now, as `Opened` and `PatternOpened` events.
+    pub(crate) fn watch_topics(&mut self, watcher: Option<TopicEventSender>) -> Vec<TopicEvent> {
         self.topic_watcher = watcher;
-        let mut names = Vec::with_capacity(self.working.topics.len());
+        self.pattern_counts.clear();
+        if self.topic_watcher.is_none() {
+            return Vec::new();
+        }
+        let mut now = Vec::with_capacity(self.working.topics.len());
         self.working
             .topics
-            .for_each(|entry| names.push(std::sync::Arc::clone(&entry.name)));
-        names
+            .for_each(|entry| now.push(TopicEvent::Opened(std::sync::Arc::clone(&entry.name))));
+        for pattern in self.client_patterns.values().flatten() {
+            *self
+                .pattern_counts
+                .entry(pattern.text().into())
+                .or_insert(0) += 1;
+        }
+        for text in self.pattern_counts.keys() {
+            now.push(TopicEvent::PatternOpened(std::sync::Arc::clone(text)));
+        }
+        now
     }
 
     /// Publishes the working copy; the snapshot it replaces is retired, not dropped.

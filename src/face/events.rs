@@ -6,8 +6,9 @@
 //!   forwarder's bounded queue, without blocking (see [`Tap`]).
 //! - **Incoming frames**: [`PubSub::deliver_remote`] delivers a frame that came from
 //!   another engine to this engine's subscribers only; it is never forwarded again.
-//! - **Which topics are served here**: [`PubSub::watch_topics`] returns the topics with
-//!   local subscribers now and then reports each change as a [`TopicEvent`], in the
+//! - **Which topics and patterns are served here**: [`PubSub::watch_topics`] returns
+//!   the topics and wildcard patterns with local subscribers now (as `Opened` and
+//!   `PatternOpened` events) and then reports each change as a [`TopicEvent`], in the
 //!   order the writer applied them, none missed or doubled; [`PubSub::unwatch_topics`]
 //!   stops it.
 //!
@@ -36,13 +37,14 @@ impl<M: ?Sized> PubSub<M> {
         self.engine.broadcast_ref(key, None, frame)
     }
 
-    /// Starts sending topic events (first subscriber, last subscriber) to `events` and
-    /// returns the topics with subscribers now: a per-topic Redis bridge follows them.
+    /// Starts sending topic and pattern events (first subscriber, last subscriber) to
+    /// `events` and returns the topics and patterns with subscribers now: an
+    /// interest-routed bridge (Redis per-topic channels, NATS) follows them.
     #[cfg(any(feature = "redis", feature = "nats"))]
     pub(crate) fn watch_topics(
         &self,
         events: crossbeam_channel::Sender<TopicEvent>,
-    ) -> Result<Vec<Arc<str>>, Error> {
+    ) -> Result<Vec<TopicEvent>, Error> {
         self.engine.watch_topics(events)
     }
 
