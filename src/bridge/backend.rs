@@ -109,6 +109,7 @@ impl Batch {
     }
 
     /// Every (topic, envelope) in order.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // Redis's pipeline
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
         self.items.iter().map(|item| {
             let topic = std::str::from_utf8(&self.buffer[item.topic.clone()]).unwrap_or("");
@@ -118,6 +119,7 @@ impl Batch {
 
     /// Empties the batch, returning its buffer (no copy) and items, for a backend that
     /// needs owned slices.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))] // NATS's owned messages
     pub(crate) fn take(&mut self) -> (Bytes, std::vec::Drain<'_, Item>) {
         (
             Bytes::from(std::mem::take(&mut self.buffer)),
@@ -134,6 +136,7 @@ impl Batch {
 
 impl Item {
     /// This item's topic and envelope in `buffer`, the buffer [`Batch::take`] returned.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
     pub(crate) fn parts<'b>(&self, buffer: &'b Bytes) -> (&'b str, Bytes) {
         let topic = std::str::from_utf8(&buffer[self.topic.clone()]).unwrap_or("");
         (topic, buffer.slice(self.envelope.clone()))

@@ -42,6 +42,7 @@ impl<M: ?Sized> Inbound<M> {
     /// Checks one message and delivers its frame locally. `fits(topic)` says whether the
     /// message came on the channel or subject where `topic`'s envelopes go (a frame for
     /// another topic is bad input). `payload` is copied once, into the delivered frame.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // Redis lends its buffer
     pub(crate) fn accept(&mut self, payload: &[u8], fits: impl FnOnce(&str) -> bool) -> Flow {
         self.accept_with(payload, fits, |payload| {
             Bytes::copy_from_slice(&payload[ENVELOPE_HEADER_LEN..])
@@ -50,6 +51,7 @@ impl<M: ?Sized> Inbound<M> {
 
     /// As [`accept`](Self::accept), for a backend that owns the message: the delivered
     /// frame is a slice of it, not a copy.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))] // NATS hands over `Bytes`
     pub(crate) fn accept_owned(
         &mut self,
         payload: &Bytes,

@@ -36,6 +36,8 @@ impl From<TopicEvent> for InterestChange {
         match event {
             TopicEvent::Opened(topic) => InterestChange::Subscribe(Interest::Topic(topic)),
             TopicEvent::Closed(topic) => InterestChange::Unsubscribe(Interest::Topic(topic)),
+            TopicEvent::PatternOpened(p) => InterestChange::Subscribe(Interest::Pattern(p)),
+            TopicEvent::PatternClosed(p) => InterestChange::Unsubscribe(Interest::Pattern(p)),
         }
     }
 }

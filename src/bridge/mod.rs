@@ -130,7 +130,7 @@ use crate::transport::envelope::NodeId;
 use backend::Backend;
 use backoff::Backoff;
 use inbound::Inbound;
-use interest::Interest;
+use interest::InterestChange;
 use outbound::Publisher;
 use sequences::Tracker;
 use stats::Counters;
@@ -445,7 +445,13 @@ impl BridgeBuilder {
                     pubsub.unwatch_topics();
                 }
             }));
-            (Some(events), now.into_iter().map(Interest::Topic).collect())
+            let now = now
+                .into_iter()
+                .filter_map(|event| match InterestChange::from(event) {
+                    InterestChange::Subscribe(interest) => Some(interest),
+                    InterestChange::Unsubscribe(_) => None,
+                });
+            (Some(events), now.collect())
         } else {
             (None, Vec::new())
         };
