@@ -104,11 +104,17 @@
 //!   thread notices within one read timeout, or one connect timeout
 //!   ([`BridgeBuilder::io_timeout`]) if it is connecting to an unreachable host.
 
+mod backend;
 mod backoff;
-mod publisher;
+mod inbound;
+mod interest;
+#[cfg(feature = "nats")]
+mod nats;
+mod outbound;
+#[cfg(feature = "redis")]
+mod redis;
 mod sequences;
 mod stats;
-mod subscriber;
 
 use std::fmt;
 use std::sync::atomic::AtomicU64;
@@ -121,9 +127,13 @@ pub use stats::BridgeStats;
 use crate::face::pubsub::PubSub;
 use crate::face::tap::Tap;
 use crate::transport::envelope::NodeId;
-use publisher::Publisher;
+use backend::Backend;
+use backoff::Backoff;
+use inbound::Inbound;
+use interest::InterestChange;
+use outbound::Publisher;
+use sequences::Tracker;
 use stats::Counters;
-use subscriber::Subscriber;
 
 /// Longest namespace accepted, in bytes.
 pub const MAX_NAMESPACE_LEN: usize = 256;
@@ -147,20 +157,20 @@ pub enum ChannelLayout {
     PerTopic,
 }
 
-/// A bridge between one [`PubSub`] engine and a Redis namespace. Detaches (and joins
-/// its two threads) on [`shutdown`](Self::shutdown) or drop.
+/// A bridge between one [`PubSub`] engine and a namespace on a broker. Detaches (and
+/// joins its threads) on [`shutdown`](Self::shutdown) or drop.
 #[must_use = "dropping a Bridge detaches it"]
 pub struct Bridge {
     node: NodeId,
     namespace: String,
     layout: ChannelLayout,
-    /// Per-topic layout: stops the engine's topic events.
+    /// Interest-routed backends: stops the engine's interest events.
     unwatch: Option<Box<dyn Fn() + Send + Sync>>,
     tap: Arc<Tap>,
     /// The tap's drop count when this bridge attached.
     dropped_before: u64,
     counters: Arc<Counters>,
-    /// Dropped to stop both threads (they wake on the disconnect).
+    /// Dropped to stop every thread (they wake on the disconnect).
     stop: Option<crossbeam_channel::Sender<()>>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -214,8 +224,8 @@ impl Bridge {
         self.counters.view(self.tap.dropped() - self.dropped_before)
     }
 
-    /// Detaches from the engine and joins both threads. Broadcasts that start afterwards
-    /// are not forwarded; frames already queued are sent if Redis is up.
+    /// Detaches from the engine and joins every thread. Broadcasts that start afterwards
+    /// are not forwarded; frames already queued are sent if the broker is up.
     pub fn shutdown(mut self) {
         self.detach();
     }
@@ -312,99 +322,63 @@ impl BridgeBuilder {
         self
     }
 
-    /// Longest message accepted from Redis (default 16 MiB); longer ones are counted as
-    /// bad envelopes and skipped.
+    /// Longest message accepted from the broker (default 16 MiB); longer ones are
+    /// counted as bad envelopes and skipped.
     pub fn max_message_len(mut self, bytes: usize) -> Self {
         self.max_message_len = bytes;
         self
     }
 
-    /// Attaches the bridge to `pubsub` and starts its two threads. Succeeds whether or
-    /// not Redis is reachable now (the threads retry).
+    /// Attaches the bridge to `pubsub` and starts its threads. Succeeds whether or not
+    /// the broker is reachable now (the threads retry).
     ///
     /// Errors: [`BridgeError::InvalidUrl`], [`BridgeError::InvalidConfig`] (an empty or
     /// over-long namespace, a zero capacity, timeout or backoff),
     /// [`BridgeError::AlreadyBridged`], [`BridgeError::Closed`], [`BridgeError::Spawn`].
     pub fn attach<M: ?Sized + 'static>(self, pubsub: &PubSub<M>) -> Result<Bridge, BridgeError> {
+        self.check()?;
         let node = random_node_id();
-        let settings = Arc::new(self.settings(node)?);
-        if pubsub.is_closed() {
-            return Err(BridgeError::Closed);
-        }
-        let tap = Arc::clone(pubsub.tap());
-        let dropped_before = tap.dropped();
-        let Some(queue) = tap.attach(self.queue_capacity) else {
-            return Err(BridgeError::AlreadyBridged);
-        };
-        let counters = Arc::new(Counters::default());
-        let (stop_tx, stop) = crossbeam_channel::bounded(0);
-        let mut bridge = Bridge {
-            node,
-            namespace: self.namespace,
-            layout: self.layout,
-            unwatch: None,
-            tap,
-            dropped_before,
-            counters: Arc::clone(&counters),
-            stop: Some(stop_tx),
-            threads: Vec::with_capacity(2),
-        };
-        // Per-topic layout: the engine's topic events go to the publisher thread (which
-        // can wake the subscriber thread) and on to the subscriber thread.
-        let (events, topics) = match self.layout {
-            ChannelLayout::Namespace => (None, None),
-            ChannelLayout::PerTopic => {
-                let (events_tx, events) = crossbeam_channel::unbounded();
-                let now = pubsub
-                    .watch_topics(events_tx)
-                    .map_err(|_| BridgeError::Closed)?;
-                let weak = pubsub.downgrade();
-                bridge.unwatch = Some(Box::new(move || {
-                    if let Some(pubsub) = weak.upgrade() {
-                        pubsub.unwatch_topics();
-                    }
-                }));
-                let (to_subscriber, passed_on) = crossbeam_channel::unbounded();
-                (Some((events, to_subscriber)), Some((now, passed_on)))
+        let scheme = self.url.split_once("://").map_or("", |(scheme, _)| scheme);
+        match scheme {
+            #[cfg(feature = "redis")]
+            "redis" | "rediss" | "unix" | "redis+unix" => {
+                let backend = redis::RedisBackend::new(
+                    &self.url,
+                    &self.namespace,
+                    node,
+                    self.layout,
+                    (self.backoff_min, self.backoff_max),
+                    self.read_timeout,
+                    self.ping_interval,
+                    self.io_timeout,
+                )?;
+                self.attach_with(pubsub, node, backend)
             }
-        };
-        let publisher = Publisher {
-            settings: Arc::clone(&settings),
-            node,
-            queue,
-            stop: stop.clone(),
-            counters: Arc::clone(&counters),
-            events,
-        };
-        let subscriber = Subscriber {
-            settings,
-            node,
-            engine: pubsub.downgrade(),
-            stop,
-            counters,
-            topics,
-        };
-        // On a spawn failure `bridge` drops: detached, the spawned thread joined.
-        let spawned = std::thread::Builder::new()
-            .name("fanout-bridge-pub".to_owned())
-            .spawn(move || publisher.run())
-            .map_err(BridgeError::Spawn)?;
-        bridge.threads.push(spawned);
-        let spawned = std::thread::Builder::new()
-            .name("fanout-bridge-sub".to_owned())
-            .spawn(move || subscriber.run())
-            .map_err(BridgeError::Spawn)?;
-        bridge.threads.push(spawned);
-        Ok(bridge)
+            #[cfg(feature = "nats")]
+            "nats" => {
+                let backend = nats::NatsBackend::new(
+                    &self.url,
+                    &self.namespace,
+                    pubsub.separator(),
+                    node,
+                    (self.backoff_min, self.backoff_max),
+                    self.ping_interval,
+                    self.io_timeout,
+                )?;
+                self.attach_with(pubsub, node, backend)
+            }
+            _ => Err(BridgeError::InvalidUrl(format!(
+                "{:?}: not a URL of a backend this build has (features `redis`, `nats`)",
+                self.url
+            ))),
+        }
     }
 
-    fn settings(&self, node: NodeId) -> Result<Settings, BridgeError> {
-        if self.namespace.is_empty()
-            || self.namespace.len() > MAX_NAMESPACE_LEN
-            || self.namespace.contains(':')
-        {
+    /// The settings every backend checks.
+    fn check(&self) -> Result<(), BridgeError> {
+        if self.namespace.is_empty() || self.namespace.len() > MAX_NAMESPACE_LEN {
             return Err(BridgeError::InvalidConfig(
-                "namespace must be 1 to 256 bytes without ':'",
+                "namespace must be 1 to 256 bytes",
             ));
         }
         if self.queue_capacity == 0 {
@@ -426,82 +400,86 @@ impl BridgeBuilder {
                 "timeouts and backoff must be non-zero, backoff min <= max",
             ));
         }
-        let client = redis::Client::open(self.url.as_str())
-            .map_err(|e| BridgeError::InvalidUrl(e.to_string()))?;
-        Ok(Settings {
-            client,
-            namespace: self.namespace.clone(),
+        Ok(())
+    }
+
+    /// Attaches to the engine's tap and interest events, starts the backend's receiving
+    /// side and the publisher thread.
+    fn attach_with<M: ?Sized + 'static, B: Backend>(
+        self,
+        pubsub: &PubSub<M>,
+        node: NodeId,
+        backend: B,
+    ) -> Result<Bridge, BridgeError> {
+        if pubsub.is_closed() {
+            return Err(BridgeError::Closed);
+        }
+        let tap = Arc::clone(pubsub.tap());
+        let dropped_before = tap.dropped();
+        let Some(queue) = tap.attach(self.queue_capacity) else {
+            return Err(BridgeError::AlreadyBridged);
+        };
+        let counters = Arc::new(Counters::default());
+        let (stop_tx, stop) = crossbeam_channel::bounded(0);
+        let mut bridge = Bridge {
+            node,
+            namespace: self.namespace,
             layout: self.layout,
-            wake: format!("{}:w:{node}", self.namespace),
-            backoff_min: self.backoff_min,
-            backoff_max: self.backoff_max,
-            read_timeout: self.read_timeout,
-            ping_interval: self.ping_interval,
-            io_timeout: self.io_timeout,
+            unwatch: None,
+            tap,
+            dropped_before,
+            counters: Arc::clone(&counters),
+            stop: Some(stop_tx),
+            threads: Vec::with_capacity(3),
+        };
+        // Interest-routed: the engine's interest events go to the publisher thread,
+        // which hands them to the backend.
+        let (events, interest) = if backend.routes_by_interest() {
+            let (events_tx, events) = crossbeam_channel::unbounded();
+            let now = pubsub
+                .watch_topics(events_tx)
+                .map_err(|_| BridgeError::Closed)?;
+            let weak = pubsub.downgrade();
+            bridge.unwatch = Some(Box::new(move || {
+                if let Some(pubsub) = weak.upgrade() {
+                    pubsub.unwatch_topics();
+                }
+            }));
+            let now = now
+                .into_iter()
+                .filter_map(|event| match InterestChange::from(event) {
+                    InterestChange::Subscribe(interest) => Some(interest),
+                    InterestChange::Unsubscribe(_) => None,
+                });
+            (Some(events), now.collect())
+        } else {
+            (None, Vec::new())
+        };
+        let inbound = Inbound {
+            node,
+            engine: pubsub.downgrade(),
+            counters: Arc::clone(&counters),
             max_message_len: self.max_message_len,
-        })
-    }
-}
-
-/// What both threads share: where Redis is and how to talk to it.
-pub(crate) struct Settings {
-    client: redis::Client,
-    namespace: String,
-    layout: ChannelLayout,
-    /// Per-topic layout: this node's wake channel, `NAMESPACE:w:NODE`.
-    pub(crate) wake: String,
-    pub(crate) backoff_min: Duration,
-    pub(crate) backoff_max: Duration,
-    /// The subscriber connection's read timeout.
-    pub(crate) read_timeout: Duration,
-    pub(crate) ping_interval: Duration,
-    /// Connect timeout; the publisher's read and write timeout.
-    pub(crate) io_timeout: Duration,
-    pub(crate) max_message_len: usize,
-}
-
-impl Settings {
-    /// The channel `topic`'s envelopes go to.
-    pub(crate) fn channel_for(&self, topic: &str) -> Vec<u8> {
-        match self.layout {
-            ChannelLayout::Namespace => self.namespace.as_bytes().to_vec(),
-            ChannelLayout::PerTopic => {
-                let mut channel = Vec::with_capacity(self.namespace.len() + 3 + topic.len());
-                channel.extend_from_slice(self.namespace.as_bytes());
-                channel.extend_from_slice(b":t:");
-                channel.extend_from_slice(topic.as_bytes());
-                channel
-            }
-        }
-    }
-
-    /// Whether `channel` is where `topic`'s envelopes go.
-    pub(crate) fn is_channel_of(&self, channel: &str, topic: &str) -> bool {
-        match self.layout {
-            ChannelLayout::Namespace => channel == self.namespace,
-            ChannelLayout::PerTopic => {
-                channel
-                    .strip_prefix(self.namespace.as_str())
-                    .and_then(|rest| rest.strip_prefix(":t:"))
-                    == Some(topic)
-            }
-        }
-    }
-
-    /// A new connection for the publisher (read timeout `io_timeout`).
-    pub(crate) fn connect(&self) -> redis::RedisResult<redis::Connection> {
-        self.connect_with_read_timeout(self.io_timeout)
-    }
-
-    /// A new connection whose reads time out after `read_timeout`.
-    pub(crate) fn connect_with_read_timeout(
-        &self,
-        read_timeout: Duration,
-    ) -> redis::RedisResult<redis::Connection> {
-        let con = self.client.get_connection_with_timeout(self.io_timeout)?;
-        con.set_read_timeout(Some(read_timeout))?;
-        con.set_write_timeout(Some(self.io_timeout))?;
-        Ok(con)
+            streams: Tracker::default(),
+        };
+        // On a failure below `bridge` drops: detached, the spawned threads joined.
+        let (outlet, threads) = backend.start(inbound, interest, stop.clone())?;
+        bridge.threads.extend(threads);
+        let publisher = Publisher {
+            outlet,
+            node,
+            queue,
+            stop,
+            counters,
+            events,
+            backoff: Backoff::new(self.backoff_min, self.backoff_max),
+        };
+        let spawned = std::thread::Builder::new()
+            .name("fanout-bridge-pub".to_owned())
+            .spawn(move || publisher.run())
+            .map_err(BridgeError::Spawn)?;
+        bridge.threads.push(spawned);
+        Ok(bridge)
     }
 }
 
@@ -523,7 +501,7 @@ fn random_node_id() -> NodeId {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum BridgeError {
-    /// The URL is not a Redis URL (the `redis` crate's reason).
+    /// The URL is not one of a backend this build has, or its backend refuses it.
     InvalidUrl(String),
     /// A setting is out of range.
     InvalidConfig(&'static str),
@@ -538,7 +516,7 @@ pub enum BridgeError {
 impl fmt::Display for BridgeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            BridgeError::InvalidUrl(why) => write!(f, "invalid Redis URL: {why}"),
+            BridgeError::InvalidUrl(why) => write!(f, "invalid broker URL: {why}"),
             BridgeError::InvalidConfig(why) => write!(f, "invalid bridge setting: {why}"),
             BridgeError::AlreadyBridged => f.write_str("the engine already has a bridge"),
             BridgeError::Closed => f.write_str("the engine is shut down"),

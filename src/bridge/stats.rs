@@ -32,8 +32,14 @@ pub struct BridgeStats {
     /// (origin, topic) stream: skipped, so nothing is delivered twice (one publisher connection per
     /// origin never produces them; a foreign replay would).
     pub duplicates: u64,
-    /// Connections re-established after one was lost, over both connections.
+    /// Connections re-established after one was lost, over both connections (Redis)
+    /// or of the one connection (NATS).
     pub reconnects: u64,
+    /// NATS: times the client found a subscription's queue full and dropped messages
+    /// (the io thread fell behind its socket); the frames lost are counted in `gaps`.
+    /// A server that cuts a slow reader off shows as a lost connection instead
+    /// (`reconnects`, and the frames it did not send as `gaps`). Always 0 on Redis.
+    pub slow_consumers: u64,
 }
 
 /// The live counters, shared by the bridge's threads and its handle.
@@ -51,6 +57,7 @@ pub(crate) struct Counters {
     pub(crate) bad_envelopes: AtomicU64,
     pub(crate) duplicates: AtomicU64,
     pub(crate) reconnects: AtomicU64,
+    pub(crate) slow_consumers: AtomicU64,
 }
 
 impl Counters {
@@ -72,6 +79,7 @@ impl Counters {
             bad_envelopes: get(&self.bad_envelopes),
             duplicates: get(&self.duplicates),
             reconnects: get(&self.reconnects),
+            slow_consumers: get(&self.slow_consumers),
         }
     }
 }

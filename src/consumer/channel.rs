@@ -5,11 +5,14 @@ use std::time::Duration;
 
 use crate::consumer::disconnect_reason::DisconnectReason;
 use crate::consumer::membership::Membership;
-use crate::engine::EngineLink;
-use crate::sink::{SinkCloser, SinkState};
+use crate::engine::{Engine, EngineLink};
+use crate::sink::{ChannelSink, Sink, SinkCloser, SinkState};
 use crate::sync::queue::{Iter, Receiver, RecvError, RecvTimeoutError, TryIter, TryRecvError};
 use crate::sync::Arc;
 use crate::vocab::client::ClientId;
+use crate::vocab::error::Error;
+use crate::vocab::policy::ChannelConfig;
+use crate::vocab::topic::Topic;
 
 /// A subscription whose frames arrive on a bounded queue.
 ///
@@ -63,21 +66,30 @@ pub struct Channel<M> {
     receiver: Receiver<M>,
 }
 
-impl<M> Channel<M> {
-    pub(crate) fn new(
-        receiver: Receiver<M>,
-        state: Arc<SinkState>,
+impl<M: Clone + Send + 'static> Channel<M> {
+    /// Registers `id` in `engine` with a new channel sink of `config` (subscribed to
+    /// `topic`, if given) and returns the consumer's end.
+    pub(crate) fn register(
+        engine: &Engine<M>,
         id: ClientId,
-        link: EngineLink<M>,
-        closer: SinkCloser<M>,
-    ) -> Self {
-        Self {
-            membership: Membership::new(state, id, link),
+        config: ChannelConfig,
+        topic: Option<Topic>,
+    ) -> Result<Self, Error> {
+        config.validate()?;
+        let (sink, receiver) = ChannelSink::new(config);
+        let state = Arc::new(SinkState::new());
+        let sink = Arc::new(Sink::channel(sink, Arc::clone(&state)));
+        let closer = SinkCloser::new(&sink);
+        engine.register_shared(id, sink, topic)?;
+        Ok(Self {
+            membership: Membership::new(state, id, engine.link().clone()),
             closer,
             receiver,
-        }
+        })
     }
+}
 
+impl<M> Channel<M> {
     /// The crossbeam receiver, for `select!` and everything else crossbeam offers.
     pub fn receiver(&self) -> &Receiver<M> {
         &self.receiver

@@ -27,6 +27,7 @@ mod delivery;
 mod janitor;
 mod pattern_index;
 pub(crate) mod presence_table;
+mod recipient;
 mod snapshot;
 #[cfg(test)]
 mod tests;
@@ -35,14 +36,14 @@ mod topic_index;
 pub(crate) mod topic_map;
 mod writer;
 
+pub(crate) use command::Change;
 use command::{Command, Op};
 use janitor::JanitorState;
-use presence_table::{Member, PresenceChange, PresenceTable};
+use presence_table::{PresenceChange, PresenceTable};
 pub(crate) use snapshot::Snapshot;
 use writer::Writer;
 
-use crate::consumer::channel::Channel;
-use crate::sink::{ChannelSink, Sink, SinkCloser, SinkState};
+use crate::sink::{Sink, SinkState};
 use crate::sync::queue::{self, Receiver, Sender};
 use crate::sync::{lock, thread, Arc, AtomicBool, AtomicU64, Condvar, JoinHandle, Mutex, Ordering};
 use crate::sync::{SnapshotCell, SnapshotGuard, ThreadId};
@@ -50,7 +51,6 @@ use crate::vocab::authorization::SubscribeHook;
 use crate::vocab::client::ClientId;
 use crate::vocab::error::Error;
 use crate::vocab::error::StartError;
-use crate::vocab::mutation::Mutation;
 use crate::vocab::policy::ChannelConfig;
 use crate::vocab::stats::{Counters, Stats};
 use crate::vocab::topic::{Topic, TopicKey, MAX_TOPIC_LEN};
@@ -343,9 +343,10 @@ impl<T: Clone> Engine<T> {
         self.shared().call(Op::Untrack { id, topic })?.one()
     }
 
-    /// The members of `topic` now.
-    pub(crate) fn presence_list(&self, topic: &str) -> Vec<Member> {
-        lock(&self.shared().presence).list(topic)
+    /// Calls `each` with the members of `topic` now (client and metadata), ordered by
+    /// client id, under the presence table's own lock (never the writer role).
+    pub(crate) fn for_each_member(&self, topic: &str, each: impl FnMut(ClientId, &bytes::Bytes)) {
+        lock(&self.shared().presence).for_each_member(topic, each);
     }
 
     /// Registers many clients in one batch; one result each, in order.
@@ -363,32 +364,15 @@ impl<T: Clone> Engine<T> {
         Ok(self.shared().call(Op::RegisterMany(clients))?.many())
     }
 
-    /// Registers `id` with a new channel sink (subscribed to `topic`, if given) and
-    /// returns the consumer's end.
-    pub(crate) fn register_channel(
-        &self,
-        id: ClientId,
-        config: ChannelConfig,
-        topic: Option<Topic>,
-    ) -> Result<Channel<T>, Error> {
-        config.validate()?;
-        let (sink, receiver) = ChannelSink::new(config);
-        let state = Arc::new(SinkState::new());
-        let sink = Arc::new(Sink::channel(sink, Arc::clone(&state)));
-        let closer = SinkCloser::new(&sink);
-        self.register_shared(id, sink, topic)?;
-        Ok(Channel::new(receiver, state, id, self.link.clone(), closer))
-    }
-
     /// Applies one subscribe, unsubscribe or unregister.
-    pub(crate) fn mutate(&self, change: Mutation) -> Result<(), Error> {
+    pub(crate) fn mutate(&self, change: Change) -> Result<(), Error> {
         self.shared().call(Op::One(change))?.one()
     }
 
     /// Applies `changes` in order in one batch; one result per change.
     pub(crate) fn mutate_many(
         &self,
-        changes: Vec<Mutation>,
+        changes: Vec<Change>,
     ) -> Result<Vec<Result<(), Error>>, Error> {
         if changes.is_empty() {
             return self.empty_batch();

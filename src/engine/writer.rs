@@ -37,11 +37,12 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use smallvec::{smallvec, SmallVec};
 
-use super::command::{Command, Op, Outcome, PruneTarget, Reply};
+use super::command::{Change, Command, Op, Outcome, PruneTarget, Reply};
 use super::pattern_index;
 use super::presence_table::PresenceTable;
-use super::snapshot::{Snapshot, Subscriber, TopicEntry, INLINE_SUBSCRIBERS};
-use super::topic_events::{TopicEvent, TopicEventSender};
+use super::recipient::Recipient;
+use super::snapshot::{Snapshot, TopicEntry, INLINE_SUBSCRIBERS};
+use super::topic_events::TopicEventSender;
 use super::topic_index::TopicIndex;
 use super::Shared;
 use crate::sink::{Sink, Status};
@@ -49,9 +50,10 @@ use crate::sync::queue::Receiver;
 use crate::sync::{lock, Arc, Mutex, Ordering};
 use crate::vocab::client::ClientId;
 use crate::vocab::error::Error;
-use crate::vocab::mutation::Mutation;
-use crate::vocab::pattern::{is_pattern, Pattern};
+use crate::vocab::pattern::Pattern;
+use crate::vocab::subscription::Subscription;
 use crate::vocab::topic::{hash_topic, Topic};
+use crate::vocab::topic_event::TopicEvent;
 
 /// Most commands applied before one publication. Bounds how long one combiner holds the
 /// role, and so how long its own call and everyone queued behind it wait.
@@ -80,6 +82,8 @@ pub(crate) struct Writer<T> {
     closed: bool,
     /// Where topic events go, if anyone watches (see [`topic_events`](super::topic_events)).
     topic_watcher: Option<TopicEventSender>,
+    /// While watched: subscribers per pattern text, to report a pattern's first and last.
+    pattern_counts: HashMap<std::sync::Arc<str>, usize, ahash::RandomState>,
     /// The token separator of topics and patterns.
     separator: char,
     /// Each client's wildcard patterns; only clients that have some.
@@ -155,6 +159,7 @@ impl<T> Writer<T> {
             clients: HashMap::with_hasher(client_map_hasher()),
             closed: false,
             topic_watcher: None,
+            pattern_counts: HashMap::with_hasher(client_map_hasher()),
             separator,
             client_patterns: HashMap::with_hasher(client_map_hasher()),
             topic_index: None,
@@ -388,28 +393,20 @@ impl<T> Writer<T> {
     }
 
     /// Applies one change. Returns whether the registry changed.
-    fn mutate(&mut self, change: Mutation, aftermath: &mut Aftermath<T>) -> Result<bool, Error> {
+    fn mutate(&mut self, change: Change, aftermath: &mut Aftermath<T>) -> Result<bool, Error> {
         match change {
-            Mutation::Subscribe(id, topic) => match self.as_pattern(&topic)? {
-                Some(pattern) => self.subscribe_pattern(id, pattern),
-                None => self.subscribe(id, topic),
-            },
-            Mutation::Unsubscribe(id, topic) => match self.as_pattern(&topic)? {
-                Some(pattern) => self.unsubscribe_pattern(id, &pattern, aftermath),
-                None => self.unsubscribe(id, &topic),
-            },
-            Mutation::Unregister(id) => self
+            Change::Subscribe(id, Subscription::Pattern(pattern)) => {
+                self.subscribe_pattern(id, pattern)
+            }
+            Change::Subscribe(id, Subscription::Topic(topic)) => self.subscribe(id, topic),
+            Change::Unsubscribe(id, Subscription::Pattern(pattern)) => {
+                self.unsubscribe_pattern(id, &pattern, aftermath)
+            }
+            Change::Unsubscribe(id, Subscription::Topic(topic)) => self.unsubscribe(id, &topic),
+            Change::Unregister(id) => self
                 .unregister(id, Status::Unsubscribed, aftermath)
                 .map(|()| true),
         }
-    }
-
-    /// The subscription as a pattern, if it is one (see [`pattern`](crate::vocab::pattern)).
-    fn as_pattern(&self, topic: &Topic) -> Result<Option<Pattern>, Error> {
-        if !topic.may_be_pattern() || !is_pattern(topic.name(), self.separator) {
-            return Ok(None);
-        }
-        Ok(Some(Pattern::parse(topic.shared_name(), self.separator)?))
     }
 
     /// Whether one of client `id`'s patterns matches topic `name`: then the client is in
@@ -435,7 +432,7 @@ impl<T> Writer<T> {
         if record.topics.iter().any(|name| **name == *topic.name()) {
             return Ok(false);
         }
-        let subscriber = Subscriber {
+        let subscriber = Recipient {
             id,
             sink: Arc::clone(&record.sink),
         };
@@ -452,7 +449,7 @@ impl<T> Writer<T> {
             }
             None => {
                 let name = topic.shared_name();
-                let mut subscribers: SmallVec<[Subscriber<T>; INLINE_SUBSCRIBERS]> =
+                let mut subscribers: SmallVec<[Recipient<T>; INLINE_SUBSCRIBERS]> =
                     smallvec![subscriber];
                 if !self.working.patterns.is_empty() {
                     // A new topic: it gets every pattern subscriber that matches it.
@@ -531,14 +528,15 @@ impl<T> Writer<T> {
                 .expect("the topic index lists only topics that exist");
             push_subscriber(
                 &mut entry.subscribers,
-                Subscriber {
+                Recipient {
                     id,
                     sink: Arc::clone(&sink),
                 },
             );
         }
         std::sync::Arc::make_mut(&mut self.working.patterns)
-            .insert(&pattern, Subscriber { id, sink });
+            .insert(&pattern, Recipient { id, sink });
+        self.pattern_watched(pattern.text(), true);
         self.client_patterns.entry(id).or_default().push(pattern);
         self.working.pattern_subscriptions += 1;
         Ok(true)
@@ -570,6 +568,7 @@ impl<T> Writer<T> {
         {
             aftermath.retired_sinks.push(removed.sink);
         }
+        self.pattern_watched(pattern.text(), false);
         self.working.pattern_subscriptions -= 1;
         for (name, hash) in self.topic_index_mut().matching(&pattern) {
             if !record_has_topic(&self.clients, id, &name) && !self.covered_by_pattern(id, &name) {
@@ -613,6 +612,9 @@ impl<T> Writer<T> {
                 }
             }
             self.working.pattern_subscriptions -= patterns.len();
+            for pattern in &patterns {
+                self.pattern_watched(pattern.text(), false);
+            }
             // The topics it was in through its patterns (once each: the client is in a
             // list at most once, and removing an absent subscriber is a no-op).
             for pattern in &patterns {
@@ -655,17 +657,48 @@ impl<T> Writer<T> {
         }
     }
 
-    /// Sets (or clears) the topic watcher; returns the topics that have subscribers now.
-    pub(crate) fn watch_topics(
-        &mut self,
-        watcher: Option<TopicEventSender>,
-    ) -> Vec<std::sync::Arc<str>> {
+    /// While watched, counts a pattern's subscribers and reports its first and last.
+    fn pattern_watched(&mut self, text: &str, added: bool) {
+        let Some(watcher) = &self.topic_watcher else {
+            return;
+        };
+        if added {
+            let count = self.pattern_counts.entry(text.into()).or_insert(0);
+            *count += 1;
+            if *count == 1 {
+                let _ = watcher.send(TopicEvent::PatternOpened(text.into()));
+            }
+        } else if let Some(count) = self.pattern_counts.get_mut(text) {
+            *count -= 1;
+            if *count == 0 {
+                self.pattern_counts.remove(text);
+                let _ = watcher.send(TopicEvent::PatternClosed(text.into()));
+            }
+        }
+    }
+
+    /// Sets (or clears) the topic watcher; returns the topics and patterns that have
+    /// subscribers now, as `Opened` and `PatternOpened` events.
+    pub(crate) fn watch_topics(&mut self, watcher: Option<TopicEventSender>) -> Vec<TopicEvent> {
         self.topic_watcher = watcher;
-        let mut names = Vec::with_capacity(self.working.topics.len());
+        self.pattern_counts.clear();
+        if self.topic_watcher.is_none() {
+            return Vec::new();
+        }
+        let mut now = Vec::with_capacity(self.working.topics.len());
         self.working
             .topics
-            .for_each(|entry| names.push(std::sync::Arc::clone(&entry.name)));
-        names
+            .for_each(|entry| now.push(TopicEvent::Opened(std::sync::Arc::clone(&entry.name))));
+        for pattern in self.client_patterns.values().flatten() {
+            *self
+                .pattern_counts
+                .entry(pattern.text().into())
+                .or_insert(0) += 1;
+        }
+        for text in self.pattern_counts.keys() {
+            now.push(TopicEvent::PatternOpened(std::sync::Arc::clone(text)));
+        }
+        now
     }
 
     /// Publishes the working copy; the snapshot it replaces is retired, not dropped.
@@ -697,8 +730,8 @@ fn record_has_topic<T>(
 
 /// Appends to a topic's subscriber list, growing it gently.
 fn push_subscriber<T>(
-    list: &mut SmallVec<[Subscriber<T>; INLINE_SUBSCRIBERS]>,
-    subscriber: Subscriber<T>,
+    list: &mut SmallVec<[Recipient<T>; INLINE_SUBSCRIBERS]>,
+    subscriber: Recipient<T>,
 ) {
     if list.len() == list.capacity() {
         list.reserve_exact(gentle_growth(list.len()));

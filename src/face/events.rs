@@ -1,0 +1,69 @@
+//! What a capability on top of a [`PubSub`] — a bridge to other hosts — sees of its
+//! engine: the one documented way in, so that no capability reaches into `engine/`.
+//!
+//! - **Outgoing broadcasts**: [`PubSub::tap`] is the slot a forwarder attaches to; every
+//!   broadcast then also hands its Push frame (and its `broadcast_from` sender) to the
+//!   forwarder's bounded queue, without blocking (see [`Tap`]).
+//! - **Incoming frames**: [`PubSub::deliver_remote`] delivers a frame that came from
+//!   another engine to this engine's subscribers only; it is never forwarded again.
+//! - **Which topics and patterns are served here**: [`PubSub::watch_topics`] returns
+//!   the topics and wildcard patterns with local subscribers now (as `Opened` and
+//!   `PatternOpened` events) and then reports each change as a [`TopicEvent`], in the
+//!   order the writer applied them, none missed or doubled; [`PubSub::unwatch_topics`]
+//!   stops it.
+//!
+//! - **How topics split into tokens**: [`PubSub::separator`] (a NATS bridge maps each
+//!   token to a subject token).
+//!
+//! Lifecycle and liveness come from the face's public calls: [`PubSub::downgrade`] for
+//! a handle that does not keep the engine running, [`PubSub::is_closed`].
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::face::pubsub::PubSub;
+use crate::face::tap::Tap;
+use crate::vocab::error::Error;
+use crate::vocab::topic::TopicRef;
+use crate::vocab::topic_event::TopicEvent;
+
+impl<M: ?Sized> PubSub<M> {
+    /// Delivers a frame that came from another engine to this engine's subscribers only
+    /// (never forwarded again): the Redis bridge's receiving end.
+    #[cfg(any(feature = "redis", feature = "nats"))]
+    pub(crate) fn deliver_remote(&self, topic: &str, frame: &Bytes) -> Result<usize, Error> {
+        let key = topic.topic_key(self.max_topic_len())?;
+        self.engine.broadcast_ref(key, None, frame)
+    }
+
+    /// Starts sending topic and pattern events (first subscriber, last subscriber) to
+    /// `events` and returns the topics and patterns with subscribers now: an
+    /// interest-routed bridge (Redis per-topic channels, NATS) follows them.
+    #[cfg(any(feature = "redis", feature = "nats"))]
+    pub(crate) fn watch_topics(
+        &self,
+        events: crossbeam_channel::Sender<TopicEvent>,
+    ) -> Result<Vec<TopicEvent>, Error> {
+        self.engine.watch_topics(events)
+    }
+
+    /// Stops the topic events.
+    #[cfg(any(feature = "redis", feature = "nats"))]
+    pub(crate) fn unwatch_topics(&self) {
+        self.engine.unwatch_topics();
+    }
+
+    /// The token separator of topics and patterns: a NATS bridge maps topic tokens to
+    /// subject tokens.
+    #[cfg(feature = "nats")]
+    pub(crate) fn separator(&self) -> char {
+        self.engine.config().separator
+    }
+
+    /// The slot a Redis bridge attaches to.
+    #[cfg(any(feature = "redis", feature = "nats"))]
+    pub(crate) fn tap(&self) -> &Arc<Tap> {
+        &self.tap
+    }
+}
