@@ -167,8 +167,8 @@ pub struct Bridge {
     /// Interest-routed backends: stops the engine's interest events.
     unwatch: Option<Box<dyn Fn() + Send + Sync>>,
     tap: Arc<Tap>,
-    /// The tap's drop count when this bridge attached.
-    dropped_before: u64,
+    /// The tap's drop counts (all, untracked) when this bridge attached.
+    dropped_before: (u64, u64),
     counters: Arc<Counters>,
     /// Dropped to stop every thread (they wake on the disconnect).
     stop: Option<crossbeam_channel::Sender<()>>,
@@ -194,8 +194,8 @@ impl Bridge {
             url: url.to_owned(),
             namespace: namespace.to_owned(),
             queue_capacity: 8192,
-            backoff_min: Duration::from_millis(100),
-            backoff_max: Duration::from_secs(5),
+            backoff_min: Duration::from_millis(50),
+            backoff_max: Duration::from_millis(250),
             read_timeout: Duration::from_millis(100),
             ping_interval: Duration::from_secs(1),
             io_timeout: Duration::from_secs(1),
@@ -221,7 +221,11 @@ impl Bridge {
 
     /// Counters and connection state.
     pub fn stats(&self) -> BridgeStats {
-        self.counters.view(self.tap.dropped() - self.dropped_before)
+        let untracked = self.tap.refused().map_or(0, |r| r.untracked());
+        self.counters.view(
+            self.tap.dropped() - self.dropped_before.0,
+            untracked - self.dropped_before.1,
+        )
     }
 
     /// Detaches from the engine and joins every thread. Broadcasts that start afterwards
@@ -295,8 +299,11 @@ impl BridgeBuilder {
         self
     }
 
-    /// First and largest delay between reconnection attempts (default 100 ms and 5 s);
-    /// the delay doubles after each failed attempt.
+    /// First and largest delay between reconnection attempts (default 50 ms and 250 ms);
+    /// the delay doubles after each failed attempt. The largest delay bounds both how
+    /// long after the broker comes back a connection is re-established (one attempt
+    /// per 250 ms finds it within 250 ms plus a connect) and how often a down broker is
+    /// tried (4 times a second per connection, at most).
     pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
         self.backoff_min = min;
         self.backoff_max = max;
@@ -415,10 +422,11 @@ impl BridgeBuilder {
             return Err(BridgeError::Closed);
         }
         let tap = Arc::clone(pubsub.tap());
-        let dropped_before = tap.dropped();
+        let before = tap.dropped();
         let Some(queue) = tap.attach(self.queue_capacity) else {
             return Err(BridgeError::AlreadyBridged);
         };
+        let dropped_before = (before, tap.refused().map_or(0, |r| r.untracked()));
         let counters = Arc::new(Counters::default());
         let (stop_tx, stop) = crossbeam_channel::bounded(0);
         let mut bridge = Bridge {
@@ -469,6 +477,7 @@ impl BridgeBuilder {
             outlet,
             node,
             queue,
+            tap: Arc::clone(&bridge.tap),
             stop,
             counters,
             events,

@@ -23,7 +23,7 @@ use super::backoff::Backoff;
 use super::interest::{fold, InterestChange};
 use super::sequences::Numbering;
 use super::stats::Counters;
-use crate::face::tap::Tapped;
+use crate::face::tap::{Tap, Tapped};
 use crate::transport::envelope::{Audience, EnvelopeHeader, NodeId};
 use crate::transport::frame::decode;
 use crate::vocab::topic_event::TopicEvent;
@@ -36,6 +36,8 @@ pub(crate) struct Publisher<O: Outlet> {
     pub(crate) outlet: O,
     pub(crate) node: NodeId,
     pub(crate) queue: Receiver<Tapped>,
+    /// The tap, for the frames its full queue refused.
+    pub(crate) tap: Arc<Tap>,
     pub(crate) stop: Receiver<()>,
     pub(crate) counters: Arc<Counters>,
     /// The engine's interest events, when the backend routes by interest.
@@ -128,6 +130,11 @@ impl<O: Outlet> Publisher<O> {
         let n = frames.len() as u64;
         let connected = self.outlet.is_connected();
         batch.clear();
+        // Frames the full queue refused before these were taken: their numbers go
+        // unused, so receivers count them as gaps (see `face::dropped_topics`).
+        if let Some(refused) = self.tap.refused() {
+            refused.drain(|key, count| numbering.skip(key, count));
+        }
         for item in frames.drain(..) {
             // The engine built or checked every frame it forwards: this always decodes.
             let Ok(push) = decode(&item.frame) else {
@@ -151,8 +158,12 @@ impl<O: Outlet> Publisher<O> {
                 Counters::add(&self.counters.sent, n - skipped);
                 Counters::add(&self.counters.dropped, skipped);
             }
-            Err(Failure::NotSent | Failure::Unknown) => {
-                Counters::add(&self.counters.dropped, n);
+            Err(failure) => {
+                let counter = match failure {
+                    Failure::NotSent => &self.counters.dropped,
+                    Failure::Unknown => &self.counters.unknown,
+                };
+                Counters::add(counter, n);
                 self.counters.publisher_up.store(false, Ordering::Relaxed);
                 *next_attempt = Instant::now() + self.backoff.failed();
             }

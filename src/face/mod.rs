@@ -7,6 +7,8 @@
 pub(crate) mod broadcaster;
 pub(crate) mod builder;
 #[cfg(any(feature = "redis", feature = "nats"))]
+pub(crate) mod dropped_topics;
+#[cfg(any(feature = "redis", feature = "nats"))]
 pub(crate) mod events;
 pub(crate) mod pubsub;
 #[cfg(any(feature = "redis", feature = "nats"))]

@@ -547,7 +547,7 @@ impl<M: ?Sized> PubSub<M> {
         self.check_open()?;
         let frame = encode_frame(key.name, message, serialiser)?;
         let delivered = self.engine.broadcast_ref(key, from, &frame)?;
-        self.tap.send(from, frame);
+        self.tap.send(from, frame, key.hash);
         Ok(delivered)
     }
 
@@ -602,7 +602,7 @@ impl<M: ?Sized> PubSub<M> {
         let delivered = self.engine.broadcast_ref(key, from, frame)?;
         #[cfg(any(feature = "redis", feature = "nats"))]
         if self.tap.is_on() {
-            self.tap.send(from, frame.clone());
+            self.tap.send(from, frame.clone(), key.hash);
         }
         Ok(delivered)
     }
