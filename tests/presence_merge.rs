@@ -16,10 +16,12 @@ mod common;
 mod replica;
 
 /// The paths `replica.rs` imports from, here the crate's public ones.
-mod transport {
+mod vocab {
     pub mod node {
         pub use fanout::transport::NodeId;
     }
+}
+mod transport {
     pub mod presence_sync {
         pub use fanout::transport::presence_sync::*;
     }

@@ -22,7 +22,8 @@ use crossbeam_channel::Receiver;
 use super::inbound::Inbound;
 use super::interest::{Interest, InterestChange};
 use super::BridgeError;
-use crate::transport::envelope::{EnvelopeHeader, ENVELOPE_HEADER_LEN};
+use crate::transport::envelope::{encode_presence_envelope, EnvelopeHeader, ENVELOPE_HEADER_LEN};
+use crate::transport::presence_sync::Message;
 
 /// Why a batch was not published.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,7 +109,18 @@ impl Batch {
         });
     }
 
-    /// Every (topic, envelope) in order.
+    /// Appends a presence envelope carrying `message`, on the control route (an empty
+    /// topic): every node receives it, whatever the topics it serves.
+    pub(crate) fn push_presence(&mut self, message: &Message) {
+        let start = self.buffer.len();
+        encode_presence_envelope(message, &mut self.buffer);
+        self.items.push(Item {
+            topic: start..start,
+            envelope: start..self.buffer.len(),
+        });
+    }
+
+    /// Every (topic, envelope) in order; the topic is empty for the control route.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))] // Redis's pipeline
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
         self.items.iter().map(|item| {

@@ -11,10 +11,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::presence::Exchange;
 use super::sequences::{Tracker, Verdict};
 use super::stats::Counters;
 use crate::face::pubsub::WeakPubSub;
-use crate::transport::envelope::{decode_envelope, NodeId, ENVELOPE_HEADER_LEN};
+use crate::transport::envelope::{
+    decode_envelope, decode_presence_envelope, NodeId, ENVELOPE_HEADER_LEN, MODE_PRESENCE,
+};
 use crate::vocab::error::Error;
 
 /// Whether the receiving thread goes on after a message.
@@ -36,6 +39,8 @@ pub(crate) struct Inbound<M: ?Sized> {
     pub(crate) max_message_len: usize,
     /// Last sequence number per (origin, topic).
     pub(crate) streams: Tracker,
+    /// Presence across hosts: where presence envelopes go.
+    pub(crate) presence: Option<Arc<Exchange>>,
 }
 
 impl<M: ?Sized> Inbound<M> {
@@ -73,6 +78,9 @@ impl<M: ?Sized> Inbound<M> {
         if payload.len() > self.max_message_len {
             return bad(&self.counters);
         }
+        if payload.get(1) == Some(&MODE_PRESENCE) {
+            return self.accept_presence(payload);
+        }
         let Ok(envelope) = decode_envelope(payload) else {
             return bad(&self.counters);
         };
@@ -101,6 +109,26 @@ impl<M: ?Sized> Inbound<M> {
             }
             Err(Error::Closed) => Flow::Stop,
             Err(_) => bad(&self.counters), // a topic longer than this engine accepts
+        }
+    }
+
+    /// A presence envelope: what another engine tells about its members. Any channel of
+    /// the namespace may carry it (it names no topic).
+    fn accept_presence(&mut self, payload: &[u8]) -> Flow {
+        let Ok(message) = decode_presence_envelope(payload) else {
+            Counters::add(&self.counters.bad_envelopes, 1);
+            return Flow::Continue;
+        };
+        let Some(exchange) = &self.presence else {
+            return Flow::Continue; // presence is off here
+        };
+        if message.origin() == self.node {
+            return Flow::Continue; // our own
+        }
+        if exchange.receive(&message, std::time::Instant::now()) {
+            Flow::Continue
+        } else {
+            Flow::Stop
         }
     }
 }

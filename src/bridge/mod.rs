@@ -111,6 +111,7 @@ mod interest;
 #[cfg(feature = "nats")]
 mod nats;
 mod outbound;
+mod presence;
 #[cfg(feature = "redis")]
 mod redis;
 mod sequences;
@@ -125,13 +126,17 @@ use std::time::Duration;
 pub use stats::BridgeStats;
 
 use crate::face::pubsub::PubSub;
+use crate::face::remote_members::RemoteMembers;
 use crate::face::tap::Tap;
+use crate::presence::replica::Timing;
 use crate::transport::envelope::NodeId;
+use crate::vocab::error::Error;
 use backend::Backend;
 use backoff::Backoff;
 use inbound::Inbound;
 use interest::InterestChange;
-use outbound::Publisher;
+use outbound::{PresenceLink, Publisher};
+use presence::{Deliver, Exchange};
 use sequences::Tracker;
 use stats::Counters;
 
@@ -173,6 +178,9 @@ pub struct Bridge {
     /// Dropped to stop every thread (they wake on the disconnect).
     stop: Option<crossbeam_channel::Sender<()>>,
     threads: Vec<JoinHandle<()>>,
+    /// Presence across hosts: the exchange, and what stops the engine's presence
+    /// watcher and empties its remote-members slot.
+    presence: Option<(Arc<Exchange>, Box<dyn Fn() + Send + Sync>)>,
 }
 
 impl Bridge {
@@ -201,6 +209,7 @@ impl Bridge {
             io_timeout: Duration::from_secs(1),
             max_message_len: 16 << 20,
             layout: ChannelLayout::Namespace,
+            presence: Some((Timing::default(), Duration::from_secs(1))),
         }
     }
 
@@ -246,6 +255,11 @@ impl Bridge {
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
+        if let Some((exchange, unwatch)) = self.presence.take() {
+            // The others were told (a goodbye); here, their members leave the list.
+            unwatch();
+            exchange.forget_all();
+        }
         self.tap.release();
     }
 }
@@ -281,9 +295,40 @@ pub struct BridgeBuilder {
     io_timeout: Duration,
     max_message_len: usize,
     layout: ChannelLayout,
+    presence: Option<(Timing, Duration)>,
 }
 
 impl BridgeBuilder {
+    /// Presence across hosts (on by default): `list` on this engine shows every bridged
+    /// engine's members, and their joins and leaves reach this engine's subscribers.
+    /// The bridge sends a heartbeat every `heartbeat` (default 1 s) and takes an engine
+    /// not heard from for `down_after` (default 30 s, as Phoenix.Tracker) as down: its
+    /// members leave everywhere, and join again if it comes back. Silent for
+    /// `drop_after` (default 10 min), its state is dropped. `down_after` should be
+    /// several heartbeats; every engine of a namespace should use the same settings.
+    pub fn presence(
+        mut self,
+        heartbeat: Duration,
+        down_after: Duration,
+        drop_after: Duration,
+    ) -> Self {
+        self.presence = Some((
+            Timing {
+                down_after,
+                drop_after,
+                request_every: heartbeat,
+            },
+            heartbeat,
+        ));
+        self
+    }
+
+    /// No presence across hosts: `list` shows this engine's members only, and no
+    /// presence messages are sent or read.
+    pub fn without_presence(mut self) -> Self {
+        self.presence = None;
+        self
+    }
     /// Which Redis channels to use (default [`ChannelLayout::Namespace`]). Every
     /// engine bridged to one namespace must use the same layout.
     pub fn layout(mut self, layout: ChannelLayout) -> Self {
@@ -439,6 +484,43 @@ impl BridgeBuilder {
             counters: Arc::clone(&counters),
             stop: Some(stop_tx),
             threads: Vec::with_capacity(3),
+            presence: None,
+        };
+        let presence_link = match self.presence {
+            None => None,
+            Some((timing, heartbeat)) => {
+                let (changes_tx, changes) = crossbeam_channel::unbounded();
+                let (kick, kicks) = crossbeam_channel::bounded(1);
+                let members = pubsub
+                    .watch_presence(changes_tx, node)
+                    .map_err(|_| BridgeError::Closed)?;
+                let weak = pubsub.downgrade();
+                let deliver: Deliver = Box::new(move |topic, frame| {
+                    weak.upgrade().is_some_and(|engine| {
+                        !matches!(engine.deliver_remote(topic, frame), Err(Error::Closed))
+                    })
+                });
+                let exchange = Arc::new(Exchange::new(
+                    node, timing, heartbeat, members, kick, deliver,
+                ));
+                let view: Arc<dyn RemoteMembers> = Arc::clone(&exchange) as _;
+                pubsub.tap().remote_members.set(Some(view));
+                let weak = pubsub.downgrade();
+                bridge.presence = Some((
+                    Arc::clone(&exchange),
+                    Box::new(move || {
+                        if let Some(engine) = weak.upgrade() {
+                            engine.unwatch_presence();
+                            engine.tap().remote_members.set(None);
+                        }
+                    }),
+                ));
+                Some(PresenceLink {
+                    exchange,
+                    changes,
+                    kicks,
+                })
+            }
         };
         // Interest-routed: the engine's interest events go to the publisher thread,
         // which hands them to the backend.
@@ -469,6 +551,9 @@ impl BridgeBuilder {
             counters: Arc::clone(&counters),
             max_message_len: self.max_message_len,
             streams: Tracker::default(),
+            presence: presence_link
+                .as_ref()
+                .map(|link| Arc::clone(&link.exchange)),
         };
         // On a failure below `bridge` drops: detached, the spawned threads joined.
         let (outlet, threads) = backend.start(inbound, interest, stop.clone())?;
@@ -482,6 +567,7 @@ impl BridgeBuilder {
             counters,
             events,
             backoff: Backoff::new(self.backoff_min, self.backoff_max),
+            presence: presence_link,
         };
         let spawned = std::thread::Builder::new()
             .name("fanout-bridge-pub".to_owned())

@@ -21,11 +21,14 @@ use crossbeam_channel::{never, select, Receiver};
 use super::backend::{Batch, Failure, Outlet};
 use super::backoff::Backoff;
 use super::interest::{fold, InterestChange};
+use super::presence::Exchange;
 use super::sequences::Numbering;
 use super::stats::Counters;
+use crate::engine::presence_table::PresenceChange;
 use crate::face::tap::{Tap, Tapped};
 use crate::transport::envelope::{Audience, EnvelopeHeader, NodeId};
 use crate::transport::frame::decode;
+use crate::transport::presence_sync::Message;
 use crate::vocab::topic_event::TopicEvent;
 
 /// Most envelopes in one batch.
@@ -43,6 +46,16 @@ pub(crate) struct Publisher<O: Outlet> {
     /// The engine's interest events, when the backend routes by interest.
     pub(crate) events: Option<Receiver<TopicEvent>>,
     pub(crate) backoff: Backoff,
+    /// Presence across hosts: the exchange, the engine's presence changes, and the
+    /// receiving thread's wake-ups.
+    pub(crate) presence: Option<PresenceLink>,
+}
+
+/// What the publisher thread needs for presence.
+pub(crate) struct PresenceLink {
+    pub(crate) exchange: Arc<Exchange>,
+    pub(crate) changes: Receiver<PresenceChange>,
+    pub(crate) kicks: Receiver<()>,
 }
 
 impl<O: Outlet> Publisher<O> {
@@ -54,10 +67,54 @@ impl<O: Outlet> Publisher<O> {
         let mut frames = Vec::with_capacity(MAX_BATCH);
         let no_events = never();
         let events = self.events.take().unwrap_or(no_events);
+        let presence = self.presence.take();
+        let (changes, kicks) = match &presence {
+            Some(link) => (link.changes.clone(), link.kicks.clone()),
+            None => (never(), never()),
+        };
+        // Presence: ask everyone for their states, and tell them ours.
+        let mut next_beat = Instant::now();
+        if let Some(link) = &presence {
+            let mut hello = vec![link.exchange.hello()];
+            hello.extend(link.exchange.outgoing(Instant::now(), false));
+            self.send_presence(&hello, &mut batch, &mut next_attempt);
+        }
         loop {
             // Connect when due; while disconnected wake up at the next attempt.
-            let wait = self.ensure(&mut next_attempt, &mut was_up);
+            let mut wait = self.ensure(&mut next_attempt, &mut was_up);
+            if let Some(link) = &presence {
+                let now = Instant::now();
+                if now >= next_beat {
+                    next_beat = now + link.exchange.heartbeat;
+                    if !link.exchange.tick(now) {
+                        break; // the engine is gone
+                    }
+                    let out = link.exchange.outgoing(now, true);
+                    self.send_presence(&out, &mut batch, &mut next_attempt);
+                }
+                wait = wait.min(next_beat.saturating_duration_since(Instant::now()));
+            }
             let first = select! {
+                recv(changes) -> change => {
+                    let Some(link) = &presence else { continue };
+                    match change {
+                        Ok(change) => {
+                            let all = std::iter::once(change).chain(changes.try_iter());
+                            link.exchange.local_changes(all);
+                        }
+                        Err(_) => break, // the engine closed: nobody left to list
+                    }
+                    let out = link.exchange.outgoing(Instant::now(), false);
+                    self.send_presence(&out, &mut batch, &mut next_attempt);
+                    continue;
+                }
+                recv(kicks) -> _ => {
+                    if let Some(link) = &presence {
+                        let out = link.exchange.outgoing(Instant::now(), false);
+                        self.send_presence(&out, &mut batch, &mut next_attempt);
+                    }
+                    continue;
+                }
                 recv(self.queue) -> item => match item {
                     Ok(item) => item,
                     Err(_) => break,
@@ -86,7 +143,35 @@ impl<O: Outlet> Publisher<O> {
             }
             self.send(&mut numbering, &mut frames, &mut batch, &mut next_attempt);
         }
+        // Presence: the others drop this node's members now, not after the down period.
+        if let Some(link) = &presence {
+            let mut out = link.exchange.outgoing(Instant::now(), false);
+            out.push(link.exchange.goodbye());
+            self.send_presence(&out, &mut batch, &mut next_attempt);
+        }
         self.counters.publisher_up.store(false, Ordering::Relaxed);
+    }
+
+    /// Publishes presence messages as one batch on the control route. Lost if the broker
+    /// is down: the heartbeats that follow let every node see what it missed and ask for
+    /// the state.
+    fn send_presence(
+        &mut self,
+        messages: &[Message],
+        batch: &mut Batch,
+        next_attempt: &mut Instant,
+    ) {
+        if messages.is_empty() || !self.outlet.is_connected() {
+            return;
+        }
+        batch.clear();
+        for message in messages {
+            batch.push_presence(message);
+        }
+        if self.outlet.publish(batch).is_err() {
+            self.counters.publisher_up.store(false, Ordering::Relaxed);
+            *next_attempt = Instant::now() + self.backoff.failed();
+        }
     }
 
     /// Connects if disconnected and an attempt is due. Returns how long the caller may

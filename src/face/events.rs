@@ -12,6 +12,12 @@
 //!   order the writer applied them, none missed or doubled; [`PubSub::unwatch_topics`]
 //!   stops it.
 //!
+//! - **Who is tracked here**: [`PubSub::watch_presence`] returns this engine's members
+//!   now and then hands every presence change to the bridge, in the order they were
+//!   made, none missed or doubled; the bridge puts its view of other engines' members
+//!   in the tap's `remote_members` slot, which `list` and `count_members` read, and
+//!   delivers their joins and leaves with [`PubSub::deliver_remote`].
+//!
 //! - **How topics split into tokens**: [`PubSub::separator`] (a NATS bridge maps each
 //!   token to a subject token).
 //!
@@ -22,9 +28,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::engine::presence_table::PresenceChange;
 use crate::face::pubsub::PubSub;
 use crate::face::tap::Tap;
+use crate::vocab::client::ClientId;
 use crate::vocab::error::Error;
+use crate::vocab::node::NodeId;
 use crate::vocab::topic::TopicRef;
 use crate::vocab::topic_event::TopicEvent;
 
@@ -46,6 +55,24 @@ impl<M: ?Sized> PubSub<M> {
         events: crossbeam_channel::Sender<TopicEvent>,
     ) -> Result<Vec<TopicEvent>, Error> {
         self.engine.watch_topics(events)
+    }
+
+    /// Starts handing every presence change to `watcher`, names this engine's members
+    /// `node` (in `list` and Presence frames), and returns the members now as (topic,
+    /// client, meta).
+    #[cfg(any(feature = "redis", feature = "nats"))]
+    pub(crate) fn watch_presence(
+        &self,
+        watcher: crossbeam_channel::Sender<PresenceChange>,
+        node: NodeId,
+    ) -> Result<Vec<(Arc<str>, ClientId, Bytes)>, Error> {
+        self.engine.watch_presence(watcher, node)
+    }
+
+    /// Stops the presence watcher; this engine's members are named `NodeId(0)` again.
+    #[cfg(any(feature = "redis", feature = "nats"))]
+    pub(crate) fn unwatch_presence(&self) {
+        self.engine.unwatch_presence();
     }
 
     /// Stops the topic events.

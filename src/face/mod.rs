@@ -12,5 +12,7 @@ pub(crate) mod dropped_topics;
 pub(crate) mod events;
 pub(crate) mod pubsub;
 #[cfg(any(feature = "redis", feature = "nats"))]
+pub(crate) mod remote_members;
+#[cfg(any(feature = "redis", feature = "nats"))]
 pub(crate) mod tap;
 pub(crate) mod tracking;

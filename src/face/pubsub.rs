@@ -730,6 +730,7 @@ fn presence_frame(change: &PresenceChange) -> Option<Bytes> {
     encode_presence(
         &change.topic,
         change.event,
+        change.node,
         change.client.as_u64(),
         &change.meta,
     )

@@ -21,6 +21,7 @@ use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::face::dropped_topics::DroppedTopics;
+use crate::face::remote_members::RemoteSlot;
 use crate::vocab::client::ClientId;
 
 /// One broadcast, as the forwarder receives it.
@@ -50,6 +51,8 @@ pub(crate) struct Tap {
     queue: OnceLock<Queue>,
     /// Frames dropped because the queue was full, since the engine started.
     dropped: AtomicU64,
+    /// Other engines' members, while a bridge with presence is attached.
+    pub(crate) remote_members: RemoteSlot,
 }
 
 impl Tap {

@@ -29,7 +29,11 @@ impl<M: ?Sized> PubSub<M> {
         self.engine.untrack(id, topic)
     }
 
-    /// The members of `topic` now, ordered by client id, with their metadata.
+    /// The members of `topic` now, with their metadata: this engine's ordered by client
+    /// id, then (with a bridge attached) every other bridged engine's, ordered by
+    /// (node, client). Takes this engine's presence lock and the bridge's view lock
+    /// one after the other, never the writer role: listing does not hold up `track`
+    /// longer than copying this engine's members.
     ///
     /// Errors: [`Error::InvalidTopic`], [`Error::Closed`].
     pub fn list(&self, topic: impl TopicRef) -> Result<Vec<Member>, Error> {
@@ -38,12 +42,37 @@ impl<M: ?Sized> PubSub<M> {
         }
         let key = topic.topic_key(self.engine.config().max_topic_len)?;
         let mut members = Vec::new();
-        self.engine.for_each_member(key.name, |client, meta| {
-            members.push(Member {
-                client,
-                meta: meta.clone(),
-            });
+        let mut local = Vec::new();
+        let node = self.engine.for_each_member(key.name, |client, meta| {
+            local.push((client, meta.clone()));
         });
+        members.extend(
+            local
+                .into_iter()
+                .map(|(client, meta)| Member { node, client, meta }),
+        );
+        #[cfg(any(feature = "redis", feature = "nats"))]
+        if let Some(remote) = self.tap.remote_members.get() {
+            remote.list(key.name, &mut members);
+        }
         Ok(members)
+    }
+
+    /// How many members `topic` has now, on this engine and (with a bridge attached) on
+    /// every other bridged engine: O(1), without copying the list.
+    ///
+    /// Errors: [`Error::InvalidTopic`], [`Error::Closed`].
+    pub fn count_members(&self, topic: impl TopicRef) -> Result<usize, Error> {
+        if self.engine.is_closed() {
+            return Err(Error::Closed);
+        }
+        let key = topic.topic_key(self.engine.config().max_topic_len)?;
+        #[allow(unused_mut)]
+        let mut count = self.engine.count_members(key.name);
+        #[cfg(any(feature = "redis", feature = "nats"))]
+        if let Some(remote) = self.tap.remote_members.get() {
+            count += remote.count(key.name);
+        }
+        Ok(count)
     }
 }

@@ -54,3 +54,6 @@
 //! ```
 
 pub use crate::vocab::member::Member;
+
+#[cfg_attr(not(any(feature = "redis", feature = "nats")), allow(dead_code))]
+pub(crate) mod replica;

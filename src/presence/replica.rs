@@ -49,8 +49,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::transport::node::NodeId;
 use crate::transport::presence_sync::{Entry, Message, Op};
+use crate::vocab::node::NodeId;
 
 /// How long a replica waits before taking a silent node as down, and as gone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,11 +126,6 @@ impl Local {
     /// This node.
     pub fn node(&self) -> NodeId {
         self.me
-    }
-
-    /// Changes made so far.
-    pub fn version(&self) -> u64 {
-        self.version
     }
 
     /// Tracks `client` in `topic` with `meta`; false (no change) if it is tracked there
@@ -226,6 +221,7 @@ impl Local {
     }
 
     /// Every entry, in (topic, client) order.
+    #[allow(dead_code)] // the merge simulation's view (tests/presence_merge.rs)
     pub fn entries(&self) -> impl Iterator<Item = (&Arc<str>, u64, &Bytes)> {
         self.entries
             .iter()
@@ -471,6 +467,7 @@ impl Replica {
     }
 
     /// The nodes it knows, with whether each is up.
+    #[allow(dead_code)] // the merge simulation's view (tests/presence_merge.rs)
     pub fn nodes(&self) -> impl Iterator<Item = (NodeId, bool)> + '_ {
         self.origins.iter().map(|(&n, r)| (n, r.up))
     }

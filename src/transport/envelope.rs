@@ -84,7 +84,7 @@ use super::frame::{decode, DecodeError, PushFrame};
 use super::presence_sync::{self, Message};
 use crate::vocab::client::ClientId;
 
-pub use super::node::NodeId;
+pub use crate::vocab::node::NodeId;
 
 /// The only envelope version this crate writes and reads.
 pub const ENVELOPE_VERSION: u8 = 1;

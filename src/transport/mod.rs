@@ -8,17 +8,16 @@
 
 pub mod envelope;
 pub mod frame;
-mod node;
 pub mod presence;
 pub mod presence_sync;
 mod serialiser;
 
+pub use crate::vocab::node::NodeId;
 pub use envelope::{
     decode_envelope, decode_presence_envelope, encode_presence_envelope, Audience, Envelope,
     EnvelopeError, EnvelopeHeader, ENVELOPE_HEADER_LEN, ENVELOPE_VERSION, MODE_PRESENCE,
 };
 pub use frame::{decode, encode_push, DecodeError, PushFrame, FRAME_KIND_PUSH, FRAME_VERSION};
-pub use node::NodeId;
 pub use presence::{
     decode_any, decode_presence, encode_presence, Frame, PresenceEvent, PresenceFrame,
     FRAME_KIND_PRESENCE,

@@ -70,7 +70,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::frame::DecodeError;
-use super::node::NodeId;
+use crate::vocab::node::NodeId;
 
 /// Kind byte: a delta.
 const KIND_DELTA: u8 = 1;

@@ -3,7 +3,8 @@
 //!
 //! Channel names: the namespace itself under
 //! [`ChannelLayout::Namespace`](crate::bridge::ChannelLayout::Namespace);
-//! `NAMESPACE:t:TOPIC` per topic and `NAMESPACE:w:NODE` (the wake channel) under
+//! `NAMESPACE:t:TOPIC` per topic, `NAMESPACE:c` (the control channel: presence, which
+//! every node subscribes to) and `NAMESPACE:w:NODE` (the wake channel) under
 //! [`ChannelLayout::PerTopic`](crate::bridge::ChannelLayout::PerTopic).
 
 mod outlet;
@@ -129,10 +130,12 @@ impl Backend for RedisBackend {
 }
 
 impl Settings {
-    /// The channel `topic`'s envelopes go to.
+    /// The channel `topic`'s envelopes go to; the control channel for the empty topic
+    /// (presence messages, which every node receives).
     pub(crate) fn channel_for(&self, topic: &str) -> Vec<u8> {
         match self.layout {
             ChannelLayout::Namespace => self.namespace.as_bytes().to_vec(),
+            ChannelLayout::PerTopic if topic.is_empty() => self.control_channel(),
             ChannelLayout::PerTopic => {
                 let mut channel = Vec::with_capacity(self.namespace.len() + 3 + topic.len());
                 channel.extend_from_slice(self.namespace.as_bytes());
@@ -140,6 +143,15 @@ impl Settings {
                 channel.extend_from_slice(topic.as_bytes());
                 channel
             }
+        }
+    }
+
+    /// The channel every node subscribes to whatever its topics: the namespace's, or
+    /// `NAMESPACE:c` under the per-topic layout.
+    pub(crate) fn control_channel(&self) -> Vec<u8> {
+        match self.layout {
+            ChannelLayout::Namespace => self.namespace.as_bytes().to_vec(),
+            ChannelLayout::PerTopic => format!("{}:c", self.namespace).into_bytes(),
         }
     }
 

@@ -123,6 +123,7 @@ impl<M: ?Sized> Subscriber<M> {
             return Ok(());
         }
         pubsub.subscribe(&self.settings.wake)?;
+        pubsub.subscribe(self.settings.control_channel())?;
         self.apply_changes();
         let all: Vec<&Arc<str>> = self.topics.iter().collect();
         for chunk in all.chunks(SUBSCRIBE_CHUNK) {

@@ -1,9 +1,11 @@
-//! The identity of a bridged engine.
+//! [`NodeId`]: the identity of a bridged engine, naming a member across engines with a
+//! client id.
 
 use std::fmt;
 
 /// A bridged engine's identity: 128 random bits, drawn when its bridge starts.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// `NodeId(0)` (the default) names an engine without a bridge.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeId(pub u128);
 
 impl fmt::Debug for NodeId {
