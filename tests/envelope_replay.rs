@@ -123,7 +123,7 @@ fn presence_envelope_random() {
     let mut valid = 0;
     for case in 0..5_000 {
         let origin = NodeId(u128::from(rng.next()) << 64 | u128::from(rng.next()));
-        let mut member = |rng: &mut Rng| {
+        let member = |rng: &mut Rng| {
             let topic: String = (0..1 + rng.below(8))
                 .map(|_| char::from(b'a' + rng.below(26) as u8))
                 .collect();

@@ -180,8 +180,11 @@ pub struct Bridge {
     threads: Vec<JoinHandle<()>>,
     /// Presence across hosts: the exchange, and what stops the engine's presence
     /// watcher and empties its remote-members slot.
-    presence: Option<(Arc<Exchange>, Box<dyn Fn() + Send + Sync>)>,
+    presence: Option<(Arc<Exchange>, Unwatch)>,
 }
+
+/// Stops one of the engine's event feeds to the bridge.
+type Unwatch = Box<dyn Fn() + Send + Sync>;
 
 impl Bridge {
     /// Attaches a bridge with default settings: `url` like `redis://host:6379/`,
