@@ -9,28 +9,32 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 pub struct BridgeStats {
     /// Both connections (publisher and subscriber) are up and subscribed now.
     pub connected: bool,
-    /// Redis channels the subscriber connection is subscribed to now: 1 (the
-    /// namespace's) or, under [`ChannelLayout::PerTopic`](super::ChannelLayout::PerTopic),
-    /// one per topic with local subscribers; 0 while disconnected.
+    /// Channels or subjects the node is subscribed to now. Redis: 1 (the namespace's)
+    /// or, under [`ChannelLayout::PerTopic`](super::ChannelLayout::PerTopic), one per
+    /// topic with local subscribers; 0 while disconnected. NATS: one per topic and per
+    /// pattern with local subscribers (kept across reconnections).
     pub channels: usize,
-    /// Envelopes published to Redis (acknowledged by the server).
+    /// Envelopes published: acknowledged by Redis; on NATS (no acknowledgment in core
+    /// NATS), handed to the connected client.
     pub sent: u64,
     /// Envelopes from other engines accepted and handed to this engine's subscribers of
     /// their topic, if it has any (a count of envelopes, not of local deliveries).
     pub received: u64,
-    /// Broadcast frames not sent: the outgoing queue was full, Redis was down, or a
-    /// publish failed. They are not retried.
+    /// Broadcast frames not sent: the outgoing queue was full, the broker was down, a
+    /// publish failed, or (NATS) the topic's subject is too long. They are not retried.
     pub dropped: u64,
     /// Frames from other engines this one missed: the sum of every jump in the sequence
-    /// numbers of an (origin, topic) stream (a Redis restart, a dropped subscriber
-    /// connection, an origin that could not send). A stream's first frame counts none.
+    /// numbers of an (origin, topic) stream (a broker restart, a dropped subscriber
+    /// connection, a server that cut this node for reading too slowly, an origin that
+    /// could not send). A stream's first frame counts none.
     pub gaps: u64,
     /// Messages on the channel that are not envelopes (foreign publishers, truncated,
     /// unknown version, oversized, a topic this engine refuses): counted and skipped.
     pub bad_envelopes: u64,
     /// Envelopes whose sequence number was not above the last one seen on their
-    /// (origin, topic) stream: skipped, so nothing is delivered twice (one publisher connection per
-    /// origin never produces them; a foreign replay would).
+    /// (origin, topic) stream: skipped, so nothing is delivered twice (one publisher
+    /// connection per origin never produces them; a foreign replay would, and so does a
+    /// NATS frame that matches two of the node's subscriptions, `a.b` and `a.*`).
     pub duplicates: u64,
     /// Connections re-established after one was lost, over both connections (Redis)
     /// or of the one connection (NATS).
