@@ -35,8 +35,8 @@
 mod aftermath;
 mod exact;
 mod patterns;
+mod presence_changes;
 mod topic_watch;
-mod tracking;
 
 pub(crate) use aftermath::{Aftermath, Batch};
 use std::collections::HashMap;
