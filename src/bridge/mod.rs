@@ -1,54 +1,76 @@
-//! Engines on several hosts sharing topics through Redis pub/sub (feature `redis`).
+//! Engines on several hosts sharing topics through a broker: Redis pub/sub (feature
+//! `redis`) or NATS (feature `nats`).
 //!
-//! Attach a [`Bridge`] to a [`PubSub`] with a Redis URL and a namespace, on every host:
+//! Attach a [`Bridge`] to a [`PubSub`] with a broker URL and a namespace, on every host:
 //! each broadcast on any bridged engine then reaches the topic's subscribers on every
-//! engine bridged to the same namespace. Modelled on Phoenix.PubSub's Redis adapter —
-//! every node publishing and subscribing on Redis channels, a node id in each message
-//! so a node drops its own — and past it where that adapter is weak: a format any
-//! language decodes, sequence numbers that count what was missed, a bounded queue so
-//! Redis never stalls a broadcast, reconnection, and (optionally) per-topic channels
-//! so a node receives only the topics it serves.
+//! engine bridged to the same namespace. The URL picks the backend: `redis://host:6379/`
+//! (one Redis server) or `nats://host:4222` (a NATS server; the servers of one cluster
+//! comma-separated, `nats://a:4222,nats://b:4222`). Modelled on Phoenix.PubSub's Redis
+//! adapter — every node publishing and subscribing on the broker, a node id in each
+//! message so a node drops its own — and past it where that adapter is weak: a format
+//! any language decodes, sequence numbers that count what was missed, a bounded queue so
+//! the broker never stalls a broadcast, reconnection, and routing by interest (a node
+//! receives only the topics and patterns its clients use: NATS always, Redis with
+//! per-topic channels).
 //!
 //! ```no_run
 //! use fanout::{bridge::Bridge, transport::RawPayload, PubSub};
 //!
 //! let chat = PubSub::<str>::new()?;
 //! let bridge = Bridge::attach(&chat, "redis://127.0.0.1:6379/", "chat")?;
+//! // or, feature `nats`: Bridge::attach(&chat, "nats://10.0.0.1:4222,nats://10.0.0.2:4222", "chat")?
 //! chat.broadcast("room/rust", "hello, other hosts", &RawPayload)?;
 //! println!("{:?}", bridge.stats());
 //! bridge.shutdown(); // or drop it
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Choosing a backend
+//!
+//! | | Redis (`redis`) | NATS (`nats`) |
+//! |---|---|---|
+//! | brokers | one `redis-server` carries all traffic | a cluster of `nats-server`s shares it and survives losing one |
+//! | a node receives | every frame (namespace layout), or the topics it serves by name (per-topic layout) | the topics and patterns its clients use, by name or by pattern |
+//! | pattern subscribers | get remote frames under the namespace layout only | always: one NATS wildcard subscription per pattern |
+//! | own frames | sent back by Redis, dropped by the node | never sent back (`no_echo`) |
+//! | client | blocking `redis`, two threads, no async runtime | `async-nats` on the bridge's own thread and current-thread tokio runtime |
+//! | minimum Rust | the crate's (1.75) | 1.89 (`async-nats`'s) |
+//!
+//! Measured figures for both (frames/s and latency against a raw client in the same
+//! run) are in PERFORMANCE.md, "Across hosts".
+//!
 //! # What a broadcast does on a bridged engine
 //!
 //! It serialises the message once into a Push frame, delivers it to local subscribers
 //! exactly as on a plain engine (`broadcast_from` skips its sender here), and hands the
 //! same frame — a reference count, not a copy — to a bounded queue with `try_send`. It
-//! never waits for Redis: a full queue drops the frame and counts it in
+//! never waits for the broker: a full queue drops the frame and counts it in
 //! [`BridgeStats::dropped`]. Because other engines may have subscribers, the frame is
 //! built **even when no local client is subscribed**: on a bridged engine the serialiser
 //! runs exactly once per broadcast instead of "at most once". An unbridged engine pays
-//! one flag load for all this (none without the feature).
+//! one flag load for all this (none without the features).
 //!
-//! One publisher thread drains the queue over one connection, sending what has queued
-//! up as one pipeline of `PUBLISH`es: frames from one publishing thread keep their order
-//! on every node. Each goes out in an [envelope](crate::transport::envelope): version,
-//! mode, this node's random 128-bit id, a sequence number per (node, topic), the Push
-//! frame.
+//! One publisher thread drains the queue and sends what has queued up as one batch (a
+//! pipeline of `PUBLISH`es on Redis; messages handed to the NATS client's connection
+//! on NATS): frames from one publishing thread keep their order on every node. Each
+//! goes out in an [envelope](crate::transport::envelope): version, mode, this node's
+//! random 128-bit id, a sequence number per (node, topic), the Push frame. The backends
+//! share all of this; they differ only in the transport.
 //!
-//! One subscriber thread per bridge reads with a read timeout, PINGs a quiet
-//! connection, and on any error reconnects with capped exponential backoff and
-//! subscribes again. It drops its own node's envelopes (no echo), counts a jump in an
-//! (origin, topic) stream's sequence as [`gaps`](BridgeStats::gaps) (missed frames are
-//! never replayed), skips a number it has seen as a
-//! [`duplicate`](BridgeStats::duplicates), skips anything that is not an envelope for
-//! the channel it came on as [`bad_envelopes`](BridgeStats::bad_envelopes), and
-//! delivers the Push frame to local subscribers without a serialiser (one copy of it
-//! out of the reply buffer the blocking `redis` API lends). Client ids are per engine,
-//! so a remote `broadcast_from` excludes nobody here.
+//! # What a receiving node does
 //!
-//! # Channel layout
+//! Every message read from the broker is checked and delivered the same way on both
+//! backends: it drops its own node's envelopes (no echo), counts a jump in an (origin,
+//! topic) stream's sequence as [`gaps`](BridgeStats::gaps) (missed frames are never
+//! replayed), skips a number it has seen as a [`duplicate`](BridgeStats::duplicates),
+//! skips anything that is not an envelope for the channel or subject it came on as
+//! [`bad_envelopes`](BridgeStats::bad_envelopes), and delivers the Push frame to local
+//! subscribers without a serialiser. Client ids are per engine, so a remote
+//! `broadcast_from` excludes nobody here.
+//!
+//! # Backends
+//!
+//! ## Redis: channel layout
 //!
 //! [`ChannelLayout::Namespace`] (the default) is Phoenix's: one channel, named as the
 //! namespace, that every node publishes and subscribes to. [`ChannelLayout::PerTopic`]
@@ -88,20 +110,61 @@
 //! topics does not take them for losses; both tables (the publisher's numbers, a
 //! receiver's last-seen) are bounded, see `sequences.rs`.
 //!
+//! ## NATS: subjects, interest, clusters
+//!
+//! A topic's envelopes go to the subject `NAMESPACE.` followed by the topic's tokens
+//! (split by the engine's [separator](crate::Builder::separator)) joined by `.`, each
+//! token escaped to be one valid NATS token: the bytes `.`, `*`, `>`, `%`, space and
+//! every other ASCII control or whitespace byte (`0x00`–`0x20`, `0x7F`) become `%` and
+//! two upper-case hex digits, an empty token becomes `%` alone, everything else (UTF-8
+//! included) stays. So with separator `.`, topic `room.42` is `chat.room.42`; with
+//! separator `/`, `prices/EUR.USD` is `chat.prices.EUR%2EUSD` and `a b/c` is
+//! `chat.a%20b.c`. Topics are mapped, never refused: different topics always get
+//! different subjects. The namespace is written as is: one or more `.`-separated tokens
+//! without whitespace, control bytes, `*`, `>` or `%` (else
+//! [`BridgeError::InvalidConfig`]). A subject longer than 4,000 bytes (the server's
+//! default line limit is 4 KiB) is not published: its frames are counted as dropped.
+//!
+//! A node subscribes to the subject of every topic with a local subscriber and, for
+//! every wildcard pattern a local client uses, to the pattern's subject with its `*` and
+//! `>` tokens kept: NATS matches tokens exactly as fanout's patterns do, so a client that
+//! matches a topic only through a pattern gets its remote frames, and NATS routes each
+//! frame only to the nodes (and servers of a cluster) that use it. Subscriptions follow
+//! the engine's reports of the first and last local subscriber of each topic and
+//! pattern. A frame whose topic matches two of a node's subscriptions (`a.b` by name and
+//! `a.*`) is sent to it twice; the second copy is skipped (counted in `duplicates`), so
+//! a client still gets it once. The connection sets `no_echo`: the server never sends a
+//! node its own frames. A non-Rust client reads every frame of a namespace by
+//! subscribing to `NAMESPACE.>` and decoding the envelope.
+//!
+//! The client runs on one io thread the bridge starts, inside a current-thread tokio
+//! runtime made for that thread: no runtime is visible to (or needed by) the program.
+//! The publisher thread hands envelopes to the client's queue without running async
+//! code; while the client is not connected it hands nothing over (the frames are
+//! numbered, counted as dropped, and show as gaps on receivers: never queued for later).
+//! `async-nats` reconnects by itself, to any server of the cluster it was given or has
+//! learnt of, waiting [`BridgeBuilder::backoff`] between attempts, and subscribes again.
+//!
 //! # Failures
 //!
-//! - **Redis down at attach**: `attach` succeeds (only a bad URL, a bad namespace, a
-//!   second bridge or a closed engine fail it); both threads retry in the background;
+//! - **Broker down at attach**: `attach` succeeds (only a bad URL, a bad namespace, a
+//!   second bridge or a closed engine fail it); the bridge connects in the background;
 //!   broadcasts deliver locally and count their frames dropped until it is up.
-//! - **Redis restarted**: both connections notice (a failed publish; a failed read or
-//!   PING) and reconnect; frames in between are dropped on the origin and counted as
-//!   gaps on receivers; nothing is retried, so nothing arrives twice.
+//! - **Broker restarted, or (NATS) the server a node is connected to lost**: the
+//!   connection notices (a failed publish, read or PING) and reconnects — on NATS to
+//!   another server of the cluster — and subscribes again; frames in between are dropped
+//!   on the origin and counted as gaps on receivers; nothing is retried, so nothing
+//!   arrives twice.
+//! - **A slow receiver**: a NATS server cuts a connection that does not read fast enough
+//!   (its `max_pending`); the node reconnects and counts the frames it missed as gaps.
+//!   A client-side queue overflow is counted in [`BridgeStats::slow_consumers`].
 //! - **Bad input**: messages longer than [`BridgeBuilder::max_message_len`], not
-//!   envelopes, for another topic than their channel's, or with a topic this engine
-//!   refuses are counted and skipped; the tables of sequence numbers are bounded.
+//!   envelopes, for another topic than their channel's or subject's, or with a topic
+//!   this engine refuses are counted and skipped; the tables of sequence numbers are
+//!   bounded.
 //! - **Detach** ([`Bridge::shutdown`] or drop): later broadcasts are not forwarded;
-//!   what is queued is sent if Redis is up; both threads are joined. The subscriber
-//!   thread notices within one read timeout, or one connect timeout
+//!   what is queued is sent if the broker is up; every thread is joined. The Redis
+//!   subscriber thread notices within one read timeout, or one connect timeout
 //!   ([`BridgeBuilder::io_timeout`]) if it is connecting to an unreachable host.
 
 mod backend;
@@ -226,7 +289,7 @@ impl Bridge {
         &self.namespace
     }
 
-    /// The channel layout.
+    /// The Redis channel layout (what was configured; NATS ignores it).
     pub fn layout(&self) -> ChannelLayout {
         self.layout
     }
@@ -333,7 +396,8 @@ impl BridgeBuilder {
         self
     }
     /// Which Redis channels to use (default [`ChannelLayout::Namespace`]). Every
-    /// engine bridged to one namespace must use the same layout.
+    /// engine bridged to one namespace must use the same layout. NATS ignores it: it
+    /// always subscribes per topic and pattern.
     pub fn layout(mut self, layout: ChannelLayout) -> Self {
         self.layout = layout;
         self
@@ -358,20 +422,23 @@ impl BridgeBuilder {
         self
     }
 
-    /// How long the subscriber thread blocks in one read (default 100 ms): the bound on
-    /// how long a detach waits for it.
+    /// Redis: how long the subscriber thread blocks in one read (default 100 ms): the
+    /// bound on how long a detach waits for it. NATS ignores it.
     pub fn read_timeout(mut self, timeout: Duration) -> Self {
         self.read_timeout = timeout;
         self
     }
 
-    /// Silence on the subscriber connection after which it sends a PING (default 1 s).
+    /// Silence on the subscriber connection after which it sends a PING (default 1 s);
+    /// on NATS, the client's PING interval.
     pub fn ping_interval(mut self, interval: Duration) -> Self {
         self.ping_interval = interval;
         self
     }
 
-    /// Connect timeout, and the publisher's read and write timeout (default 1 s).
+    /// Connect timeout, and the publisher's read and write timeout (default 1 s); on
+    /// NATS, the connect timeout and the longest the publisher thread waits for room in
+    /// the client's queue before it drops the batch.
     pub fn io_timeout(mut self, timeout: Duration) -> Self {
         self.io_timeout = timeout;
         self

@@ -9,19 +9,22 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 pub struct BridgeStats {
     /// Both connections (publisher and subscriber) are up and subscribed now.
     pub connected: bool,
-    /// Redis channels the subscriber connection is subscribed to now: 1 (the
-    /// namespace's) or, under [`ChannelLayout::PerTopic`](super::ChannelLayout::PerTopic),
-    /// one per topic with local subscribers; 0 while disconnected.
+    /// Channels or subjects the node is subscribed to now. Redis: 1 (the namespace's)
+    /// or, under [`ChannelLayout::PerTopic`](super::ChannelLayout::PerTopic), one per
+    /// topic with local subscribers; 0 while disconnected. NATS: one per topic and per
+    /// pattern with local subscribers (kept across reconnections).
     pub channels: usize,
-    /// Envelopes the broker acknowledged.
+    /// Envelopes published: acknowledged by Redis; on NATS (no acknowledgment in core
+    /// NATS), handed to the connected client.
     pub sent: u64,
     /// Envelopes from other engines accepted and handed to this engine's subscribers of
     /// their topic, if it has any (a count of envelopes, not of local deliveries).
     pub received: u64,
     /// Broadcast frames that certainly reached no other engine: the outgoing queue was
-    /// full, the broker was down, or it refused them before anything was written. Not
-    /// retried. Each was numbered all the same, so every receiver that serves its topic
-    /// counts it in its `gaps` (except the `untracked` ones).
+    /// full, the broker was down, it refused them before anything was written, or (NATS)
+    /// the topic's subject is too long. Not retried. Each was numbered all the same, so
+    /// every receiver that serves its topic counts it in its `gaps` (except the
+    /// `untracked` ones).
     pub dropped: u64,
     /// Broadcast frames whose fate is unknown: their batch failed after it was written
     /// (a timeout while the broker was stalled, a connection cut mid-pipeline), so the
@@ -34,18 +37,19 @@ pub struct BridgeStats {
     pub untracked: u64,
     /// Frames from other engines this one missed: the sum of every jump in the sequence
     /// numbers of an (origin, topic) stream, whatever the cause (the origin's full queue,
-    /// the broker down or stalled, this node's connection lost). For each origin and
-    /// each topic this node receives, from the first frame of the stream it got:
-    /// frames the origin published − frames received here = gaps counted here, once a
-    /// later frame of the stream has arrived (a loss shows when the next frame does). A
-    /// stream's first frame counts none.
+    /// the broker down or stalled, this node's connection lost, a server that cut this
+    /// node for reading too slowly). For each origin and each topic this node receives,
+    /// from the first frame of the stream it got: frames the origin published − frames
+    /// received here = gaps counted here, once a later frame of the stream has arrived
+    /// (a loss shows when the next frame does). A stream's first frame counts none.
     pub gaps: u64,
     /// Messages on the channel that are not envelopes (foreign publishers, truncated,
     /// unknown version, oversized, a topic this engine refuses): counted and skipped.
     pub bad_envelopes: u64,
     /// Envelopes whose sequence number was not above the last one seen on their
-    /// (origin, topic) stream: skipped, so nothing is delivered twice (one publisher connection per
-    /// origin never produces them; a foreign replay would).
+    /// (origin, topic) stream: skipped, so nothing is delivered twice (one publisher
+    /// connection per origin never produces them; a foreign replay would, and so does a
+    /// NATS frame that matches two of the node's subscriptions, `a.b` and `a.*`).
     pub duplicates: u64,
     /// Connections re-established after one was lost, over both connections (Redis)
     /// or of the one connection (NATS).

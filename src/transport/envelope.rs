@@ -1,7 +1,9 @@
-//! The bridge envelope: version 1 of what one engine publishes to Redis for the others.
+//! The bridge envelope: version 1 of what one engine publishes to the broker (Redis or
+//! NATS) for the others.
 //!
-//! A bridged engine (see `fanout::bridge`, feature `redis`) forwards every broadcast to
-//! the other engines as one Redis message: a fixed 34-byte header in front of the
+//! A bridged engine (see `fanout::bridge`, features `redis` and `nats`) forwards every
+//! broadcast to the other engines as one broker message (a Redis pub/sub message, a
+//! NATS message on the topic's subject): a fixed 34-byte header in front of the
 //! unchanged [Push frame](super::frame) the origin serialised. Receivers check the
 //! header, then hand the frame — a slice of the message, not a copy — to their own
 //! subscribers. All integers are big-endian (network order); there is no padding.
@@ -47,7 +49,7 @@
 //! A receiver that sees a version it does not know must drop the envelope: a later
 //! version may change everything after byte 0.
 //!
-//! Decoding in JavaScript (a Node.js `Buffer` from a Redis client):
+//! Decoding in JavaScript (a Node.js `Buffer` from a Redis or NATS client):
 //!
 //! ```text
 //! if (b[0] !== 1) return;                          // version
