@@ -45,7 +45,9 @@
 //! exactly as on a plain engine (`broadcast_from` skips its sender here), and hands the
 //! same frame — a reference count, not a copy — to a bounded queue with `try_send`. It
 //! never waits for the broker: a full queue drops the frame and counts it in
-//! [`BridgeStats::dropped`]. Because other engines may have subscribers, the frame is
+//! [`BridgeStats::dropped`], and records its topic in a fixed lock-free table
+//! (`face::dropped_topics`) so that the publisher thread skips its sequence number and
+//! receivers count the loss as a gap. Because other engines may have subscribers, the frame is
 //! built **even when no local client is subscribed**: on a bridged engine the serialiser
 //! runs exactly once per broadcast instead of "at most once". An unbridged engine pays
 //! one flag load for all this (none without the features).
@@ -67,6 +69,28 @@
 //! [`bad_envelopes`](BridgeStats::bad_envelopes), and delivers the Push frame to local
 //! subscribers without a serialiser. Client ids are per engine, so a remote
 //! `broadcast_from` excludes nobody here.
+//!
+//! # Counts that add up
+//!
+//! Every frame a bridged engine broadcasts is numbered in its (origin, topic) stream,
+//! sent or not: a full queue, the broker down, a pipeline that failed. So for each
+//! origin and each receiver, frames published on the origin for topics the receiver
+//! serves − frames received = [`gaps`](BridgeStats::gaps) counted by the receiver,
+//! counted from the first frame of each stream it received and once a later frame of
+//! the stream has arrived (measured with three processes and `kill -9` of Redis
+//! mid-stream: `tests/presence_cluster.rs`). On the origin, every frame is
+//! [`sent`](BridgeStats::sent), [`dropped`](BridgeStats::dropped) (certainly not sent)
+//! or of [`unknown`](BridgeStats::unknown) fate (its batch failed after being written: a
+//! stalled Redis may still run it).
+//!
+//! # Presence
+//!
+//! A bridge carries presence too (on by default, [`BridgeBuilder::presence`]): `list`
+//! on any bridged engine shows every bridged engine's members, and their joins and
+//! leaves reach this engine's subscribers once. What is promised is in
+//! [`crate::presence`]; presence messages travel in mode-2 envelopes
+//! ([`crate::transport::presence_sync`]) on the namespace's channel (Redis
+//! `NAMESPACE:c` under per-topic channels), heartbeats every second.
 //!
 //! # Backends
 //!

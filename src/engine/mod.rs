@@ -356,6 +356,11 @@ impl<T: Clone> Engine<T> {
         table.node()
     }
 
+    /// The node id this engine's members carry (`NodeId(0)` without a bridge).
+    pub(crate) fn presence_node(&self) -> crate::vocab::node::NodeId {
+        lock(&self.shared().presence).node()
+    }
+
     /// How many members `topic` has on this engine: O(1), under the presence table's
     /// own lock.
     pub(crate) fn count_members(&self, topic: &str) -> usize {

@@ -7,6 +7,7 @@ use crate::face::pubsub::PubSub;
 use crate::vocab::client::ClientId;
 use crate::vocab::error::Error;
 use crate::vocab::member::Member;
+use crate::vocab::node::NodeId;
 use crate::vocab::topic::TopicRef;
 
 impl<M: ?Sized> PubSub<M> {
@@ -56,6 +57,13 @@ impl<M: ?Sized> PubSub<M> {
             remote.list(key.name, &mut members);
         }
         Ok(members)
+    }
+
+    /// The node id this engine's members carry in [`list`](Self::list) and in Presence
+    /// frames: its bridge's node id while a bridge with presence is attached, else
+    /// `NodeId(0)`.
+    pub fn node_id(&self) -> NodeId {
+        self.engine.presence_node()
     }
 
     /// How many members `topic` has now, on this engine and (with a bridge attached) on
