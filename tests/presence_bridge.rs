@@ -247,3 +247,49 @@ fn down_while_redis_is_gone_and_back_when_it_returns(layout: ChannelLayout) {
     eprintln!("back in {:?} after Redis returned", back.elapsed());
 }
 both_layouts!(down_while_redis_is_gone_and_back_when_it_returns);
+
+/// Snapshot then events across hosts: a client of `b` subscribes with the member list
+/// while `a` churns; once everything has arrived, its frames replayed from empty equal
+/// `b`'s list (nothing missed or doubled between the snapshot and the events).
+fn subscribe_with_members_across_hosts(layout: ChannelLayout) {
+    let redis = RedisServer::start();
+    let down = Duration::from_secs(60);
+    let (a, mut b) = (
+        Host::start(&redis.url(), layout, down),
+        Host::start(&redis.url(), layout, down),
+    );
+    let ids: Vec<ClientId> = (0..6).map(|_| a.join("start")).collect();
+    let want_start: Vec<_> = ids.iter().map(|id| (a.node(), *id, "start")).collect();
+    converge(&mut [&mut b], &want(&want_start));
+    let churn = {
+        let pubsub = a.pubsub.clone();
+        let ids = ids.clone();
+        std::thread::spawn(move || {
+            for i in 0..600usize {
+                let id = ids[(i * 5) % ids.len()];
+                if i % 3 == 2 {
+                    pubsub.untrack(id, "room").unwrap();
+                } else {
+                    let meta = Bytes::from(format!("m{}", i % 4));
+                    pubsub.track(id, "room", meta).unwrap();
+                }
+                if i % 50 == 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(5));
+    let late = b.pubsub.generate_client_id();
+    let frames = b.pubsub.register_channel(late).unwrap();
+    b.pubsub.subscribe_with_members(late, "room").unwrap();
+    churn.join().unwrap();
+    let mut replayed: BTreeMap<Key, Vec<u8>> = BTreeMap::new();
+    let agree = eventually(WAIT, || {
+        replay(&mut replayed, &events(&frames));
+        let a_list = listed(&a.pubsub, "room");
+        replayed == listed(&b.pubsub, "room") && replayed == a_list
+    });
+    assert!(agree, "{replayed:?} vs {:?}", listed(&b.pubsub, "room"));
+}
+both_layouts!(subscribe_with_members_across_hosts);

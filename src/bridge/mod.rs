@@ -591,7 +591,10 @@ impl BridgeBuilder {
                 let weak = pubsub.downgrade();
                 let deliver: Deliver = Box::new(move |topic, frame| {
                     weak.upgrade().is_some_and(|engine| {
-                        !matches!(engine.deliver_remote(topic, frame), Err(Error::Closed))
+                        !matches!(
+                            engine.deliver_remote_presence(topic, frame),
+                            Err(Error::Closed)
+                        )
                     })
                 });
                 let exchange = Arc::new(Exchange::new(

@@ -217,4 +217,9 @@ impl RemoteMembers for Exchange {
     fn count(&self, topic: &str) -> usize {
         lock(&self.state).replica.count(topic)
     }
+
+    fn in_turn(&self, body: &mut dyn FnMut()) {
+        let _turn = lock(&self.turn);
+        body();
+    }
 }

@@ -23,9 +23,11 @@
 
 pub(crate) mod combiner;
 pub(crate) mod command;
+pub(crate) mod delivering_presence;
 mod delivery;
 mod janitor;
 pub(crate) mod pattern_index;
+pub(crate) mod presence_snapshot;
 pub(crate) mod presence_table;
 mod recipient;
 mod snapshot;
@@ -354,6 +356,19 @@ impl<T: Clone> Engine<T> {
         let table = lock(&self.shared().presence);
         table.for_each_member(topic, each);
         table.node()
+    }
+
+    /// Subscribes `id` to `topic` and delivers it the topic's members then every later
+    /// change, in one ordered step (see [`presence_snapshot`]).
+    pub(crate) fn subscribe_with_snapshot(
+        &self,
+        id: ClientId,
+        topic: crate::vocab::topic::TopicKey<'_>,
+        subscribe: impl FnOnce() -> Result<(), Error>,
+        others: impl FnOnce() -> Vec<T>,
+    ) -> Result<(), Error> {
+        self.shared()
+            .subscribe_with_snapshot(id, topic, subscribe, others)
     }
 
     /// The node id this engine's members carry (`NodeId(0)` without a bridge).

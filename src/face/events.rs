@@ -28,6 +28,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::engine::delivering_presence::DeliveringPresence;
 use crate::engine::presence_table::PresenceChange;
 use crate::face::pubsub::PubSub;
 use crate::face::tap::Tap;
@@ -44,6 +45,19 @@ impl<M: ?Sized> PubSub<M> {
     pub(crate) fn deliver_remote(&self, topic: &str, frame: &Bytes) -> Result<usize, Error> {
         let key = topic.topic_key(self.max_topic_len())?;
         self.engine.broadcast_ref(key, None, frame)
+    }
+
+    /// Delivers a Presence frame about another engine's member to this engine's
+    /// subscribers of `topic`, marked as a presence delivery (a callback that calls
+    /// `subscribe_with_members` from inside it is refused rather than left waiting).
+    #[cfg(any(feature = "redis", feature = "nats"))]
+    pub(crate) fn deliver_remote_presence(
+        &self,
+        topic: &str,
+        frame: &Bytes,
+    ) -> Result<usize, Error> {
+        let _delivering = DeliveringPresence::enter();
+        self.deliver_remote(topic, frame)
     }
 
     /// Starts sending topic and pattern events (first subscriber, last subscriber) to

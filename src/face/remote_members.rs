@@ -13,6 +13,9 @@ pub(crate) trait RemoteMembers: Send + Sync {
     fn list(&self, topic: &str, out: &mut Vec<Member>);
     /// How many members `topic` has on other engines: O(1).
     fn count(&self, topic: &str) -> usize;
+    /// Runs `body` while no other engine's join or leave is being delivered here (the
+    /// bridge's delivery turn).
+    fn in_turn(&self, body: &mut dyn FnMut());
 }
 
 /// The slot a bridge puts its view in: every handle of one engine shares it.

@@ -4,6 +4,8 @@
 use bytes::Bytes;
 
 use crate::face::pubsub::PubSub;
+#[cfg(any(feature = "redis", feature = "nats"))]
+use crate::transport::presence::{encode_presence, PresenceEvent};
 use crate::vocab::client::ClientId;
 use crate::vocab::error::Error;
 use crate::vocab::member::Member;
@@ -57,6 +59,56 @@ impl<M: ?Sized> PubSub<M> {
             remote.list(key.name, &mut members);
         }
         Ok(members)
+    }
+
+    /// Subscribes client `id` to `topic` and hands it, first, one Presence join frame per
+    /// member of the topic now — this engine's and, with a bridge attached, every other
+    /// bridged engine's — then every later join and leave: the member list and its
+    /// changes in one ordered stream, nothing missed or doubled in between (Phoenix's
+    /// `presence_state` then `presence_diff`). A client that builds its list from the
+    /// frames it receives needs no separate snapshot.
+    ///
+    /// For a client not yet subscribed to `topic` (by name or pattern). It waits for a
+    /// presence delivery in progress on another thread; called from inside one (a
+    /// sink's callback) it refuses with [`Error::InPresenceDelivery`].
+    ///
+    /// Errors: those of [`subscribe`](Self::subscribe), and
+    /// [`Error::InPresenceDelivery`].
+    pub fn subscribe_with_members(&self, id: ClientId, topic: impl TopicRef) -> Result<(), Error> {
+        let topic = topic.to_topic(self.engine.config().max_topic_len)?;
+        let key = topic.topic_key(self.engine.config().max_topic_len)?;
+        let subscribe = || self.subscribe(id, &topic);
+        #[cfg(any(feature = "redis", feature = "nats"))]
+        if let Some(remote) = self.tap.remote_members.get() {
+            // The bridge's delivery turn first, then the engine's (module docs of
+            // `engine::presence_snapshot`).
+            let mut result = Err(Error::Closed);
+            remote.in_turn(&mut || {
+                let others = || {
+                    let mut members = Vec::new();
+                    remote.list(key.name, &mut members);
+                    members
+                        .iter()
+                        .filter_map(|m| {
+                            encode_presence(
+                                key.name,
+                                PresenceEvent::Join,
+                                m.node,
+                                m.client.as_u64(),
+                                &m.meta,
+                            )
+                            .ok()
+                        })
+                        .collect()
+                };
+                result = self
+                    .engine
+                    .subscribe_with_snapshot(id, key, subscribe, others);
+            });
+            return result;
+        }
+        self.engine
+            .subscribe_with_snapshot(id, key, subscribe, Vec::new)
     }
 
     /// The node id this engine's members carry in [`list`](Self::list) and in Presence
