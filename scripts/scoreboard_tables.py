@@ -18,6 +18,7 @@ Usage: python3 scripts/scoreboard_tables.py [--check] [scoreboard.json]
 
 import json
 import os
+import re
 import sys
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
@@ -25,6 +26,12 @@ CHECK = "--check" in sys.argv
 ARGS = [a for a in sys.argv[1:] if not a.startswith("--")]
 SOURCE = ARGS[0] if ARGS else os.path.join(ROOT, "benches", "results", "scoreboard.json")
 COMMAND = "cargo run --release -p fanout-benches --bin scoreboard"
+
+
+def md(name):
+    """A contender's name for markdown: type names in backticks (so `<…>` is not HTML)."""
+    name = re.sub(r"(\S*<\S*>)", r"`\1`", name)
+    return name.replace(" &str", " `&str`")
 
 
 def cost(ns):
@@ -46,18 +53,32 @@ def ratio(x):
     return f"{x:.3f}" if x < 0.1 else f"{x:.2f}"
 
 
-def shown_cost(scenario, row):
+def shown_cost(scenario, row, per=False):
     text = cost(row["cost_ns"]["median"])
+    if per:
+        text += f" per {scenario['unit']}"
     if scenario["rate"]:
         text += f" ({rate(row['cost_ns']['median'])})"
     return text
+
+
+def versus(row):
+    """A contender against fanout, in words, for the summary."""
+    r = row["ratio"]["median"]
+    if row["role"] == "floor":
+        return f"{md(row['name'])} (floor) {ratio(r)}×"
+    if row["role"] == "fanout":
+        return f"{md(row['name'])} {ratio(r)}×"
+    if r >= 1:
+        return f"{md(row['name'])} {r:.1f}× slower"
+    return f"{md(row['name'])} {1 / r:.1f}× faster"
 
 
 def reading(row, reference):
     """What a ratio (row's time ÷ the reference's) says, in words."""
     r = row["ratio"]["median"]
     if row["role"] == "fanout":
-        return f"{ratio(r)}× the time of `{reference}`"
+        return f"{ratio(r)}× the time of {md(reference)}"
     if row["role"] == "floor":
         return f"fanout at {1 / r:.2f}× the floor"
     if r >= 1:
@@ -87,12 +108,14 @@ def full_table(run):
     ]
     for s in run["scenarios"]:
         ref = s["rows"][0]
-        title = f"{s['title']} (per {s['unit']})"
-        for row in s["rows"][1:]:
+        for k, row in enumerate(s["rows"][1:]):
             r = row["ratio"]
-            role = {"peer": "", "floor": " (floor)", "fanout": " (fanout)"}[row["role"]]
+            role = {"peer": "", "floor": " (floor)", "fanout": ""}[row["role"]]
+            # The scenario and fanout's cost on its first row only.
+            title = f"{s['title']} (per {s['unit']})" if k == 0 else ""
+            fanout = shown_cost(s, ref) if k == 0 else ""
             lines.append(
-                f"| {title} | {shown_cost(s, ref)} | {row['name']}{role} | "
+                f"| {title} | {fanout} | {md(row['name'])}{role} | "
                 f"{shown_cost(s, row)} | **{ratio(r['median'])}×** "
                 f"[{ratio(r['min'])}–{ratio(r['max'])}] | {reading(row, ref['name'])} |"
             )
@@ -101,17 +124,13 @@ def full_table(run):
 
 def summary_table(run):
     lines = [
-        "| scenario | fanout | others' time ÷ fanout's (> 1: fanout faster) |",
+        "| scenario | fanout | the others, same run (a floor or a fanout variant: its time ÷ fanout's) |",
         "|---|---|---|",
     ]
     for s in run["scenarios"]:
         ref = s["rows"][0]
-        others = ", ".join(
-            f"{row['name']}{' (floor)' if row['role'] == 'floor' else ''} "
-            f"{ratio(row['ratio']['median'])}×"
-            for row in s["rows"][1:]
-        )
-        lines.append(f"| {s['title']} | {shown_cost(s, ref)} per {s['unit']} | {others} |")
+        others = ", ".join(versus(row) for row in s["rows"][1:])
+        lines.append(f"| {s['title']} | {shown_cost(s, ref, per=True)} | {others} |")
     m = run["machine"]
     lines.append("")
     lines.append(

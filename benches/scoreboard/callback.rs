@@ -102,10 +102,10 @@ pub fn scenarios(rounds: usize) -> Vec<Scenario> {
             let pubsub = fanout_engine(n);
             let topic = pubsub.topic(TOPIC).unwrap();
 
-            let mut tokio_topics: HashMap<String, tokio::sync::broadcast::Sender<Bytes>> =
-                (0..FILLER_TOPICS)
-                    .map(|i| (format!("filler/{i}"), tokio::sync::broadcast::channel(16).0))
-                    .collect();
+            let mut tokio_topics: HashMap<String, tokio::sync::broadcast::Sender<Bytes>> = (0
+                ..FILLER_TOPICS)
+                .map(|i| (format!("filler/{i}"), tokio::sync::broadcast::channel(16).0))
+                .collect();
             let (tx, _) = tokio::sync::broadcast::channel::<Bytes>(16);
             let mut receivers: Vec<_> = (0..n).map(|_| tx.subscribe()).collect();
             tokio_topics.insert(TOPIC.to_owned(), tx);
@@ -136,9 +136,8 @@ pub fn scenarios(rounds: usize) -> Vec<Scenario> {
                     timed(|| {
                         let mut delivered = 0;
                         for _ in 0..broadcasts {
-                            delivered += pubsub
-                                .broadcast(&topic, black_box(message), &Json)
-                                .unwrap();
+                            delivered +=
+                                pubsub.broadcast(&topic, black_box(message), &Json).unwrap();
                         }
                         delivered as u64
                     })
@@ -194,7 +193,10 @@ pub fn scenarios(rounds: usize) -> Vec<Scenario> {
             ];
             compare(
                 format!("callback_{n}"),
-                format!("callback fan-out, {n} subscribers, 64 B JSON"),
+                format!(
+                    "callback fan-out, {} subscribers, 64 B JSON",
+                    crate::report::count(n)
+                ),
                 "delivery",
                 false,
                 rounds,

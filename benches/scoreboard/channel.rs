@@ -119,7 +119,11 @@ pub fn one_thread(rounds: usize) -> Vec<Scenario> {
             ];
             compare(
                 format!("channel_st_{n}"),
-                format!("channel fan-out, {n} subscriber(s), publish + receive on one thread"),
+                format!(
+                    "channel fan-out, {} subscriber{}, publish + receive on one thread",
+                    crate::report::count(n),
+                    if n == 1 { "" } else { "s" }
+                ),
                 "delivery",
                 false,
                 rounds,
@@ -215,7 +219,10 @@ pub fn consumer_thread(rounds: usize) -> Vec<Scenario> {
             ];
             compare(
                 format!("channel_mt_{n}"),
-                format!("channel fan-out, {n} subscribers, consumer thread"),
+                format!(
+                    "channel fan-out, {} subscribers, consumer thread",
+                    crate::report::count(n)
+                ),
                 "delivery",
                 false,
                 rounds,

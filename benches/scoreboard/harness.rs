@@ -129,7 +129,11 @@ pub fn compare(
         for step in 0..k {
             let i = (step + round) % k;
             let sample = (contenders[i].run)();
-            assert!(sample.units > 0, "{id}/{}: no work done", contenders[i].name);
+            assert!(
+                sample.units > 0,
+                "{id}/{}: no work done",
+                contenders[i].name
+            );
             costs[i][round] = sample.elapsed.as_nanos() as f64 / sample.units as f64;
         }
     }

@@ -45,7 +45,8 @@ fn main() {
             .position(|a| a == flag)
             .map(|at| args.get(at + 1).expect("option needs a value").clone())
     };
-    let rounds: usize = value("--rounds").map_or(DEFAULT_ROUNDS, |r| r.parse().expect("--rounds N"));
+    let rounds: usize =
+        value("--rounds").map_or(DEFAULT_ROUNDS, |r| r.parse().expect("--rounds N"));
     let only = value("--only");
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let out: Option<PathBuf> = value("--out").map(PathBuf::from).or_else(|| {
@@ -90,7 +91,11 @@ fn main() {
         .flat_map(|(_, group)| group(rounds))
         .collect();
     if let Some(o) = &only {
-        scenarios.retain(|s| s.id.contains(o.as_str()) || o.contains(s.id.as_str()) || groups.iter().any(|(g, _)| g == o));
+        scenarios.retain(|s| {
+            s.id.contains(o.as_str())
+                || o.contains(s.id.as_str())
+                || groups.iter().any(|(g, _)| g == o)
+        });
     }
 
     let run = report::Run {

@@ -107,8 +107,10 @@ pub fn scenarios(rounds: usize) -> Vec<Scenario> {
                 .collect();
             drop(all_rx);
 
-            let mut buses: HashMap<String, bus::Bus<Bytes>> =
-                names.iter().map(|n| (n.clone(), bus::Bus::new(16))).collect();
+            let mut buses: HashMap<String, bus::Bus<Bytes>> = names
+                .iter()
+                .map(|n| (n.clone(), bus::Bus::new(16)))
+                .collect();
             let mut bus_rx: Vec<_> = names
                 .iter()
                 .map(|n| (n.clone(), buses.get_mut(n).unwrap().add_rx()))
