@@ -26,7 +26,7 @@ use crate::harness::{compare, timed, Contender, Role, Scenario};
 const TOPIC: &str = "room/rust";
 const FILLER_TOPICS: usize = 1_000;
 /// Deliveries per timed sample.
-const DELIVERIES: usize = 1 << 20;
+const DELIVERIES: usize = 1 << 21;
 
 #[derive(Serialize)]
 struct ChatMessage {

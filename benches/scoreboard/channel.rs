@@ -26,7 +26,7 @@ const TOPIC: &str = "market/eurusd";
 const PAYLOAD: [u8; 64] = [7; 64];
 const CAPACITY: usize = 128;
 /// Deliveries per timed sample.
-const DELIVERIES: usize = 1 << 19;
+const DELIVERIES: usize = 1 << 20;
 /// Frames the consumer thread takes from each queue in turn; the publisher stays at most
 /// two such batches ahead.
 const BATCH: usize = 32;

@@ -15,11 +15,11 @@
 //!   (`mutations.rs`).
 //!
 //! Method (`harness.rs`): per scenario, one untimed warm-up round, then `--rounds`
-//! (default 15) rounds in which every contender runs once, starting with a different one
+//! (default 25) rounds in which every contender runs once, starting with a different one
 //! each round; ratios are taken within a round and summarised by their median, minimum
 //! and maximum. The run's record — machine, commit, load average at start and end, every
 //! row — goes to `benches/results/scoreboard.json` (a full run only; `--only` and
-//! `--rounds` below 15 print without writing unless `--out FILE` is given).
+//! `--rounds` below 25 print without writing unless `--out FILE` is given).
 //!
 //! Options: `--rounds N`, `--only SUBSTRING` (scenario ids containing it, e.g.
 //! `callback`, `channel_st`, `one_subscriber`, `pairs`), `--out FILE`.
@@ -36,7 +36,7 @@ use std::time::Instant;
 
 use harness::Scenario;
 
-const DEFAULT_ROUNDS: usize = 15;
+const DEFAULT_ROUNDS: usize = 25;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

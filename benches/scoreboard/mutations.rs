@@ -27,11 +27,11 @@ use crate::harness::{compare, timed, Contender, Role, Sample, Scenario};
 /// Fresh clients subscribing once each, per sample.
 const SUBSCRIBES: usize = 8_000;
 /// Subscribe–unsubscribe pairs per caller per sample.
-const PAIRS: usize = 8_000;
+const PAIRS: usize = 16_000;
 /// Mutations per `apply` call (and per peer batch).
 const BATCH: usize = 256;
 /// `apply` calls per caller per sample.
-const BATCHES: usize = 32;
+const BATCHES: usize = 64;
 /// Clients registered per sample in the registration scenario.
 const REGISTER: usize = 100_000;
 

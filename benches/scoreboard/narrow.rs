@@ -30,7 +30,7 @@ const TOPICS: usize = 100_000;
 const COLD: usize = 4_096;
 const PAYLOAD: [u8; 64] = [7; 64];
 /// Broadcasts per timed sample.
-const BROADCASTS: usize = 100_000;
+const BROADCASTS: usize = 200_000;
 
 type Callback = Box<dyn Fn(&Bytes) + Send + Sync>;
 
