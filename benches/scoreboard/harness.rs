@@ -124,7 +124,8 @@ pub fn compare(
     for contender in contenders.iter_mut() {
         (contender.run)();
     }
-    let mut costs = vec![vec![0.0; rounds]; k];
+    // costs[i][round]: contender i's ns per unit in that round.
+    let mut costs: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); k];
     for round in 0..rounds {
         for step in 0..k {
             let i = (step + round) % k;
@@ -134,7 +135,7 @@ pub fn compare(
                 "{id}/{}: no work done",
                 contenders[i].name
             );
-            costs[i][round] = sample.elapsed.as_nanos() as f64 / sample.units as f64;
+            costs[i].push(sample.elapsed.as_nanos() as f64 / sample.units as f64);
         }
     }
     let rows = contenders
