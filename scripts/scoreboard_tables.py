@@ -69,6 +69,8 @@ def versus(row):
         return f"{md(row['name'])} (floor) {ratio(r)}×"
     if row["role"] == "fanout":
         return f"{md(row['name'])} {ratio(r)}×"
+    if 0.95 <= r < 1.05:
+        return f"{md(row['name'])} level ({ratio(r)}×)"
     if r >= 1:
         return f"{md(row['name'])} {r:.1f}× slower"
     return f"{md(row['name'])} {1 / r:.1f}× faster"
@@ -81,6 +83,8 @@ def reading(row, reference):
         return f"{ratio(r)}× the time of {md(reference)}"
     if row["role"] == "floor":
         return f"fanout at {1 / r:.2f}× the floor"
+    if 0.95 <= r < 1.05:
+        return "level"
     if r >= 1:
         return f"fanout **{r:.1f}× faster**"
     return f"fanout **{1 / r:.1f}× slower**"
