@@ -50,6 +50,8 @@ def rate(ns):
 
 
 def ratio(x):
+    if x < 0.001:
+        return "<0.001"
     return f"{x:.3f}" if x < 0.1 else f"{x:.2f}"
 
 
