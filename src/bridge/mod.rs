@@ -190,11 +190,11 @@ pub use stats::BridgeStats;
 use crate::face::pubsub::PubSub;
 use crate::face::tap::Tap;
 use crate::transport::envelope::NodeId;
-use backend::Backend;
+use backend::{Backend, Feed};
 use backoff::Backoff;
 use inbound::Inbound;
 use interest::InterestChange;
-use outbound::Publisher;
+use outbound::{Framer, Publisher};
 use sequences::Tracker;
 use stats::Counters;
 
@@ -483,7 +483,8 @@ impl BridgeBuilder {
         }
         let tap = Arc::clone(pubsub.tap());
         let dropped_before = tap.dropped();
-        let Some(queue) = tap.attach(self.queue_capacity) else {
+        let drains = backend.drains_queue();
+        let Some(queue) = tap.attach(self.queue_capacity, drains) else {
             return Err(BridgeError::AlreadyBridged);
         };
         let counters = Arc::new(Counters::default());
@@ -530,12 +531,23 @@ impl BridgeBuilder {
             streams: Tracker::default(),
         };
         // On a failure below `bridge` drops: detached, the spawned threads joined.
-        let (outlet, threads) = backend.start(inbound, interest, stop.clone())?;
+        let (feed, queue) = if drains {
+            let feed = Feed {
+                tap: Arc::clone(&bridge.tap),
+                queue,
+                framer: Framer::new(node),
+            };
+            (Some(feed), crossbeam_channel::never())
+        } else {
+            (None, queue)
+        };
+        let (outlet, threads) = backend.start(inbound, interest, stop.clone(), feed)?;
         bridge.threads.extend(threads);
         let publisher = Publisher {
             outlet,
-            node,
+            framer: Framer::new(node),
             queue,
+            manages_connection: !drains,
             stop,
             counters,
             events,

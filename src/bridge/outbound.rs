@@ -31,11 +31,51 @@ use crate::vocab::topic_event::TopicEvent;
 /// Most envelopes in one batch.
 pub(crate) const MAX_BATCH: usize = 256;
 
+/// Numbers and wraps frames into envelopes: the part of publishing every backend
+/// shares, whichever thread drains the queue (the publisher thread, or a backend's own
+/// task).
+pub(crate) struct Framer {
+    pub(crate) node: NodeId,
+    pub(crate) numbering: Numbering,
+}
+
+impl Framer {
+    pub(crate) fn new(node: NodeId) -> Self {
+        Self {
+            node,
+            numbering: Numbering::default(),
+        }
+    }
+
+    /// Numbers every frame of `frames` (emptying it) — sent or not, so receivers count
+    /// what is not sent as a gap — and, if `connected`, appends its envelope to `batch`.
+    pub(crate) fn wrap(&mut self, frames: &mut Vec<Tapped>, batch: &mut Batch, connected: bool) {
+        for item in frames.drain(..) {
+            // The engine built or checked every frame it forwards: this always decodes.
+            let Ok(push) = decode(&item.frame) else {
+                continue;
+            };
+            let header = EnvelopeHeader {
+                audience: item.from.map_or(Audience::Everyone, Audience::AllBut),
+                origin: self.node,
+                sequence: self.numbering.next(push.topic),
+            };
+            if connected {
+                batch.push(&header, &item.frame, push.topic);
+            }
+        }
+    }
+}
+
 /// What the publisher thread owns.
 pub(crate) struct Publisher<O: Outlet> {
     pub(crate) outlet: O,
-    pub(crate) node: NodeId,
+    pub(crate) framer: Framer,
+    /// The tap's queue, or `never()` when the backend drains it itself.
     pub(crate) queue: Receiver<Tapped>,
+    /// Whether this thread connects the outlet and counts its state (not when the
+    /// backend's own thread does).
+    pub(crate) manages_connection: bool,
     pub(crate) stop: Receiver<()>,
     pub(crate) counters: Arc<Counters>,
     /// The engine's interest events, when the backend routes by interest.
@@ -47,7 +87,6 @@ impl<O: Outlet> Publisher<O> {
     pub(crate) fn run(mut self) {
         let mut next_attempt = Instant::now();
         let mut was_up = false;
-        let mut numbering = Numbering::default();
         let mut batch = Batch::default();
         let mut frames = Vec::with_capacity(MAX_BATCH);
         let no_events = never();
@@ -74,7 +113,7 @@ impl<O: Outlet> Publisher<O> {
             };
             frames.push(first);
             frames.extend(self.queue.try_iter().take(MAX_BATCH - 1));
-            self.send(&mut numbering, &mut frames, &mut batch, &mut next_attempt);
+            self.send(&mut frames, &mut batch, &mut next_attempt);
         }
         // Detached: the tap no longer feeds the queue; send what is left in it.
         loop {
@@ -82,15 +121,20 @@ impl<O: Outlet> Publisher<O> {
             if frames.is_empty() {
                 break;
             }
-            self.send(&mut numbering, &mut frames, &mut batch, &mut next_attempt);
+            self.send(&mut frames, &mut batch, &mut next_attempt);
         }
-        self.counters.publisher_up.store(false, Ordering::Relaxed);
+        if self.manages_connection {
+            self.counters.publisher_up.store(false, Ordering::Relaxed);
+        }
     }
 
     /// Connects if disconnected and an attempt is due. Returns how long the caller may
     /// wait for work before the next attempt (long when connected).
     fn ensure(&mut self, next_attempt: &mut Instant, was_up: &mut bool) -> Duration {
         const IDLE: Duration = Duration::from_secs(3600);
+        if !self.manages_connection {
+            return IDLE;
+        }
         if self.outlet.is_connected() {
             *was_up = true;
             self.counters.publisher_up.store(true, Ordering::Relaxed);
@@ -118,30 +162,11 @@ impl<O: Outlet> Publisher<O> {
 
     /// Numbers and wraps `frames` (emptying it) and publishes them as one batch, or
     /// counts them dropped.
-    fn send(
-        &mut self,
-        numbering: &mut Numbering,
-        frames: &mut Vec<Tapped>,
-        batch: &mut Batch,
-        next_attempt: &mut Instant,
-    ) {
+    fn send(&mut self, frames: &mut Vec<Tapped>, batch: &mut Batch, next_attempt: &mut Instant) {
         let n = frames.len() as u64;
         let connected = self.outlet.is_connected();
         batch.clear();
-        for item in frames.drain(..) {
-            // The engine built or checked every frame it forwards: this always decodes.
-            let Ok(push) = decode(&item.frame) else {
-                continue;
-            };
-            let header = EnvelopeHeader {
-                audience: item.from.map_or(Audience::Everyone, Audience::AllBut),
-                origin: self.node,
-                sequence: numbering.next(push.topic),
-            };
-            if connected {
-                batch.push(&header, &item.frame, push.topic);
-            } // else numbered, so receivers see the gap
-        }
+        self.framer.wrap(frames, batch, connected);
         if !connected {
             Counters::add(&self.counters.dropped, n);
             return;

@@ -10,6 +10,13 @@
 //! The queue is made by the first forwarder attached and kept for the engine's life, so
 //! the broadcast path reads it without `arc_swap`'s protocol (measured: 58 of the tap's
 //! 181 instructions per broadcast); a later forwarder inherits its capacity.
+//!
+//! A forwarder that is an async task rather than a thread (the NATS bridge drains the
+//! queue on its io thread's runtime, so a frame reaches the socket without a second
+//! thread hand-off) attaches with `wakes`: each broadcast then also follows the
+//! [`WakerSlot`] protocol after its push (one `SeqCst` fence, one relaxed load while the
+//! task is busy; a wake when it is parked). A thread forwarder (Redis) pays neither:
+//! it blocks on the queue itself.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -17,6 +24,8 @@ use std::sync::OnceLock;
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
 
+#[cfg(feature = "nats")]
+use crate::sync::waker_slot::{Parker, WakerSlot};
 use crate::vocab::client::ClientId;
 
 /// One broadcast, as the forwarder receives it.
@@ -31,6 +40,9 @@ pub(crate) struct Tapped {
 struct Queue {
     sender: Sender<Tapped>,
     receiver: Receiver<Tapped>,
+    /// Where an async forwarder parks its waker.
+    #[cfg(feature = "nats")]
+    slot: WakerSlot,
 }
 
 /// The slot every handle of one engine shares.
@@ -44,6 +56,9 @@ pub(crate) struct Tap {
     queue: OnceLock<Queue>,
     /// Frames dropped because the queue was full, since the engine started.
     dropped: AtomicU64,
+    /// Whether the attached forwarder is an async task to wake (set before `on`).
+    #[cfg(feature = "nats")]
+    wakes: AtomicBool,
 }
 
 impl Tap {
@@ -61,15 +76,35 @@ impl Tap {
         let Some(queue) = self.queue.get() else {
             return;
         };
-        if queue.sender.try_send(Tapped { from, frame }).is_err() {
+        let pushed = queue.sender.try_send(Tapped { from, frame }).is_ok();
+        if !pushed {
             // Relaxed: a statistic, read on its own.
             self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        // Relaxed: stored before the Release store of `on` this broadcast acquired.
+        #[cfg(feature = "nats")]
+        if pushed && self.wakes.load(Ordering::Relaxed) {
+            // Pairs with the fence in `WakerSlot::register`: the push above is seen by
+            // the forwarder's second look, or its parked waker is seen here.
+            std::sync::atomic::fence(Ordering::SeqCst);
+            queue.slot.wake_if_waiting();
+        }
+    }
+
+    /// An async forwarder with nothing to take: parks `waker` until the next push. The
+    /// caller must look at the queue again after this returns, before it sleeps (see
+    /// [`WakerSlot`]).
+    #[cfg(feature = "nats")]
+    pub(crate) fn park(&self, waker: &std::task::Waker) {
+        if let Some(queue) = self.queue.get() {
+            queue.slot.register(waker, &mut Parker::Anonymous);
         }
     }
 
     /// Attaches a forwarder and returns the queue's receiving end (made now with
     /// `capacity` if this is the engine's first forwarder); `None` if one is attached.
-    pub(crate) fn attach(&self, capacity: usize) -> Option<Receiver<Tapped>> {
+    /// `wakes`: the forwarder is an async task that [`park`](Self::park)s.
+    pub(crate) fn attach(&self, capacity: usize, wakes: bool) -> Option<Receiver<Tapped>> {
         if self
             .held
             .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
@@ -79,9 +114,18 @@ impl Tap {
         }
         let queue = self.queue.get_or_init(|| {
             let (sender, receiver) = crossbeam_channel::bounded(capacity);
-            Queue { sender, receiver }
+            Queue {
+                sender,
+                receiver,
+                #[cfg(feature = "nats")]
+                slot: WakerSlot::new(),
+            }
         });
-        // Release pairs with the Acquire load in `is_on`.
+        #[cfg(feature = "nats")]
+        self.wakes.store(wakes, Ordering::Relaxed);
+        #[cfg(not(feature = "nats"))]
+        let _ = wakes;
+        // Release pairs with the Acquire load in `is_on` (and publishes `wakes`).
         self.on.store(true, Ordering::Release);
         Some(queue.receiver.clone())
     }
