@@ -154,9 +154,16 @@ fn no_echo_serialise_once_and_broadcast_from_skips_the_sender_on_its_node_only()
     thread::sleep(Duration::from_millis(200));
     assert_eq!(peer_inbox.len(), 1);
     assert_eq!(sender_inbox.len(), 0);
-    // a is subscribed to "room" itself, yet never got its own frames back from NATS.
+    // a is subscribed to "room" itself, yet never got its own frames back from NATS:
+    // the server sent its connection nothing (no_echo), not even to be dropped.
     let sa = bridge_a.stats();
     assert_eq!((sa.received, sa.duplicates), (0, 0), "{sa:?}");
+    let name = format!("fanout-bridge-{}", bridge_a.node_id());
+    assert_eq!(
+        cluster.out_msgs(0, &name),
+        Some(0),
+        "the server echoed a's frames"
+    );
 
     // A typed engine with no local subscriber still serialises once for the others.
     let typed = PubSub::<u64>::new().unwrap();

@@ -14,6 +14,7 @@
 //!   that the message came on the channel or subject of its topic.
 
 use std::ops::Range;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
@@ -21,7 +22,9 @@ use crossbeam_channel::Receiver;
 
 use super::inbound::Inbound;
 use super::interest::{Interest, InterestChange};
+use super::outbound::Framer;
 use super::BridgeError;
+use crate::face::tap::{Tap, Tapped};
 use crate::transport::envelope::{encode_presence_envelope, EnvelopeHeader, ENVELOPE_HEADER_LEN};
 use crate::transport::presence_sync::Message;
 
@@ -31,6 +34,7 @@ pub(crate) enum Failure {
     /// None of it reached the broker: the connection was down or refused it before
     /// writing.
     NotSent,
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // a Redis pipeline cut midway
     /// Some of it may have reached the broker (a pipeline cut midway, a timeout after
     /// writing). Nothing is retried, so nothing arrives twice.
     Unknown,
@@ -66,15 +70,35 @@ pub(crate) trait Backend: Sized {
     /// the bridge follows the engine's interest events and feeds [`Outlet::follow`]).
     fn routes_by_interest(&self) -> bool;
 
+    /// Whether the backend drains the tap's queue on its own thread (an async task woken
+    /// by each broadcast: one thread hand-off less between a broadcast and the socket)
+    /// instead of the publisher thread handing it batches through the outlet. It then
+    /// also keeps the connection state and reconnect counters itself.
+    fn drains_queue(&self) -> bool {
+        false
+    }
+
     /// Starts the receiving thread(s), which hand every message to `inbound` and stop
     /// when `stop` disconnects (or the engine is gone). `interest` is the node's
     /// interest when the bridge was attached; later changes come through the outlet.
+    /// `feed`: the tap's queue, when [`drains_queue`](Self::drains_queue).
     fn start<M: ?Sized + 'static>(
         self,
         inbound: Inbound<M>,
         interest: Vec<Interest>,
         stop: Receiver<()>,
+        feed: Option<Feed>,
     ) -> Result<(Self::Outlet, Vec<JoinHandle<()>>), BridgeError>;
+}
+
+/// The tap's queue, for a backend that drains it itself.
+#[cfg_attr(not(feature = "nats"), allow(dead_code))] // NATS's io thread drains it
+pub(crate) struct Feed {
+    /// Where the backend's task parks while the queue is empty.
+    pub(crate) tap: Arc<Tap>,
+    pub(crate) queue: Receiver<Tapped>,
+    /// Numbers and wraps what it takes, as the publisher thread would.
+    pub(crate) framer: Framer,
 }
 
 /// One envelope of a batch: where its parts are in the batch's buffer.

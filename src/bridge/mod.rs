@@ -218,11 +218,11 @@ use crate::face::tap::Tap;
 use crate::presence::replica::Timing;
 use crate::transport::envelope::NodeId;
 use crate::vocab::error::Error;
-use backend::Backend;
+use backend::{Backend, Feed};
 use backoff::Backoff;
 use inbound::Inbound;
 use interest::InterestChange;
-use outbound::{PresenceLink, Publisher};
+use outbound::{Framer, PresenceLink, Publisher};
 use presence::{Deliver, Exchange};
 use sequences::Tracker;
 use stats::Counters;
@@ -562,7 +562,8 @@ impl BridgeBuilder {
         }
         let tap = Arc::clone(pubsub.tap());
         let before = tap.dropped();
-        let Some(queue) = tap.attach(self.queue_capacity) else {
+        let drains = backend.drains_queue();
+        let Some(queue) = tap.attach(self.queue_capacity, drains) else {
             return Err(BridgeError::AlreadyBridged);
         };
         let dropped_before = (before, tap.refused().map_or(0, |r| r.untracked()));
@@ -653,13 +654,23 @@ impl BridgeBuilder {
                 .map(|link| Arc::clone(&link.exchange)),
         };
         // On a failure below `bridge` drops: detached, the spawned threads joined.
-        let (outlet, threads) = backend.start(inbound, interest, stop.clone())?;
+        let (feed, queue) = if drains {
+            let feed = Feed {
+                tap: Arc::clone(&bridge.tap),
+                queue,
+                framer: Framer::new(node, Arc::clone(&bridge.tap)),
+            };
+            (Some(feed), crossbeam_channel::never())
+        } else {
+            (None, queue)
+        };
+        let (outlet, threads) = backend.start(inbound, interest, stop.clone(), feed)?;
         bridge.threads.extend(threads);
         let publisher = Publisher {
             outlet,
-            node,
+            framer: Framer::new(node, Arc::clone(&bridge.tap)),
             queue,
-            tap: Arc::clone(&bridge.tap),
+            manages_connection: !drains,
             stop,
             counters,
             events,

@@ -34,13 +34,60 @@ use crate::vocab::topic_event::TopicEvent;
 /// Most envelopes in one batch.
 pub(crate) const MAX_BATCH: usize = 256;
 
+/// Numbers and wraps frames into envelopes: the part of publishing every backend
+/// shares, whichever thread drains the queue (the publisher thread, or a backend's own
+/// task).
+pub(crate) struct Framer {
+    pub(crate) node: NodeId,
+    pub(crate) numbering: Numbering,
+    /// The tap, for the frames its full queue refused.
+    tap: Arc<Tap>,
+}
+
+impl Framer {
+    pub(crate) fn new(node: NodeId, tap: Arc<Tap>) -> Self {
+        Self {
+            node,
+            numbering: Numbering::default(),
+            tap,
+        }
+    }
+
+    /// Numbers every frame of `frames` (emptying it) — sent or not, so receivers count
+    /// what is not sent as a gap — and, if `connected`, appends its envelope to `batch`.
+    /// First, the frames the tap's full queue refused since the last call use up their
+    /// numbers: receivers count them as gaps too (see `face::dropped_topics`).
+    pub(crate) fn wrap(&mut self, frames: &mut Vec<Tapped>, batch: &mut Batch, connected: bool) {
+        if let Some(refused) = self.tap.refused() {
+            let numbering = &mut self.numbering;
+            refused.drain(|key, count| numbering.skip(key, count));
+        }
+        for item in frames.drain(..) {
+            // The engine built or checked every frame it forwards: this always decodes.
+            let Ok(push) = decode(&item.frame) else {
+                continue;
+            };
+            let header = EnvelopeHeader {
+                audience: item.from.map_or(Audience::Everyone, Audience::AllBut),
+                origin: self.node,
+                sequence: self.numbering.next(push.topic),
+            };
+            if connected {
+                batch.push(&header, &item.frame, push.topic);
+            }
+        }
+    }
+}
+
 /// What the publisher thread owns.
 pub(crate) struct Publisher<O: Outlet> {
     pub(crate) outlet: O,
-    pub(crate) node: NodeId,
+    pub(crate) framer: Framer,
+    /// The tap's queue, or `never()` when the backend drains it itself.
     pub(crate) queue: Receiver<Tapped>,
-    /// The tap, for the frames its full queue refused.
-    pub(crate) tap: Arc<Tap>,
+    /// Whether this thread connects the outlet and counts its state (not when the
+    /// backend's own thread does).
+    pub(crate) manages_connection: bool,
     pub(crate) stop: Receiver<()>,
     pub(crate) counters: Arc<Counters>,
     /// The engine's interest events, when the backend routes by interest.
@@ -62,7 +109,6 @@ impl<O: Outlet> Publisher<O> {
     pub(crate) fn run(mut self) {
         let mut next_attempt = Instant::now();
         let mut was_up = false;
-        let mut numbering = Numbering::default();
         let mut batch = Batch::default();
         let mut frames = Vec::with_capacity(MAX_BATCH);
         let no_events = never();
@@ -133,7 +179,7 @@ impl<O: Outlet> Publisher<O> {
             };
             frames.push(first);
             frames.extend(self.queue.try_iter().take(MAX_BATCH - 1));
-            self.send(&mut numbering, &mut frames, &mut batch, &mut next_attempt);
+            self.send(&mut frames, &mut batch, &mut next_attempt);
         }
         // Detached: the tap no longer feeds the queue; send what is left in it.
         loop {
@@ -141,7 +187,7 @@ impl<O: Outlet> Publisher<O> {
             if frames.is_empty() {
                 break;
             }
-            self.send(&mut numbering, &mut frames, &mut batch, &mut next_attempt);
+            self.send(&mut frames, &mut batch, &mut next_attempt);
         }
         // Presence: the others drop this node's members now, not after the down period.
         if let Some(link) = &presence {
@@ -149,7 +195,9 @@ impl<O: Outlet> Publisher<O> {
             out.push(link.exchange.goodbye());
             self.send_presence(&out, &mut batch, &mut next_attempt);
         }
-        self.counters.publisher_up.store(false, Ordering::Relaxed);
+        if self.manages_connection {
+            self.counters.publisher_up.store(false, Ordering::Relaxed);
+        }
     }
 
     /// Publishes presence messages as one batch on the control route. Lost if the broker
@@ -178,6 +226,9 @@ impl<O: Outlet> Publisher<O> {
     /// wait for work before the next attempt (long when connected).
     fn ensure(&mut self, next_attempt: &mut Instant, was_up: &mut bool) -> Duration {
         const IDLE: Duration = Duration::from_secs(3600);
+        if !self.manages_connection {
+            return IDLE;
+        }
         if self.outlet.is_connected() {
             *was_up = true;
             self.counters.publisher_up.store(true, Ordering::Relaxed);
@@ -205,35 +256,11 @@ impl<O: Outlet> Publisher<O> {
 
     /// Numbers and wraps `frames` (emptying it) and publishes them as one batch, or
     /// counts them dropped.
-    fn send(
-        &mut self,
-        numbering: &mut Numbering,
-        frames: &mut Vec<Tapped>,
-        batch: &mut Batch,
-        next_attempt: &mut Instant,
-    ) {
+    fn send(&mut self, frames: &mut Vec<Tapped>, batch: &mut Batch, next_attempt: &mut Instant) {
         let n = frames.len() as u64;
         let connected = self.outlet.is_connected();
         batch.clear();
-        // Frames the full queue refused before these were taken: their numbers go
-        // unused, so receivers count them as gaps (see `face::dropped_topics`).
-        if let Some(refused) = self.tap.refused() {
-            refused.drain(|key, count| numbering.skip(key, count));
-        }
-        for item in frames.drain(..) {
-            // The engine built or checked every frame it forwards: this always decodes.
-            let Ok(push) = decode(&item.frame) else {
-                continue;
-            };
-            let header = EnvelopeHeader {
-                audience: item.from.map_or(Audience::Everyone, Audience::AllBut),
-                origin: self.node,
-                sequence: numbering.next(push.topic),
-            };
-            if connected {
-                batch.push(&header, &item.frame, push.topic);
-            } // else numbered, so receivers see the gap
-        }
+        self.framer.wrap(frames, batch, connected);
         if !connected {
             Counters::add(&self.counters.dropped, n);
             return;

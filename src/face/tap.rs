@@ -13,6 +13,13 @@
 //! The queue is made by the first forwarder attached and kept for the engine's life, so
 //! the broadcast path reads it without `arc_swap`'s protocol (measured: 58 of the tap's
 //! 181 instructions per broadcast); a later forwarder inherits its capacity.
+//!
+//! A forwarder that is an async task rather than a thread (the NATS bridge drains the
+//! queue on its io thread's runtime, so a frame reaches the socket without a second
+//! thread hand-off) attaches with `wakes`: each broadcast then also follows the
+//! [`WakerSlot`] protocol after its push (one `SeqCst` fence, one relaxed load while the
+//! task is busy; a wake when it is parked). A thread forwarder (Redis) pays neither:
+//! it blocks on the queue itself.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -22,6 +29,8 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::face::dropped_topics::DroppedTopics;
 use crate::face::remote_members::RemoteSlot;
+#[cfg(feature = "nats")]
+use crate::sync::waker_slot::{Parker, WakerSlot};
 use crate::vocab::client::ClientId;
 
 /// One broadcast, as the forwarder receives it.
@@ -38,6 +47,9 @@ struct Queue {
     receiver: Receiver<Tapped>,
     /// The frames it refused, per topic.
     refused: DroppedTopics,
+    /// Where an async forwarder parks its waker.
+    #[cfg(feature = "nats")]
+    slot: WakerSlot,
 }
 
 /// The slot every handle of one engine shares.
@@ -53,6 +65,9 @@ pub(crate) struct Tap {
     dropped: AtomicU64,
     /// Other engines' members, while a bridge with presence is attached.
     pub(crate) remote_members: RemoteSlot,
+    /// Whether the attached forwarder is an async task to wake (set before `on`).
+    #[cfg(feature = "nats")]
+    wakes: AtomicBool,
 }
 
 impl Tap {
@@ -71,10 +86,29 @@ impl Tap {
         let Some(queue) = self.queue.get() else {
             return;
         };
-        if queue.sender.try_send(Tapped { from, frame }).is_err() {
+        let pushed = queue.sender.try_send(Tapped { from, frame }).is_ok();
+        if !pushed {
             queue.refused.record(topic_hash);
             // Relaxed: a statistic, read on its own.
             self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        // Relaxed: stored before the Release store of `on` this broadcast acquired.
+        #[cfg(feature = "nats")]
+        if pushed && self.wakes.load(Ordering::Relaxed) {
+            // Pairs with the fence in `WakerSlot::register`: the push above is seen by
+            // the forwarder's second look, or its parked waker is seen here.
+            std::sync::atomic::fence(Ordering::SeqCst);
+            queue.slot.wake_if_waiting();
+        }
+    }
+
+    /// An async forwarder with nothing to take: parks `waker` until the next push. The
+    /// caller must look at the queue again after this returns, before it sleeps (see
+    /// [`WakerSlot`]).
+    #[cfg(feature = "nats")]
+    pub(crate) fn park(&self, waker: &std::task::Waker) {
+        if let Some(queue) = self.queue.get() {
+            queue.slot.register(waker, &mut Parker::Anonymous);
         }
     }
 
@@ -85,7 +119,8 @@ impl Tap {
 
     /// Attaches a forwarder and returns the queue's receiving end (made now with
     /// `capacity` if this is the engine's first forwarder); `None` if one is attached.
-    pub(crate) fn attach(&self, capacity: usize) -> Option<Receiver<Tapped>> {
+    /// `wakes`: the forwarder is an async task that [`park`](Self::park)s.
+    pub(crate) fn attach(&self, capacity: usize, wakes: bool) -> Option<Receiver<Tapped>> {
         if self
             .held
             .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
@@ -99,9 +134,15 @@ impl Tap {
                 sender,
                 receiver,
                 refused: DroppedTopics::default(),
+                #[cfg(feature = "nats")]
+                slot: WakerSlot::new(),
             }
         });
-        // Release pairs with the Acquire load in `is_on`.
+        #[cfg(feature = "nats")]
+        self.wakes.store(wakes, Ordering::Relaxed);
+        #[cfg(not(feature = "nats"))]
+        let _ = wakes;
+        // Release pairs with the Acquire load in `is_on` (and publishes `wakes`).
         self.on.store(true, Ordering::Release);
         Some(queue.receiver.clone())
     }

@@ -130,6 +130,18 @@ impl NatsCluster {
     }
 }
 
+impl NatsCluster {
+    /// Messages server `i` has sent to the client connection named `name` (from its
+    /// monitoring endpoint), if it has one.
+    pub fn out_msgs(&self, i: usize, name: &str) -> Option<u64> {
+        let body = http_get(self.servers[i].monitor_port, "/connz")?;
+        let at = body.find(&format!("\"name\": \"{name}\""))?;
+        let before = &body[..at];
+        let field = before.rfind("\"out_msgs\"")?;
+        json_number(&before[field..], "\"out_msgs\"").map(|n| n as u64)
+    }
+}
+
 impl NatsServer {
     fn spawn(&mut self) {
         let child = Command::new("nats-server")

@@ -18,7 +18,7 @@ use std::time::Duration;
 use async_nats::ServerAddr;
 use crossbeam_channel::Receiver;
 
-use super::backend::Backend;
+use super::backend::{Backend, Feed};
 use super::inbound::Inbound;
 use super::interest::Interest;
 use super::BridgeError;
@@ -36,7 +36,6 @@ pub(crate) const MAX_SUBJECT_LEN: usize = 4000;
 pub(crate) struct NatsBackend {
     pub(crate) connect: Connect,
     pub(crate) subjects: Subjects,
-    pub(crate) io_timeout: Duration,
 }
 
 impl NatsBackend {
@@ -72,7 +71,6 @@ impl NatsBackend {
                 name: format!("fanout-bridge-{node}"),
             },
             subjects: Subjects::new(namespace, separator),
-            io_timeout,
         })
     }
 }
@@ -84,23 +82,34 @@ impl Backend for NatsBackend {
         true
     }
 
+    fn drains_queue(&self) -> bool {
+        true
+    }
+
     fn start<M: ?Sized + 'static>(
         self,
         inbound: Inbound<M>,
         interest: Vec<Interest>,
         _stop: Receiver<()>,
+        feed: Option<Feed>,
     ) -> Result<(NatsOutlet, Vec<JoinHandle<()>>), BridgeError> {
+        let Some(feed) = feed else {
+            return Err(BridgeError::InvalidConfig(
+                "the NATS backend drains the queue",
+            ));
+        };
         // The io thread stops when the outlet (the publisher thread's) is dropped.
         let (to_io, changes) = tokio::sync::mpsc::unbounded_channel();
         let (client_tx, client_rx) = crossbeam_channel::bounded(1);
         let io = Io {
             connect: self.connect,
-            subjects: self.subjects.clone(),
+            subjects: self.subjects,
             counters: Arc::clone(&inbound.counters),
             inbound,
             interest,
             changes,
             client: client_tx,
+            feed,
         };
         let thread = std::thread::Builder::new()
             .name("fanout-bridge-nats".to_owned())
@@ -113,13 +122,6 @@ impl Backend for NatsBackend {
                 "the NATS io thread could not start its runtime or client",
             )));
         };
-        let outlet = NatsOutlet::new(
-            client,
-            self.subjects,
-            to_io,
-            self.io_timeout,
-            MAX_SUBJECT_LEN,
-        );
-        Ok((outlet, vec![thread]))
+        Ok((NatsOutlet { client, to_io }, vec![thread]))
     }
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use crossbeam_channel::Receiver;
 
-use super::backend::Backend;
+use super::backend::{Backend, Feed};
 use super::inbound::Inbound;
 use super::interest::Interest;
 use super::{BridgeError, ChannelLayout};
@@ -93,6 +93,7 @@ impl Backend for RedisBackend {
         inbound: Inbound<M>,
         interest: Vec<Interest>,
         stop: Receiver<()>,
+        _feed: Option<Feed>,
     ) -> Result<(RedisOutlet, Vec<JoinHandle<()>>), BridgeError> {
         let (to_subscriber, changes) = if self.routes_by_interest() {
             let (tx, rx) = crossbeam_channel::unbounded();
