@@ -389,8 +389,8 @@ pub struct BridgeBuilder {
 }
 
 impl BridgeBuilder {
-    /// Presence across hosts (on by default): `list` on this engine shows every bridged
-    /// engine's members, and their joins and leaves reach this engine's subscribers.
+    /// Presence across hosts (on by default with Redis; not yet carried over NATS):
+    /// `list` on this engine shows every bridged engine's members, and their joins and leaves reach this engine's subscribers.
     /// The bridge sends a heartbeat every `heartbeat` (default 1 s) and takes an engine
     /// not heard from for `down_after` (default 30 s, as Phoenix.Tracker) as down: its
     /// members leave everywhere, and join again if it comes back. Silent for
@@ -511,7 +511,13 @@ impl BridgeBuilder {
                     self.ping_interval,
                     self.io_timeout,
                 )?;
-                self.attach_with(pubsub, node, backend)
+                // Presence needs a control subject every node subscribes to, which the
+                // NATS backend does not have yet: over NATS, `list` stays per engine.
+                let this = Self {
+                    presence: None,
+                    ..self
+                };
+                this.attach_with(pubsub, node, backend)
             }
             _ => Err(BridgeError::InvalidUrl(format!(
                 "{:?}: not a URL of a backend this build has (features `redis`, `nats`)",
