@@ -1,5 +1,7 @@
 //! The publisher thread, shared by every backend: drains the tap's bounded queue and
-//! hands the frames, numbered and wrapped in envelopes, to the backend's [`Outlet`].
+//! hands the frames, numbered and wrapped in envelopes, to the backend's [`Outlet`] —
+//! or, for a backend that drains the queue on its own thread (NATS), only follows the
+//! node's interest; that backend numbers and wraps with the same [`Framer`].
 //!
 //! One thread and one outlet per bridge, so envelopes leave in the order broadcasts
 //! queued them (per-origin order; a pool of connections would not keep it). Whatever is

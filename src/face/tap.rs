@@ -1,6 +1,6 @@
 //! A tap on a [`PubSub`](crate::PubSub)'s broadcasts: every frame it broadcasts is also
 //! handed, without blocking, to a bounded queue that a forwarder drains (the Redis
-//! bridge's publisher thread).
+//! bridge's publisher thread, the NATS bridge's io thread).
 //!
 //! The broadcast path pays one load of [`Tap::is_on`] when nothing is attached; with a
 //! forwarder attached, one more load (the queue, made once per engine) and one
