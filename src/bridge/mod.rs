@@ -172,6 +172,8 @@
 
 mod backend;
 mod backoff;
+mod batch;
+mod framer;
 mod inbound;
 mod interest;
 #[cfg(feature = "nats")]
@@ -195,9 +197,10 @@ use crate::face::tap::Tap;
 use crate::transport::envelope::NodeId;
 use backend::{Backend, Feed};
 use backoff::Backoff;
+use framer::Framer;
 use inbound::Inbound;
 use interest::InterestChange;
-use outbound::{Framer, Publisher};
+use outbound::Publisher;
 use sequences::Tracker;
 use stats::Counters;
 

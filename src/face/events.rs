@@ -12,7 +12,7 @@
 //!   order the writer applied them, none missed or doubled; [`PubSub::unwatch_topics`]
 //!   stops it.
 //!
-//! - **How topics split into tokens**: [`PubSub::separator`] (a NATS bridge maps each
+//! - **How topics split into tokens**: `PubSub::separator` (a NATS bridge maps each
 //!   token to a subject token).
 //!
 //! Lifecycle and liveness come from the face's public calls: [`PubSub::downgrade`] for

@@ -14,7 +14,7 @@
 //! A forwarder that is an async task rather than a thread (the NATS bridge drains the
 //! queue on its io thread's runtime, so a frame reaches the socket without a second
 //! thread hand-off) attaches with `wakes`: each broadcast then also follows the
-//! [`WakerSlot`] protocol after its push (one `SeqCst` fence, one relaxed load while the
+//! `WakerSlot` protocol (`sync/waker_slot.rs`) after its push (one `SeqCst` fence, one relaxed load while the
 //! task is busy; a wake when it is parked). A thread forwarder (Redis) pays neither:
 //! it blocks on the queue itself.
 
@@ -103,7 +103,7 @@ impl Tap {
 
     /// Attaches a forwarder and returns the queue's receiving end (made now with
     /// `capacity` if this is the engine's first forwarder); `None` if one is attached.
-    /// `wakes`: the forwarder is an async task that [`park`](Self::park)s.
+    /// `wakes`: the forwarder is an async task that `park`s (feature `nats`).
     pub(crate) fn attach(&self, capacity: usize, wakes: bool) -> Option<Receiver<Tapped>> {
         if self
             .held

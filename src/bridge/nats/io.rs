@@ -5,13 +5,13 @@
 //!
 //! The forwarding task takes what broadcasts queued (each broadcast wakes it when it is
 //! parked: see the tap's `park`), numbers and wraps it with the shared
-//! [`Framer`], and hands each envelope to the client on this same thread, so a frame
+//! [`Framer`](crate::bridge::framer::Framer), and hands each envelope to the client on this same thread, so a frame
 //! crosses one thread hand-off (broadcast → io thread) before the socket, not two.
 //! While the client is not connected nothing is handed over: the frames are numbered
 //! and counted as dropped (receivers see the gap), never queued for later.
 //!
 //! Each subscription's task hands every message to the shared
-//! [`Inbound`](crate::bridge::inbound::Inbound), with the check that the message came
+//! `Inbound`, with the check that the message came
 //! on its topic's subject (a message for topic `b` on `a`'s subject is bad input). The
 //! main task applies interest changes from the publisher thread: a subscription per
 //! topic and per pattern with local subscribers; it leaves when the publisher thread
@@ -36,7 +36,8 @@ use tokio::task::JoinHandle;
 
 use super::subject::Subjects;
 use super::MAX_SUBJECT_LEN;
-use crate::bridge::backend::{Batch, Feed};
+use crate::bridge::backend::Feed;
+use crate::bridge::batch::Batch;
 use crate::bridge::inbound::{Flow, Inbound};
 use crate::bridge::interest::{Interest, InterestChange};
 use crate::bridge::outbound::MAX_BATCH;

@@ -2,9 +2,9 @@
 //! for the publisher thread and one for a subscriber thread.
 //!
 //! Channel names: the namespace itself under
-//! [`ChannelLayout::Namespace`](crate::bridge::ChannelLayout::Namespace);
+//! `ChannelLayout::Namespace`;
 //! `NAMESPACE:t:TOPIC` per topic and `NAMESPACE:w:NODE` (the wake channel) under
-//! [`ChannelLayout::PerTopic`](crate::bridge::ChannelLayout::PerTopic).
+//! `ChannelLayout::PerTopic`.
 
 mod outlet;
 mod subscriber;

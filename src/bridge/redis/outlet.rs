@@ -11,7 +11,8 @@ use std::sync::Arc;
 use crossbeam_channel::Sender;
 
 use super::Settings;
-use crate::bridge::backend::{Batch, Failure, Outlet};
+use crate::bridge::backend::{Failure, Outlet};
+use crate::bridge::batch::Batch;
 use crate::bridge::interest::InterestChange;
 
 /// The publisher thread's connection to Redis.
