@@ -75,7 +75,8 @@
 //! # Protocol
 //!
 //! Client → server, JSON text messages: `{"name":"Alice"}` (your display name, 1 to
-//! 32 printable characters; default `client N`), `{"join":"rust"}`, `{"leave":"rust"}`,
+//! 32 characters, no control or format characters: [`unfit_for_names`]; default
+//! `client N`), `{"join":"rust"}`, `{"leave":"rust"}`,
 //! `{"say":"rust","text":"hi"}`, `{"moderate":"TOKEN"}`.
 //!
 //! Server → client, binary messages, one frame each (see `fanout::transport`):
@@ -92,6 +93,7 @@
 //! | `console`   | `console`  | your console opened: every room's members then               |
 //! | `name`      | `name`     | your display name changed                                    |
 //! | `room.NAME` | `joined`   | someone (you included) joined room NAME                      |
+//! | `already_joined` | `already_joined` | you asked to join a room you are in: nothing changed, nobody else hears of it |
 //! | `room.NAME` | `left`     | someone left NAME, or their connection ended (`reason`)      |
 //! | `room.NAME` | `message`  | someone else said something in NAME (never your own)         |
 //! | `time`      | `time`     | every interval, to every connection (`sent_us`: the send time) |
@@ -116,9 +118,9 @@ mod protocol;
 mod server;
 
 pub use protocol::{
-    check_display_name, check_room_name, check_text, preview, room_topic, Command, Event, Json,
-    LeaveReason, MemberInfo, CONSOLE_PATTERN, MAX_NAME_CHARS, MAX_ROOM_LEN, PREVIEW_CHARS,
-    STAFF_ROOM,
+    check_display_name, check_room_name, check_text, is_format, preview, room_topic,
+    unfit_for_names, Command, Event, Json, LeaveReason, MemberInfo, CONSOLE_PATTERN,
+    FORMAT_CHARACTERS, MAX_NAME_CHARS, MAX_ROOM_LEN, PREVIEW_CHARS, STAFF_ROOM,
 };
 #[cfg(feature = "redis")]
 pub use server::REDIS_NAMESPACE;
