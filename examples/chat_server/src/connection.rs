@@ -46,8 +46,11 @@
 //!    while `queue` frames piled up; the engine's disconnect policy).
 //!
 //! In every case the task leaves the client's rooms right then — the engine sends the
-//! Presence leave, the task broadcasts `left` with `"reason":"too_slow"` — before it
-//! tries, for at most [`Config::close_timeout`], to tell the client (close 1008).
+//! Presence leave, the task broadcasts `left` with `"reason":"too_slow"` — and then
+//! tells the client (close 1008). The outbox is dropped, but the close frame still goes
+//! out behind what the socket already holds, so the client gets
+//! [`Config::write_timeout`] to read through to it, and [`Config::close_timeout`] more
+//! to close its side (see `close`).
 //!
 //! # Close codes
 //!
@@ -64,8 +67,10 @@
 //!
 //! A client's own close is answered with its code, as the protocol says. After the
 //! close frame the server half-closes the socket and discards what the client still
-//! sends until it closes too (or `close_timeout` passes), so the close frame is not
-//! lost to a TCP reset.
+//! sends until it closes too, so the close frame is not lost to a TCP reset. A client
+//! has [`Config::write_timeout`] to read through to its close frame and
+//! [`Config::close_timeout`] more to close its side; at shutdown, and for a client
+//! already lost, only the close timeout.
 //!
 //! [`Config::queue`]: crate::Config::queue
 //! [`Config::burst`]: crate::Config::burst
@@ -733,9 +738,11 @@ impl Session {
 /// covered both, and a slow reader that resumed reading a little later than that found
 /// its stream ending without a close frame (1006).
 ///
-/// Reading while waiting keeps the client's bytes (pongs, pings, lines) from piling up
-/// unread: closing a socket with unread input makes the kernel send a reset, which
-/// throws away the close frame still waiting in the send buffer.
+/// The client is read (and what it sends discarded) all the while: a client blocked
+/// writing its own lines to a server that stopped reading them may never get to read
+/// its close frame; and closing a socket with unread input makes the kernel send a
+/// reset, which throws away whatever still waits in the send buffer, the close frame
+/// included.
 ///
 /// [`Config::write_timeout`]: crate::Config::write_timeout
 /// [`Config::close_timeout`]: crate::Config::close_timeout

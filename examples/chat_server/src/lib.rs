@@ -63,7 +63,8 @@
 //!
 //! | finding | limit (flag) | what happens |
 //! |---------|--------------|--------------|
-//! | a client stops reading | [`Config::write_timeout`] (`--write-timeout-ms`), [`Config::max_backlog`], [`Config::queue`] | disconnected as soon as any is passed; its rooms get `left` with `"reason":"too_slow"` at that moment; close 1008 |
+//! | a client stops reading | [`Config::write_timeout`] (`--write-timeout-ms`), [`Config::max_backlog`], [`Config::queue`] | disconnected as soon as any is passed; its rooms get `left` with `"reason":"too_slow"` at that moment; close 1008, behind what it was sent before (it has the write timeout to read through to it) |
+//! | a name or room with a bidi override, a zero-width or other format character, a control character | [`unfit_for_names`] | an `error` naming the code point; nothing changes |
 //! | a huge message | [`Config::max_message`] (`--max-message`, 64 KiB) | refused from its header, never parsed or broadcast; close 1009 |
 //! | a bad frame, bad UTF-8, a binary message | — | close 1002, 1007, 1003 with the reason |
 //! | garbage commands | — | an `error` reply quoting at most 32 characters, escaped |

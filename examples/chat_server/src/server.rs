@@ -45,8 +45,10 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// How long a new connection may take to send its HTTP request head. Default 5 s.
     pub handshake_timeout: Duration,
-    /// How long a closing connection may take: sending the close frame, then waiting
-    /// for the client to close its side. Default 1 s.
+    /// How long a closing client may take to close its side once it has read its close
+    /// frame (it has [`write_timeout`](Self::write_timeout) before that to read through
+    /// to the frame, behind what it was sent before); at shutdown, the whole close.
+    /// Default 1 s.
     pub close_timeout: Duration,
     /// Frames the engine queues for one connection while its task is not running; one
     /// more and the engine disconnects it. Default 128 (5 KiB per connection: the
