@@ -59,6 +59,13 @@
 //! shared `Bytes`, not copies. `chat_load` measured 12.7 KiB per idle connection
 //! (PERFORMANCE.md, "Chat server under load").
 //!
+//! Besides `cargo test` (`tests/chat_server.rs` with real WebSocket clients,
+//! `tests/page_in_chromium.rs` with the page in headless Chromium when one is
+//! installed), two scripts drive the built server with real clients, outside CI:
+//! `browser_check.py` (two Chromium tabs through a server restart, and a 420 px
+//! screen) and `slow_reader_check.py` (Python `websockets` readers cut off for their
+//! backlog: do they still get close 1008?).
+//!
 //! # Limits, and what a client that breaks them sees
 //!
 //! | finding | limit (flag) | what happens |
