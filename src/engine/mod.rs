@@ -301,6 +301,8 @@ impl<T: Clone> Engine<T> {
             topics: snapshot.topics.len(),
             subscriptions: snapshot.subscriptions,
             patterns: snapshot.pattern_subscriptions,
+            // The presence table's own lock (never the writer role), taken only here.
+            members: lock(&self.shared().presence).members(),
             ..Stats::default()
         };
         self.shared().counters.fill(&mut stats);

@@ -17,3 +17,4 @@ pub mod policy;
 pub(crate) mod stats;
 pub(crate) mod topic;
 pub(crate) mod topic_event;
+pub(crate) mod trace;
