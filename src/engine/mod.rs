@@ -36,6 +36,7 @@ mod topic_index;
 pub(crate) mod topic_map;
 mod writer;
 
+pub(crate) use command::Change;
 use command::{Command, Op};
 use janitor::JanitorState;
 use presence_table::{PresenceChange, PresenceTable};
@@ -50,7 +51,6 @@ use crate::vocab::authorization::SubscribeHook;
 use crate::vocab::client::ClientId;
 use crate::vocab::error::Error;
 use crate::vocab::error::StartError;
-use crate::vocab::mutation::Mutation;
 use crate::vocab::policy::ChannelConfig;
 use crate::vocab::stats::{Counters, Stats};
 use crate::vocab::topic::{Topic, TopicKey, MAX_TOPIC_LEN};
@@ -367,14 +367,14 @@ impl<T: Clone> Engine<T> {
     }
 
     /// Applies one subscribe, unsubscribe or unregister.
-    pub(crate) fn mutate(&self, change: Mutation) -> Result<(), Error> {
+    pub(crate) fn mutate(&self, change: Change) -> Result<(), Error> {
         self.shared().call(Op::One(change))?.one()
     }
 
     /// Applies `changes` in order in one batch; one result per change.
     pub(crate) fn mutate_many(
         &self,
-        changes: Vec<Mutation>,
+        changes: Vec<Change>,
     ) -> Result<Vec<Result<(), Error>>, Error> {
         if changes.is_empty() {
             return self.empty_batch();

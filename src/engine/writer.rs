@@ -37,7 +37,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use smallvec::{smallvec, SmallVec};
 
-use super::command::{Command, Op, Outcome, PruneTarget, Reply};
+use super::command::{Change, Command, Op, Outcome, PruneTarget, Reply};
 use super::pattern_index;
 use super::presence_table::PresenceTable;
 use super::recipient::Recipient;
@@ -50,8 +50,8 @@ use crate::sync::queue::Receiver;
 use crate::sync::{lock, Arc, Mutex, Ordering};
 use crate::vocab::client::ClientId;
 use crate::vocab::error::Error;
-use crate::vocab::mutation::Mutation;
-use crate::vocab::pattern::{is_pattern, Pattern};
+use crate::vocab::pattern::Pattern;
+use crate::vocab::subscription::Subscription;
 use crate::vocab::topic::{hash_topic, Topic};
 use crate::vocab::topic_event::TopicEvent;
 
@@ -390,28 +390,20 @@ impl<T> Writer<T> {
     }
 
     /// Applies one change. Returns whether the registry changed.
-    fn mutate(&mut self, change: Mutation, aftermath: &mut Aftermath<T>) -> Result<bool, Error> {
+    fn mutate(&mut self, change: Change, aftermath: &mut Aftermath<T>) -> Result<bool, Error> {
         match change {
-            Mutation::Subscribe(id, topic) => match self.as_pattern(&topic)? {
-                Some(pattern) => self.subscribe_pattern(id, pattern),
-                None => self.subscribe(id, topic),
-            },
-            Mutation::Unsubscribe(id, topic) => match self.as_pattern(&topic)? {
-                Some(pattern) => self.unsubscribe_pattern(id, &pattern, aftermath),
-                None => self.unsubscribe(id, &topic),
-            },
-            Mutation::Unregister(id) => self
+            Change::Subscribe(id, Subscription::Pattern(pattern)) => {
+                self.subscribe_pattern(id, pattern)
+            }
+            Change::Subscribe(id, Subscription::Topic(topic)) => self.subscribe(id, topic),
+            Change::Unsubscribe(id, Subscription::Pattern(pattern)) => {
+                self.unsubscribe_pattern(id, &pattern, aftermath)
+            }
+            Change::Unsubscribe(id, Subscription::Topic(topic)) => self.unsubscribe(id, &topic),
+            Change::Unregister(id) => self
                 .unregister(id, Status::Unsubscribed, aftermath)
                 .map(|()| true),
         }
-    }
-
-    /// The subscription as a pattern, if it is one (see [`pattern`](crate::vocab::pattern)).
-    fn as_pattern(&self, topic: &Topic) -> Result<Option<Pattern>, Error> {
-        if !topic.may_be_pattern() || !is_pattern(topic.name(), self.separator) {
-            return Ok(None);
-        }
-        Ok(Some(Pattern::parse(topic.shared_name(), self.separator)?))
     }
 
     /// Whether one of client `id`'s patterns matches topic `name`: then the client is in

@@ -8,12 +8,11 @@ use std::hash::Hash;
 use crate::consumer::async_channel::AsyncChannel;
 use crate::consumer::channel::Channel;
 use crate::consumer::conflating_channel::ConflatingChannel;
-use crate::engine::Engine;
+use crate::engine::{Change, Engine};
 use crate::face::builder::Builder;
 use crate::sync::Arc;
 use crate::vocab::error::Error;
 use crate::vocab::error::StartError;
-use crate::vocab::mutation::Mutation;
 use crate::vocab::policy::ChannelConfig;
 use crate::vocab::stats::{ConflationTotals, Stats};
 use crate::vocab::topic::Topic;
@@ -211,7 +210,7 @@ impl<M: Clone + Send + 'static> Broadcaster<M> {
         if !channel.is_from(self.engine.link()) {
             return Err(Error::UnknownClient(channel.id()));
         }
-        self.engine.mutate(Mutation::Unregister(channel.id()))
+        self.engine.mutate(Change::Unregister(channel.id()))
     }
 
     /// [`unsubscribe`](Self::unsubscribe) for a conflating channel: when this returns,
@@ -222,7 +221,7 @@ impl<M: Clone + Send + 'static> Broadcaster<M> {
         if !channel.is_from(self.engine.link()) {
             return Err(Error::UnknownClient(channel.id()));
         }
-        self.engine.mutate(Mutation::Unregister(channel.id()))
+        self.engine.mutate(Change::Unregister(channel.id()))
     }
 
     /// [`unsubscribe`](Self::unsubscribe) for an async channel: when this returns, no
@@ -244,7 +243,7 @@ impl<M: Clone + Send + 'static> Broadcaster<M> {
         if !channel.is_from(self.engine.link()) {
             return Err(Error::UnknownClient(channel.id()));
         }
-        self.engine.mutate(Mutation::Unregister(channel.id()))
+        self.engine.mutate(Change::Unregister(channel.id()))
     }
 
     /// How many channels are subscribed now.

@@ -11,7 +11,7 @@ use crate::consumer::async_channel::AsyncChannel;
 use crate::consumer::channel::Channel;
 use crate::consumer::conflating_channel::ConflatingChannel;
 use crate::engine::presence_table::PresenceChange;
-use crate::engine::Engine;
+use crate::engine::{Change, Engine};
 use crate::face::builder::Builder;
 #[cfg(feature = "redis")]
 use crate::face::tap::Tap;
@@ -22,9 +22,9 @@ use crate::vocab::client::ClientId;
 use crate::vocab::error::Error;
 use crate::vocab::error::StartError;
 use crate::vocab::mutation::Mutation;
-use crate::vocab::pattern::{self, Pattern};
 use crate::vocab::policy::ChannelConfig;
 use crate::vocab::stats::{ConflationTotals, Stats};
+use crate::vocab::subscription::Subscription;
 #[cfg(feature = "redis")]
 use crate::vocab::topic::TopicKey;
 use crate::vocab::topic::{Topic, TopicRef};
@@ -345,8 +345,8 @@ impl<M: ?Sized> PubSub<M> {
     /// [`can_subscribe`](crate::Builder::can_subscribe) hook refused), [`Error::Closed`].
     pub fn subscribe(&self, id: ClientId, topic: impl TopicRef) -> Result<(), Error> {
         let topic = topic.to_topic(self.max_topic_len())?;
-        self.check_subscribe(id, &topic)?;
-        self.engine.mutate(Mutation::Subscribe(id, topic))
+        let subscription = self.check_subscribe(id, topic)?;
+        self.engine.mutate(Change::Subscribe(id, subscription))
     }
 
     /// Unsubscribes client `id` from `topic` or from a wildcard pattern (the same string
@@ -358,30 +358,34 @@ impl<M: ?Sized> PubSub<M> {
     /// [`Error::InvalidPattern`], [`Error::Closed`].
     pub fn unsubscribe(&self, id: ClientId, topic: impl TopicRef) -> Result<(), Error> {
         let topic = topic.to_topic(self.max_topic_len())?;
-        self.check_pattern(&topic)?;
-        self.engine.mutate(Mutation::Unsubscribe(id, topic))
+        let subscription = self.parse(topic)?;
+        self.engine.mutate(Change::Unsubscribe(id, subscription))
     }
 
-    /// A malformed pattern is refused before anything is queued.
-    fn check_pattern(&self, topic: &Topic) -> Result<(), Error> {
-        let separator = self.engine.config().separator;
-        if topic.may_be_pattern() && pattern::is_pattern(topic.name(), separator) {
-            Pattern::parse(topic.shared_name(), separator)?;
-        }
+    /// Whether a pre-resolved topic fits this engine's length limit (it may come from an
+    /// engine with a larger one).
+    fn fits(topic: &Topic, max_topic_len: usize) -> Result<(), Error> {
+        topic.topic_key(max_topic_len)?;
         Ok(())
+    }
+
+    /// Reads `topic` as an exact topic or a pattern, here and only here: the writer
+    /// takes the parsed form. A malformed pattern is refused before anything is queued.
+    fn parse(&self, topic: Topic) -> Result<Subscription, Error> {
+        Ok(Subscription::parse(topic, self.engine.config().separator)?)
     }
 
     /// Everything a subscription must pass before it reaches the writer: a well-formed
     /// pattern, and the authorization hook (counted when it refuses).
-    fn check_subscribe(&self, id: ClientId, topic: &Topic) -> Result<(), Error> {
-        self.check_pattern(topic)?;
+    fn check_subscribe(&self, id: ClientId, topic: Topic) -> Result<Subscription, Error> {
+        let subscription = self.parse(topic)?;
         if let Some(hook) = &self.engine.config().can_subscribe {
-            if let Err(denied) = hook.check(id, topic.name()) {
+            if let Err(denied) = hook.check(id, subscription.name()) {
                 self.engine.record_denial();
                 return Err(Error::Denied(denied));
             }
         }
-        Ok(())
+        Ok(subscription)
     }
 
     /// Unregisters client `id`, leaving every topic. A channel-backed client's receiver
@@ -389,7 +393,7 @@ impl<M: ?Sized> PubSub<M> {
     ///
     /// Errors: [`Error::UnknownClient`], [`Error::Closed`].
     pub fn unregister(&self, id: ClientId) -> Result<(), Error> {
-        self.engine.mutate(Mutation::Unregister(id))
+        self.engine.mutate(Change::Unregister(id))
     }
 
     /// Applies many subscribes, unsubscribes and unregisters as one batch of the writer,
@@ -422,20 +426,18 @@ impl<M: ?Sized> PubSub<M> {
         let mut early: Vec<(usize, Error)> = Vec::new();
         for (i, mutation) in mutations.into_iter().enumerate() {
             // Re-check lengths: a `Topic` may come from an engine with a larger limit.
-            let refused = match &mutation {
-                Mutation::Subscribe(id, t) => match t.topic_key(max) {
-                    Err(e) => Some(e.into()),
-                    Ok(_) => self.check_subscribe(*id, t).err(),
-                },
-                Mutation::Unsubscribe(_, t) => match t.topic_key(max) {
-                    Err(e) => Some(e.into()),
-                    Ok(_) => self.check_pattern(t).err(),
-                },
-                Mutation::Unregister(_) => None,
+            let change = match mutation {
+                Mutation::Subscribe(id, t) => Self::fits(&t, max)
+                    .and_then(|()| self.check_subscribe(id, t))
+                    .map(|subscription| Change::Subscribe(id, subscription)),
+                Mutation::Unsubscribe(id, t) => Self::fits(&t, max)
+                    .and_then(|()| self.parse(t))
+                    .map(|subscription| Change::Unsubscribe(id, subscription)),
+                Mutation::Unregister(id) => Ok(Change::Unregister(id)),
             };
-            match refused {
-                Some(e) => early.push((i, e)),
-                None => checked.push(mutation),
+            match change {
+                Err(e) => early.push((i, e)),
+                Ok(change) => checked.push(change),
             }
         }
         let mut applied = self.engine.mutate_many(checked)?.into_iter();

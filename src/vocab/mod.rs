@@ -1,7 +1,8 @@
 //! The vocabulary: the words every layer above speaks — who a client is
 //! ([`client`]), what a topic and a pattern are ([`topic`], [`pattern`]), what can go
 //! wrong ([`error`]), a topic's member ([`member`]), what a full queue does ([`policy`]), what is counted ([`stats`]),
-//! a change to the registry ([`mutation`]), who may subscribe ([`authorization`]) and
+//! a change to the registry ([`mutation`]) and what a subscription names
+//! ([`subscription`]), who may subscribe ([`authorization`]) and
 //! a change in the set of topics served ([`topic_event`]).
 //!
 //! Nothing here knows the engine: these are plain types with their validation, so the
@@ -15,6 +16,7 @@ pub(crate) mod mutation;
 pub(crate) mod pattern;
 pub mod policy;
 pub(crate) mod stats;
+pub(crate) mod subscription;
 pub(crate) mod topic;
 pub(crate) mod topic_event;
 pub(crate) mod trace;
