@@ -54,6 +54,8 @@ use crate::vocab::pattern::Pattern;
 use crate::vocab::subscription::Subscription;
 use crate::vocab::topic::{hash_topic, Topic};
 use crate::vocab::topic_event::TopicEvent;
+#[cfg(feature = "tracing")]
+use crate::vocab::trace::{self, CutOff};
 
 /// Most commands applied before one publication. Bounds how long one combiner holds the
 /// role, and so how long its own call and everyone queued behind it wait.
@@ -108,6 +110,10 @@ pub(crate) struct Aftermath<T> {
     unapplied: Vec<Command<T>>,
     retired_sinks: Vec<Arc<Sink<T>>>,
     retired_snapshots: Vec<Arc<Snapshot<T>>>,
+    /// Subscribers the engine removed on its own (overflow, panic), to report once the
+    /// role is released: a `tracing` subscriber is user code.
+    #[cfg(feature = "tracing")]
+    cut_off: Vec<(ClientId, CutOff)>,
 }
 
 impl<T> Default for Aftermath<T> {
@@ -117,6 +123,8 @@ impl<T> Default for Aftermath<T> {
             unapplied: Vec::new(),
             retired_sinks: Vec::new(),
             retired_snapshots: Vec::new(),
+            #[cfg(feature = "tracing")]
+            cut_off: Vec::new(),
         }
     }
 }
@@ -130,9 +138,15 @@ impl<T> Aftermath<T> {
             unapplied,
             retired_sinks,
             retired_snapshots,
+            #[cfg(feature = "tracing")]
+            cut_off,
         } = self;
         for (reply, result) in answers {
             reply.send(result);
+        }
+        #[cfg(feature = "tracing")]
+        for (client, why) in cut_off {
+            trace::subscriber_cut_off(client, why);
         }
         drop(unapplied);
         drop(retired_snapshots);
@@ -614,6 +628,13 @@ impl<T> Writer<T> {
                     self.remove_subscriber(id, &name, hash);
                 }
             }
+        }
+        #[cfg(feature = "tracing")]
+        match record.sink.state().status() {
+            // Closed by the broadcast that found it full or panicking; here to be pruned.
+            Status::Overflow => aftermath.cut_off.push((id, CutOff::Overflow)),
+            Status::Panicked => aftermath.cut_off.push((id, CutOff::Panicked)),
+            _ => {}
         }
         record.sink.close(reason);
         self.working.clients -= 1;

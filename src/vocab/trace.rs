@@ -20,6 +20,7 @@ use tracing::{info, warn};
 use crate::vocab::client::ClientId;
 
 /// Why the engine removed a subscriber on its own.
+#[cfg_attr(not(feature = "tracing"), allow(dead_code))] // the engine reports only with the feature
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CutOff {
     /// Its queue was full under the `Disconnect` policy.
@@ -31,6 +32,7 @@ pub(crate) enum CutOff {
 /// The engine removed `client`: its queue overflowed under the `Disconnect` policy
 /// (warn), or its callback panicked (warn).
 #[inline]
+#[cfg_attr(not(feature = "tracing"), allow(dead_code))]
 pub(crate) fn subscriber_cut_off(client: ClientId, why: CutOff) {
     #[cfg(feature = "tracing")]
     match why {
@@ -53,6 +55,7 @@ pub(crate) fn subscriber_cut_off(client: ClientId, why: CutOff) {
 
 /// An engine shut down (info), with its totals.
 #[inline]
+#[cfg_attr(not(feature = "tracing"), allow(dead_code))]
 pub(crate) fn engine_shut_down(broadcasts: u64, deliveries: u64, dropped: u64) {
     #[cfg(feature = "tracing")]
     info!(
@@ -66,20 +69,27 @@ pub(crate) fn engine_shut_down(broadcasts: u64, deliveries: u64, dropped: u64) {
     let _ = (broadcasts, deliveries, dropped);
 }
 
-/// A bridge connection came up for the first time (info). `backend` is `"redis"` or
-/// `"nats"`; `connection` names which of the backend's connections (`"publisher"`,
+/// A bridge connection came up (info): `bridge connected` the first time, `bridge
+/// reconnected` after it was lost (`again`). `backend` is `"redis"` or `"nats"`;
+/// `connection` names which of the backend's connections (`"publisher"`,
 /// `"subscriber"`).
 #[inline]
-pub(crate) fn bridge_connected(backend: &'static str, connection: &'static str) {
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) fn bridge_up(backend: &'static str, connection: &'static str, again: bool) {
     #[cfg(feature = "tracing")]
-    info!(target: "fanout::bridge", backend, connection, "bridge connected");
+    if again {
+        info!(target: "fanout::bridge", backend, connection, "bridge reconnected");
+    } else {
+        info!(target: "fanout::bridge", backend, connection, "bridge connected");
+    }
     #[cfg(not(feature = "tracing"))]
-    let _ = (backend, connection);
+    let _ = (backend, connection, again);
 }
 
 /// A bridge connection that was up failed (warn): frames are dropped and counted until
 /// it is back.
 #[inline]
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) fn bridge_lost(
     backend: &'static str,
     connection: &'static str,
@@ -95,15 +105,6 @@ pub(crate) fn bridge_lost(
     );
     #[cfg(not(feature = "tracing"))]
     let _ = (backend, connection, error);
-}
-
-/// A bridge connection is back after it was lost (info).
-#[inline]
-pub(crate) fn bridge_reconnected(backend: &'static str, connection: &'static str) {
-    #[cfg(feature = "tracing")]
-    info!(target: "fanout::bridge", backend, connection, "bridge reconnected");
-    #[cfg(not(feature = "tracing"))]
-    let _ = (backend, connection);
 }
 
 /// Another engine on the bridge went silent for the down period and is taken as down
