@@ -58,6 +58,12 @@
 //! the same policies, counters and lifecycle as a [`Channel`]. Publishers stay
 //! synchronous. The feature adds only `futures-core`; the engine never needs a runtime.
 //!
+//! With the cargo features `metrics` and `tracing` (off by default; each adds only its
+//! facade crate), [`observe`] records an engine's and a bridge's statistics as
+//! Prometheus-style metrics when asked, and the engine reports its state changes — a
+//! bridge connection lost or back, a subscriber cut off, shutdown — as events. Neither
+//! adds anything to the broadcast path.
+//!
 //! # Quick start
 //!
 //! ```

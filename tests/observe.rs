@@ -5,13 +5,17 @@
 
 use std::time::Duration;
 
+#[cfg(feature = "tracing")]
 use fanout::transport::RawPayload;
 use fanout::{Broadcaster, Bytes, ChannelConfig, OverflowPolicy, PubSub};
 
 mod common;
 
+#[cfg(feature = "tracing")]
 use common::eventually;
 
+/// How long an event emitted by another thread (the janitor, the bridge's) may take.
+#[cfg(feature = "tracing")]
 const WAIT: Duration = Duration::from_secs(15);
 
 /// Each policy's drops land in its own count, and the counts add up to `dropped`.

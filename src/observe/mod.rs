@@ -9,7 +9,7 @@
 //!
 //! # Metrics
 //!
-//! A [`MetricsReporter`] (feature `metrics`) reads an engine's [`Stats`](crate::Stats)
+//! A `MetricsReporter` (feature `metrics`) reads an engine's [`Stats`](crate::Stats)
 //! (and a bridge's `BridgeStats`, with feature `redis`) and records them as absolute
 //! values — counters with `Counter::absolute`, gauges with `Gauge::set` — into whatever
 //! recorder is installed. Call it where the numbers are wanted: in the handler of the
@@ -32,7 +32,7 @@
 //!
 //! Names and labels follow the Prometheus conventions (`snake_case`, a `fanout_`
 //! prefix, `_total` on counters). Every series also carries the labels given to
-//! [`MetricsReporter::label`] (an engine's name, a shard, a host): one reporter per
+//! `MetricsReporter::label` (an engine's name, a shard, a host): one reporter per
 //! engine, each with its own labels.
 //!
 //! | metric | type | labels | from |
@@ -114,7 +114,7 @@
 //! per callback delivery between 256 and 4,096 subscribers): 20.0 with both features
 //! and no recorder or subscriber installed, as without them (PERFORMANCE.md). The loom
 //! models run with both features on (`FEATURES=metrics,tracing loom-tests/run.sh`).
-//! [`MetricsReporter::record`] costs one [`stats`](crate::PubSub::stats) call — which
+//! `MetricsReporter::record` costs one [`stats`](crate::PubSub::stats) call — which
 //! sums the per-thread broadcast counters and takes the presence table's lock for a
 //! moment — and a dozen recorder look-ups, per call.
 
