@@ -11,7 +11,7 @@
 //! overflow policy are read only when the queue refuses the item, in the cold
 //! [`ChannelSink::refused`]; the walk does not even load the state's address. At 4,096
 //! subscribers each of those reads was a cache miss per delivery (`floor_callgrind
-//! e2e_pubsub` under `callgrind --cache-sim=yes`, PERFORMANCE.md workload 2).
+//! e2e_pubsub` under `callgrind --cache-sim=yes`, benches/NOTES-2026-12.md, "Workload 2").
 
 use std::time::Duration;
 

@@ -76,7 +76,7 @@ enum SinkKind<T> {
 /// line unless the allocation straddles two (a quarter of the 16-byte-aligned
 /// placements). The state, a separate allocation shared with the consumer, is read only
 /// when a queue refuses an item: checking it on every delivery was one more cache line,
-/// a miss nearly every time at 4,096 subscribers (PERFORMANCE.md, workload 2).
+/// a miss nearly every time at 4,096 subscribers (benches/NOTES-2026-12.md, "Workload 2").
 #[repr(C)]
 struct ChannelParts<T> {
     /// `false` once the sink is closed for any reason (unsubscribed, overflow, shutdown,
