@@ -101,6 +101,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::http::{self, Request};
+use crate::operating;
 use crate::protocol::{
     check_display_name, check_room_name, check_text, preview, room_topic, same_secret, Command,
     Event, Json, LeaveReason, CONSOLE_PATTERN,
@@ -124,6 +125,9 @@ pub(crate) async fn serve(shared: Arc<Shared>, mut stream: TcpStream) {
         None => {}
         Some(Request::Respond(response)) => {
             http::respond(stream, &response, shared.config.close_timeout).await;
+        }
+        Some(Request::Metrics { head_only }) => {
+            operating::serve_metrics(&shared, stream, head_only).await;
         }
         Some(Request::Upgrade { key, rest }) => {
             let accept = http::switching_protocols(&key);

@@ -31,6 +31,10 @@
 //!   does).
 //! - **A browser page** (`GET /`) that decodes the binary Push and Presence frames per
 //!   the documented wire format, reconnects with backoff and rejoins its rooms.
+//! - **Operable**: `GET /metrics` serves the engine's (and the bridge's) numbers in the
+//!   Prometheus text format through the official exporter, read from `stats()` when
+//!   scraped; the engine's events (bridge lost and reconnected, a connection cut off)
+//!   are logged to stderr through `tracing-subscriber` (`operating.rs`).
 //! - **A server that survives its clients**: every limit a real server needs, each
 //!   with a flag and a close code (below).
 //!
@@ -42,6 +46,7 @@
 //! | `connection.rs` | one connection's task: HTTP head, upgrade, the session loop, the close |
 //! | `http.rs` | the request head read and parsed as bytes (`httparse`), the page, the upgrade answer |
 //! | `protocol.rs` | the JSON commands and [`Event`]s, input checks, bounded error previews |
+//! | `operating.rs` | `GET /metrics` (Prometheus text, the engine's and the bridge's numbers) and logging through `tracing-subscriber` |
 //! | `main.rs` | the `chat_server` command line |
 //! | `bin/chat_load.rs` | the load client: 10,000 connections, push latency, chat exactness |
 //!
@@ -122,9 +127,11 @@
 
 mod connection;
 mod http;
+mod operating;
 mod protocol;
 mod server;
 
+pub use operating::init_logging;
 pub use protocol::{
     check_display_name, check_room_name, check_text, is_format, preview, room_topic,
     unfit_for_names, Command, Event, Json, LeaveReason, MemberInfo, CONSOLE_PATTERN,

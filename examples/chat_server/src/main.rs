@@ -13,7 +13,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use fanout_chat_server::{ChatServer, Config};
+use fanout_chat_server::{init_logging, ChatServer, Config};
 
 const USAGE: &str = "\
 usage: chat_server [--port N] [--time-interval-ms N] [--run-for-secs N]
@@ -119,6 +119,7 @@ fn main() -> ExitCode {
         }
     };
 
+    init_logging(); // the engine's events, on stderr
     let server = match ChatServer::start(args.config) {
         Ok(server) => server,
         Err(e) => {
