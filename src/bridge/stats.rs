@@ -44,6 +44,9 @@ pub struct BridgeStats {
     /// A server that cuts a slow reader off shows as a lost connection instead
     /// (`reconnects`, and the frames it did not send as `gaps`). Always 0 on Redis.
     pub slow_consumers: u64,
+    /// Broadcast frames in the outgoing queue now, waiting for the thread that drains
+    /// it (Redis: the publisher thread; NATS: the io thread).
+    pub queued: usize,
 }
 
 /// The live counters, shared by the bridge's threads and its handle.
@@ -70,7 +73,7 @@ impl Counters {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    pub(crate) fn view(&self, queue_dropped: u64) -> BridgeStats {
+    pub(crate) fn view(&self, queue_dropped: u64, queued: usize) -> BridgeStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         BridgeStats {
             connected: self.publisher_up.load(Ordering::Relaxed)
@@ -84,6 +87,7 @@ impl Counters {
             duplicates: get(&self.duplicates),
             reconnects: get(&self.reconnects),
             slow_consumers: get(&self.slow_consumers),
+            queued,
         }
     }
 }

@@ -42,6 +42,7 @@ use crate::bridge::inbound::{Flow, Inbound};
 use crate::bridge::interest::{Interest, InterestChange};
 use crate::bridge::outbound::MAX_BATCH;
 use crate::bridge::stats::Counters;
+use crate::vocab::trace;
 
 /// What the io thread needs to connect.
 pub(crate) struct Connect {
@@ -197,13 +198,16 @@ impl<M: ?Sized + 'static> Io<M> {
                     match event {
                         // One connection carries both directions.
                         Event::Connected => {
-                            if was_up.swap(true, Ordering::Relaxed) {
+                            let again = was_up.swap(true, Ordering::Relaxed);
+                            if again {
                                 Counters::add(&counters.reconnects, 1);
                             }
+                            trace::bridge_up("nats", "connection", again);
                             counters.publisher_up.store(true, Ordering::Relaxed);
                             counters.subscriber_up.store(true, Ordering::Relaxed);
                         }
                         Event::Disconnected => {
+                            trace::bridge_lost("nats", "connection", &"disconnected");
                             counters.publisher_up.store(false, Ordering::Relaxed);
                             counters.subscriber_up.store(false, Ordering::Relaxed);
                         }

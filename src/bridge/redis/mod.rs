@@ -123,8 +123,10 @@ impl Backend for RedisBackend {
             settings: self.settings,
             connection: None,
             to_subscriber,
+            was_up: false,
         };
-        outlet.connection = outlet.settings.connect().ok();
+        use super::backend::Outlet as _;
+        outlet.connect();
         Ok((outlet, vec![thread]))
     }
 }
