@@ -52,12 +52,14 @@
 //! runs exactly once per broadcast instead of "at most once". An unbridged engine pays
 //! one flag load for all this (none without the features).
 //!
-//! One publisher thread drains the queue and sends what has queued up as one batch (a
-//! pipeline of `PUBLISH`es on Redis; messages handed to the NATS client's connection
-//! on NATS): frames from one publishing thread keep their order on every node. Each
-//! goes out in an [envelope](crate::transport::envelope): version, mode, this node's
-//! random 128-bit id, a sequence number per (node, topic), the Push frame. The backends
-//! share all of this; they differ only in the transport.
+//! One thread drains the queue and sends what has queued up as one batch: on Redis a
+//! publisher thread, as a pipeline of `PUBLISH`es over its own connection; on NATS the
+//! io thread that runs the client, woken by the broadcast (one thread hand-off between
+//! a broadcast and the socket, not two). Frames from one publishing thread keep their
+//! order on every node. Each goes out in an [envelope](crate::transport::envelope):
+//! version, mode, this node's random 128-bit id, a sequence number per (node, topic),
+//! the Push frame. The backends share the numbering, the envelopes and the counting;
+//! they differ only in the transport.
 //!
 //! # What a receiving node does
 //!
@@ -162,10 +164,11 @@
 //! subscribing to `NAMESPACE.>` and decoding the envelope.
 //!
 //! The client runs on one io thread the bridge starts, inside a current-thread tokio
-//! runtime made for that thread: no runtime is visible to (or needed by) the program.
-//! The publisher thread hands envelopes to the client's queue without running async
-//! code; while the client is not connected it hands nothing over (the frames are
-//! numbered, counted as dropped, and show as gaps on receivers: never queued for later).
+//! runtime made for that thread: no runtime is visible to (or needed by) the program,
+//! and broadcasts stay synchronous (they queue the frame and, if the io thread is
+//! parked, wake it). The io thread drains the queue into the client; while the client
+//! is not connected it hands nothing over (the frames are numbered, counted as dropped,
+//! and show as gaps on receivers: never queued for later).
 //! `async-nats` reconnects by itself, to any server of the cluster it was given or has
 //! learnt of, waiting [`BridgeBuilder::backoff`] between attempts, and subscribes again.
 //!
@@ -193,6 +196,8 @@
 
 mod backend;
 mod backoff;
+mod batch;
+mod framer;
 mod inbound;
 mod interest;
 #[cfg(feature = "nats")]
@@ -220,9 +225,10 @@ use crate::transport::envelope::NodeId;
 use crate::vocab::error::Error;
 use backend::{Backend, Feed};
 use backoff::Backoff;
+use framer::Framer;
 use inbound::Inbound;
 use interest::InterestChange;
-use outbound::{Framer, PresenceLink, Publisher};
+use outbound::{PresenceLink, Publisher};
 use presence::{Deliver, Exchange};
 use sequences::Tracker;
 use stats::Counters;
@@ -324,6 +330,7 @@ impl Bridge {
         self.counters.view(
             self.tap.dropped() - self.dropped_before.0,
             untracked - self.dropped_before.1,
+            self.tap.queued(),
         )
     }
 
@@ -461,8 +468,8 @@ impl BridgeBuilder {
     }
 
     /// Connect timeout, and the publisher's read and write timeout (default 1 s); on
-    /// NATS, the connect timeout and the longest the publisher thread waits for room in
-    /// the client's queue before it drops the batch.
+    /// NATS, the connect timeout and the longest the io thread waits for room in the
+    /// client's queue before it drops the rest of a batch.
     pub fn io_timeout(mut self, timeout: Duration) -> Self {
         self.io_timeout = timeout;
         self

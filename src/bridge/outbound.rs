@@ -1,12 +1,14 @@
 //! The publisher thread, shared by every backend: drains the tap's bounded queue and
-//! hands the frames, numbered and wrapped in envelopes, to the backend's [`Outlet`].
+//! hands the frames, numbered and wrapped in envelopes, to the backend's [`Outlet`] —
+//! or, for a backend that drains the queue on its own thread (NATS), only follows the
+//! node's interest; that backend numbers and wraps with the same [`Framer`].
 //!
 //! One thread and one outlet per bridge, so envelopes leave in the order broadcasts
 //! queued them (per-origin order; a pool of connections would not keep it). Whatever is
 //! queued when the thread wakes goes out as one [`Batch`] of up to [`MAX_BATCH`]
 //! envelopes: one round trip for many frames when broadcasts come faster than the
 //! broker answers. Every envelope gets the next sequence number of its topic
-//! ([`Numbering`]) whether it is sent or not, so receivers count what this node failed
+//! (`Numbering`) whether it is sent or not, so receivers count what this node failed
 //! to send as a gap.
 //!
 //! When the backend routes by interest, the thread also drains the engine's interest
@@ -18,66 +20,20 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{never, select, Receiver};
 
-use super::backend::{Batch, Failure, Outlet};
+use super::backend::{Failure, Outlet};
 use super::backoff::Backoff;
+use super::batch::Batch;
+use super::framer::Framer;
 use super::interest::{fold, InterestChange};
 use super::presence::Exchange;
-use super::sequences::Numbering;
 use super::stats::Counters;
 use crate::engine::presence_table::PresenceChange;
-use crate::face::tap::{Tap, Tapped};
-use crate::transport::envelope::{Audience, EnvelopeHeader, NodeId};
-use crate::transport::frame::decode;
+use crate::face::tap::Tapped;
 use crate::transport::presence_sync::Message;
 use crate::vocab::topic_event::TopicEvent;
 
 /// Most envelopes in one batch.
 pub(crate) const MAX_BATCH: usize = 256;
-
-/// Numbers and wraps frames into envelopes: the part of publishing every backend
-/// shares, whichever thread drains the queue (the publisher thread, or a backend's own
-/// task).
-pub(crate) struct Framer {
-    pub(crate) node: NodeId,
-    pub(crate) numbering: Numbering,
-    /// The tap, for the frames its full queue refused.
-    tap: Arc<Tap>,
-}
-
-impl Framer {
-    pub(crate) fn new(node: NodeId, tap: Arc<Tap>) -> Self {
-        Self {
-            node,
-            numbering: Numbering::default(),
-            tap,
-        }
-    }
-
-    /// Numbers every frame of `frames` (emptying it) — sent or not, so receivers count
-    /// what is not sent as a gap — and, if `connected`, appends its envelope to `batch`.
-    /// First, the frames the tap's full queue refused since the last call use up their
-    /// numbers: receivers count them as gaps too (see `face::dropped_topics`).
-    pub(crate) fn wrap(&mut self, frames: &mut Vec<Tapped>, batch: &mut Batch, connected: bool) {
-        if let Some(refused) = self.tap.refused() {
-            let numbering = &mut self.numbering;
-            refused.drain(|key, count| numbering.skip(key, count));
-        }
-        for item in frames.drain(..) {
-            // The engine built or checked every frame it forwards: this always decodes.
-            let Ok(push) = decode(&item.frame) else {
-                continue;
-            };
-            let header = EnvelopeHeader {
-                audience: item.from.map_or(Audience::Everyone, Audience::AllBut),
-                origin: self.node,
-                sequence: self.numbering.next(push.topic),
-            };
-            if connected {
-                batch.push(&header, &item.frame, push.topic);
-            }
-        }
-    }
-}
 
 /// What the publisher thread owns.
 pub(crate) struct Publisher<O: Outlet> {

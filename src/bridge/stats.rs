@@ -59,6 +59,9 @@ pub struct BridgeStats {
     /// A server that cuts a slow reader off shows as a lost connection instead
     /// (`reconnects`, and the frames it did not send as `gaps`). Always 0 on Redis.
     pub slow_consumers: u64,
+    /// Broadcast frames in the outgoing queue now, waiting for the thread that drains
+    /// it (Redis: the publisher thread; NATS: the io thread).
+    pub queued: usize,
 }
 
 /// The live counters, shared by the bridge's threads and its handle.
@@ -88,8 +91,8 @@ impl Counters {
     }
 
     /// The view, with the tap's queue-full drops (all, and those it could not record)
-    /// since the bridge attached.
-    pub(crate) fn view(&self, queue_dropped: u64, untracked: u64) -> BridgeStats {
+    /// since the bridge attached, and the frames in its queue now.
+    pub(crate) fn view(&self, queue_dropped: u64, untracked: u64, queued: usize) -> BridgeStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         BridgeStats {
             connected: self.publisher_up.load(Ordering::Relaxed)
@@ -105,6 +108,7 @@ impl Counters {
             duplicates: get(&self.duplicates),
             reconnects: get(&self.reconnects),
             slow_consumers: get(&self.slow_consumers),
+            queued,
         }
     }
 }

@@ -44,6 +44,9 @@ pub(crate) struct PresenceTable {
     node: NodeId,
     /// The bridge's copy of every change, in order, while it watches.
     watcher: Option<PresenceWatcher>,
+    /// (client, topic) pairs tracked: what [`Stats::members`](crate::Stats::members)
+    /// reports, kept here so that reading it costs no walk.
+    members: usize,
 }
 
 impl PresenceTable {
@@ -63,11 +66,13 @@ impl PresenceTable {
         match members.insert(client, meta.clone()) {
             Some(previous) if previous == meta => return false,
             Some(_) => {}
-            None => self
-                .by_client
-                .entry(client)
-                .or_default()
-                .push(std::sync::Arc::clone(&topic)),
+            None => {
+                self.members += 1;
+                self.by_client
+                    .entry(client)
+                    .or_default()
+                    .push(std::sync::Arc::clone(&topic));
+            }
         }
         self.queue(PresenceChange {
             topic,
@@ -114,7 +119,9 @@ impl PresenceTable {
             return;
         };
         let hash = *hash;
-        let meta = members.remove(&client).unwrap_or_default();
+        let removed = members.remove(&client);
+        self.members -= usize::from(removed.is_some());
+        let meta = removed.unwrap_or_default();
         if members.is_empty() {
             self.by_topic.remove(&name);
         }
@@ -184,6 +191,11 @@ impl PresenceTable {
                 each(*client, meta);
             }
         }
+    }
+
+    /// (client, topic) pairs tracked now.
+    pub(crate) fn members(&self) -> usize {
+        self.members
     }
 
     /// The oldest undelivered change.

@@ -18,7 +18,7 @@
 //!   in the tap's `remote_members` slot, which `list` and `count_members` read, and
 //!   delivers their joins and leaves with [`PubSub::deliver_remote`].
 //!
-//! - **How topics split into tokens**: [`PubSub::separator`] (a NATS bridge maps each
+//! - **How topics split into tokens**: `PubSub::separator` (a NATS bridge maps each
 //!   token to a subject token).
 //!
 //! Lifecycle and liveness come from the face's public calls: [`PubSub::downgrade`] for

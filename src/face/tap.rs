@@ -1,6 +1,6 @@
 //! A tap on a [`PubSub`](crate::PubSub)'s broadcasts: every frame it broadcasts is also
 //! handed, without blocking, to a bounded queue that a forwarder drains (the Redis
-//! bridge's publisher thread).
+//! bridge's publisher thread, the NATS bridge's io thread).
 //!
 //! The broadcast path pays one load of [`Tap::is_on`] when nothing is attached; with a
 //! forwarder attached, one more load (the queue, made once per engine) and one
@@ -17,7 +17,7 @@
 //! A forwarder that is an async task rather than a thread (the NATS bridge drains the
 //! queue on its io thread's runtime, so a frame reaches the socket without a second
 //! thread hand-off) attaches with `wakes`: each broadcast then also follows the
-//! [`WakerSlot`] protocol after its push (one `SeqCst` fence, one relaxed load while the
+//! `WakerSlot` protocol (`sync/waker_slot.rs`) after its push (one `SeqCst` fence, one relaxed load while the
 //! task is busy; a wake when it is parked). A thread forwarder (Redis) pays neither:
 //! it blocks on the queue itself.
 
@@ -119,7 +119,7 @@ impl Tap {
 
     /// Attaches a forwarder and returns the queue's receiving end (made now with
     /// `capacity` if this is the engine's first forwarder); `None` if one is attached.
-    /// `wakes`: the forwarder is an async task that [`park`](Self::park)s.
+    /// `wakes`: the forwarder is an async task that `park`s (feature `nats`).
     pub(crate) fn attach(&self, capacity: usize, wakes: bool) -> Option<Receiver<Tapped>> {
         if self
             .held
@@ -156,6 +156,11 @@ impl Tap {
     pub(crate) fn release(&self) {
         self.stop();
         self.held.store(false, Ordering::Release);
+    }
+
+    /// Frames in the queue now, waiting for the forwarder.
+    pub(crate) fn queued(&self) -> usize {
+        self.queue.get().map_or(0, |queue| queue.receiver.len())
     }
 
     /// Frames dropped on a full queue since the engine started.

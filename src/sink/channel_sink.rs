@@ -19,6 +19,7 @@ use super::{Delivery, Sink, SinkState, Status};
 use crate::sync::queue::{self, Receiver, SendTimeoutError, Sender, TrySendError};
 use crate::sync::Arc;
 use crate::vocab::policy::{ChannelConfig, OverflowPolicy};
+use crate::vocab::stats::DropCause;
 
 /// How many times drop-oldest tries to make room before it gives up and drops the new
 /// frame instead. Each failed try means another publisher filled the slot just freed;
@@ -130,6 +131,18 @@ impl<T: Clone> ChannelSink<T> {
         }
         // Other publishers kept refilling the slot: drop the new frame too.
         dropped(state, frames + 1, false)
+    }
+}
+
+impl<T> ChannelSink<T> {
+    /// The policy that drops this queue's frames.
+    pub(crate) fn drop_cause(&self) -> DropCause {
+        match self.overflow {
+            Overflow::DropNewest => DropCause::DropNewest,
+            Overflow::DropOldest(_) => DropCause::DropOldest,
+            Overflow::Disconnect => DropCause::Disconnect,
+            Overflow::Block(_) => DropCause::Block,
+        }
     }
 }
 

@@ -26,6 +26,7 @@ pub(crate) use conflating_sink::{ConflatingSink, Pending};
 pub(crate) use state::{SinkState, Status};
 
 use crate::sync::{Arc, AtomicBool, Ordering};
+use crate::vocab::stats::DropCause;
 
 /// What one delivery attempt did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,6 +241,22 @@ impl<T> Sink<T> {
         }) = &self.kind
         {
             sink.wake_if_parked();
+        }
+    }
+
+    /// Which policy drops this sink's frames, for the engine-wide counts by policy. Read
+    /// only after a drop, on the cold path.
+    #[cold]
+    pub(crate) fn drop_cause(&self) -> DropCause {
+        match &self.kind {
+            // A callback never drops; it has no queue.
+            SinkKind::Callback { .. } => DropCause::DropNewest,
+            SinkKind::Channel(parts) => match &parts.kind {
+                ChannelKind::Queue(sink) => sink.drop_cause(),
+                ChannelKind::Layered(LayeredKind::Conflating(_)) => DropCause::Conflating,
+                #[cfg(feature = "async")]
+                ChannelKind::Layered(LayeredKind::Async(sink)) => sink.drop_cause(),
+            },
         }
     }
 

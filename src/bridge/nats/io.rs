@@ -5,13 +5,13 @@
 //!
 //! The forwarding task takes what broadcasts queued (each broadcast wakes it when it is
 //! parked: see the tap's `park`), numbers and wraps it with the shared
-//! [`Framer`], and hands each envelope to the client on this same thread, so a frame
+//! [`Framer`](crate::bridge::framer::Framer), and hands each envelope to the client on this same thread, so a frame
 //! crosses one thread hand-off (broadcast → io thread) before the socket, not two.
 //! While the client is not connected nothing is handed over: the frames are numbered
 //! and counted as dropped (receivers see the gap), never queued for later.
 //!
 //! Each subscription's task hands every message to the shared
-//! [`Inbound`](crate::bridge::inbound::Inbound), with the check that the message came
+//! `Inbound`, with the check that the message came
 //! on its topic's subject (a message for topic `b` on `a`'s subject is bad input). The
 //! main task applies interest changes from the publisher thread: a subscription per
 //! topic and per pattern with local subscribers; it leaves when the publisher thread
@@ -36,11 +36,13 @@ use tokio::task::JoinHandle;
 
 use super::subject::Subjects;
 use super::MAX_SUBJECT_LEN;
-use crate::bridge::backend::{Batch, Feed};
+use crate::bridge::backend::Feed;
+use crate::bridge::batch::Batch;
 use crate::bridge::inbound::{Flow, Inbound};
 use crate::bridge::interest::{Interest, InterestChange};
 use crate::bridge::outbound::MAX_BATCH;
 use crate::bridge::stats::Counters;
+use crate::vocab::trace;
 
 /// What the io thread needs to connect.
 pub(crate) struct Connect {
@@ -196,13 +198,16 @@ impl<M: ?Sized + 'static> Io<M> {
                     match event {
                         // One connection carries both directions.
                         Event::Connected => {
-                            if was_up.swap(true, Ordering::Relaxed) {
+                            let again = was_up.swap(true, Ordering::Relaxed);
+                            if again {
                                 Counters::add(&counters.reconnects, 1);
                             }
+                            trace::bridge_up("nats", "connection", again);
                             counters.publisher_up.store(true, Ordering::Relaxed);
                             counters.subscriber_up.store(true, Ordering::Relaxed);
                         }
                         Event::Disconnected => {
+                            trace::bridge_lost("nats", "connection", &"disconnected");
                             counters.publisher_up.store(false, Ordering::Relaxed);
                             counters.subscriber_up.store(false, Ordering::Relaxed);
                         }

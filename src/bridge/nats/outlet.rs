@@ -6,7 +6,8 @@ use async_nats::connection::State;
 use async_nats::Client;
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::bridge::backend::{Batch, Failure, Outlet};
+use crate::bridge::backend::{Failure, Outlet};
+use crate::bridge::batch::Batch;
 use crate::bridge::interest::InterestChange;
 
 /// The publisher thread's end of the NATS backend.

@@ -2,10 +2,10 @@
 //! for the publisher thread and one for a subscriber thread.
 //!
 //! Channel names: the namespace itself under
-//! [`ChannelLayout::Namespace`](crate::bridge::ChannelLayout::Namespace);
+//! `ChannelLayout::Namespace`;
 //! `NAMESPACE:t:TOPIC` per topic, `NAMESPACE:c` (the control channel: presence, which
 //! every node subscribes to) and `NAMESPACE:w:NODE` (the wake channel) under
-//! [`ChannelLayout::PerTopic`](crate::bridge::ChannelLayout::PerTopic).
+//! `ChannelLayout::PerTopic`.
 
 mod outlet;
 mod subscriber;
@@ -124,8 +124,10 @@ impl Backend for RedisBackend {
             settings: self.settings,
             connection: None,
             to_subscriber,
+            was_up: false,
         };
-        outlet.connection = outlet.settings.connect().ok();
+        use super::backend::Outlet as _;
+        outlet.connect();
         Ok((outlet, vec![thread]))
     }
 }

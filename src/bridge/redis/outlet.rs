@@ -11,8 +11,10 @@ use std::sync::Arc;
 use crossbeam_channel::Sender;
 
 use super::Settings;
-use crate::bridge::backend::{Batch, Failure, Outlet};
+use crate::bridge::backend::{Failure, Outlet};
+use crate::bridge::batch::Batch;
 use crate::bridge::interest::InterestChange;
+use crate::vocab::trace;
 
 /// The publisher thread's connection to Redis.
 pub(crate) struct RedisOutlet {
@@ -20,6 +22,16 @@ pub(crate) struct RedisOutlet {
     pub(crate) connection: Option<redis::Connection>,
     /// Per-topic layout: where interest changes go on to (the subscriber thread).
     pub(crate) to_subscriber: Option<Sender<Vec<InterestChange>>>,
+    /// Whether a connection was up before (the next one is a reconnection).
+    pub(crate) was_up: bool,
+}
+
+impl RedisOutlet {
+    /// The connection failed: drop it (the publisher thread reconnects later).
+    fn lost(&mut self, error: &redis::RedisError) {
+        trace::bridge_lost("redis", "publisher", error);
+        self.connection = None;
+    }
 }
 
 impl Outlet for RedisOutlet {
@@ -29,6 +41,10 @@ impl Outlet for RedisOutlet {
 
     fn connect(&mut self) -> bool {
         self.connection = self.settings.connect().ok();
+        if self.connection.is_some() {
+            trace::bridge_up("redis", "publisher", self.was_up);
+            self.was_up = true;
+        }
         self.connection.is_some()
     }
 
@@ -45,9 +61,9 @@ impl Outlet for RedisOutlet {
         }
         match pipe.exec(con) {
             Ok(()) => Ok(0),
-            Err(_) => {
+            Err(e) => {
                 // Some may have reached Redis; none is retried, so none arrives twice.
-                self.connection = None;
+                self.lost(&e);
                 Err(Failure::Unknown)
             }
         }
@@ -65,8 +81,8 @@ impl Outlet for RedisOutlet {
                 .arg(&self.settings.wake)
                 .arg(&b""[..])
                 .exec(con);
-            if wake.is_err() {
-                self.connection = None;
+            if let Err(e) = wake {
+                self.lost(&e);
             }
         }
         // Disconnected: the subscriber picks the changes up within one read timeout.

@@ -18,6 +18,7 @@ use crate::bridge::backoff::Backoff;
 use crate::bridge::inbound::{Flow, Inbound};
 use crate::bridge::interest::{Interest, InterestChange};
 use crate::bridge::stats::Counters;
+use crate::vocab::trace;
 
 /// Most channels named in one SUBSCRIBE or UNSUBSCRIBE.
 const SUBSCRIBE_CHUNK: usize = 512;
@@ -39,7 +40,7 @@ enum End {
     /// Stop requested, or the engine is gone: leave the thread.
     Stop,
     /// The connection failed: reconnect.
-    Lost,
+    Lost(redis::RedisError),
 }
 
 impl<M: ?Sized> Subscriber<M> {
@@ -52,6 +53,11 @@ impl<M: ?Sized> Subscriber<M> {
                 .connect_with_read_timeout(self.settings.read_timeout)
             {
                 let end = self.serve(&mut con, &mut backoff, &mut was_up);
+                if let (End::Lost(e), true) =
+                    (&end, self.counters.subscriber_up.load(Ordering::Relaxed))
+                {
+                    trace::bridge_lost("redis", "subscriber", e);
+                }
                 self.counters.subscriber_up.store(false, Ordering::Relaxed);
                 self.counters.channels.store(0, Ordering::Relaxed);
                 if let End::Stop = end {
@@ -77,13 +83,14 @@ impl<M: ?Sized> Subscriber<M> {
         was_up: &mut bool,
     ) -> End {
         let mut pubsub = con.as_pubsub();
-        if self.subscribe_all(&mut pubsub).is_err() {
-            return End::Lost;
+        if let Err(e) = self.subscribe_all(&mut pubsub) {
+            return End::Lost(e);
         }
         backoff.succeeded();
         if *was_up {
             Counters::add(&self.counters.reconnects, 1);
         }
+        trace::bridge_up("redis", "subscriber", *was_up);
         *was_up = true;
         self.counters.subscriber_up.store(true, Ordering::Relaxed);
         let mut last_heard = Instant::now();
@@ -91,8 +98,10 @@ impl<M: ?Sized> Subscriber<M> {
             if self.stopping() {
                 return End::Stop;
             }
-            if self.changes.is_some() && self.follow_topics(&mut pubsub).is_err() {
-                return End::Lost;
+            if self.changes.is_some() {
+                if let Err(e) = self.follow_topics(&mut pubsub) {
+                    return End::Lost(e);
+                }
             }
             match pubsub.get_message() {
                 Ok(message) => {
@@ -103,13 +112,13 @@ impl<M: ?Sized> Subscriber<M> {
                 }
                 Err(e) if e.is_timeout() => {
                     if last_heard.elapsed() >= self.settings.ping_interval {
-                        if pubsub.ping::<redis::Value>().is_err() {
-                            return End::Lost;
+                        if let Err(e) = pubsub.ping::<redis::Value>() {
+                            return End::Lost(e);
                         }
                         last_heard = Instant::now();
                     }
                 }
-                Err(_) => return End::Lost,
+                Err(e) => return End::Lost(e),
             }
         }
     }
