@@ -261,35 +261,41 @@ fn subscribe_with_members_across_hosts(layout: ChannelLayout) {
     let ids: Vec<ClientId> = (0..6).map(|_| a.join("start")).collect();
     let want_start: Vec<_> = ids.iter().map(|id| (a.node(), *id, "start")).collect();
     converge(&mut [&mut b], &want(&want_start));
-    let churn = {
-        let pubsub = a.pubsub.clone();
-        let ids = ids.clone();
-        std::thread::spawn(move || {
-            for i in 0..600usize {
-                let id = ids[(i * 5) % ids.len()];
-                if i % 3 == 2 {
-                    pubsub.untrack(id, "room").unwrap();
-                } else {
-                    let meta = Bytes::from(format!("m{}", i % 4));
-                    pubsub.track(id, "room", meta).unwrap();
+    // Many rounds: the window between a remote change reaching the replica and its
+    // event reaching subscribers is short, and each round is one more chance at it.
+    for round in 0..30 {
+        let churn = {
+            let pubsub = a.pubsub.clone();
+            let ids = ids.clone();
+            std::thread::spawn(move || {
+                for i in 0..300usize {
+                    let id = ids[(i * 5 + round) % ids.len()];
+                    if i % 3 == 2 {
+                        pubsub.untrack(id, "room").unwrap();
+                    } else {
+                        let meta = Bytes::from(format!("m{}", i % 4));
+                        pubsub.track(id, "room", meta).unwrap();
+                    }
                 }
-                if i % 50 == 0 {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
-        })
-    };
-    std::thread::sleep(Duration::from_millis(5));
-    let late = b.pubsub.generate_client_id();
-    let frames = b.pubsub.register_channel(late).unwrap();
-    b.pubsub.subscribe_with_members(late, "room").unwrap();
-    churn.join().unwrap();
-    let mut replayed: BTreeMap<Key, Vec<u8>> = BTreeMap::new();
-    let agree = eventually(WAIT, || {
-        replay(&mut replayed, &events(&frames));
-        let a_list = listed(&a.pubsub, "room");
-        replayed == listed(&b.pubsub, "room") && replayed == a_list
-    });
-    assert!(agree, "{replayed:?} vs {:?}", listed(&b.pubsub, "room"));
+            })
+        };
+        std::thread::sleep(Duration::from_micros(200 * (round as u64 % 10)));
+        let late = b.pubsub.generate_client_id();
+        let frames = b.pubsub.register_channel(late).unwrap();
+        b.pubsub.subscribe_with_members(late, "room").unwrap();
+        churn.join().unwrap();
+        let mut replayed: BTreeMap<Key, Vec<u8>> = BTreeMap::new();
+        let agree = eventually(WAIT, || {
+            replay(&mut replayed, &events(&frames));
+            let a_list = listed(&a.pubsub, "room");
+            replayed == listed(&b.pubsub, "room") && replayed == a_list
+        });
+        assert!(
+            agree,
+            "round {round}: {replayed:?} vs {:?}",
+            listed(&b.pubsub, "room")
+        );
+        b.pubsub.unregister(late).unwrap();
+    }
 }
 both_layouts!(subscribe_with_members_across_hosts);
