@@ -10,7 +10,7 @@
 //! # Metrics
 //!
 //! A `MetricsReporter` (feature `metrics`) reads an engine's [`Stats`](crate::Stats)
-//! (and a bridge's `BridgeStats`, with feature `redis`) and records them as absolute
+//! (and a bridge's `BridgeStats`, with feature `redis` or `nats`) and records them as absolute
 //! values — counters with `Counter::absolute`, gauges with `Gauge::set` — into whatever
 //! recorder is installed. Call it where the numbers are wanted: in the handler of the
 //! exporter's scrape (the chat server does, see `examples/chat_server/src/operating.rs`),

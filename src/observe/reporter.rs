@@ -10,11 +10,11 @@
 
 use metrics::{counter, describe_counter, describe_gauge, gauge, Label, SharedString};
 
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", feature = "nats"))]
 use crate::bridge::BridgeStats;
 use crate::vocab::stats::Stats;
 
-/// Records [`Stats`] (and, with feature `redis`, `BridgeStats`) into the installed
+/// Records [`Stats`] (and, with feature `redis` or `nats`, `BridgeStats`) into the installed
 /// `metrics` recorder, as absolute values, with the labels it was given.
 ///
 /// It holds no engine: hand it the stats to record. Cheap to clone; one per engine.
@@ -47,7 +47,7 @@ impl MetricsReporter {
         for (name, help) in GAUGES {
             describe_gauge!(*name, *help);
         }
-        #[cfg(feature = "redis")]
+        #[cfg(any(feature = "redis", feature = "nats"))]
         {
             for (name, help) in BRIDGE_COUNTERS {
                 describe_counter!(*name, *help);
@@ -87,7 +87,7 @@ impl MetricsReporter {
     }
 
     /// Records a bridge's statistics (from `Bridge::stats`).
-    #[cfg(feature = "redis")]
+    #[cfg(any(feature = "redis", feature = "nats"))]
     pub fn record_bridge(&self, stats: &BridgeStats) {
         self.gauge("fanout_bridge_connected", usize::from(stats.connected));
         self.gauge("fanout_bridge_channels", stats.channels);
@@ -164,7 +164,7 @@ const GAUGES: &[(&str, &str)] = &[
 ];
 
 /// The bridge's counters: name, help.
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", feature = "nats"))]
 const BRIDGE_COUNTERS: &[(&str, &str)] = &[
     (
         "fanout_bridge_sent_total",
@@ -197,7 +197,7 @@ const BRIDGE_COUNTERS: &[(&str, &str)] = &[
 ];
 
 /// The bridge's gauges: name, help.
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", feature = "nats"))]
 const BRIDGE_GAUGES: &[(&str, &str)] = &[
     (
         "fanout_bridge_connected",

@@ -116,13 +116,20 @@
 //! frames sent before them; a client that buffers a room's Presence frames until the
 //! room's snapshot arrives, then replays them over it, ends with the exact list (each
 //! frame sets or removes one member, and frames of a room arrive in order). The page
-//! does that. Presence ids are engine-local (`presence_id` in `welcome`); with
-//! `--redis`, member lists are per server, while chat lines (with the speaker's name)
-//! reach every server:
+//! does that. Presence ids are engine-local (`presence_id` in `welcome`), so a member
+//! is named by its node and presence id together.
+//!
+//! With `--bridge URL` chat lines (with the speaker's name) reach every server bridged
+//! to the same broker. Over Redis the member lists span every server too; over NATS
+//! they are per server, since the library does not carry presence over NATS yet:
 //!
 //! ```text
-//! cargo run --release --features redis --bin chat_server -- --port 8080 --redis redis://127.0.0.1:6379/
-//! cargo run --release --features redis --bin chat_server -- --port 8081 --redis redis://127.0.0.1:6379/
+//! cargo run --release --features redis --bin chat_server -- --port 8080 --bridge redis://127.0.0.1:6379/
+//! cargo run --release --features redis --bin chat_server -- --port 8081 --bridge redis://127.0.0.1:6379/
+//!
+//! nats-server -a 127.0.0.1 -p 4222 &
+//! cargo run --release --features nats --bin chat_server -- --port 8080 --bridge nats://127.0.0.1:4222
+//! cargo run --release --features nats --bin chat_server -- --port 8081 --bridge nats://127.0.0.1:4222
 //! ```
 
 mod connection;
@@ -137,6 +144,6 @@ pub use protocol::{
     unfit_for_names, Command, Event, Json, LeaveReason, MemberInfo, CONSOLE_PATTERN,
     FORMAT_CHARACTERS, MAX_NAME_CHARS, MAX_ROOM_LEN, PREVIEW_CHARS, STAFF_ROOM,
 };
-#[cfg(feature = "redis")]
-pub use server::REDIS_NAMESPACE;
+#[cfg(any(feature = "redis", feature = "nats"))]
+pub use server::BRIDGE_NAMESPACE;
 pub use server::{authorize, ChatServer, Config, Moderators};

@@ -17,7 +17,7 @@ use fanout_chat_server::{init_logging, ChatServer, Config};
 
 const USAGE: &str = "\
 usage: chat_server [--port N] [--time-interval-ms N] [--run-for-secs N]
-                   [--moderator-token T] [--redis URL] [--max-message BYTES]
+                   [--moderator-token T] [--bridge URL] [--max-message BYTES]
                    [--write-timeout-ms N] [--ping-interval-ms N] [--idle-timeout-ms N]
                    [--queue N] [--max-rate N] [--burst N] [--max-backlog BYTES]
                    [--send-buffer BYTES] [--worker-threads N]
@@ -29,8 +29,12 @@ usage: chat_server [--port N] [--time-interval-ms N] [--run-for-secs N]
   --moderator-token T   a connection that sends {\"moderate\":\"T\"} becomes a moderator:
                         its console sees every room (room.>) and it may join the
                         private room `staff` (default: no moderators)
-  --redis URL           share rooms with every chat server bridged to this Redis
-                        (redis://127.0.0.1:6379/; needs `--features redis`)
+  --bridge URL          share rooms with every chat server bridged to this broker:
+                        redis://127.0.0.1:6379/ (needs `--features redis`) or
+                        nats://127.0.0.1:4222 (needs `--features nats`); chat lines
+                        reach every server, member lists span every server over
+                        Redis but are per server over NATS
+  --redis URL           the same as --bridge URL
   --max-message BYTES   largest message a client may send; larger: close 1009
                         (default 65536)
   --write-timeout-ms N  a client whose frames wait longer than this for its socket is
@@ -97,9 +101,11 @@ fn parse_args() -> Result<Args, String> {
                 }
                 config.moderator_token = Some(token);
             }
-            "--redis" => {
-                let url = argv.next().ok_or("--redis needs a URL")?;
-                config.redis = Some(url);
+            "--bridge" | "--redis" => {
+                let url = argv
+                    .next()
+                    .ok_or_else(|| format!("{flag} needs a URL"))?;
+                config.bridge = Some(url);
             }
             other => return Err(format!("unknown flag {other:?}")),
         }

@@ -3,7 +3,7 @@
 //! **Metrics.** Each server owns a Prometheus recorder (the official exporter crate,
 //! `metrics-exporter-prometheus`, without its HTTP server: this server answers the
 //! request itself) and a [`MetricsReporter`] labelled `engine="chat"`. A scrape records
-//! the engine's `stats()` — and, with `--redis`, the bridge's — into that recorder as
+//! the engine's `stats()` — and, with `--bridge`, the bridge's — into that recorder as
 //! absolute values, then renders it: the numbers are read when asked, and nothing is
 //! counted per message on the way. The recorder is the server's own rather than the
 //! process's global one, so that two servers in one process (the tests) each serve
@@ -24,7 +24,7 @@
 //!
 //! **Logs.** [`init_logging`] installs a `tracing-subscriber` formatter on stderr at
 //! level INFO (stdout stays the command line's: its first line is the address), so the
-//! engine's events appear as they happen: the Redis bridge connected, lost (with the
+//! engine's events appear as they happen: the bridge connected, lost (with the
 //! error) and reconnected, a connection's queue overflowing, shutdown.
 
 use std::io::IsTerminal;
@@ -42,22 +42,22 @@ use crate::server::Shared;
 pub(crate) struct Operating {
     recorder: PrometheusRecorder,
     reporter: MetricsReporter,
-    /// The Redis bridge (with `--redis`): the server's to shut down, read by scrapes.
-    #[cfg(feature = "redis")]
+    /// The bridge (with `--bridge`, Redis or NATS): the server's to shut down, read by scrapes.
+    #[cfg(any(feature = "redis", feature = "nats"))]
     pub(crate) bridge: Mutex<Option<fanout::bridge::Bridge>>,
     /// Scrapes render one at a time (a scrape is rare; its text is the recorder's).
     render: Mutex<()>,
 }
 
 impl Operating {
-    pub(crate) fn new(#[cfg(feature = "redis")] bridge: Option<fanout::bridge::Bridge>) -> Self {
+    pub(crate) fn new(#[cfg(any(feature = "redis", feature = "nats"))] bridge: Option<fanout::bridge::Bridge>) -> Self {
         let recorder = PrometheusBuilder::new().build_recorder();
         let reporter = MetricsReporter::new().label("engine", "chat");
         metrics::with_local_recorder(&recorder, || reporter.describe());
         Self {
             recorder,
             reporter,
-            #[cfg(feature = "redis")]
+            #[cfg(any(feature = "redis", feature = "nats"))]
             bridge: Mutex::new(bridge),
             render: Mutex::new(()),
         }
@@ -68,7 +68,7 @@ impl Operating {
         let _one_at_a_time = self.render.lock().unwrap_or_else(|e| e.into_inner());
         metrics::with_local_recorder(&self.recorder, || {
             self.reporter.record(&shared.pubsub.stats());
-            #[cfg(feature = "redis")]
+            #[cfg(any(feature = "redis", feature = "nats"))]
             if let Some(bridge) = &*self.bridge.lock().unwrap_or_else(|e| e.into_inner()) {
                 self.reporter.record_bridge(&bridge.stats());
             }

@@ -29,7 +29,7 @@ pub const PREVIEW_CHARS: usize = 32;
 /// A room member as `members` and `console` list it.
 #[derive(Debug, Serialize)]
 pub struct MemberInfo {
-    /// Its engine's node id, in decimal (`"0"` on a server without `--redis`): with the
+    /// Its engine's node id, in decimal (`"0"` on a server without `--bridge`): with the
     /// client id, what names a member on every bridged server.
     pub node: String,
     /// Its presence id: the client id Presence frames carry.
@@ -70,10 +70,10 @@ pub enum Event {
         /// Your id in `joined`, `left` and `message` events.
         client: u64,
         /// Your id in Presence frames and member lists (equal to `client` on a lone
-        /// server; engine-local with `--redis`).
+        /// server; engine-local with `--bridge`).
         presence_id: u64,
         /// Your server's node id in Presence frames and member lists, in decimal
-        /// (`"0"` without `--redis`).
+        /// (`"0"` without `--bridge`).
         presence_node: String,
         /// Your display name until you send `{"name": ...}`.
         name: String,

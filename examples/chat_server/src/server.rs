@@ -27,9 +27,12 @@ pub struct Config {
     pub port: u16,
     /// How often the server time is pushed to topic `time`.
     pub time_interval: Duration,
-    /// A Redis URL: share rooms with every chat server bridged to the same Redis
-    /// (needs the crate feature `redis`).
-    pub redis: Option<String>,
+    /// A broker URL: share rooms with every chat server bridged to the same broker.
+    /// `redis://host:6379/` needs the crate feature `redis`, `nats://host:4222` (or a
+    /// cluster's servers, comma-separated) the feature `nats`. Member lists span every
+    /// server over Redis; over NATS they are per server (the library does not carry
+    /// presence over NATS yet), while chat lines reach every server on both.
+    pub bridge: Option<String>,
     /// The token a connection sends (`{"moderate":"TOKEN"}`) to become a moderator.
     /// `None`: nobody can.
     pub moderator_token: Option<String>,
@@ -76,7 +79,7 @@ impl Default for Config {
         Self {
             port: 8080,
             time_interval: Duration::from_secs(1),
-            redis: None,
+            bridge: None,
             moderator_token: None,
             max_message: 64 * 1024,
             write_timeout: Duration::from_secs(5),
@@ -114,9 +117,33 @@ impl Config {
     }
 }
 
-/// The Redis namespace chat servers share rooms in.
-#[cfg(feature = "redis")]
-pub const REDIS_NAMESPACE: &str = "fanout-chat";
+/// The bridge namespace chat servers share rooms in (a Redis channel prefix, or the
+/// first token of every NATS subject).
+#[cfg(any(feature = "redis", feature = "nats"))]
+pub const BRIDGE_NAMESPACE: &str = "fanout-chat";
+
+/// Checks that this build has the backend `url` names (its scheme picks it), so that a
+/// URL the build cannot serve is refused with the feature to build with.
+fn check_bridge_url(url: &str) -> io::Result<()> {
+    let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
+    let (feature, built) = match scheme {
+        "redis" | "rediss" | "unix" | "redis+unix" => ("redis", cfg!(feature = "redis")),
+        "nats" => ("nats", cfg!(feature = "nats")),
+        _ => {
+            return Err(io::Error::other(format!(
+                "--bridge {url:?}: not a redis://... or nats://... URL"
+            )))
+        }
+    };
+    if built {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "--bridge {url:?} needs the crate feature `{feature}` \
+             (cargo run --features {feature} --bin chat_server ...)"
+        )))
+    }
+}
 
 /// The connections that presented the moderator token: what [`authorize`] consults.
 pub type Moderators = RwLock<HashSet<ClientId>>;
@@ -168,7 +195,7 @@ pub(crate) struct Shared {
     pub(crate) ws_config: WebSocketConfig,
     /// Becomes `true` when the server shuts down.
     pub(crate) shutdown: watch::Receiver<bool>,
-    /// Added to every client id shown to clients: 0 on a lone server; with `--redis`,
+    /// Added to every client id shown to clients: 0 on a lone server; with `--bridge`,
     /// 16 random bits above bit 32, so ids from two servers (each counting from 1) do
     /// not collide in a shared room.
     id_base: u64,
@@ -179,7 +206,7 @@ pub(crate) struct Shared {
     /// Every room with a member on this server, and how many: what a console lists
     /// when it opens (the engine lists a topic's members, not the topics).
     rooms: Mutex<BTreeMap<String, usize>>,
-    /// `GET /metrics` (and the Redis bridge, which it reads).
+    /// `GET /metrics` (and the bridge, which it reads).
     pub(crate) operating: Operating,
 }
 
@@ -269,27 +296,24 @@ impl ChatServer {
             .build()
             .map_err(io::Error::other)?;
         let time_topic = pubsub.topic("time").map_err(io::Error::other)?;
-        #[cfg(feature = "redis")]
-        let bridge = match &config.redis {
+        if let Some(url) = &config.bridge {
+            check_bridge_url(url)?;
+        }
+        #[cfg(any(feature = "redis", feature = "nats"))]
+        let bridge = match &config.bridge {
             Some(url) => Some(
-                fanout::bridge::Bridge::attach(&pubsub, url, REDIS_NAMESPACE)
+                fanout::bridge::Bridge::attach(&pubsub, url, BRIDGE_NAMESPACE)
                     .map_err(io::Error::other)?,
             ),
             None => None,
         };
-        #[cfg(feature = "redis")]
+        #[cfg(any(feature = "redis", feature = "nats"))]
         let id_base = bridge
             .as_ref()
             .map_or(0, |b| ((b.node_id().0 as u64) & 0xFFFF) << 32);
-        #[cfg(not(feature = "redis"))]
-        let id_base = match config.redis {
-            Some(_) => {
-                return Err(io::Error::other(
-                    "--redis needs the crate feature `redis` (cargo run --features redis ...)",
-                ))
-            }
-            None => 0,
-        };
+        // Without either feature `check_bridge_url` refused any URL above.
+        #[cfg(not(any(feature = "redis", feature = "nats")))]
+        let id_base = 0;
 
         let mut runtime = tokio::runtime::Builder::new_multi_thread();
         runtime.thread_name("chat-worker").enable_all();
@@ -313,7 +337,7 @@ impl ChatServer {
             rooms: Mutex::default(),
             config,
             operating: Operating::new(
-                #[cfg(feature = "redis")]
+                #[cfg(any(feature = "redis", feature = "nats"))]
                 bridge,
             ),
         });
@@ -358,7 +382,7 @@ impl Drop for ChatServer {
     fn drop(&mut self) {
         // Stop accepting (and end the requests still being read)...
         let _ = self.stop.send(true);
-        #[cfg(feature = "redis")]
+        #[cfg(any(feature = "redis", feature = "nats"))]
         {
             // Taken out first: a scrape must not wait on the lock while threads join.
             let bridge = lock(&self.shared.operating.bridge).take();

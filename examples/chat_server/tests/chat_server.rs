@@ -4,7 +4,8 @@
 //! - the existing behaviour: rooms, no echo to the speaker, presence (Presence frames
 //!   with names, `joined`/`left` events) on join, rename, leave and disconnect, the
 //!   moderator console on `room.>`, the private room behind the `can_subscribe` hook,
-//!   the periodic time push, the page on `GET /`, two servers bridged through Redis;
+//!   the periodic time push, the page on `GET /`, two servers bridged through Redis
+//!   and through NATS;
 //! - what misbehaving clients found under load: a client that stops reading is cut off
 //!   within its write timeout and its rooms hear it then; so is one the engine drops
 //!   for overflowing its queue; a slow reader cut off for its backlog still gets its
@@ -1219,7 +1220,7 @@ fn two_servers_share_rooms_through_redis() {
     let start_bridged = || {
         start(Config {
             time_interval: Duration::from_secs(3600),
-            redis: Some(redis.url()),
+            bridge: Some(redis.url()),
             ..test_config()
         })
     };
@@ -1289,5 +1290,115 @@ fn two_servers_share_rooms_through_redis() {
         .expect("Alice is listed");
     assert_ne!(bob_entry["node"], alice_entry["node"]);
     assert_ne!(bob_entry["node"], "0");
+    drop((one, two));
+}
+
+/// Two servers bridged through one NATS server (feature `nats`): a line said in a room
+/// on one reaches the room's member on the other exactly once, the speaker never gets
+/// it back, and member lists stay per server (the library does not carry presence over
+/// NATS yet).
+#[cfg(feature = "nats")]
+#[test]
+fn two_servers_share_rooms_through_nats() {
+    #[path = "../../../tests/common/nats_server.rs"]
+    mod nats_server;
+
+    let nats = nats_server::NatsCluster::start(1);
+    let start_bridged = || {
+        start(Config {
+            time_interval: Duration::from_secs(3600),
+            bridge: Some(nats.url_of(0)),
+            ..test_config()
+        })
+    };
+    let (one, two) = (start_bridged(), start_bridged());
+    let mut alice = Client::connect(one.local_addr());
+    let mut bob = Client::connect(two.local_addr());
+    assert_ne!(
+        alice.id, bob.id,
+        "ids shown to clients differ across servers"
+    );
+    alice.join("rust");
+    bob.join("rust");
+
+    // The second server subscribes to the room's subject once Bob joins, and lines
+    // broadcast before that subscription reaches NATS are not replayed: say warm-up
+    // lines until one arrives.
+    let alice_id = alice.id;
+    let is_line = |event: &Value, text: &str| {
+        matches_subset(
+            event,
+            &json!({ "type": "message", "room": "rust", "from": alice_id, "text": text }),
+        )
+    };
+    bob.ws
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    'warm: for round in 0.. {
+        alice.send(json!({ "say": "rust", "text": format!("warm-up {round}") }));
+        for _ in 0..3 {
+            let Ok(Message::Binary(frame)) = bob.ws.read() else {
+                continue;
+            };
+            if let Ok(Frame::Push(push)) = decode_any(&frame) {
+                let event: Value = serde_json::from_slice(push.payload).unwrap();
+                if event["type"] == "message" && event["from"] == alice_id {
+                    break 'warm;
+                }
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Bob never got a line of Alice's across servers"
+        );
+    }
+    bob.ws
+        .get_ref()
+        .set_read_timeout(Some(READ_TIMEOUT))
+        .unwrap();
+
+    // Now the route is up: one line, then a second one. Frames of one room from one
+    // speaker keep their order across the bridge, so once the second has arrived every
+    // copy of the first has too.
+    alice.send(json!({ "say": "rust", "text": "exactly once" }));
+    alice.send(json!({ "say": "rust", "text": "and after it" }));
+    let deadline = Instant::now() + READ_TIMEOUT;
+    let mut copies = 0;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "Bob never got the line after the counted one"
+        );
+        let (_, event) = bob.next_event();
+        if is_line(&event, "exactly once") {
+            copies += 1;
+        }
+        if is_line(&event, "and after it") {
+            break;
+        }
+    }
+    assert_eq!(copies, 1, "Bob got Alice's line {copies} times, not once");
+
+    // And back: Alice hears Bob, and never her own lines.
+    bob.send(json!({ "say": "rust", "text": "back to you" }));
+    let skipped = alice.expect(json!({ "type": "message", "from": bob.id, "text": "back to you" }));
+    assert!(
+        skipped.iter().all(|e| e["type"] != "message"),
+        "Alice saw her own line come back: {skipped:?}"
+    );
+
+    // Member lists are per server over NATS: Carol joining on the first server sees
+    // Alice and herself, not Bob.
+    let mut carol = Client::connect(one.local_addr());
+    carol.send(json!({ "join": "rust" }));
+    let (_, members) = carol.expect_full(json!({ "type": "members", "room": "rust" }));
+    let members = members["members"].as_array().unwrap().clone();
+    assert_eq!(members.len(), 2, "{members:?}");
+    assert!(
+        members.iter().all(|m| m["node"] == members[0]["node"]),
+        "one server's members only: {members:?}"
+    );
     drop((one, two));
 }
