@@ -102,9 +102,7 @@ fn parse_args() -> Result<Args, String> {
                 config.moderator_token = Some(token);
             }
             "--bridge" | "--redis" => {
-                let url = argv
-                    .next()
-                    .ok_or_else(|| format!("{flag} needs a URL"))?;
+                let url = argv.next().ok_or_else(|| format!("{flag} needs a URL"))?;
                 config.bridge = Some(url);
             }
             other => return Err(format!("unknown flag {other:?}")),

@@ -50,7 +50,9 @@ pub(crate) struct Operating {
 }
 
 impl Operating {
-    pub(crate) fn new(#[cfg(any(feature = "redis", feature = "nats"))] bridge: Option<fanout::bridge::Bridge>) -> Self {
+    pub(crate) fn new(
+        #[cfg(any(feature = "redis", feature = "nats"))] bridge: Option<fanout::bridge::Bridge>,
+    ) -> Self {
         let recorder = PrometheusBuilder::new().build_recorder();
         let reporter = MetricsReporter::new().label("engine", "chat");
         metrics::with_local_recorder(&recorder, || reporter.describe());

@@ -1208,6 +1208,30 @@ fn shutdown_closes_every_connection_with_1001() {
     stopping.join().unwrap();
 }
 
+/// A bridge URL this build has no backend for is refused at start, naming the crate
+/// feature to build with (its scheme picks the backend).
+#[test]
+fn a_bridge_url_without_its_feature_names_the_feature() {
+    let mut urls = vec![];
+    if !cfg!(feature = "redis") {
+        urls.push(("redis://127.0.0.1:1/", "feature `redis`"));
+    }
+    if !cfg!(feature = "nats") {
+        urls.push(("nats://127.0.0.1:1", "feature `nats`"));
+    }
+    urls.push(("http://127.0.0.1:1", "not a redis://... or nats://... URL"));
+    for (url, want) in urls {
+        let refused = ChatServer::start(Config {
+            bridge: Some(url.to_owned()),
+            ..test_config()
+        });
+        match refused {
+            Ok(_) => panic!("{url}: started without a backend for it"),
+            Err(e) => assert!(e.to_string().contains(want), "{url}: {e}"),
+        }
+    }
+}
+
 /// Two servers bridged through one Redis (feature `redis`): a line said in a room on
 /// one reaches the room's members on the other, and nobody's own line comes back.
 #[cfg(feature = "redis")]
