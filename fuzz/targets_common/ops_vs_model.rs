@@ -40,8 +40,13 @@ mod model;
 mod ops;
 #[path = "ops_vs_model/seeds.rs"]
 mod seeds;
+#[path = "ops_vs_model/topics.rs"]
+mod topics;
 
+// What the replay test uses (the fuzz binary needs only `run`).
+#[allow(unused_imports)]
 pub use ops::{encode, parse, MutationSel, Op, PayloadSel, PolicySel, TopicSel, SLOTS};
+#[allow(unused_imports)]
 pub use seeds::seeds;
 
 /// What one run exercised (so a caller can check its cases are not vacuous).

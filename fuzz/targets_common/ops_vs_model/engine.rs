@@ -9,8 +9,9 @@ use bytes::Bytes;
 use fanout::transport::{decode_any, Frame};
 use fanout::{Channel, ConflatingChannel, Error, OverflowPolicy, PubSub, Topic, TopicError};
 
-use super::model::{Outcome, SinkModel, FOREIGN_TOPIC_LEN};
+use super::model::{Outcome, SinkModel};
 use super::ops::PolicySel;
+use super::topics::FOREIGN_TOPIC_LEN;
 
 pub fn outcome_of_error(e: Error) -> Outcome {
     match e {

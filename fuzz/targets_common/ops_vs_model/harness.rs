@@ -17,8 +17,9 @@ use super::engine::{
     foreign_topic, frame_parts, outcome, outcome_of_error, overflow_policy, ActualSink, AnyChannel,
     TopicArg,
 };
-use super::model::{names, BatchOp, Model, Outcome, SinkModel, TopicIndex, MAX_TOPIC_LEN, NAMES};
+use super::model::{BatchOp, Model, Outcome, SinkModel, TopicIndex};
 use super::ops::{channel_capacity, MutationSel, Op, PayloadSel, PolicySel, TopicSel, SLOTS};
+use super::topics::{names, FOREIGN_TOPIC_LEN, MAX_TOPIC_LEN, NAMES};
 
 /// The command queue's capacity. The default (4096 slots) is allocated and touched by
 /// every engine start, which cost about a fifth of each run; a single-threaded driver
@@ -159,7 +160,7 @@ impl Harness {
                 (TopicArg::Str(&self.too_long), want)
             }
             TopicSel::Foreign => {
-                let len = super::model::FOREIGN_TOPIC_LEN;
+                let len = FOREIGN_TOPIC_LEN;
                 let max = MAX_TOPIC_LEN;
                 let want = Err(Outcome::TopicTooLong { len, max });
                 (TopicArg::Resolved(&self.foreign), want)

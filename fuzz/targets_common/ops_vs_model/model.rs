@@ -3,8 +3,8 @@
 //! with no engine and no threads in it. The harness asks it what each call must return
 //! and compares; it never looks at the engine's state.
 //!
-//! Topics are indices into [`names`]. Who a broadcast reaches is decided by matching every
-//! subscription of every client with the model's own NATS matcher ([`covers`]), each
+//! Topics are indices into [`names`](super::topics::names). Who a broadcast reaches is decided by matching every
+//! subscription of every client with the model's own NATS matcher (`topics.rs`), each
 //! client at most once. Each registration keeps the frames its sink must have received
 //! ([`Expected`]); a channel's queue applies its overflow policy, or conflates by topic.
 //!
@@ -19,71 +19,7 @@ use fanout::transport::PresenceEvent;
 use fanout::{ClientId, DisconnectReason};
 
 use super::ops::PolicySel;
-
-/// The engine's default topic length limit.
-pub const MAX_TOPIC_LEN: usize = 256;
-/// Length of the foreign topic (resolved by an engine with a larger limit).
-pub const FOREIGN_TOPIC_LEN: usize = MAX_TOPIC_LEN + 44;
-/// How many names [`names`] gives.
-pub const NAMES: usize = 8;
-
-/// Valid topic names — short, two tokens, non-ASCII, exactly at the length limit — then
-/// wildcard patterns over them (subscribing to one is a pattern subscription;
-/// broadcasting to one is a broadcast to that literal name, which patterns can match).
-pub fn names() -> &'static [String; NAMES] {
-    &tables().names
-}
-
-/// Whether a subscription name is a wildcard pattern (a `*` or `>` token).
-fn is_pattern(name: &str) -> bool {
-    name.split('.').any(|token| token == "*" || token == ">")
-}
-
-/// Whether subscription `sub` reaches a broadcast on `topic`: NATS matching, written
-/// independently of the engine's (an exact name matches only itself).
-fn covers(sub: &str, topic: &str) -> bool {
-    fn go(p: &[&str], t: &[&str]) -> bool {
-        match (p.split_first(), t.split_first()) {
-            (None, None) => true,
-            (Some((&">", _)), Some(_)) => true,
-            (Some((&"*", p)), Some((_, t))) => go(p, t),
-            (Some((a, p)), Some((b, t))) if a == b => go(p, t),
-            _ => false,
-        }
-    }
-    let p: Vec<&str> = sub.split('.').collect();
-    let t: Vec<&str> = topic.split('.').collect();
-    go(&p, &t)
-}
-
-/// The names, [`is_pattern`] and [`covers`] over them: computed once per process, not
-/// once per input (the fuzzer runs thousands of inputs a second).
-struct Tables {
-    names: [String; NAMES],
-    pattern: [bool; NAMES],
-    covers: [[bool; NAMES]; NAMES],
-}
-
-fn tables() -> &'static Tables {
-    static TABLES: std::sync::OnceLock<Tables> = std::sync::OnceLock::new();
-    TABLES.get_or_init(|| {
-        let names = [
-            "a".to_owned(),
-            "b.c".to_owned(),
-            "room.ü".to_owned(),
-            "t".repeat(MAX_TOPIC_LEN),
-            "*".to_owned(),
-            "b.*".to_owned(),
-            ">".to_owned(),
-            "room.>".to_owned(),
-        ];
-        Tables {
-            pattern: std::array::from_fn(|s| is_pattern(&names[s])),
-            covers: std::array::from_fn(|s| std::array::from_fn(|t| covers(&names[s], &names[t]))),
-            names,
-        }
-    })
-}
+use super::topics::{names, pattern, reaches, FOREIGN_TOPIC_LEN, MAX_TOPIC_LEN, NAMES};
 
 /// A call's result, comparable.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -342,7 +278,7 @@ impl Model {
     /// Live subscribers a broadcast on topic `t` reaches (by name or by pattern, each
     /// once), sorted, and zombies that may still be listed.
     pub fn subscribers(&self, t: usize) -> (Vec<ClientId>, Vec<ClientId>) {
-        let reaches = |subs: &BTreeSet<usize>| subs.iter().any(|&s| tables().covers[s][t]);
+        let reaches = |subs: &BTreeSet<usize>| subs.iter().any(|&s| reaches(s, t));
         let mut live: Vec<ClientId> = self
             .clients
             .iter()
@@ -679,9 +615,8 @@ impl Model {
         if self.closed {
             return bounds;
         }
-        let pattern = &tables().pattern;
         let count =
-            |subs: &BTreeSet<usize>, p: bool| subs.iter().filter(|&&s| pattern[s] == p).count();
+            |subs: &BTreeSet<usize>, p: bool| subs.iter().filter(|&&s| pattern(s) == p).count();
         let live = || self.clients.values().map(|c| &c.topics);
         let zombie = || self.zombies.values();
         let live_subs: usize = live().map(|s| count(s, false)).sum();
@@ -692,7 +627,7 @@ impl Model {
         // still cover it after they left (the writer keeps pattern subscribers in
         // existing topics' lists): at least the names subscribed to live, at most every
         // name ever subscribed to.
-        let by_name = |s: &usize| !pattern[*s];
+        let by_name = |s: &usize| !pattern(*s);
         let live_topics: BTreeSet<usize> = live().flatten().copied().filter(by_name).collect();
         let all_topics: BTreeSet<usize> = if live_patterns + zombie_patterns == 0 {
             let zombie_topics = zombie().flatten().copied().filter(by_name);
