@@ -12,6 +12,30 @@
 //! holding the writer role applies them together, publishing one new snapshot per
 //! batch. No async runtime is needed.
 //!
+//! # Map of the crate
+//!
+//! `src/` is in layers; each folder is one, and every `use` points down (checked in CI by
+//! `scripts/check_layers.py`, which reads this table):
+//!
+//! | layer | name | modules | what lives there |
+//! |---|---|---|---|
+//! | 1 | ground | `sync` | the only switch between `std` and `loom` types, the bounded queue, the async waker slot |
+//! | 2 | vocabulary | `vocab` | client ids, topics, patterns, errors, overflow policies, statistics, mutations, the authorization hook |
+//! | 3 | transport | `transport` | bytes on the wire: Push and Presence frames, the bridge envelope, serialisers |
+//! | 4 | sinks | `sink` | what the engine holds per subscriber: a callback, a channel, a conflating or async channel |
+//! | 5 | engine | `engine` | the snapshot, the combining writer, commands, delivery, the janitor |
+//! | 6 | consumer ends | `consumer` | what a user holds: [`Channel`], [`ConflatingChannel`], `AsyncChannel`, their membership |
+//! | 7 | faces | `face` | [`PubSub`], [`Broadcaster`], their [`Builder`], the broadcast tap |
+//! | 8 | capabilities | `presence` `bridge` | presence tracking, and the bridge across hosts; they know the engine only through the faces |
+//!
+//! Inside the crate a name is imported from the module that defines it
+//! (`crate::vocab::client::ClientId`), never through the re-exports below, so an arrow
+//! that points the wrong way shows in the `use` lines. Files that use `std::sync::Arc`
+//! rather than `crate::sync::Arc` do so on purpose: the loom shim's `Arc` is for state
+//! the loom models must see (the snapshot, sinks, the writer's queues); values that
+//! only cross the public API or live outside the modelled protocol (topic names, hooks,
+//! the bridge's threads) keep std's, which every caller can hand in.
+//!
 //! # Two faces, one engine
 //!
 //! - [`PubSub<M>`]: clients registered with a sink (a send callback, or a bounded
@@ -141,8 +165,8 @@
 //!   relaxed counter updates per broadcast, none per delivery shared between sinks.
 //! - A mutation: applied by the caller itself when no other mutation is in progress
 //!   (no thread hop: measured 0.9 µs p50 for a `subscribe` at 1k topics, 2.6 µs at
-//!   100k, against 11–41 µs for the round trip to a dedicated writer thread it
-//!   replaced); otherwise queued and applied by the caller that holds the writer role,
+//!   100k, 5.0 µs at 1M, against 2.5–64 µs for the round trip to the dedicated writer
+//!   thread it replaced, by size and machine load); otherwise queued and applied by the caller that holds the writer role,
 //!   in a shared batch with one snapshot publication. Cost grows with `log32(topics)`,
 //!   the touched topic's subscriber count and the client's own topic count — never with
 //!   the total number of clients or topics. [`PubSub::apply`] and
@@ -156,11 +180,12 @@
 //! - Mutations are synchronous and serialised: one writer at a time. A caller that finds
 //!   another writing waits for it (spinning briefly, then parked), and its wake-up costs
 //!   microseconds; so two threads mutating flat out reach fewer mutations per second
-//!   than one (PERFORMANCE.md, workload 5). A combiner serves at most 1024 queued
+//!   than one (PERFORMANCE.md, "Mutations"). A combiner serves at most 1024 queued
 //!   changes before publishing, and at most one batch beyond its own change before it
 //!   hands the rest to a background thread, so no caller's latency is unbounded.
-//!   Why combining and not a writer thread: the thread's two wake-ups per call cost 5–20×
-//!   the work itself (11–41 µs p50 per `subscribe` against ~1 µs now); and why not a
+//!   Why combining and not a writer thread: the thread's two wake-ups per call cost
+//!   several times the work itself (2.5–64 µs p50 per `subscribe`, by size and machine
+//!   load, against 0.9–5 µs now); and why not a
 //!   plain lock around the registry: every caller would publish its own snapshot,
 //!   while combining shares one publication among all queued changes.
 //! - Subscribing to a topic with `s` subscribers copies its list (O(s)) unless that
@@ -175,51 +200,40 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![deny(unsafe_code)]
 
-#[cfg(feature = "async")]
-mod async_channel;
-mod authorization;
 #[cfg(feature = "redis")]
 pub mod bridge;
-mod broadcaster;
-mod builder;
-mod channel;
-mod client;
-mod conflating_channel;
+mod consumer;
 mod engine;
-mod error;
-mod membership;
-mod mutation;
-pub mod policy;
+mod face;
 pub mod presence;
-mod pubsub;
 mod sink;
-mod stats;
 mod sync;
-#[cfg(feature = "redis")]
-mod tap;
-mod topic;
 pub mod transport;
+mod vocab;
+
+pub use vocab::policy;
 
 /// The `bytes` crate, re-exported: frames are [`Bytes`], and a [`Serialiser`](transport::Serialiser)
 /// writes into a [`BytesMut`] with [`BufMut`], without adding `bytes` to your dependencies.
 pub use bytes::{self, BufMut, Bytes, BytesMut};
 
 #[cfg(feature = "async")]
-pub use async_channel::{AsyncChannel, AsyncRecv};
-pub use authorization::Denied;
-pub use broadcaster::Broadcaster;
-pub use builder::Builder;
-pub use channel::{Channel, DisconnectReason};
-pub use client::ClientId;
-pub use conflating_channel::ConflatingChannel;
-pub use error::{Error, PatternError, StartError, TopicError};
-pub use mutation::Mutation;
-pub use policy::{ChannelConfig, OverflowPolicy};
+pub use consumer::async_channel::{AsyncChannel, AsyncRecv};
+pub use consumer::channel::Channel;
+pub use consumer::conflating_channel::ConflatingChannel;
+pub use consumer::disconnect_reason::DisconnectReason;
+pub use face::broadcaster::Broadcaster;
+pub use face::builder::Builder;
+pub use face::pubsub::{PubSub, WeakPubSub};
 pub use presence::Member;
-pub use pubsub::{PubSub, WeakPubSub};
-pub use sink::conflating::Pending;
-pub use stats::Stats;
-pub use topic::{Topic, TopicRef, MAX_TOPIC_LEN};
+pub use sink::conflating_sink::Pending;
+pub use vocab::authorization::Denied;
+pub use vocab::client::ClientId;
+pub use vocab::error::{Error, PatternError, StartError, TopicError};
+pub use vocab::mutation::Mutation;
+pub use vocab::policy::{ChannelConfig, OverflowPolicy};
+pub use vocab::stats::Stats;
+pub use vocab::topic::{Topic, TopicRef, MAX_TOPIC_LEN};
 
 /// The README's Rust code blocks, compiled and run as doc tests so they cannot rot.
 #[doc = include_str!("../README.md")]

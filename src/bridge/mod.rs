@@ -118,8 +118,8 @@ use std::time::Duration;
 
 pub use stats::BridgeStats;
 
-use crate::pubsub::PubSub;
-use crate::tap::Tap;
+use crate::face::pubsub::PubSub;
+use crate::face::tap::Tap;
 use crate::transport::envelope::NodeId;
 use publisher::Publisher;
 use stats::Counters;

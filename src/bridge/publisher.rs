@@ -22,10 +22,10 @@ use super::backoff::Backoff;
 use super::sequences::Numbering;
 use super::stats::Counters;
 use super::Settings;
-use crate::engine::topic_events::TopicEvent;
-use crate::tap::Tapped;
+use crate::face::tap::Tapped;
 use crate::transport::envelope::{Audience, EnvelopeHeader, NodeId};
 use crate::transport::frame::decode;
+use crate::vocab::topic_event::TopicEvent;
 
 /// Most envelopes sent in one pipeline.
 pub(crate) const MAX_BATCH: usize = 256;

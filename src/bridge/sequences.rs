@@ -10,8 +10,8 @@
 
 use std::collections::HashMap;
 
-use crate::topic::hash_topic;
 use crate::transport::envelope::NodeId;
+use crate::vocab::topic::hash_topic;
 
 /// Most topics (publisher) or (origin, topic) streams (receiver) a table remembers;
 /// a full table is cleared.

@@ -22,10 +22,10 @@ use super::backoff::Backoff;
 use super::sequences::{Tracker, Verdict};
 use super::stats::Counters;
 use super::Settings;
-use crate::engine::topic_events::TopicEvent;
-use crate::error::Error;
-use crate::pubsub::WeakPubSub;
+use crate::face::pubsub::WeakPubSub;
 use crate::transport::envelope::{decode_envelope, NodeId, ENVELOPE_HEADER_LEN};
+use crate::vocab::error::Error;
+use crate::vocab::topic_event::TopicEvent;
 
 /// Most channels named in one SUBSCRIBE or UNSUBSCRIBE.
 const SUBSCRIBE_CHUNK: usize = 512;

@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use crate::sink::{Sink, SinkState};
 use crate::sync::{lock, Arc, AtomicU8, Condvar, Mutex, Ordering};
-use crate::topic::Topic;
-use crate::{ClientId, Error, Mutation};
+use crate::vocab::client::ClientId;
+use crate::vocab::error::Error;
+use crate::vocab::subscription::Subscription;
+use crate::vocab::topic::Topic;
 
 /// How long a caller waiting for its answer sleeps before it looks again for itself
 /// (and takes the writer role if it is free). The protocol in [`combiner`](super::combiner)
@@ -24,7 +26,19 @@ const SPINS_BEFORE_PARKING: u32 = 64;
 #[cfg(loom)]
 const SPINS_BEFORE_PARKING: u32 = 0;
 
-/// One change to the registry.
+/// One subscribe, unsubscribe or unregister, as the writer applies it: the face has
+/// validated the topic and parsed any pattern (once; the writer does not parse again).
+#[derive(Debug, Clone)]
+pub(crate) enum Change {
+    /// Subscribe a registered client (no-op if it already is).
+    Subscribe(ClientId, Subscription),
+    /// Unsubscribe a registered client (no-op if it is not subscribed).
+    Unsubscribe(ClientId, Subscription),
+    /// Unregister a client, leaving every topic.
+    Unregister(ClientId),
+}
+
+/// One request to the writer.
 pub(crate) enum Op<T> {
     /// Add a client with its sink; optionally subscribe it to one topic in the same step
     /// (a `Broadcaster` channel joins its one topic in one call).
@@ -36,9 +50,9 @@ pub(crate) enum Op<T> {
     /// Add many clients, each with its sink; one result each, in order.
     RegisterMany(Vec<(ClientId, Arc<Sink<T>>)>),
     /// One subscribe, unsubscribe or unregister.
-    One(Mutation),
+    One(Change),
     /// Many, with one result each, in order.
-    Many(Vec<Mutation>),
+    Many(Vec<Change>),
     /// Remove a client whose sink died (consumer gone, overflow, panic), but only if it
     /// is still registered with that very sink: the id may have been re-registered since.
     /// Nobody waits for it.

@@ -17,13 +17,15 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use super::command::{Command, Op, PruneTarget};
 use super::pattern_index;
 use super::presence_table::PresenceChange;
-use super::snapshot::{Snapshot, Subscriber};
+use super::recipient::Recipient;
+use super::snapshot::Snapshot;
 use super::Shared;
 use crate::sink::{Delivery, Status};
-use crate::stats::Tally;
 use crate::sync::{lock, try_lock, Arc, Ordering, SnapshotGuard};
-use crate::topic::TopicKey;
-use crate::{ClientId, Error};
+use crate::vocab::client::ClientId;
+use crate::vocab::error::Error;
+use crate::vocab::stats::Tally;
+use crate::vocab::topic::TopicKey;
 
 /// No client ever has this id. It stands for "skip nobody", for which the broadcast walk
 /// has its own copy with no sender compare at all.
@@ -105,7 +107,7 @@ impl<T: Clone> Shared<T> {
     /// Hands `item` to every subscriber but `skip`, isolating panics. Returns how many
     /// sinks received it.
     #[inline]
-    fn deliver<S: Borrow<Subscriber<T>>>(
+    fn deliver<S: Borrow<Recipient<T>>>(
         &self,
         subscribers: &[S],
         skip: ClientId,
@@ -122,7 +124,7 @@ impl<T: Clone> Shared<T> {
     /// The broadcast loop. The hot path does as little per subscriber as it can: no
     /// delivery counter (deliveries are `subscribers.len()` minus the rare misses the
     /// tally counts), and, unless `SKIPPING`, no sender compare.
-    fn walk<const SKIPPING: bool, S: Borrow<Subscriber<T>>>(
+    fn walk<const SKIPPING: bool, S: Borrow<Recipient<T>>>(
         &self,
         subscribers: &[S],
         skip: ClientId,
@@ -170,7 +172,7 @@ impl<T: Clone> Shared<T> {
     /// some binaries) it cost 39 instructions per delivery instead of 21. Everything but
     /// the common `Delivered` lives in the cold [`account_miss`](Self::account_miss).
     #[inline(always)]
-    fn deliver_one(&self, subscriber: &Subscriber<T>, item: &T, tally: &mut Tally) {
+    fn deliver_one(&self, subscriber: &Recipient<T>, item: &T, tally: &mut Tally) {
         let outcome = subscriber.sink.deliver(item);
         if outcome != Delivery::Delivered {
             self.account_miss(subscriber, outcome, tally);
@@ -180,7 +182,7 @@ impl<T: Clone> Shared<T> {
     /// Books a delivery that did not simply succeed.
     #[cold]
     #[inline(never)]
-    fn account_miss(&self, subscriber: &Subscriber<T>, outcome: Delivery, tally: &mut Tally) {
+    fn account_miss(&self, subscriber: &Recipient<T>, outcome: Delivery, tally: &mut Tally) {
         match outcome {
             Delivery::Delivered => {}
             Delivery::Dropped { frames, delivered } => {
@@ -211,7 +213,7 @@ impl<T: Clone> Shared<T> {
 #[cfg(feature = "async")]
 #[cold]
 #[inline(never)]
-fn wake_parked<T, S: Borrow<Subscriber<T>>>(subscribers: &[S]) {
+fn wake_parked<T, S: Borrow<Recipient<T>>>(subscribers: &[S]) {
     crate::sync::fence(Ordering::SeqCst);
     for subscriber in subscribers {
         subscriber.borrow().sink.wake_if_parked();
@@ -289,6 +291,6 @@ impl<T> Shared<T> {
 /// Whether the only subscriber is the one a `broadcast_from` skips: then nobody would
 /// receive the item and it is not made.
 #[inline]
-fn only_the_sender<T, S: Borrow<Subscriber<T>>>(subscribers: &[S], skip: ClientId) -> bool {
+fn only_the_sender<T, S: Borrow<Recipient<T>>>(subscribers: &[S], skip: ClientId) -> bool {
     matches!(subscribers, [only] if only.borrow().id == skip)
 }

@@ -25,9 +25,9 @@ pub(crate) mod combiner;
 pub(crate) mod command;
 mod delivery;
 mod janitor;
-pub(crate) mod pattern;
-mod pattern_index;
+pub(crate) mod pattern_index;
 pub(crate) mod presence_table;
+mod recipient;
 mod snapshot;
 #[cfg(test)]
 mod tests;
@@ -36,23 +36,24 @@ mod topic_index;
 pub(crate) mod topic_map;
 mod writer;
 
+pub(crate) use command::Change;
 use command::{Command, Op};
 use janitor::JanitorState;
-use presence_table::{Member, PresenceChange, PresenceTable};
+use presence_table::{PresenceChange, PresenceTable};
 pub(crate) use snapshot::Snapshot;
 use writer::Writer;
 
-use crate::authorization::SubscribeHook;
-use crate::error::StartError;
-use crate::policy::ChannelConfig;
-use crate::sink::{ChannelSink, Sink, SinkCloser, SinkState};
-use crate::stats::{Counters, Stats};
+use crate::sink::{Sink, SinkState};
 use crate::sync::queue::{self, Receiver, Sender};
 use crate::sync::{lock, thread, Arc, AtomicBool, AtomicU64, Condvar, JoinHandle, Mutex, Ordering};
 use crate::sync::{SnapshotCell, SnapshotGuard, ThreadId};
-use crate::topic::{Topic, TopicKey, MAX_TOPIC_LEN};
-use crate::Channel;
-use crate::{ClientId, Error, Mutation};
+use crate::vocab::authorization::SubscribeHook;
+use crate::vocab::client::ClientId;
+use crate::vocab::error::Error;
+use crate::vocab::error::StartError;
+use crate::vocab::policy::ChannelConfig;
+use crate::vocab::stats::{EngineCounters, Stats};
+use crate::vocab::topic::{Topic, TopicKey, MAX_TOPIC_LEN};
 
 use delivery::{PresenceBroadcast, NOBODY};
 
@@ -77,10 +78,10 @@ impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             command_capacity: 4096,
-            thread_name: "fanout-writer".to_owned(),
+            thread_name: "fanout-janitor".to_owned(),
             max_topic_len: 256,
             default_channel: ChannelConfig::default(),
-            separator: pattern::DEFAULT_SEPARATOR,
+            separator: crate::vocab::pattern::DEFAULT_SEPARATOR,
             can_subscribe: None,
         }
     }
@@ -145,7 +146,7 @@ pub(crate) struct Shared<T> {
     /// presence).
     presence_broadcast: Option<PresenceBroadcast<T>>,
     /// Broadcast totals.
-    pub(crate) counters: Counters,
+    pub(crate) counters: EngineCounters,
 }
 
 impl<T> Shared<T> {
@@ -223,7 +224,7 @@ impl<T: Clone + Send + 'static> Engine<T> {
                     let _ = shared.broadcast_ref(topic, NOBODY, item);
                 },
             }),
-            counters: Counters::default(),
+            counters: EngineCounters::default(),
         });
         let for_janitor = Arc::clone(&shared);
         let handle = thread::Builder::new()
@@ -266,9 +267,8 @@ impl<T: Clone> Engine<T> {
         self.shared().snapshot.load()
     }
 
-    /// How many clients a broadcast on `topic` would reach now (by name or pattern).
     /// The name the current snapshot stores for `topic`, if it has subscribers by name:
-    /// a [`Topic`](crate::Topic) handle made from it shares the entry's name, so a
+    /// a [`Topic`] handle made from it shares the entry's name, so a
     /// broadcast through the handle recognises the entry by pointer, without comparing
     /// (or even reading) the name's bytes.
     pub(crate) fn stored_name(&self, topic: TopicKey<'_>) -> Option<std::sync::Arc<str>> {
@@ -277,6 +277,7 @@ impl<T: Clone> Engine<T> {
         Some(std::sync::Arc::clone(&entry.name))
     }
 
+    /// How many clients a broadcast on `topic` would reach now (by name or pattern).
     pub(crate) fn subscriber_count(&self, topic: TopicKey<'_>) -> usize {
         let snapshot = self.snapshot();
         match snapshot.subscribers(topic) {
@@ -342,9 +343,10 @@ impl<T: Clone> Engine<T> {
         self.shared().call(Op::Untrack { id, topic })?.one()
     }
 
-    /// The members of `topic` now.
-    pub(crate) fn presence_list(&self, topic: &str) -> Vec<Member> {
-        lock(&self.shared().presence).list(topic)
+    /// Calls `each` with the members of `topic` now (client and metadata), ordered by
+    /// client id, under the presence table's own lock (never the writer role).
+    pub(crate) fn for_each_member(&self, topic: &str, each: impl FnMut(ClientId, &bytes::Bytes)) {
+        lock(&self.shared().presence).for_each_member(topic, each);
     }
 
     /// Registers many clients in one batch; one result each, in order.
@@ -362,32 +364,15 @@ impl<T: Clone> Engine<T> {
         Ok(self.shared().call(Op::RegisterMany(clients))?.many())
     }
 
-    /// Registers `id` with a new channel sink (subscribed to `topic`, if given) and
-    /// returns the consumer's end.
-    pub(crate) fn register_channel(
-        &self,
-        id: ClientId,
-        config: ChannelConfig,
-        topic: Option<Topic>,
-    ) -> Result<Channel<T>, Error> {
-        config.validate()?;
-        let (sink, receiver) = ChannelSink::new(config);
-        let state = Arc::new(SinkState::new());
-        let sink = Arc::new(Sink::channel(sink, Arc::clone(&state)));
-        let closer = SinkCloser::new(&sink);
-        self.register_shared(id, sink, topic)?;
-        Ok(Channel::new(receiver, state, id, self.link.clone(), closer))
-    }
-
     /// Applies one subscribe, unsubscribe or unregister.
-    pub(crate) fn mutate(&self, change: Mutation) -> Result<(), Error> {
+    pub(crate) fn mutate(&self, change: Change) -> Result<(), Error> {
         self.shared().call(Op::One(change))?.one()
     }
 
     /// Applies `changes` in order in one batch; one result per change.
     pub(crate) fn mutate_many(
         &self,
-        changes: Vec<Mutation>,
+        changes: Vec<Change>,
     ) -> Result<Vec<Result<(), Error>>, Error> {
         if changes.is_empty() {
             return self.empty_batch();

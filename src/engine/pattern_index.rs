@@ -19,11 +19,11 @@
 
 use smallvec::SmallVec;
 
-use super::pattern::{Pattern, Token};
-use super::snapshot::Subscriber;
+use super::recipient::Recipient;
 use super::topic_map::{Keyed, TopicMap};
-use crate::topic::hash_topic;
-use crate::ClientId;
+use crate::vocab::client::ClientId;
+use crate::vocab::pattern::{Pattern, Token};
+use crate::vocab::topic::hash_topic;
 
 /// Matches gathered on the stack before spilling to the heap.
 pub(crate) const INLINE_MATCHES: usize = 16;
@@ -35,10 +35,10 @@ pub(crate) struct PatternNode<T> {
     /// The `*` branch.
     one: Option<std::sync::Arc<PatternNode<T>>>,
     /// Subscribers whose pattern ends here.
-    here: SmallVec<[Subscriber<T>; 1]>,
+    here: SmallVec<[Recipient<T>; 1]>,
     /// Subscribers whose pattern ends with `>` here (they match one or more further
     /// tokens).
-    rest: SmallVec<[Subscriber<T>; 1]>,
+    rest: SmallVec<[Recipient<T>; 1]>,
 }
 
 /// A literal branch: its token and the node below.
@@ -102,11 +102,11 @@ impl<T> PatternNode<T> {
 
     /// Adds `subscriber` under `pattern`. The writer makes sure a client subscribes to a
     /// pattern once.
-    pub(crate) fn insert(&mut self, pattern: &Pattern, subscriber: Subscriber<T>) {
+    pub(crate) fn insert(&mut self, pattern: &Pattern, subscriber: Recipient<T>) {
         self.insert_at(pattern.tokens(), subscriber);
     }
 
-    fn insert_at(&mut self, tokens: &[Token], subscriber: Subscriber<T>) {
+    fn insert_at(&mut self, tokens: &[Token], subscriber: Recipient<T>) {
         let Some((first, rest)) = tokens.split_first() else {
             self.here.push(subscriber);
             return;
@@ -135,12 +135,12 @@ impl<T> PatternNode<T> {
 
     /// Removes client `id` from under `pattern`, pruning nodes left empty. Returns the
     /// removed subscriber (for the writer to retire: dropping it may run user code).
-    pub(crate) fn remove(&mut self, pattern: &Pattern, id: ClientId) -> Option<Subscriber<T>> {
+    pub(crate) fn remove(&mut self, pattern: &Pattern, id: ClientId) -> Option<Recipient<T>> {
         self.remove_at(pattern.tokens(), id)
     }
 
-    fn remove_at(&mut self, tokens: &[Token], id: ClientId) -> Option<Subscriber<T>> {
-        let take = |list: &mut SmallVec<[Subscriber<T>; 1]>| {
+    fn remove_at(&mut self, tokens: &[Token], id: ClientId) -> Option<Recipient<T>> {
+        let take = |list: &mut SmallVec<[Recipient<T>; 1]>| {
             let position = list.iter().position(|s| s.id == id)?;
             Some(list.swap_remove(position))
         };
@@ -174,7 +174,7 @@ impl<T> PatternNode<T> {
     pub(crate) fn collect<'s>(
         &'s self,
         tokens: &[&str],
-        out: &mut SmallVec<[&'s Subscriber<T>; INLINE_MATCHES]>,
+        out: &mut SmallVec<[&'s Recipient<T>; INLINE_MATCHES]>,
     ) {
         let Some((first, rest)) = tokens.split_first() else {
             out.extend(self.here.iter());
@@ -195,7 +195,7 @@ pub(crate) fn matching<'s, T>(
     index: &'s PatternNode<T>,
     name: &str,
     separator: char,
-) -> SmallVec<[&'s Subscriber<T>; INLINE_MATCHES]> {
+) -> SmallVec<[&'s Recipient<T>; INLINE_MATCHES]> {
     let tokens: SmallVec<[&str; 8]> = name.split(separator).collect();
     let mut out = SmallVec::new();
     index.collect(&tokens, &mut out);

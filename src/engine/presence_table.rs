@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use bytes::Bytes;
 use smallvec::SmallVec;
 
-use crate::client::ClientId;
 use crate::transport::PresenceEvent;
+use crate::vocab::client::ClientId;
 
 /// One join or leave, waiting to be broadcast to the topic's subscribers.
 #[derive(Debug, Clone)]
@@ -24,15 +24,6 @@ pub(crate) struct PresenceChange {
     pub(crate) event: PresenceEvent,
     pub(crate) client: ClientId,
     pub(crate) meta: Bytes,
-}
-
-/// One member of a topic, as [`PubSub::list`](crate::PubSub::list) returns it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Member {
-    /// The tracked client.
-    pub client: ClientId,
-    /// The metadata it was tracked with.
-    pub meta: Bytes,
 }
 
 #[derive(Default)]
@@ -125,19 +116,14 @@ impl PresenceTable {
         });
     }
 
-    /// The members of `topic`, ordered by client id.
-    pub(crate) fn list(&self, topic: &str) -> Vec<Member> {
-        self.by_topic
-            .get(topic)
-            .map_or_else(Vec::new, |(_, members)| {
-                members
-                    .iter()
-                    .map(|(client, meta)| Member {
-                        client: *client,
-                        meta: meta.clone(),
-                    })
-                    .collect()
-            })
+    /// Calls `each` with the members of `topic` (client and metadata), ordered by
+    /// client id.
+    pub(crate) fn for_each_member(&self, topic: &str, mut each: impl FnMut(ClientId, &Bytes)) {
+        if let Some((_, members)) = self.by_topic.get(topic) {
+            for (client, meta) in members {
+                each(*client, meta);
+            }
+        }
     }
 
     /// The oldest undelivered change.

@@ -8,11 +8,9 @@
 use smallvec::SmallVec;
 
 use super::pattern_index::PatternNode;
+use super::recipient::Recipient;
 use super::topic_map::{Keyed, TopicMap};
-use crate::sink::Sink;
-use crate::sync::Arc;
-use crate::topic::TopicKey;
-use crate::ClientId;
+use crate::vocab::topic::TopicKey;
 
 /// Subscribers stored inline per topic before the list spills to the heap. One: most
 /// topics of a server are per-user topics (direct messages, one player's state) with one
@@ -21,23 +19,6 @@ use crate::ClientId;
 /// 112 B); a topic of 2–4 subscribers now keeps them in a heap list (one more pointer
 /// to follow per broadcast).
 pub(crate) const INLINE_SUBSCRIBERS: usize = 1;
-
-/// One subscription as broadcasts see it: 16 bytes.
-pub(crate) struct Subscriber<T> {
-    /// Compared against `broadcast_from`'s sender: one integer compare.
-    pub(crate) id: ClientId,
-    /// Shared with every other topic the client is in, and with the writer's registry.
-    pub(crate) sink: Arc<Sink<T>>,
-}
-
-impl<T> Clone for Subscriber<T> {
-    fn clone(&self) -> Self {
-        Self {
-            id: self.id,
-            sink: Arc::clone(&self.sink),
-        }
-    }
-}
 
 /// One topic: its name and its subscribers, each client at most once.
 pub(crate) struct TopicEntry<T> {
@@ -48,7 +29,7 @@ pub(crate) struct TopicEntry<T> {
     pub(crate) hash: u64,
     /// Who receives broadcasts on this topic. Never empty: an entry whose last
     /// subscriber leaves is removed.
-    pub(crate) subscribers: SmallVec<[Subscriber<T>; INLINE_SUBSCRIBERS]>,
+    pub(crate) subscribers: SmallVec<[Recipient<T>; INLINE_SUBSCRIBERS]>,
 }
 
 impl<T> Clone for TopicEntry<T> {
@@ -122,7 +103,7 @@ impl<T> Default for Snapshot<T> {
 impl<T> Snapshot<T> {
     /// The subscribers of `topic`, if it has any.
     #[inline]
-    pub(crate) fn subscribers(&self, topic: TopicKey<'_>) -> Option<&[Subscriber<T>]> {
+    pub(crate) fn subscribers(&self, topic: TopicKey<'_>) -> Option<&[Recipient<T>]> {
         self.topics
             .get(topic.name, topic.hash)
             .map(|entry| &entry.subscribers[..])

@@ -6,12 +6,15 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
 use super::command::{Command, Op};
-use super::writer::MAX_BATCH;
+use super::writer::MAX_COMMANDS_PER_BATCH;
+use super::Change;
 use super::{Engine, EngineConfig};
 use crate::sink::{CallbackSink, Sink, SinkState, Status};
 use crate::sync::{lock, Arc};
-use crate::topic::Topic;
-use crate::{ClientId, Error, Mutation};
+use crate::vocab::client::ClientId;
+use crate::vocab::error::Error;
+use crate::vocab::subscription::Subscription;
+use crate::vocab::topic::Topic;
 
 fn engine(command_capacity: usize) -> Engine<u32> {
     Engine::start(
@@ -39,7 +42,9 @@ fn an_uncontended_mutation_runs_on_the_callers_thread() {
     let engine = engine(16);
     let id = engine.generate_client_id();
     engine.register(id, callback_sink(), None).unwrap();
-    engine.mutate(Mutation::Subscribe(id, topic("t"))).unwrap();
+    engine
+        .mutate(Change::Subscribe(id, Subscription::Topic(topic("t"))))
+        .unwrap();
     let ran_on = lock(&engine.shared().writer).last_batch_thread;
     assert_eq!(ran_on, Some(std::thread::current().id()));
     assert_eq!(engine.subscriber_count(topic("t").key()), 1);
@@ -58,7 +63,7 @@ fn a_caller_that_finds_the_role_taken_is_served_after_release() {
     let caller = {
         let (engine, done) = (Arc::clone(&engine), Arc::clone(&done));
         std::thread::spawn(move || {
-            let result = engine.mutate(Mutation::Subscribe(id, topic("t")));
+            let result = engine.mutate(Change::Subscribe(id, Subscription::Topic(topic("t"))));
             done.store(1, SeqCst);
             result
         })
@@ -73,14 +78,14 @@ fn a_caller_that_finds_the_role_taken_is_served_after_release() {
     assert_eq!(engine.subscriber_count(topic("t").key()), 1);
 }
 
-/// Fairness: one batch applies at most `MAX_BATCH` queued commands, so a combiner's own
+/// Fairness: one batch applies at most `MAX_COMMANDS_PER_BATCH` queued commands, so a combiner's own
 /// call is bounded however many others queue behind it.
 #[test]
 fn a_batch_applies_at_most_max_batch_commands() {
-    let engine = engine(4 * MAX_BATCH);
+    let engine = engine(4 * MAX_COMMANDS_PER_BATCH);
     let shared = engine.shared();
     let mut writer = lock(&shared.writer);
-    let queued = 3 * MAX_BATCH;
+    let queued = 3 * MAX_COMMANDS_PER_BATCH;
     for _ in 0..queued {
         let command = Command {
             op: Op::Prune {
@@ -92,10 +97,10 @@ fn a_batch_applies_at_most_max_batch_commands() {
         assert!(shared.inbox_sender.try_send(command).is_ok());
     }
     let batch = writer.run_batch(shared, None, &shared.inbox);
-    assert_eq!(shared.inbox.len(), queued - MAX_BATCH);
+    assert_eq!(shared.inbox.len(), queued - MAX_COMMANDS_PER_BATCH);
     // The caller's own op counts towards the bound too.
     let batch_with_own = writer.run_batch(shared, Some(Op::Many(Vec::new())), &shared.inbox);
-    assert_eq!(shared.inbox.len(), queued - 2 * MAX_BATCH + 1);
+    assert_eq!(shared.inbox.len(), queued - 2 * MAX_COMMANDS_PER_BATCH + 1);
     drop(writer);
     batch.aftermath.finish();
     batch_with_own.aftermath.finish();
@@ -110,11 +115,14 @@ fn a_panic_in_a_batch_closes_the_engine_and_answers_every_caller() {
     let engine = Arc::new(engine(64));
     let id = engine.generate_client_id();
     let state = Arc::new(SinkState::new());
-    let (sink, _receiver) = crate::sink::ChannelSink::new(crate::policy::ChannelConfig::default());
+    let (sink, _receiver) =
+        crate::sink::ChannelSink::new(crate::vocab::policy::ChannelConfig::default());
     engine
         .register(id, Sink::channel(sink, Arc::clone(&state)), None)
         .unwrap();
-    engine.mutate(Mutation::Subscribe(id, topic("t"))).unwrap();
+    engine
+        .mutate(Change::Subscribe(id, Subscription::Topic(topic("t"))))
+        .unwrap();
 
     // Callers that keep mutating while the panic happens: each must end with `Closed`.
     let callers: Vec<_> = (0..3)
@@ -123,19 +131,20 @@ fn a_panic_in_a_batch_closes_the_engine_and_answers_every_caller() {
             std::thread::spawn(move || {
                 let name = format!("caller/{i}");
                 loop {
-                    match engine.mutate(Mutation::Subscribe(id, topic(&name))) {
+                    match engine.mutate(Change::Subscribe(id, Subscription::Topic(topic(&name)))) {
                         Ok(()) => {}
                         Err(Error::Closed) => return,
                         Err(other) => panic!("unexpected {other:?}"),
                     }
-                    let _ = engine.mutate(Mutation::Unsubscribe(id, topic(&name)));
+                    let _ =
+                        engine.mutate(Change::Unsubscribe(id, Subscription::Topic(topic(&name))));
                 }
             })
         })
         .collect();
     std::thread::sleep(Duration::from_millis(20));
     engine.inject_batch_panic();
-    let result = engine.mutate(Mutation::Subscribe(id, topic("u")));
+    let result = engine.mutate(Change::Subscribe(id, Subscription::Topic(topic("u"))));
     // Our call either ran the panicking batch or was applied before it; either way the
     // engine is closed once some batch has panicked.
     for caller in callers {
@@ -146,7 +155,7 @@ fn a_panic_in_a_batch_closes_the_engine_and_answers_every_caller() {
     assert_eq!(state.status(), Status::Shutdown);
     assert_eq!(engine.subscriber_count(topic("t").key()), 0);
     assert!(matches!(
-        engine.mutate(Mutation::Unregister(id)),
+        engine.mutate(Change::Unregister(id)),
         Err(Error::Closed)
     ));
     assert_eq!(engine.stats().clients, 0);
@@ -157,25 +166,31 @@ fn a_panic_in_a_batch_closes_the_engine_and_answers_every_caller() {
 /// in order, and nothing for subscribers in between.
 #[test]
 fn topic_events_report_first_and_last_subscribers_only() {
-    use super::topic_events::TopicEvent;
+    use crate::vocab::topic_event::TopicEvent;
 
     let engine = engine(16);
     let (a, b) = (engine.generate_client_id(), engine.generate_client_id());
     engine.register(a, callback_sink(), None).unwrap();
     engine.register(b, callback_sink(), None).unwrap();
     engine
-        .mutate(Mutation::Subscribe(a, topic("before")))
+        .mutate(Change::Subscribe(a, Subscription::Topic(topic("before"))))
         .unwrap();
 
     let (events, watched) = crossbeam_channel::unbounded();
     let existing = engine.watch_topics(events).unwrap();
     assert_eq!(existing, vec![std::sync::Arc::<str>::from("before")]);
 
-    engine.mutate(Mutation::Subscribe(a, topic("t"))).unwrap();
-    engine.mutate(Mutation::Subscribe(b, topic("t"))).unwrap();
-    engine.mutate(Mutation::Unsubscribe(a, topic("t"))).unwrap();
-    engine.mutate(Mutation::Unregister(b)).unwrap();
-    engine.mutate(Mutation::Unregister(a)).unwrap();
+    engine
+        .mutate(Change::Subscribe(a, Subscription::Topic(topic("t"))))
+        .unwrap();
+    engine
+        .mutate(Change::Subscribe(b, Subscription::Topic(topic("t"))))
+        .unwrap();
+    engine
+        .mutate(Change::Unsubscribe(a, Subscription::Topic(topic("t"))))
+        .unwrap();
+    engine.mutate(Change::Unregister(b)).unwrap();
+    engine.mutate(Change::Unregister(a)).unwrap();
     let seen: Vec<TopicEvent> = watched.try_iter().collect();
     assert_eq!(
         seen,

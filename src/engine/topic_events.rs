@@ -8,16 +8,8 @@
 //! topic opened or closed, none per subscriber.
 
 use crate::sync::Arc;
-use crate::Error;
-
-/// A change in the set of topics with at least one subscriber.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum TopicEvent {
-    /// The topic got its first subscriber.
-    Opened(std::sync::Arc<str>),
-    /// The topic lost its last subscriber.
-    Closed(std::sync::Arc<str>),
-}
+use crate::vocab::error::Error;
+use crate::vocab::topic_event::TopicEvent;
 
 /// Where the writer sends topic events.
 pub(crate) type TopicEventSender = crossbeam_channel::Sender<TopicEvent>;

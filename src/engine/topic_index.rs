@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use super::pattern::{Pattern, Token};
+use crate::vocab::pattern::{Pattern, Token};
 
 /// A node: the topic that ends here (if one exists) and the next tokens.
 #[derive(Default)]

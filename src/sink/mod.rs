@@ -3,8 +3,8 @@
 //! A sink is a callback (`Fn(&T)`, called on the publisher's thread with a reference to
 //! the one shared frame), a bounded channel (the frame is cloned into the queue — one
 //! atomic increment for `Bytes`) or a conflating channel (at most one pending frame per
-//! key, see [`conflating`]) or, with the `async` feature, a bounded channel whose
-//! consumer can be awaited (see [`async_channel`]). Like crossbeam's flavours, [`Sink`] holds a
+//! key, see [`conflating_sink`]) or, with the `async` feature, a bounded channel whose
+//! consumer can be awaited (see `sink/async_channel_sink.rs`). Like crossbeam's flavours, [`Sink`] holds a
 //! private enum and matches on it; each flavour lives in its own file.
 //!
 //! Every sink shares a [`SinkState`] with whoever else needs to observe it: the
@@ -12,17 +12,17 @@
 //! subscriber is removed.
 
 #[cfg(feature = "async")]
-pub(crate) mod async_channel;
-mod callback;
-mod channel;
-pub(crate) mod conflating;
+pub(crate) mod async_channel_sink;
+mod callback_sink;
+mod channel_sink;
+pub(crate) mod conflating_sink;
 mod state;
 
 #[cfg(feature = "async")]
-pub(crate) use async_channel::AsyncChannelSink;
-pub(crate) use callback::CallbackSink;
-pub(crate) use channel::{ChannelSink, SinkCloser};
-pub(crate) use conflating::{ConflatingSink, Pending};
+pub(crate) use async_channel_sink::AsyncChannelSink;
+pub(crate) use callback_sink::CallbackSink;
+pub(crate) use channel_sink::{ChannelSink, SinkCloser};
+pub(crate) use conflating_sink::{ConflatingSink, Pending};
 pub(crate) use state::{SinkState, Status};
 
 use crate::sync::{Arc, AtomicBool, Ordering};

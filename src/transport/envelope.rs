@@ -72,7 +72,7 @@
 use std::fmt;
 
 use super::frame::{decode, DecodeError, PushFrame};
-use crate::client::ClientId;
+use crate::vocab::client::ClientId;
 
 /// The only envelope version this crate writes and reads.
 pub const ENVELOPE_VERSION: u8 = 1;

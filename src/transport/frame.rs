@@ -57,6 +57,8 @@ use super::serialiser::SerialiseError;
 pub const FRAME_VERSION: u8 = 1;
 /// The frame kind byte of a Push frame.
 pub const FRAME_KIND_PUSH: u8 = 1;
+/// The frame kind byte of a Presence frame.
+pub const FRAME_KIND_PRESENCE: u8 = 2;
 
 /// Bytes before the topic: version, kind, topic length.
 const PREFIX_LEN: usize = 4;
@@ -199,7 +201,7 @@ pub(crate) fn body(frame: &[u8], start: usize, len: u32) -> Result<&[u8], Decode
 pub(crate) fn conflation_key(frame: &Bytes) -> Bytes {
     if let Some(&[_, kind, hi, lo]) = frame.get(..PREFIX_LEN) {
         let topic_end = PREFIX_LEN + usize::from(u16::from_be_bytes([hi, lo]));
-        let end = if kind == super::presence::FRAME_KIND_PRESENCE {
+        let end = if kind == FRAME_KIND_PRESENCE {
             topic_end + 1 + 8 // event, client
         } else {
             topic_end

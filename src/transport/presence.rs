@@ -57,8 +57,7 @@ use super::frame::FRAME_VERSION;
 use super::frame::{body, decode, split_header, DecodeError, PushFrame, FRAME_KIND_PUSH};
 use super::serialiser::SerialiseError;
 
-/// The frame kind byte of a Presence frame.
-pub const FRAME_KIND_PRESENCE: u8 = 2;
+pub use super::frame::FRAME_KIND_PRESENCE;
 
 /// Bytes before the topic: version, kind, topic length.
 const PREFIX_LEN: usize = 4;

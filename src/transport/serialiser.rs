@@ -1,8 +1,8 @@
 //! How a message becomes the payload of a Push frame.
 
-use std::fmt;
-
 use bytes::{BufMut, Bytes, BytesMut};
+
+pub use crate::vocab::error::SerialiseError;
 
 /// Turns a message into the payload bytes of a Push frame.
 ///
@@ -72,36 +72,3 @@ macro_rules! raw_payload_for {
 }
 
 raw_payload_for!(Bytes, [u8], Vec<u8>, str, String);
-
-/// A serialiser failed. Nothing was delivered.
-pub struct SerialiseError(Box<dyn std::error::Error + Send + Sync>);
-
-impl SerialiseError {
-    /// Wraps any error (or a message string).
-    pub fn new(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
-        Self(error.into())
-    }
-
-    /// The wrapped error.
-    pub fn into_inner(self) -> Box<dyn std::error::Error + Send + Sync> {
-        self.0
-    }
-}
-
-impl fmt::Debug for SerialiseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("SerialiseError").field(&self.0).finish()
-    }
-}
-
-impl fmt::Display for SerialiseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
-    }
-}
-
-impl std::error::Error for SerialiseError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&*self.0)
-    }
-}

@@ -7,23 +7,27 @@ use std::marker::PhantomData;
 use bytes::Bytes;
 
 #[cfg(feature = "async")]
-use crate::async_channel::AsyncChannel;
-use crate::authorization::{Denied, SubscribeHook};
-use crate::builder::Builder;
-use crate::conflating_channel::ConflatingChannel;
-use crate::engine::pattern::{self, Pattern};
-use crate::engine::Engine;
-use crate::error::StartError;
-use crate::policy::ChannelConfig;
+use crate::consumer::async_channel::AsyncChannel;
+use crate::consumer::channel::Channel;
+use crate::consumer::conflating_channel::ConflatingChannel;
+use crate::engine::presence_table::PresenceChange;
+use crate::engine::{Change, Engine};
+use crate::face::builder::Builder;
+#[cfg(feature = "redis")]
+use crate::face::tap::Tap;
 use crate::sink::{CallbackSink, Sink};
-use crate::stats::{ConflationTotals, Stats};
+use crate::transport::{self, encode_presence, frame, Serialiser};
+use crate::vocab::authorization::{Denied, SubscribeHook};
+use crate::vocab::client::ClientId;
+use crate::vocab::error::Error;
+use crate::vocab::error::StartError;
+use crate::vocab::mutation::Mutation;
+use crate::vocab::policy::ChannelConfig;
+use crate::vocab::stats::{ConflationTotals, Stats};
+use crate::vocab::subscription::Subscription;
 #[cfg(feature = "redis")]
-use crate::tap::Tap;
-#[cfg(feature = "redis")]
-use crate::topic::TopicKey;
-use crate::topic::{Topic, TopicRef};
-use crate::transport::{self, frame, Serialiser};
-use crate::{Channel, ClientId, Error, Mutation};
+use crate::vocab::topic::TopicKey;
+use crate::vocab::topic::{Topic, TopicRef};
 use std::sync::{Arc, Weak};
 
 /// Topic pub/sub for connected clients: register a sink per client, subscribe clients to
@@ -85,7 +89,7 @@ pub struct PubSub<M: ?Sized> {
     conflation: Arc<ConflationTotals>,
     /// Where a Redis bridge taps this engine's broadcasts (shared by every handle).
     #[cfg(feature = "redis")]
-    tap: Arc<Tap>,
+    pub(super) tap: Arc<Tap>,
     message: PhantomData<fn(&M)>,
 }
 
@@ -133,10 +137,7 @@ impl<M: ?Sized> Builder<PubSub<M>> {
     /// Starts the engine (and its background thread).
     pub fn build(self) -> Result<PubSub<M>, StartError> {
         Ok(PubSub {
-            engine: Arc::new(Engine::start(
-                self.config,
-                Some(crate::presence::presence_frame),
-            )?),
+            engine: Arc::new(Engine::start(self.config, Some(presence_frame))?),
             conflation: Arc::new(ConflationTotals::new()),
             #[cfg(feature = "redis")]
             tap: Arc::default(),
@@ -222,7 +223,7 @@ impl<M: ?Sized> PubSub<M> {
         id: ClientId,
         config: ChannelConfig,
     ) -> Result<Channel<Bytes>, Error> {
-        self.engine.register_channel(id, config, None)
+        Channel::register(&self.engine, id, config, None)
     }
 
     /// Registers client `id` backed by an [`AsyncChannel`] of Push frames — a bounded
@@ -344,8 +345,8 @@ impl<M: ?Sized> PubSub<M> {
     /// [`can_subscribe`](crate::Builder::can_subscribe) hook refused), [`Error::Closed`].
     pub fn subscribe(&self, id: ClientId, topic: impl TopicRef) -> Result<(), Error> {
         let topic = topic.to_topic(self.max_topic_len())?;
-        self.check_subscribe(id, &topic)?;
-        self.engine.mutate(Mutation::Subscribe(id, topic))
+        let subscription = self.check_subscribe(id, topic)?;
+        self.engine.mutate(Change::Subscribe(id, subscription))
     }
 
     /// Unsubscribes client `id` from `topic` or from a wildcard pattern (the same string
@@ -357,30 +358,34 @@ impl<M: ?Sized> PubSub<M> {
     /// [`Error::InvalidPattern`], [`Error::Closed`].
     pub fn unsubscribe(&self, id: ClientId, topic: impl TopicRef) -> Result<(), Error> {
         let topic = topic.to_topic(self.max_topic_len())?;
-        self.check_pattern(&topic)?;
-        self.engine.mutate(Mutation::Unsubscribe(id, topic))
+        let subscription = self.parse(topic)?;
+        self.engine.mutate(Change::Unsubscribe(id, subscription))
     }
 
-    /// A malformed pattern is refused before anything is queued.
-    fn check_pattern(&self, topic: &Topic) -> Result<(), Error> {
-        let separator = self.engine.config().separator;
-        if topic.may_be_pattern() && pattern::is_pattern(topic.name(), separator) {
-            Pattern::parse(topic.shared_name(), separator)?;
-        }
+    /// Whether a pre-resolved topic fits this engine's length limit (it may come from an
+    /// engine with a larger one).
+    fn fits(topic: &Topic, max_topic_len: usize) -> Result<(), Error> {
+        topic.topic_key(max_topic_len)?;
         Ok(())
+    }
+
+    /// Reads `topic` as an exact topic or a pattern, here and only here: the writer
+    /// takes the parsed form. A malformed pattern is refused before anything is queued.
+    fn parse(&self, topic: Topic) -> Result<Subscription, Error> {
+        Ok(Subscription::parse(topic, self.engine.config().separator)?)
     }
 
     /// Everything a subscription must pass before it reaches the writer: a well-formed
     /// pattern, and the authorization hook (counted when it refuses).
-    fn check_subscribe(&self, id: ClientId, topic: &Topic) -> Result<(), Error> {
-        self.check_pattern(topic)?;
+    fn check_subscribe(&self, id: ClientId, topic: Topic) -> Result<Subscription, Error> {
+        let subscription = self.parse(topic)?;
         if let Some(hook) = &self.engine.config().can_subscribe {
-            if let Err(denied) = hook.check(id, topic.name()) {
+            if let Err(denied) = hook.check(id, subscription.name()) {
                 self.engine.record_denial();
                 return Err(Error::Denied(denied));
             }
         }
-        Ok(())
+        Ok(subscription)
     }
 
     /// Unregisters client `id`, leaving every topic. A channel-backed client's receiver
@@ -388,7 +393,7 @@ impl<M: ?Sized> PubSub<M> {
     ///
     /// Errors: [`Error::UnknownClient`], [`Error::Closed`].
     pub fn unregister(&self, id: ClientId) -> Result<(), Error> {
-        self.engine.mutate(Mutation::Unregister(id))
+        self.engine.mutate(Change::Unregister(id))
     }
 
     /// Applies many subscribes, unsubscribes and unregisters as one batch of the writer,
@@ -421,20 +426,18 @@ impl<M: ?Sized> PubSub<M> {
         let mut early: Vec<(usize, Error)> = Vec::new();
         for (i, mutation) in mutations.into_iter().enumerate() {
             // Re-check lengths: a `Topic` may come from an engine with a larger limit.
-            let refused = match &mutation {
-                Mutation::Subscribe(id, t) => match t.topic_key(max) {
-                    Err(e) => Some(e.into()),
-                    Ok(_) => self.check_subscribe(*id, t).err(),
-                },
-                Mutation::Unsubscribe(_, t) => match t.topic_key(max) {
-                    Err(e) => Some(e.into()),
-                    Ok(_) => self.check_pattern(t).err(),
-                },
-                Mutation::Unregister(_) => None,
+            let change = match mutation {
+                Mutation::Subscribe(id, t) => Self::fits(&t, max)
+                    .and_then(|()| self.check_subscribe(id, t))
+                    .map(|subscription| Change::Subscribe(id, subscription)),
+                Mutation::Unsubscribe(id, t) => Self::fits(&t, max)
+                    .and_then(|()| self.parse(t))
+                    .map(|subscription| Change::Unsubscribe(id, subscription)),
+                Mutation::Unregister(id) => Ok(Change::Unregister(id)),
             };
-            match refused {
-                Some(e) => early.push((i, e)),
-                None => checked.push(mutation),
+            match change {
+                Err(e) => early.push((i, e)),
+                Ok(change) => checked.push(change),
             }
         }
         let mut applied = self.engine.mutate_many(checked)?.into_iter();
@@ -604,36 +607,6 @@ impl<M: ?Sized> PubSub<M> {
         Ok(delivered)
     }
 
-    /// Delivers a frame that came from another engine to this engine's subscribers only
-    /// (never forwarded again): the Redis bridge's receiving end.
-    #[cfg(feature = "redis")]
-    pub(crate) fn deliver_remote(&self, topic: &str, frame: &Bytes) -> Result<usize, Error> {
-        let key = topic.topic_key(self.max_topic_len())?;
-        self.engine.broadcast_ref(key, None, frame)
-    }
-
-    /// Starts sending topic events (first subscriber, last subscriber) to `events` and
-    /// returns the topics with subscribers now: a per-topic Redis bridge follows them.
-    #[cfg(feature = "redis")]
-    pub(crate) fn watch_topics(
-        &self,
-        events: crate::engine::topic_events::TopicEventSender,
-    ) -> Result<Vec<Arc<str>>, Error> {
-        self.engine.watch_topics(events)
-    }
-
-    /// Stops the topic events.
-    #[cfg(feature = "redis")]
-    pub(crate) fn unwatch_topics(&self) {
-        self.engine.unwatch_topics();
-    }
-
-    /// The slot a Redis bridge attaches to.
-    #[cfg(feature = "redis")]
-    pub(crate) fn tap(&self) -> &Arc<Tap> {
-        &self.tap
-    }
-
     /// How many clients are subscribed to `topic` now.
     ///
     /// Errors: [`Error::InvalidTopic`], [`Error::Closed`].
@@ -691,7 +664,7 @@ impl<M: ?Sized> PubSub<M> {
         }
     }
 
-    fn max_topic_len(&self) -> usize {
+    pub(super) fn max_topic_len(&self) -> usize {
         self.engine.config().max_topic_len
     }
 }
@@ -715,7 +688,7 @@ pub struct WeakPubSub<M: ?Sized> {
     /// Shared with the strong handles (it keeps no engine alive).
     conflation: Arc<ConflationTotals>,
     #[cfg(feature = "redis")]
-    tap: Arc<Tap>,
+    pub(super) tap: Arc<Tap>,
     message: PhantomData<fn(&M)>,
 }
 
@@ -748,4 +721,17 @@ impl<M: ?Sized> fmt::Debug for WeakPubSub<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("WeakPubSub")
     }
+}
+
+/// The Presence frame for a change: what a `PubSub` engine broadcasts for it.
+fn presence_frame(change: &PresenceChange) -> Option<Bytes> {
+    // The topic was validated when tracked, and `Bytes` metadata is under 4 GiB in
+    // practice; a frame that cannot be encoded is not sent.
+    encode_presence(
+        &change.topic,
+        change.event,
+        change.client.as_u64(),
+        &change.meta,
+    )
+    .ok()
 }

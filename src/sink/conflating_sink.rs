@@ -52,10 +52,10 @@ use std::fmt;
 use std::hash::Hash;
 
 use super::{Delivery, SinkState, Status};
-use crate::error::Error;
-use crate::stats::ConflationCount;
 use crate::sync::queue::{self, Receiver, Sender, TrySendError};
 use crate::sync::{lock, Arc, Mutex};
+use crate::vocab::error::Error;
+use crate::vocab::stats::ConflationCount;
 
 /// What [`Table::offer`] did with an item.
 enum Offer {

@@ -1,7 +1,7 @@
 //! [`Mutation`]: one registry change, for applying many as one batch.
 
-use crate::topic::Topic;
-use crate::ClientId;
+use crate::vocab::client::ClientId;
+use crate::vocab::topic::Topic;
 
 /// One change to the registry, for [`PubSub::apply`](crate::PubSub::apply), which sends
 /// a whole list to the writer as one batch: one hold of the writer role and one snapshot

@@ -9,7 +9,7 @@ use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, OnceLock};
 
-use crate::error::TopicError;
+use crate::vocab::error::TopicError;
 
 /// The hard ceiling on a topic's length in bytes: the Push frame stores it as a `u16`.
 pub const MAX_TOPIC_LEN: usize = u16::MAX as usize;

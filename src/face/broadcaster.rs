@@ -5,16 +5,17 @@ use std::fmt;
 use std::hash::Hash;
 
 #[cfg(feature = "async")]
-use crate::async_channel::AsyncChannel;
-use crate::builder::Builder;
-use crate::conflating_channel::ConflatingChannel;
-use crate::engine::Engine;
-use crate::error::StartError;
-use crate::policy::ChannelConfig;
-use crate::stats::{ConflationTotals, Stats};
+use crate::consumer::async_channel::AsyncChannel;
+use crate::consumer::channel::Channel;
+use crate::consumer::conflating_channel::ConflatingChannel;
+use crate::engine::{Change, Engine};
+use crate::face::builder::Builder;
 use crate::sync::Arc;
-use crate::topic::Topic;
-use crate::{Channel, Error, Mutation};
+use crate::vocab::error::Error;
+use crate::vocab::error::StartError;
+use crate::vocab::policy::ChannelConfig;
+use crate::vocab::stats::{ConflationTotals, Stats};
+use crate::vocab::topic::Topic;
 
 /// The name of the one internal topic every channel of a broadcaster joins.
 const ALL: &str = "*";
@@ -112,8 +113,7 @@ impl<M: Clone + Send + 'static> Broadcaster<M> {
     /// Errors: [`Error::InvalidConfig`] for a capacity of zero, [`Error::Closed`].
     pub fn subscribe_with(&self, config: ChannelConfig) -> Result<Channel<M>, Error> {
         let id = self.engine.generate_client_id();
-        self.engine
-            .register_channel(id, config, Some(self.all.clone()))
+        Channel::register(&self.engine, id, config, Some(self.all.clone()))
     }
 
     /// A new [`AsyncChannel`] — a channel a task can `await` — with the default capacity
@@ -210,7 +210,7 @@ impl<M: Clone + Send + 'static> Broadcaster<M> {
         if !channel.is_from(self.engine.link()) {
             return Err(Error::UnknownClient(channel.id()));
         }
-        self.engine.mutate(Mutation::Unregister(channel.id()))
+        self.engine.mutate(Change::Unregister(channel.id()))
     }
 
     /// [`unsubscribe`](Self::unsubscribe) for a conflating channel: when this returns,
@@ -221,7 +221,7 @@ impl<M: Clone + Send + 'static> Broadcaster<M> {
         if !channel.is_from(self.engine.link()) {
             return Err(Error::UnknownClient(channel.id()));
         }
-        self.engine.mutate(Mutation::Unregister(channel.id()))
+        self.engine.mutate(Change::Unregister(channel.id()))
     }
 
     /// [`unsubscribe`](Self::unsubscribe) for an async channel: when this returns, no
@@ -243,7 +243,7 @@ impl<M: Clone + Send + 'static> Broadcaster<M> {
         if !channel.is_from(self.engine.link()) {
             return Err(Error::UnknownClient(channel.id()));
         }
-        self.engine.mutate(Mutation::Unregister(channel.id()))
+        self.engine.mutate(Change::Unregister(channel.id()))
     }
 
     /// How many channels are subscribed now.

@@ -17,13 +17,13 @@
 //! (`foo..*`) or a `>` before its last token (`foo.>.bar`): those are
 //! [`PatternError`]s.
 //!
-//! How patterns reach broadcasts is in [`pattern_index`](super::pattern_index) (topics
+//! How patterns reach broadcasts is in [`pattern_index`](crate::engine::pattern_index) (topics
 //! nobody subscribed to by name) and in the writer (topics that exist get their pattern
 //! subscribers in their own subscriber lists, so broadcasting to them never matches).
 
 use std::fmt;
 
-use crate::error::PatternError;
+use crate::vocab::error::PatternError;
 
 /// The default token separator.
 pub(crate) const DEFAULT_SEPARATOR: char = '.';

@@ -2,9 +2,8 @@
 
 use std::fmt;
 
-use crate::authorization::Denied;
-use crate::transport::SerialiseError;
-use crate::ClientId;
+use crate::vocab::authorization::Denied;
+use crate::vocab::client::ClientId;
 
 /// Why a call on a running engine failed.
 #[derive(Debug)]
@@ -155,5 +154,38 @@ impl std::error::Error for StartError {
             StartError::Spawn(e) => Some(e),
             StartError::InvalidConfig(_) => None,
         }
+    }
+}
+
+/// A serialiser failed. Nothing was delivered.
+pub struct SerialiseError(Box<dyn std::error::Error + Send + Sync>);
+
+impl SerialiseError {
+    /// Wraps any error (or a message string).
+    pub fn new(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self(error.into())
+    }
+
+    /// The wrapped error.
+    pub fn into_inner(self) -> Box<dyn std::error::Error + Send + Sync> {
+        self.0
+    }
+}
+
+impl fmt::Debug for SerialiseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("SerialiseError").field(&self.0).finish()
+    }
+}
+
+impl fmt::Display for SerialiseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for SerialiseError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
     }
 }

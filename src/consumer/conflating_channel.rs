@@ -4,16 +4,16 @@ use std::fmt;
 use std::hash::Hash;
 use std::time::Duration;
 
-use crate::channel::DisconnectReason;
-use crate::client::ClientId;
+use crate::consumer::disconnect_reason::DisconnectReason;
+use crate::consumer::membership::Membership;
 use crate::engine::{Engine, EngineLink};
-use crate::error::Error;
-use crate::membership::Membership;
-use crate::sink::{conflating, ConflatingSink, Pending, Sink, SinkState};
-use crate::stats::{ConflationCount, ConflationTotals};
+use crate::sink::{conflating_sink, ConflatingSink, Pending, Sink, SinkState};
 use crate::sync::queue::{Receiver, RecvError, RecvTimeoutError, TryRecvError};
 use crate::sync::Arc;
-use crate::topic::Topic;
+use crate::vocab::client::ClientId;
+use crate::vocab::error::Error;
+use crate::vocab::stats::{ConflationCount, ConflationTotals};
+use crate::vocab::topic::Topic;
 
 /// A subscription that holds at most one pending item per key: a slow consumer always
 /// catches up to the latest item of every key, and never loses a key entirely.
@@ -134,7 +134,7 @@ impl<M: Clone + Send + 'static> ConflatingChannel<M> {
         K: Hash + Eq + Clone + Send + 'static,
         F: Fn(&M) -> K + Send + Sync + 'static,
     {
-        conflating::validate_capacity(capacity)?;
+        conflating_sink::validate_capacity(capacity)?;
         let (sink, receiver, conflated) = ConflatingSink::new(capacity, key);
         let state = Arc::new(SinkState::new());
         engine.register(id, Sink::conflating(sink, Arc::clone(&state)), topic)?;

@@ -3,12 +3,16 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::engine::EngineLink;
-use crate::membership::Membership;
-use crate::sink::{SinkCloser, SinkState, Status};
+use crate::consumer::disconnect_reason::DisconnectReason;
+use crate::consumer::membership::Membership;
+use crate::engine::{Engine, EngineLink};
+use crate::sink::{ChannelSink, Sink, SinkCloser, SinkState};
 use crate::sync::queue::{Iter, Receiver, RecvError, RecvTimeoutError, TryIter, TryRecvError};
 use crate::sync::Arc;
-use crate::ClientId;
+use crate::vocab::client::ClientId;
+use crate::vocab::error::Error;
+use crate::vocab::policy::ChannelConfig;
+use crate::vocab::topic::Topic;
 
 /// A subscription whose frames arrive on a bounded queue.
 ///
@@ -62,49 +66,30 @@ pub struct Channel<M> {
     receiver: Receiver<M>,
 }
 
-/// Why a [`Channel`] stopped receiving.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum DisconnectReason {
-    /// It was unsubscribed or unregistered.
-    Unsubscribed,
-    /// Its queue was full under [`OverflowPolicy::Disconnect`](crate::OverflowPolicy::Disconnect).
-    Overflow,
-    /// The engine shut down.
-    Shutdown,
-    /// Cloning a message into its queue (or, for a conflating channel, computing its
-    /// key) panicked.
-    Panicked,
-}
-
-impl DisconnectReason {
-    /// What a consumer is told about a sink in `status`: `None` while it is open.
-    pub(crate) fn of(status: Status) -> Option<Self> {
-        match status {
-            Status::Open => None,
-            Status::Unsubscribed | Status::ConsumerGone => Some(DisconnectReason::Unsubscribed),
-            Status::Overflow => Some(DisconnectReason::Overflow),
-            Status::Shutdown => Some(DisconnectReason::Shutdown),
-            Status::Panicked => Some(DisconnectReason::Panicked),
-        }
+impl<M: Clone + Send + 'static> Channel<M> {
+    /// Registers `id` in `engine` with a new channel sink of `config` (subscribed to
+    /// `topic`, if given) and returns the consumer's end.
+    pub(crate) fn register(
+        engine: &Engine<M>,
+        id: ClientId,
+        config: ChannelConfig,
+        topic: Option<Topic>,
+    ) -> Result<Self, Error> {
+        config.validate()?;
+        let (sink, receiver) = ChannelSink::new(config);
+        let state = Arc::new(SinkState::new());
+        let sink = Arc::new(Sink::channel(sink, Arc::clone(&state)));
+        let closer = SinkCloser::new(&sink);
+        engine.register_shared(id, sink, topic)?;
+        Ok(Self {
+            membership: Membership::new(state, id, engine.link().clone()),
+            closer,
+            receiver,
+        })
     }
 }
 
 impl<M> Channel<M> {
-    pub(crate) fn new(
-        receiver: Receiver<M>,
-        state: Arc<SinkState>,
-        id: ClientId,
-        link: EngineLink<M>,
-        closer: SinkCloser<M>,
-    ) -> Self {
-        Self {
-            membership: Membership::new(state, id, link),
-            closer,
-            receiver,
-        }
-    }
-
     /// The crossbeam receiver, for `select!` and everything else crossbeam offers.
     pub fn receiver(&self) -> &Receiver<M> {
         &self.receiver

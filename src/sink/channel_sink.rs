@@ -16,9 +16,9 @@
 use std::time::Duration;
 
 use super::{Delivery, Sink, SinkState, Status};
-use crate::policy::{ChannelConfig, OverflowPolicy};
 use crate::sync::queue::{self, Receiver, SendTimeoutError, Sender, TrySendError};
 use crate::sync::Arc;
+use crate::vocab::policy::{ChannelConfig, OverflowPolicy};
 
 /// How many times drop-oldest tries to make room before it gives up and drops the new
 /// frame instead. Each failed try means another publisher filled the slot just freed;

@@ -3,7 +3,7 @@
 use std::marker::PhantomData;
 
 use crate::engine::EngineConfig;
-use crate::policy::ChannelConfig;
+use crate::vocab::policy::ChannelConfig;
 
 /// Settings for a new engine: `PubSub::builder()` or `Broadcaster::builder()`, then
 /// `build()`.
@@ -43,7 +43,7 @@ impl<E> Builder<E> {
     }
 
     /// Name of the engine's background thread, which removes dead sinks and serves
-    /// changes a combiner left behind (default `fanout-writer`).
+    /// changes a combiner left behind (default `fanout-janitor`).
     pub fn thread_name(mut self, name: impl Into<String>) -> Self {
         self.config.thread_name = name.into();
         self

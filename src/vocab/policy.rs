@@ -32,7 +32,7 @@
 
 use std::time::Duration;
 
-use crate::Error;
+use crate::vocab::error::Error;
 
 /// What a channel sink does when its queue is full. See the [module docs](self).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,7 +17,7 @@ use std::sync::OnceLock;
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::client::ClientId;
+use crate::vocab::client::ClientId;
 
 /// One broadcast, as the forwarder receives it.
 pub(crate) struct Tapped {

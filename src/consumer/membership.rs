@@ -2,11 +2,11 @@
 //! [`ConflatingChannel`](crate::ConflatingChannel) — keeps of its place in the engine,
 //! and the unsubscribe that dropping it makes.
 
-use crate::channel::DisconnectReason;
-use crate::client::ClientId;
+use crate::consumer::disconnect_reason::DisconnectReason;
 use crate::engine::EngineLink;
 use crate::sink::{SinkState, Status};
 use crate::sync::Arc;
+use crate::vocab::client::ClientId;
 
 /// A channel consumer's registration: its sink's shared state, its client id, and a link
 /// to the engine that does not keep the engine running. Dropping it closes the sink (so

@@ -1,9 +1,9 @@
 //! Presence: who is in a topic, with their metadata, and join/leave events — the minimal
 //! Phoenix.Presence.
 //!
-//! [`PubSub::track`] puts a registered client in a topic's member list with metadata
-//! (a display name, a device, a status: any bytes); [`PubSub::list`] returns the members;
-//! [`PubSub::untrack`] takes one out. Every change goes to the topic's subscribers as a
+//! [`PubSub::track`](crate::PubSub::track) puts a registered client in a topic's member list with metadata
+//! (a display name, a device, a status: any bytes); [`PubSub::list`](crate::PubSub::list) returns the members;
+//! [`PubSub::untrack`](crate::PubSub::untrack) takes one out. Every change goes to the topic's subscribers as a
 //! [Presence frame](crate::transport::presence) — kind 2, beside the Push frames of
 //! broadcasts — so a client keeps its own member list from the events.
 //!
@@ -53,57 +53,4 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use bytes::Bytes;
-
-pub use crate::engine::presence_table::Member;
-use crate::engine::presence_table::PresenceChange;
-use crate::error::Error;
-use crate::pubsub::PubSub;
-use crate::topic::TopicRef;
-use crate::transport::encode_presence;
-use crate::ClientId;
-
-impl<M: ?Sized> PubSub<M> {
-    /// Tracks client `id` in `topic`'s member list with `meta`, and tells the topic's
-    /// subscribers (a join). Tracking again replaces the metadata (a join with the new
-    /// metadata; none if it is unchanged). See the [module docs](crate::presence).
-    ///
-    /// Errors: [`Error::UnknownClient`], [`Error::InvalidTopic`], [`Error::Closed`].
-    pub fn track(&self, id: ClientId, topic: impl TopicRef, meta: Bytes) -> Result<(), Error> {
-        let topic = topic.to_topic(self.engine.config().max_topic_len)?;
-        self.engine.track(id, topic, meta)
-    }
-
-    /// Takes client `id` out of `topic`'s member list and tells the topic's subscribers
-    /// (a leave). A no-op if it is not tracked there.
-    ///
-    /// Errors: [`Error::UnknownClient`], [`Error::InvalidTopic`], [`Error::Closed`].
-    pub fn untrack(&self, id: ClientId, topic: impl TopicRef) -> Result<(), Error> {
-        let topic = topic.to_topic(self.engine.config().max_topic_len)?;
-        self.engine.untrack(id, topic)
-    }
-
-    /// The members of `topic` now, ordered by client id, with their metadata.
-    ///
-    /// Errors: [`Error::InvalidTopic`], [`Error::Closed`].
-    pub fn list(&self, topic: impl TopicRef) -> Result<Vec<Member>, Error> {
-        if self.engine.is_closed() {
-            return Err(Error::Closed);
-        }
-        let key = topic.topic_key(self.engine.config().max_topic_len)?;
-        Ok(self.engine.presence_list(key.name))
-    }
-}
-
-/// The Presence frame for a change: what a `PubSub` engine broadcasts for it.
-pub(crate) fn presence_frame(change: &PresenceChange) -> Option<Bytes> {
-    // The topic was validated when tracked, and `Bytes` metadata is under 4 GiB in
-    // practice; a frame that cannot be encoded is not sent.
-    encode_presence(
-        &change.topic,
-        change.event,
-        change.client.as_u64(),
-        &change.meta,
-    )
-    .ok()
-}
+pub use crate::vocab::member::Member;

@@ -19,7 +19,7 @@ use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use crate::client::ClientId;
+use crate::vocab::client::ClientId;
 
 /// A refusal from the [`can_subscribe`](crate::Builder::can_subscribe) hook, with its
 /// reason.

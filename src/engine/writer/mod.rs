@@ -1,0 +1,356 @@
+//! The writer: the only code that changes the registry, run by whichever thread holds
+//! the writer role (see [`combiner`](super::combiner)).
+//!
+//! It owns the mutable side — the client registry and a working copy of the snapshot —
+//! and applies one batch at a time: the op of the caller that holds the role (if any),
+//! then up to [`MAX_COMMANDS_PER_BATCH`] queued commands, all to the working copy; then it publishes
+//! the working copy as one new snapshot. Answers are sent only after that publication,
+//! so a mutation returns only once every broadcast that starts afterwards sees it (the
+//! visibility guarantee), and a burst of mutations costs one publication, not one each.
+//!
+//! # No user code under the role
+//!
+//! Dropping a sink can run user code: a callback's captured state, which may hold the
+//! last handle to this very engine (whose `Drop` then shuts it down) or call into it.
+//! So nothing a batch removes is dropped while the role is held: removed sinks, refused
+//! registrations and the replaced snapshot go into the batch's [`Aftermath`], which the
+//! combiner disposes of after releasing the role.
+//!
+//! # A panic in a batch
+//!
+//! Applying a batch calls nothing but this module and the collections it uses, so a
+//! panic here is a bug or an allocation failure. The working copy may then be half
+//! changed, so the writer does not try to go on: it closes the engine (every sink closed,
+//! an empty snapshot published) and every caller of the batch, and of any later call,
+//! gets [`Error::Closed`]. Nothing waits forever and no broadcast sees a torn registry.
+//!
+//! # Costs
+//!
+//! With `d = log32(topics)` (≤ 4 up to a million topics), `s` the subscribers of the
+//! topic touched and `k` the topics of the client touched: subscribe and unsubscribe copy
+//! `d` trie nodes and the topic's subscriber list — O(d + s + k) — and only the first
+//! change to a path in a batch copies; unregister is that for each of the client's
+//! topics. Nothing is proportional to the total number of clients or topics.
+
+mod aftermath;
+mod exact;
+mod patterns;
+mod presence_changes;
+mod topic_watch;
+
+pub(crate) use aftermath::{Aftermath, Batch};
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use smallvec::SmallVec;
+
+use super::command::{Change, Command, Op, Outcome, PruneTarget};
+use super::presence_table::PresenceTable;
+use super::snapshot::Snapshot;
+use super::topic_events::TopicEventSender;
+use super::topic_index::TopicIndex;
+use super::Shared;
+use crate::sink::{Sink, Status};
+use crate::sync::queue::Receiver;
+use crate::sync::{lock, Arc, Mutex, Ordering};
+use crate::vocab::client::ClientId;
+use crate::vocab::error::Error;
+use crate::vocab::pattern::Pattern;
+use crate::vocab::subscription::Subscription;
+use crate::vocab::topic::Topic;
+
+/// Most commands applied before one publication. Bounds how long one combiner holds the
+/// role, and so how long its own call and everyone queued behind it wait.
+pub(crate) const MAX_COMMANDS_PER_BATCH: usize = 1024;
+
+/// What the writer keeps per client.
+struct ClientRecord<T> {
+    /// The sink every subscription of this client shares.
+    sink: Arc<Sink<T>>,
+    /// The topics it is subscribed to, for `unregister` and for idempotent `subscribe`.
+    /// Each name is the very `Arc` the topic's snapshot entry holds: a subscription costs
+    /// this pointer here, not another copy of the name. One is stored inline: most
+    /// clients of a per-user-topic server have exactly one topic of their own.
+    topics: SmallVec<[std::sync::Arc<str>; 1]>,
+}
+
+/// The registry's mutable side. Lives behind the writer-role lock in [`Shared`].
+pub(crate) struct Writer<T> {
+    /// The next snapshot, built in place. After a publication it shares every node with
+    /// the published snapshot until changed again.
+    working: Snapshot<T>,
+    /// Every registered client.
+    clients: HashMap<ClientId, ClientRecord<T>, ahash::RandomState>,
+    /// Set once the registry is closed (shutdown, or a panic in a batch): every op is
+    /// then answered [`Error::Closed`].
+    closed: bool,
+    /// Where topic events go, if anyone watches (see [`topic_events`](super::topic_events)).
+    topic_watcher: Option<TopicEventSender>,
+    /// The token separator of topics and patterns.
+    separator: char,
+    /// Each client's wildcard patterns; only clients that have some.
+    client_patterns: HashMap<ClientId, Vec<Pattern>, ahash::RandomState>,
+    /// Existing topics by token, once any pattern was subscribed (see [`TopicIndex`]).
+    topic_index: Option<TopicIndex>,
+    /// The presence table (shared with readers of `list`; changed only here).
+    presence: Arc<Mutex<PresenceTable>>,
+    /// Whether this batch queued presence changes to deliver.
+    pub(crate) presence_changed: bool,
+    /// Fault injection for the tests of a panicking batch.
+    #[cfg(any(test, loom))]
+    pub(crate) panic_in_next_batch: bool,
+    /// The thread that ran the latest batch, for the tests that show who combines.
+    #[cfg(test)]
+    pub(crate) last_batch_thread: Option<std::thread::ThreadId>,
+}
+
+impl<T> Writer<T> {
+    pub(crate) fn new(separator: char, presence: Arc<Mutex<PresenceTable>>) -> Self {
+        Self {
+            working: Snapshot::default(),
+            clients: HashMap::with_hasher(client_map_hasher()),
+            closed: false,
+            topic_watcher: None,
+            separator,
+            client_patterns: HashMap::with_hasher(client_map_hasher()),
+            topic_index: None,
+            presence,
+            presence_changed: false,
+            #[cfg(any(test, loom))]
+            panic_in_next_batch: false,
+            #[cfg(test)]
+            last_batch_thread: None,
+        }
+    }
+
+    /// Applies `own` (the role holder's op, not queued) and then up to [`MAX_COMMANDS_PER_BATCH`] queued
+    /// commands, and publishes one snapshot if anything changed.
+    pub(crate) fn run_batch(
+        &mut self,
+        shared: &Shared<T>,
+        own: Option<Op<T>>,
+        queue: &Receiver<Command<T>>,
+    ) -> Batch<T> {
+        let mut aftermath = Aftermath::default();
+        if self.closed {
+            aftermath.unapplied.extend(queue.try_iter());
+            return Batch {
+                own: own.map(|_| Err(Error::Closed)),
+                presence_changed: false,
+                aftermath,
+            };
+        }
+        #[cfg(test)]
+        {
+            self.last_batch_thread = Some(std::thread::current().id());
+        }
+        let brought_own = own.is_some();
+        let mut own_result = None;
+        let mut changed = false;
+        let applied = catch_unwind(AssertUnwindSafe(|| {
+            #[cfg(any(test, loom))]
+            if std::mem::take(&mut self.panic_in_next_batch) {
+                panic!("fault injection: a panic while applying a batch");
+            }
+            let mut count = 0;
+            if let Some(op) = own {
+                let (this_changed, outcome) = self.apply(op, &mut aftermath);
+                changed |= this_changed;
+                own_result = Some(outcome);
+                count += 1;
+            }
+            while count < MAX_COMMANDS_PER_BATCH {
+                let Ok(command) = queue.try_recv() else { break };
+                let (this_changed, outcome) = self.apply(command.op, &mut aftermath);
+                changed |= this_changed;
+                if let Some(reply) = command.reply {
+                    aftermath.answers.push((reply, outcome));
+                }
+                count += 1;
+            }
+            // AcqRel: pairs with the Release in `Shared::request_prune`; the sink's
+            // closed status, written before the flag, is then visible to the sweep. A
+            // compare-exchange rather than `swap`: the same effect on a bool, and one
+            // loom models exactly (loom 0.7 can lose a store racing a `swap`, loom#254).
+            if shared
+                .sweep_requested
+                .compare_exchange(true, false, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                changed |= self.sweep(&mut aftermath);
+            }
+        }));
+        match applied {
+            Ok(()) => {
+                if changed {
+                    self.publish(shared, &mut aftermath);
+                }
+                Batch {
+                    own: own_result,
+                    presence_changed: std::mem::take(&mut self.presence_changed),
+                    aftermath,
+                }
+            }
+            Err(panic) => {
+                // Dropping a panic payload can itself panic; leak it instead.
+                std::mem::forget(panic);
+                // Nothing of this batch was published: unanswered, every caller in it
+                // reads `Closed` (dropping a `Reply` answers so).
+                aftermath.answers.clear();
+                self.close(shared, queue, Status::Shutdown, &mut aftermath);
+                self.presence_changed = false;
+                Batch {
+                    own: brought_own.then_some(Err(Error::Closed)),
+                    presence_changed: false,
+                    aftermath,
+                }
+            }
+        }
+    }
+
+    /// Closes the registry for good: every sink closed with `reason`, an empty snapshot
+    /// published, every queued command answered `Closed`. Idempotent.
+    pub(crate) fn close(
+        &mut self,
+        shared: &Shared<T>,
+        queue: &Receiver<Command<T>>,
+        reason: Status,
+        aftermath: &mut Aftermath<T>,
+    ) {
+        shared.closed.store(true, Ordering::Release);
+        if !self.closed {
+            self.closed = true;
+            for (_, record) in self.clients.drain() {
+                record.sink.close(reason);
+                aftermath.retired_sinks.push(record.sink);
+            }
+            let working = std::mem::take(&mut self.working);
+            aftermath.retired_snapshots.push(Arc::new(working));
+            self.client_patterns.clear();
+            self.topic_index = None;
+            lock(&self.presence).clear();
+            self.publish(shared, aftermath);
+        }
+        aftermath.unapplied.extend(queue.try_iter());
+    }
+
+    /// Applies one op. Returns whether the registry changed, and the outcome.
+    fn apply(&mut self, op: Op<T>, aftermath: &mut Aftermath<T>) -> (bool, Result<Outcome, Error>) {
+        match op {
+            Op::Register { id, sink, topic } => {
+                let result = self.register(id, sink, topic, aftermath);
+                (result.is_ok(), Ok(Outcome::One(result)))
+            }
+            Op::RegisterMany(clients) => {
+                self.clients.reserve(clients.len());
+                let mut changed = false;
+                let results = clients
+                    .into_iter()
+                    .map(|(id, sink)| {
+                        let result = self.register(id, sink, None, aftermath);
+                        changed |= result.is_ok();
+                        result
+                    })
+                    .collect();
+                (changed, Ok(Outcome::Many(results)))
+            }
+            Op::One(change) => match self.mutate(change, aftermath) {
+                Ok(changed) => (changed, Ok(Outcome::One(Ok(())))),
+                Err(e) => (false, Ok(Outcome::One(Err(e)))),
+            },
+            Op::Many(changes) => {
+                let mut changed = false;
+                let results = changes
+                    .into_iter()
+                    .map(|change| {
+                        let outcome = self.mutate(change, aftermath);
+                        changed |= matches!(outcome, Ok(true));
+                        outcome.map(|_| ())
+                    })
+                    .collect();
+                (changed, Ok(Outcome::Many(results)))
+            }
+            Op::Track { id, topic, meta } => {
+                (false, Ok(Outcome::One(self.track(id, &topic, meta))))
+            }
+            Op::Untrack { id, topic } => (false, Ok(Outcome::One(self.untrack(id, &topic)))),
+            Op::Prune { id, sink } => {
+                let current = self.clients.get(&id).is_some_and(|record| match &sink {
+                    PruneTarget::Consumer(state) => record.sink.has_consumer_state(state),
+                    PruneTarget::Sink(sink) => Arc::ptr_eq(&record.sink, sink),
+                });
+                if let PruneTarget::Sink(sink) = sink {
+                    // It may be the last handle on a callback: drop it after the role.
+                    aftermath.retired_sinks.push(sink);
+                }
+                if current {
+                    // The sink was closed by whoever asked for the prune; `ConsumerGone`
+                    // only applies if it somehow was not.
+                    let _ = self.unregister(id, Status::ConsumerGone, aftermath);
+                }
+                (current, Ok(Outcome::Nothing))
+            }
+        }
+    }
+
+    fn register(
+        &mut self,
+        id: ClientId,
+        sink: Arc<Sink<T>>,
+        topic: Option<Topic>,
+        aftermath: &mut Aftermath<T>,
+    ) -> Result<(), Error> {
+        if self.clients.contains_key(&id) {
+            aftermath.retired_sinks.push(sink);
+            return Err(Error::DuplicateClient(id));
+        }
+        #[cfg(feature = "async")]
+        if sink.is_async() {
+            self.working.has_async_sinks = true;
+        }
+        self.clients.insert(
+            id,
+            ClientRecord {
+                sink,
+                topics: SmallVec::new(),
+            },
+        );
+        self.working.clients += 1;
+        if let Some(topic) = topic {
+            self.subscribe(id, topic)?;
+        }
+        Ok(())
+    }
+
+    /// Applies one change. Returns whether the registry changed.
+    fn mutate(&mut self, change: Change, aftermath: &mut Aftermath<T>) -> Result<bool, Error> {
+        match change {
+            Change::Subscribe(id, Subscription::Pattern(pattern)) => {
+                self.subscribe_pattern(id, pattern)
+            }
+            Change::Subscribe(id, Subscription::Topic(topic)) => self.subscribe(id, topic),
+            Change::Unsubscribe(id, Subscription::Pattern(pattern)) => {
+                self.unsubscribe_pattern(id, &pattern, aftermath)
+            }
+            Change::Unsubscribe(id, Subscription::Topic(topic)) => self.unsubscribe(id, &topic),
+            Change::Unregister(id) => self
+                .unregister(id, Status::Unsubscribed, aftermath)
+                .map(|()| true),
+        }
+    }
+
+    /// Publishes the working copy; the snapshot it replaces is retired, not dropped.
+    fn publish(&mut self, shared: &Shared<T>, aftermath: &mut Aftermath<T>) {
+        let previous = shared.snapshot.swap(Arc::new(self.working.clone()));
+        aftermath.retired_snapshots.push(previous);
+    }
+}
+
+/// The hasher of the writer's client map: random normally; fixed under loom, which
+/// needs every run of a model to make the same choices (iteration order included).
+fn client_map_hasher() -> ahash::RandomState {
+    #[cfg(loom)]
+    return ahash::RandomState::with_seeds(1, 2, 3, 4);
+    #[cfg(not(loom))]
+    ahash::RandomState::new()
+}
