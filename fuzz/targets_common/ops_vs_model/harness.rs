@@ -22,10 +22,10 @@ use super::ops::{channel_capacity, MutationSel, Op, PayloadSel, PolicySel, Topic
 use super::topics::{names, FOREIGN_TOPIC_LEN, MAX_TOPIC_LEN, NAMES};
 
 /// The command queue's capacity. The default (4096 slots) is allocated and touched by
-/// every engine start, which cost about a fifth of each run; a single-threaded driver
-/// never queues more than a few prunes, and a small queue also lets a burst of prunes
-/// fill it (the engine then sweeps closed sinks instead), a path the default never
-/// reaches here.
+/// every engine start, which cost about a fifth of each run under ASan; this driver is
+/// single-threaded and queues only prunes (dropped and disconnected channels). A burst
+/// of more than 8 before the janitor runs can fill it, and the engine then falls back to
+/// sweeping closed sinks: a path the default size never reaches here.
 const COMMAND_CAPACITY: usize = 8;
 
 /// An op's client slot: the id it names now, and its latest registration (kept after
