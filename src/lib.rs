@@ -26,7 +26,7 @@
 //! | 5 | engine | `engine` | the snapshot, the combining writer, commands, delivery, the janitor |
 //! | 6 | consumer ends | `consumer` | what a user holds: [`Channel`], [`ConflatingChannel`], `AsyncChannel`, their membership |
 //! | 7 | faces | `face` | [`PubSub`], [`Broadcaster`], their [`Builder`], the broadcast tap |
-//! | 8 | capabilities | `presence` `bridge` | presence tracking, and the bridge across hosts; they know the engine only through the faces |
+//! | 8 | capabilities | `presence` `bridge` `observe` | presence tracking, the bridge across hosts, and the statistics as metrics; they know the engine only through the faces |
 //!
 //! Inside the crate a name is imported from the module that defines it
 //! (`crate::vocab::client::ClientId`), never through the re-exports below, so an arrow
@@ -57,6 +57,12 @@
 //! `recv()` can be awaited and which is a `futures_core::Stream`, on any executor, with
 //! the same policies, counters and lifecycle as a [`Channel`]. Publishers stay
 //! synchronous. The feature adds only `futures-core`; the engine never needs a runtime.
+//!
+//! With the cargo features `metrics` and `tracing` (off by default; each adds only its
+//! facade crate), [`observe`] records an engine's and a bridge's statistics as
+//! Prometheus-style metrics when asked, and the engine reports its state changes — a
+//! bridge connection lost or back, a subscriber cut off, shutdown — as events. Neither
+//! adds anything to the broadcast path.
 //!
 //! # Quick start
 //!
@@ -148,13 +154,17 @@
 //!
 //! # Across hosts
 //!
-//! With the cargo feature `redis` (off by default; the core pulls in neither Redis nor an
-//! async runtime), `bridge::Bridge::attach` joins engines on several hosts through
-//! Redis pub/sub: a broadcast on one reaches the topic's subscribers on all, serialised
-//! once on its origin and never echoed back; order per publisher is kept on every node;
-//! Redis being slow or down never blocks a broadcast (frames that cannot be sent are
-//! counted, missed ones are counted as gaps, none is replayed). The envelope is
-//! documented byte by byte in [`transport::envelope`].
+//! With the cargo feature `redis` or `nats` (both off by default; the default build
+//! pulls in neither a broker client nor an async runtime), `bridge::Bridge::attach`
+//! joins engines on several hosts through Redis pub/sub or a NATS cluster — the URL's
+//! scheme picks the backend: a broadcast on one reaches the topic's subscribers on all,
+//! serialised once on its origin and never echoed back; order per publisher is kept on
+//! every node; the broker being slow or down never blocks a broadcast; missed frames
+//! are never replayed, and every loss is counted — for each origin and receiver,
+//! frames published for topics the receiver serves − frames received = gaps counted by
+//! the receiver, whatever the cause. Over Redis, presence spans the bridged engines
+//! (see [`presence`]). The envelope is documented byte by byte in
+//! [`transport::envelope`]; the bridge module's docs compare the two backends.
 //!
 //! # Costs
 //!
@@ -200,11 +210,12 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![deny(unsafe_code)]
 
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", feature = "nats"))]
 pub mod bridge;
 mod consumer;
 mod engine;
 mod face;
+pub mod observe;
 pub mod presence;
 mod sink;
 mod sync;

@@ -6,7 +6,11 @@ use crate::engine::command::{Command, Outcome, Reply};
 use crate::engine::snapshot::Snapshot;
 use crate::sink::Sink;
 use crate::sync::Arc;
+#[cfg(feature = "tracing")]
+use crate::vocab::client::ClientId;
 use crate::vocab::error::Error;
+#[cfg(feature = "tracing")]
+use crate::vocab::trace::{self, CutOff};
 
 /// What a batch leaves for after the writer role is released: answers to send and
 /// values to drop (see the module docs on why not earlier).
@@ -16,6 +20,10 @@ pub(crate) struct Aftermath<T> {
     pub(super) unapplied: Vec<Command<T>>,
     pub(super) retired_sinks: Vec<Arc<Sink<T>>>,
     pub(super) retired_snapshots: Vec<Arc<Snapshot<T>>>,
+    /// Subscribers the engine removed on its own (overflow, panic), to report once the
+    /// role is released: a `tracing` subscriber is user code.
+    #[cfg(feature = "tracing")]
+    pub(super) cut_off: Vec<(ClientId, CutOff)>,
 }
 
 impl<T> Default for Aftermath<T> {
@@ -25,6 +33,8 @@ impl<T> Default for Aftermath<T> {
             unapplied: Vec::new(),
             retired_sinks: Vec::new(),
             retired_snapshots: Vec::new(),
+            #[cfg(feature = "tracing")]
+            cut_off: Vec::new(),
         }
     }
 }
@@ -38,9 +48,15 @@ impl<T> Aftermath<T> {
             unapplied,
             retired_sinks,
             retired_snapshots,
+            #[cfg(feature = "tracing")]
+            cut_off,
         } = self;
         for (reply, result) in answers {
             reply.send(result);
+        }
+        #[cfg(feature = "tracing")]
+        for (client, why) in cut_off {
+            trace::subscriber_cut_off(client, why);
         }
         drop(unapplied);
         drop(retired_snapshots);
