@@ -2,6 +2,8 @@
 //! values to drop — and what a batch returns to the caller that ran it. See the module
 //! docs of [`writer`](super) on why nothing is dropped under the role.
 
+use smallvec::SmallVec;
+
 use crate::engine::command::{Command, Outcome, Reply};
 use crate::engine::snapshot::Snapshot;
 use crate::sink::Sink;
@@ -15,7 +17,10 @@ pub(crate) struct Aftermath<T> {
     /// Commands never applied (the engine closed): dropping them answers `Closed`.
     pub(super) unapplied: Vec<Command<T>>,
     pub(super) retired_sinks: Vec<Arc<Sink<T>>>,
-    pub(super) retired_snapshots: Vec<Arc<Snapshot<T>>>,
+    /// Inline: a batch retires one snapshot (two when it closes the registry), and a
+    /// `Vec` here cost every per-call mutation an allocation and a free (about 150
+    /// instructions of the ~5,400 one took at 1,000 topics, callgrind).
+    pub(super) retired_snapshots: SmallVec<[Arc<Snapshot<T>>; 2]>,
 }
 
 impl<T> Default for Aftermath<T> {
@@ -24,7 +29,7 @@ impl<T> Default for Aftermath<T> {
             answers: Vec::new(),
             unapplied: Vec::new(),
             retired_sinks: Vec::new(),
-            retired_snapshots: Vec::new(),
+            retired_snapshots: SmallVec::new(),
         }
     }
 }
