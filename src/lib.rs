@@ -165,8 +165,8 @@
 //!   relaxed counter updates per broadcast, none per delivery shared between sinks.
 //! - A mutation: applied by the caller itself when no other mutation is in progress
 //!   (no thread hop: measured 0.9 µs p50 for a `subscribe` at 1k topics, 2.6 µs at
-//!   100k, against 11–41 µs for the round trip to a dedicated writer thread it
-//!   replaced); otherwise queued and applied by the caller that holds the writer role,
+//!   100k, 5.0 µs at 1M, against 2.5–64 µs for the round trip to the dedicated writer
+//!   thread it replaced, by size and machine load); otherwise queued and applied by the caller that holds the writer role,
 //!   in a shared batch with one snapshot publication. Cost grows with `log32(topics)`,
 //!   the touched topic's subscriber count and the client's own topic count — never with
 //!   the total number of clients or topics. [`PubSub::apply`] and
@@ -180,11 +180,12 @@
 //! - Mutations are synchronous and serialised: one writer at a time. A caller that finds
 //!   another writing waits for it (spinning briefly, then parked), and its wake-up costs
 //!   microseconds; so two threads mutating flat out reach fewer mutations per second
-//!   than one (PERFORMANCE.md, workload 5). A combiner serves at most 1024 queued
+//!   than one (PERFORMANCE.md, "Mutations"). A combiner serves at most 1024 queued
 //!   changes before publishing, and at most one batch beyond its own change before it
 //!   hands the rest to a background thread, so no caller's latency is unbounded.
-//!   Why combining and not a writer thread: the thread's two wake-ups per call cost 5–20×
-//!   the work itself (11–41 µs p50 per `subscribe` against ~1 µs now); and why not a
+//!   Why combining and not a writer thread: the thread's two wake-ups per call cost
+//!   several times the work itself (2.5–64 µs p50 per `subscribe`, by size and machine
+//!   load, against 0.9–5 µs now); and why not a
 //!   plain lock around the registry: every caller would publish its own snapshot,
 //!   while combining shares one publication among all queued changes.
 //! - Subscribing to a topic with `s` subscribers copies its list (O(s)) unless that

@@ -1,7 +1,7 @@
 //! The consumer ends a user holds: a [`Channel`](channel::Channel) of frames or items,
 //! a [`ConflatingChannel`](conflating_channel::ConflatingChannel) that keeps the latest
 //! item per key, and (feature `async`) an
-//! [`AsyncChannel`](async_channel::AsyncChannel) a task can await.
+//! `AsyncChannel` (`consumer/async_channel.rs`) a task can await.
 //!
 //! Each is the receiving half of a sink the engine holds (see [`crate::sink`]) plus a
 //! [`Membership`](membership::Membership): the link back to the engine that lets a

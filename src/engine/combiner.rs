@@ -11,7 +11,7 @@
 //! caller with a mutation:
 //!
 //! 1. **Takes the role if it is free** and applies its own op first, then up to
-//!    [`MAX_BATCH`](super::writer::MAX_BATCH) commands others queued, publishes one
+//!    [`MAX_COMMANDS_PER_BATCH`](super::writer::MAX_COMMANDS_PER_BATCH) commands others queued, publishes one
 //!    snapshot, releases the role and answers everyone. Uncontended, that is the whole
 //!    call: no queue, no reply slot, no other thread.
 //! 2. Otherwise **posts** its op on the bounded command queue (blocking while it is full:
@@ -27,7 +27,7 @@
 //!   parked; waking the background thread would cost them a second wake-up), and if
 //!   even that leaves commands behind, hands the rest to the background
 //!   [janitor](super::janitor). So one call serves at most
-//!   `⌈queue capacity / MAX_BATCH⌉ + 1` batches: its latency is bounded however hard
+//!   `⌈queue capacity / MAX_COMMANDS_PER_BATCH⌉ + 1` batches: its latency is bounded however hard
 //!   others keep posting.
 //!
 //! # Why nothing is stranded
@@ -39,7 +39,7 @@
 //! then the releaser with the same duty), or `R` finds `P`'s command and serves it or
 //! hands it on. In every case somebody who will serve the command holds or takes the
 //! role after it was posted. Waiters still wake every
-//! [`LIVENESS_CHECK`](super::command::LIVENESS_CHECK) to look for themselves, as a bound
+//! [`LIVENESS_CHECK`] to look for themselves, as a bound
 //! on the damage should this argument have a hole (the loom models have no timeouts, so
 //! they would report it as a deadlock).
 //!

@@ -25,7 +25,7 @@ pub(crate) mod combiner;
 pub(crate) mod command;
 mod delivery;
 mod janitor;
-mod pattern_index;
+pub(crate) mod pattern_index;
 pub(crate) mod presence_table;
 mod recipient;
 mod snapshot;
@@ -52,7 +52,7 @@ use crate::vocab::client::ClientId;
 use crate::vocab::error::Error;
 use crate::vocab::error::StartError;
 use crate::vocab::policy::ChannelConfig;
-use crate::vocab::stats::{Counters, Stats};
+use crate::vocab::stats::{EngineCounters, Stats};
 use crate::vocab::topic::{Topic, TopicKey, MAX_TOPIC_LEN};
 
 use delivery::{PresenceBroadcast, NOBODY};
@@ -78,7 +78,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             command_capacity: 4096,
-            thread_name: "fanout-writer".to_owned(),
+            thread_name: "fanout-janitor".to_owned(),
             max_topic_len: 256,
             default_channel: ChannelConfig::default(),
             separator: crate::vocab::pattern::DEFAULT_SEPARATOR,
@@ -146,7 +146,7 @@ pub(crate) struct Shared<T> {
     /// presence).
     presence_broadcast: Option<PresenceBroadcast<T>>,
     /// Broadcast totals.
-    pub(crate) counters: Counters,
+    pub(crate) counters: EngineCounters,
 }
 
 impl<T> Shared<T> {
@@ -224,7 +224,7 @@ impl<T: Clone + Send + 'static> Engine<T> {
                     let _ = shared.broadcast_ref(topic, NOBODY, item);
                 },
             }),
-            counters: Counters::default(),
+            counters: EngineCounters::default(),
         });
         let for_janitor = Arc::clone(&shared);
         let handle = thread::Builder::new()
@@ -267,9 +267,8 @@ impl<T: Clone> Engine<T> {
         self.shared().snapshot.load()
     }
 
-    /// How many clients a broadcast on `topic` would reach now (by name or pattern).
     /// The name the current snapshot stores for `topic`, if it has subscribers by name:
-    /// a [`Topic`](crate::Topic) handle made from it shares the entry's name, so a
+    /// a [`Topic`] handle made from it shares the entry's name, so a
     /// broadcast through the handle recognises the entry by pointer, without comparing
     /// (or even reading) the name's bytes.
     pub(crate) fn stored_name(&self, topic: TopicKey<'_>) -> Option<std::sync::Arc<str>> {
@@ -278,6 +277,7 @@ impl<T: Clone> Engine<T> {
         Some(std::sync::Arc::clone(&entry.name))
     }
 
+    /// How many clients a broadcast on `topic` would reach now (by name or pattern).
     pub(crate) fn subscriber_count(&self, topic: TopicKey<'_>) -> usize {
         let snapshot = self.snapshot();
         match snapshot.subscribers(topic) {

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
 use super::command::{Command, Op};
-use super::writer::MAX_BATCH;
+use super::writer::MAX_COMMANDS_PER_BATCH;
 use super::Change;
 use super::{Engine, EngineConfig};
 use crate::sink::{CallbackSink, Sink, SinkState, Status};
@@ -78,14 +78,14 @@ fn a_caller_that_finds_the_role_taken_is_served_after_release() {
     assert_eq!(engine.subscriber_count(topic("t").key()), 1);
 }
 
-/// Fairness: one batch applies at most `MAX_BATCH` queued commands, so a combiner's own
+/// Fairness: one batch applies at most `MAX_COMMANDS_PER_BATCH` queued commands, so a combiner's own
 /// call is bounded however many others queue behind it.
 #[test]
 fn a_batch_applies_at_most_max_batch_commands() {
-    let engine = engine(4 * MAX_BATCH);
+    let engine = engine(4 * MAX_COMMANDS_PER_BATCH);
     let shared = engine.shared();
     let mut writer = lock(&shared.writer);
-    let queued = 3 * MAX_BATCH;
+    let queued = 3 * MAX_COMMANDS_PER_BATCH;
     for _ in 0..queued {
         let command = Command {
             op: Op::Prune {
@@ -97,10 +97,10 @@ fn a_batch_applies_at_most_max_batch_commands() {
         assert!(shared.inbox_sender.try_send(command).is_ok());
     }
     let batch = writer.run_batch(shared, None, &shared.inbox);
-    assert_eq!(shared.inbox.len(), queued - MAX_BATCH);
+    assert_eq!(shared.inbox.len(), queued - MAX_COMMANDS_PER_BATCH);
     // The caller's own op counts towards the bound too.
     let batch_with_own = writer.run_batch(shared, Some(Op::Many(Vec::new())), &shared.inbox);
-    assert_eq!(shared.inbox.len(), queued - 2 * MAX_BATCH + 1);
+    assert_eq!(shared.inbox.len(), queued - 2 * MAX_COMMANDS_PER_BATCH + 1);
     drop(writer);
     batch.aftermath.finish();
     batch_with_own.aftermath.finish();

@@ -43,7 +43,7 @@ impl<E> Builder<E> {
     }
 
     /// Name of the engine's background thread, which removes dead sinks and serves
-    /// changes a combiner left behind (default `fanout-writer`).
+    /// changes a combiner left behind (default `fanout-janitor`).
     pub fn thread_name(mut self, name: impl Into<String>) -> Self {
         self.config.thread_name = name.into();
         self

@@ -1,9 +1,9 @@
 //! Presence: who is in a topic, with their metadata, and join/leave events — the minimal
 //! Phoenix.Presence.
 //!
-//! [`PubSub::track`] puts a registered client in a topic's member list with metadata
-//! (a display name, a device, a status: any bytes); [`PubSub::list`] returns the members;
-//! [`PubSub::untrack`] takes one out. Every change goes to the topic's subscribers as a
+//! [`PubSub::track`](crate::PubSub::track) puts a registered client in a topic's member list with metadata
+//! (a display name, a device, a status: any bytes); [`PubSub::list`](crate::PubSub::list) returns the members;
+//! [`PubSub::untrack`](crate::PubSub::untrack) takes one out. Every change goes to the topic's subscribers as a
 //! [Presence frame](crate::transport::presence) — kind 2, beside the Push frames of
 //! broadcasts — so a client keeps its own member list from the events.
 //!

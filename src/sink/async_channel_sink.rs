@@ -6,9 +6,10 @@
 //! Everything a publisher does to the queue — the push, every overflow policy, the
 //! counters, closing the sink when its consumer is gone — is the channel flavour's own
 //! code, called unchanged, so the two flavours cannot drift apart. What this flavour
-//! adds is one step after every push that queued an item: [`WakerSlot::notify`], which
-//! wakes the consumer if it is parked in `recv().await` (see
-//! [`waker_slot`](crate::sync::waker_slot) for the protocol). Publishers never await: under
+//! adds comes once per broadcast, not per push: a broadcast that reaches any async sink
+//! ends with one `SeqCst` fence and then a look at each async sink's waker slot
+//! ([`WakerSlot::wake_if_waiting`]), which wakes the consumer if it is parked in
+//! `recv().await` (see [`waker_slot`](crate::sync::waker_slot) for the protocol). Publishers never await: under
 //! [`OverflowPolicy::Block`](crate::OverflowPolicy::Block) they block their own thread,
 //! exactly as for a crossbeam channel.
 //!

@@ -4,7 +4,7 @@
 //! the one shared frame), a bounded channel (the frame is cloned into the queue — one
 //! atomic increment for `Bytes`) or a conflating channel (at most one pending frame per
 //! key, see [`conflating_sink`]) or, with the `async` feature, a bounded channel whose
-//! consumer can be awaited (see [`async_channel_sink`]). Like crossbeam's flavours, [`Sink`] holds a
+//! consumer can be awaited (see `sink/async_channel_sink.rs`). Like crossbeam's flavours, [`Sink`] holds a
 //! private enum and matches on it; each flavour lives in its own file.
 //!
 //! Every sink shares a [`SinkState`] with whoever else needs to observe it: the

@@ -30,24 +30,21 @@
 //!   `OverflowPolicy::Block(Duration::ZERO)` drops the frame on a full queue.
 //! - **Any non-zero duration never elapses:** the call blocks like `send` / `recv` until
 //!   there is room / an item, or a disconnect. This models the other side acting within
-//!   the bound. The engine's writer (`recv_timeout(SWEEP_INTERVAL)`) therefore sleeps
-//!   until a command arrives rather than waking every 20 ms to look for sweep requests,
-//!   and `EngineLink::send_and_wait`'s `send_timeout(LIVENESS_CHECK)` waits for room.
+//!   the bound. A caller posting to the full command queue
+//!   ([`Shared::post`](crate::engine::Shared), `send_timeout(LIVENESS_CHECK)` in
+//!   `engine/combiner.rs`) therefore waits for room rather than looking again for the
+//!   writer role every [`LIVENESS_CHECK`](crate::engine::command::LIVENESS_CHECK).
 //!   A model in which the awaited event never comes is reported by loom as a deadlock,
-//!   where the real code would time out.
+//!   where the real code would time out and look again.
 //!
 //! # Known difference: dropping the last receiver drops the queued items
 //!
 //! Crossbeam keeps queued items until the whole channel is freed (every sender and
 //! receiver dropped). This stand-in drops them as soon as the last [`Receiver`] goes
-//! (outside its lock). It matters for the command queue: a command queued just before
-//! the writer stopped carries a `Reply` whose drop answers `Closed`. With crossbeam that
-//! drop may never come while some `Sender` lives, and the real engine copes by polling
-//! `writer_exited` every `LIVENESS_CHECK` in `ReplyWaiter::wait` and
-//! `EngineLink::send_and_wait`; loom cannot time out of those waits (see above), so
-//! without this difference such a caller would be reported as deadlocked. For channel
-//! sinks the difference is invisible: once the consumer's last receiver is gone, nothing
-//! can observe the queued frames except their drop (which loom's leak check sees).
+//! (outside its lock). For channel sinks the difference is invisible: once the
+//! consumer's last receiver is gone, nothing can observe the queued frames except their
+//! drop (which loom's leak check sees). The command queue's receiver lives as long as
+//! the engine's shared state, so it is never the last to go while a caller waits.
 //!
 //! A capacity of zero (crossbeam's rendezvous channel) is not modelled; the engine never
 //! asks for one.

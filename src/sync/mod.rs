@@ -3,7 +3,7 @@
 //! Normally these are `std`, `arc-swap` and `crossbeam-channel`. Under `--cfg loom` they
 //! are loom's modelled types, and the two pieces loom cannot see inside — `ArcSwap` and
 //! crossbeam's bounded queue — are replaced by small stand-ins built from loom's own
-//! `Mutex` and `Condvar` with the same observable semantics (see [`loom_queue`]). The
+//! `Mutex` and `Condvar` with the same observable semantics (see `sync/loom_queue.rs`, built only under `--cfg loom`). The
 //! engine code calls the same names either way, so the loom models in `loom-tests/`
 //! check the engine's real code paths, not a copy.
 

@@ -50,8 +50,11 @@
 //!
 //! # Cost
 //!
-//! A publisher pays one `SeqCst` fence and one relaxed load per successful push when
-//! nobody is parked; the lock and the wake only when somebody is. A consumer that keeps
+//! A broadcast pays one `SeqCst` fence in all, after its last push (the engine shares
+//! step b among every async sink of the broadcast), and one relaxed load per async sink
+//! it pushed to when nobody is parked; the lock and the wake only when somebody is.
+//! `WakerSlot::notify` — steps b–d for a single push — exists for the tests and
+//! models that drive one slot. A consumer that keeps
 //! up never registers a waker at all (step 1 succeeds).
 
 use std::task::Waker;

@@ -17,7 +17,7 @@
 //! (`foo..*`) or a `>` before its last token (`foo.>.bar`): those are
 //! [`PatternError`]s.
 //!
-//! How patterns reach broadcasts is in [`pattern_index`](super::pattern_index) (topics
+//! How patterns reach broadcasts is in [`pattern_index`](crate::engine::pattern_index) (topics
 //! nobody subscribed to by name) and in the writer (topics that exist get their pattern
 //! subscribers in their own subscriber lists, so broadcasting to them never matches).
 

@@ -3,7 +3,7 @@
 //!
 //! It owns the mutable side — the client registry and a working copy of the snapshot —
 //! and applies one batch at a time: the op of the caller that holds the role (if any),
-//! then up to [`MAX_BATCH`] queued commands, all to the working copy; then it publishes
+//! then up to [`MAX_COMMANDS_PER_BATCH`] queued commands, all to the working copy; then it publishes
 //! the working copy as one new snapshot. Answers are sent only after that publication,
 //! so a mutation returns only once every broadcast that starts afterwards sees it (the
 //! visibility guarantee), and a burst of mutations costs one publication, not one each.
@@ -35,8 +35,8 @@
 mod aftermath;
 mod exact;
 mod patterns;
+mod presence_changes;
 mod topic_watch;
-mod tracking;
 
 pub(crate) use aftermath::{Aftermath, Batch};
 use std::collections::HashMap;
@@ -61,7 +61,7 @@ use crate::vocab::topic::Topic;
 
 /// Most commands applied before one publication. Bounds how long one combiner holds the
 /// role, and so how long its own call and everyone queued behind it wait.
-pub(crate) const MAX_BATCH: usize = 1024;
+pub(crate) const MAX_COMMANDS_PER_BATCH: usize = 1024;
 
 /// What the writer keeps per client.
 struct ClientRecord<T> {
@@ -123,7 +123,7 @@ impl<T> Writer<T> {
         }
     }
 
-    /// Applies `own` (the role holder's op, not queued) and then up to [`MAX_BATCH`] queued
+    /// Applies `own` (the role holder's op, not queued) and then up to [`MAX_COMMANDS_PER_BATCH`] queued
     /// commands, and publishes one snapshot if anything changed.
     pub(crate) fn run_batch(
         &mut self,
@@ -159,7 +159,7 @@ impl<T> Writer<T> {
                 own_result = Some(outcome);
                 count += 1;
             }
-            while count < MAX_BATCH {
+            while count < MAX_COMMANDS_PER_BATCH {
                 let Ok(command) = queue.try_recv() else { break };
                 let (this_changed, outcome) = self.apply(command.op, &mut aftermath);
                 changed |= this_changed;
@@ -168,7 +168,7 @@ impl<T> Writer<T> {
                 }
                 count += 1;
             }
-            // AcqRel: pairs with the Release in `EngineLink::request_prune`; the sink's
+            // AcqRel: pairs with the Release in `Shared::request_prune`; the sink's
             // closed status, written before the flag, is then visible to the sweep. A
             // compare-exchange rather than `swap`: the same effect on a bool, and one
             // loom models exactly (loom 0.7 can lose a store racing a `swap`, loom#254).

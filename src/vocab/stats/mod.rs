@@ -55,7 +55,7 @@ pub(crate) struct Tally {
 
 /// The running totals behind [`Stats`].
 #[derive(Default)]
-pub(crate) struct Counters {
+pub(crate) struct EngineCounters {
     /// `broadcasts` and `deliveries`, added to by every broadcast: per thread, so that
     /// adding takes no atomic read-modify-write (see [`per_thread`]).
     every_broadcast: PerThread,
@@ -65,7 +65,7 @@ pub(crate) struct Counters {
     denied: AtomicU64,
 }
 
-impl Counters {
+impl EngineCounters {
     /// Adds one broadcast's tally. Relaxed throughout: these are statistics and order
     /// nothing. The rare counters are only touched when non-zero.
     #[inline]
