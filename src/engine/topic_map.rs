@@ -121,6 +121,14 @@ fn same_name(a: &str, b: &str) -> bool {
     a == b
 }
 
+/// Whether a stored entry's name `stored` is `key`: the same allocation (a `Topic`
+/// handle sharing the stored name, as the writer's own records do) without reading the
+/// bytes, else [`same_name`]. The writer's path (lookups check the hash first).
+#[inline(always)]
+fn is_named(stored: &str, key: &str) -> bool {
+    std::ptr::eq(stored, key) || same_name(stored, key)
+}
+
 /// The child slot `hash` selects at the level that starts at bit `shift`.
 #[inline]
 fn fragment(hash: u64, shift: u32) -> u32 {
@@ -282,12 +290,9 @@ fn get_mut_in<'a, V: Keyed>(
     hash: u64,
 ) -> Option<&'a mut V> {
     let node = Arc::make_mut(node);
-    let (position, occupied) = node.position(fragment(hash, shift));
-    if !occupied {
-        return None;
-    }
+    let position = node.find(fragment(hash, shift))?;
     match &mut node.children[position] {
-        Child::Leaf(entry) => (entry.key() == key).then(|| Arc::make_mut(entry)),
+        Child::Leaf(entry) => is_named(entry.key(), key).then(|| Arc::make_mut(entry)),
         Child::Node(next) => get_mut_in(next, shift + BITS, key, hash),
         Child::Collision(entries) => Arc::make_mut(entries)
             .iter_mut()
@@ -378,12 +383,9 @@ fn remove_in<V: Keyed>(
 ) -> Option<Arc<V>> {
     let node = Arc::make_mut(node);
     let frag = fragment(hash, shift);
-    let (position, occupied) = node.position(frag);
-    if !occupied {
-        return None;
-    }
+    let position = node.find(frag)?;
     let removed = match &mut node.children[position] {
-        Child::Leaf(entry) if entry.key() == key => {
+        Child::Leaf(entry) if is_named(entry.key(), key) => {
             let removed = Arc::clone(entry);
             node.remove_child(frag, position);
             return Some(removed);
