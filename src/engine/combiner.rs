@@ -184,6 +184,9 @@ impl<T> Shared<T> {
             self.deliver_presence();
         }
         batch.aftermath.finish();
+        if batch.retired_pending {
+            self.wake_janitor_to_settle();
+        }
         (batch.own, more)
     }
 

@@ -35,6 +35,7 @@ pub(crate) mod topic_events;
 mod topic_index;
 pub(crate) mod topic_map;
 mod writer;
+mod writer_rc;
 
 pub(crate) use command::Change;
 use command::{Command, Op};

@@ -2,10 +2,7 @@
 //! values to drop — and what a batch returns to the caller that ran it. See the module
 //! docs of [`writer`](super) on why nothing is dropped under the role.
 
-use smallvec::SmallVec;
-
 use crate::engine::command::{Command, Outcome, Reply};
-use crate::engine::snapshot::Snapshot;
 use crate::sink::Sink;
 use crate::sync::Arc;
 use crate::vocab::error::Error;
@@ -17,10 +14,6 @@ pub(crate) struct Aftermath<T> {
     /// Commands never applied (the engine closed): dropping them answers `Closed`.
     pub(super) unapplied: Vec<Command<T>>,
     pub(super) retired_sinks: Vec<Arc<Sink<T>>>,
-    /// Inline: a batch retires one snapshot (two when it closes the registry), and a
-    /// `Vec` here cost every per-call mutation an allocation and a free (about 150
-    /// instructions of the ~5,400 one took at 1,000 topics, callgrind).
-    pub(super) retired_snapshots: SmallVec<[Arc<Snapshot<T>>; 2]>,
 }
 
 impl<T> Default for Aftermath<T> {
@@ -29,7 +22,6 @@ impl<T> Default for Aftermath<T> {
             answers: Vec::new(),
             unapplied: Vec::new(),
             retired_sinks: Vec::new(),
-            retired_snapshots: SmallVec::new(),
         }
     }
 }
@@ -42,13 +34,11 @@ impl<T> Aftermath<T> {
             answers,
             unapplied,
             retired_sinks,
-            retired_snapshots,
         } = self;
         for (reply, result) in answers {
             reply.send(result);
         }
         drop(unapplied);
-        drop(retired_snapshots);
         drop(retired_sinks);
     }
 }
@@ -59,6 +49,8 @@ pub(crate) struct Batch<T> {
     pub(crate) own: Option<Result<Outcome, Error>>,
     /// Whether the batch queued presence changes to broadcast.
     pub(crate) presence_changed: bool,
+    /// Whether replaced snapshots are still held by broadcasts (to settle again later).
+    pub(crate) retired_pending: bool,
     /// To finish once the role is released.
     pub(crate) aftermath: Aftermath<T>,
 }

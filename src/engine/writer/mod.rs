@@ -36,9 +36,11 @@ mod aftermath;
 mod exact;
 mod patterns;
 mod presence_changes;
+mod retired;
 mod topic_watch;
 
 pub(crate) use aftermath::{Aftermath, Batch};
+use retired::Retired;
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -79,6 +81,8 @@ pub(crate) struct Writer<T> {
     /// The next snapshot, built in place. After a publication it shares every node with
     /// the published snapshot until changed again.
     working: Snapshot<T>,
+    /// The snapshots it replaced, until no broadcast holds them (see [`retired`]).
+    retired: Retired<T>,
     /// Every registered client.
     clients: HashMap<ClientId, ClientRecord<T>, ahash::RandomState>,
     /// Set once the registry is closed (shutdown, or a panic in a batch): every op is
@@ -108,6 +112,7 @@ impl<T> Writer<T> {
     pub(crate) fn new(separator: char, presence: Arc<Mutex<PresenceTable>>) -> Self {
         Self {
             working: Snapshot::default(),
+            retired: Retired::default(),
             clients: HashMap::with_hasher(client_map_hasher()),
             closed: false,
             topic_watcher: None,
@@ -137,6 +142,7 @@ impl<T> Writer<T> {
             return Batch {
                 own: own.map(|_| Err(Error::Closed)),
                 presence_changed: false,
+                retired_pending: false,
                 aftermath,
             };
         }
@@ -183,11 +189,13 @@ impl<T> Writer<T> {
         match applied {
             Ok(()) => {
                 if changed {
-                    self.publish(shared, &mut aftermath);
+                    self.publish(shared);
                 }
+                let retired_pending = self.retired.settle(&mut aftermath.retired_sinks);
                 Batch {
                     own: own_result,
                     presence_changed: std::mem::take(&mut self.presence_changed),
+                    retired_pending,
                     aftermath,
                 }
             }
@@ -202,6 +210,7 @@ impl<T> Writer<T> {
                 Batch {
                     own: brought_own.then_some(Err(Error::Closed)),
                     presence_changed: false,
+                    retired_pending: false,
                     aftermath,
                 }
             }
@@ -225,12 +234,14 @@ impl<T> Writer<T> {
                 aftermath.retired_sinks.push(record.sink);
             }
             let working = std::mem::take(&mut self.working);
-            aftermath.retired_snapshots.push(Arc::new(working));
+            self.retired.retire(Arc::new(working));
             self.client_patterns.clear();
             self.topic_index = None;
             lock(&self.presence).clear();
-            self.publish(shared, aftermath);
+            self.publish(shared);
         }
+        // Held ones wait for the engine's teardown (a closed writer runs no more batches).
+        let _ = self.retired.settle(&mut aftermath.retired_sinks);
         aftermath.unapplied.extend(queue.try_iter());
     }
 
@@ -339,10 +350,11 @@ impl<T> Writer<T> {
         }
     }
 
-    /// Publishes the working copy; the snapshot it replaces is retired, not dropped.
-    fn publish(&mut self, shared: &Shared<T>, aftermath: &mut Aftermath<T>) {
+    /// Publishes the working copy; the snapshot it replaces is retired (freed by
+    /// [`Retired::settle`] once no broadcast holds it).
+    fn publish(&mut self, shared: &Shared<T>) {
         let previous = shared.snapshot.swap(Arc::new(self.working.clone()));
-        aftermath.retired_snapshots.push(previous);
+        self.retired.retire(previous);
     }
 }
 
