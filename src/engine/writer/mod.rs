@@ -12,9 +12,13 @@
 //!
 //! Dropping a sink can run user code: a callback's captured state, which may hold the
 //! last handle to this very engine (whose `Drop` then shuts it down) or call into it.
-//! So nothing a batch removes is dropped while the role is held: removed sinks, refused
-//! registrations and the replaced snapshot go into the batch's [`Aftermath`], which the
-//! combiner disposes of after releasing the role.
+//! So nothing a batch removes is dropped while the role is held: removed sinks and
+//! refused registrations go into the batch's [`Aftermath`], which the combiner disposes
+//! of after releasing the role. The replaced snapshot is the exception: it is freed
+//! under the role (its trie's counts are the writer's, see
+//! [`writer_rc`](super::writer_rc)), once no broadcast holds it, and the removed sinks it
+//! may list wait for that (see [`retired`]), so freeing it never drops a sink's last
+//! reference.
 //!
 //! # A panic in a batch
 //!
