@@ -27,7 +27,7 @@
 //! every queue, on the publisher's thread (tokio's receivers and bus's readers
 //! `try_recv` too). No flow control is needed and nothing waits, so this isolates what
 //! a delivery costs the two ends from the wake-ups of the end-to-end group; per-delivery
-//! ratios against `crossbeam_raw` are in PERFORMANCE.md (workload 2).
+//! ratios against `crossbeam_raw` are in benches/NOTES-2026-12.md (workload 2).
 //!
 //! Group `conflation/<scenario>/<policy>/<n>`: the publish cost of a conflating channel
 //! against `DropOldest`, on one thread, for `Broadcaster<(u32, u64)>::publish` to `n`
@@ -181,7 +181,8 @@ fn channel_fanout(c: &mut Criterion) {
                             // A new frame per publish, like the peers: clones of one
                             // prebuilt frame put the publisher's increments and the
                             // consumer's decrements of its reference count on one cache
-                            // line, which cost 2–4× (PERFORMANCE.md, workload 2).
+                            // line, which cost 2–4× (benches/NOTES-2026-12.md,
+                            // workload 2).
                             let frame = encode_push(TOPIC, black_box(&payload)).unwrap();
                             broadcaster.publish(frame).unwrap();
                         },

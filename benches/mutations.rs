@@ -10,7 +10,7 @@
 //!
 //! The peers only keep ids (no sinks, no snapshot, no reverse index per client), so they
 //! are a floor for the bookkeeping, not an equivalent engine: a broadcast through them
-//! holds a read lock while it delivers (see workload 4).
+//! holds a read lock while it delivers (see `latency_churn`).
 //!
 //! Preloading: `topics / 100` filler clients, each subscribed to 100 distinct topics, from
 //! 16 threads (the same ids and names in every implementation). Then:
@@ -21,7 +21,7 @@
 //!   unsubscribing from existing topics for `RUN_TIME` (best of two runs); one call per
 //!   mutation, and batched (`PubSub::apply`, `BATCH` mutations per call).
 //!
-//! Since the combining writer (issue 9) a mutation is applied by its own caller when no
+//! With the combining writer a mutation is applied by its own caller when no
 //! other caller holds the writer role: no thread hop, one snapshot publication per call
 //! (or per batch of everyone's queued commands when callers contend). Callers that find the
 //! role taken post to the bounded queue and wait for the holder's answer, so contended

@@ -1,6 +1,6 @@
-//! Broadcasts to a topic with one subscriber, among 100,000 topics (issue 14, the
-//! narrow end): per-user topics — direct messages, one player's private state, one
-//! session's order updates — are one subscriber each, and most of a server's topics.
+//! Broadcasts to a topic with one subscriber, among 100,000 topics: per-user topics —
+//! direct messages, one player's private state, one session's order updates — are one
+//! subscriber each, and most of a server's topics.
 //!
 //! Every row does the same work per broadcast: find topic `user.<k>`'s subscribers among
 //! 100,000 per-user topics, build one 64 B-payload Push frame (the wire format of

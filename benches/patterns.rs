@@ -1,4 +1,4 @@
-//! Wildcard subscriptions (issue 11): what a broadcast costs with 1 to 100k patterns in
+//! Wildcard subscriptions: what a broadcast costs with 1 to 100k patterns in
 //! the engine, beside a linear scan of every pattern per publish (what Redis PSUBSCRIBE
 //! does, measured in the same run), and what a broadcast costs when nobody uses patterns.
 //!

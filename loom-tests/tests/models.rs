@@ -682,7 +682,7 @@ fn silence_deliberate_panics() {
     });
 }
 
-// ===== The combining writer (issue 9) ==================================================
+// ===== The combining writer =============================================================
 //
 // Models of the protocol in `src/engine/combiner.rs`: there is no writer thread any more;
 // a caller applies its own mutation when the writer role is free, and otherwise posts it
