@@ -11,7 +11,7 @@
 use super::Shared;
 use std::time::Duration;
 
-use crate::sync::{lock, Arc};
+use crate::sync::{lock, Arc, MutexGuard};
 
 /// What the janitor's wake-up lock guards.
 #[derive(Default)]
@@ -52,12 +52,9 @@ impl<T> Shared<T> {
 }
 
 /// How long the janitor lets broadcasts finish before it settles replaced snapshots
-/// again (they hold one for the few microseconds of a delivery). Under loom, no time: a
-/// zero timeout elapses at once, any other never does.
-#[cfg(not(loom))]
+/// again (they hold one for the few microseconds of a delivery). Unused under loom.
+#[cfg_attr(loom, allow(dead_code))]
 const SETTLE_DELAY: Duration = Duration::from_micros(200);
-#[cfg(loom)]
-const SETTLE_DELAY: Duration = Duration::ZERO;
 
 /// The janitor thread's body.
 pub(crate) fn run<T>(shared: Arc<Shared<T>>) {
@@ -73,10 +70,7 @@ pub(crate) fn run<T>(shared: Arc<Shared<T>>) {
             if !state.requested && !state.stop {
                 // Only a settle: give the broadcasts holding old snapshots time to end
                 // (woken early by a stop or by work).
-                state = match shared.janitor_signal.wait_timeout(state, SETTLE_DELAY) {
-                    Ok((guard, _)) => guard,
-                    Err(poisoned) => poisoned.into_inner().0,
-                };
+                state = settle_delay(&shared, state);
             }
             if state.stop {
                 return;
@@ -88,5 +82,24 @@ pub(crate) fn run<T>(shared: Arc<Shared<T>>) {
         // shutdown then runs here and asks us to stop: the loop above sees it. A batch
         // settles the replaced snapshots; one that still leaves some held asks again.
         shared.serve_until_empty();
+    }
+}
+
+/// Waits [`SETTLE_DELAY`] (or until woken). Under loom, which has no time (a timed wait
+/// never elapses), it lets the other threads run instead.
+fn settle_delay<'a, T>(
+    shared: &'a Shared<T>,
+    state: MutexGuard<'a, JanitorState>,
+) -> MutexGuard<'a, JanitorState> {
+    #[cfg(not(loom))]
+    return match shared.janitor_signal.wait_timeout(state, SETTLE_DELAY) {
+        Ok((guard, _)) => guard,
+        Err(poisoned) => poisoned.into_inner().0,
+    };
+    #[cfg(loom)]
+    {
+        drop(state);
+        crate::sync::thread::yield_now();
+        lock(&shared.janitor_state)
     }
 }

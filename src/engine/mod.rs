@@ -457,6 +457,7 @@ impl<T> Engine<T> {
         shared.stop_janitor();
         let _ = handle.join();
         drop(janitor);
+        shared.settle_after_close();
     }
 }
 

@@ -143,10 +143,12 @@ impl<T> Writer<T> {
         let mut aftermath = Aftermath::default();
         if self.closed {
             aftermath.unapplied.extend(queue.try_iter());
+            // Snapshots replaced before the close may still wait for broadcasts.
+            let retired_pending = self.retired.settle(&mut aftermath.retired_sinks);
             return Batch {
                 own: own.map(|_| Err(Error::Closed)),
                 presence_changed: false,
-                retired_pending: false,
+                retired_pending,
                 aftermath,
             };
         }
@@ -209,12 +211,12 @@ impl<T> Writer<T> {
                 // Nothing of this batch was published: unanswered, every caller in it
                 // reads `Closed` (dropping a `Reply` answers so).
                 aftermath.answers.clear();
-                self.close(shared, queue, Status::Shutdown, &mut aftermath);
+                let retired_pending = self.close(shared, queue, Status::Shutdown, &mut aftermath);
                 self.presence_changed = false;
                 Batch {
                     own: brought_own.then_some(Err(Error::Closed)),
                     presence_changed: false,
-                    retired_pending: false,
+                    retired_pending,
                     aftermath,
                 }
             }
@@ -222,14 +224,15 @@ impl<T> Writer<T> {
     }
 
     /// Closes the registry for good: every sink closed with `reason`, an empty snapshot
-    /// published, every queued command answered `Closed`. Idempotent.
+    /// published, every queued command answered `Closed`. Idempotent. Returns whether
+    /// replaced snapshots still wait for broadcasts (to settle again later).
     pub(crate) fn close(
         &mut self,
         shared: &Shared<T>,
         queue: &Receiver<Command<T>>,
         reason: Status,
         aftermath: &mut Aftermath<T>,
-    ) {
+    ) -> bool {
         shared.closed.store(true, Ordering::Release);
         if !self.closed {
             self.closed = true;
@@ -244,9 +247,9 @@ impl<T> Writer<T> {
             lock(&self.presence).clear();
             self.publish(shared);
         }
-        // Held ones wait for the engine's teardown (a closed writer runs no more batches).
-        let _ = self.retired.settle(&mut aftermath.retired_sinks);
+        let pending = self.retired.settle(&mut aftermath.retired_sinks);
         aftermath.unapplied.extend(queue.try_iter());
+        pending
     }
 
     /// Applies one op. Returns whether the registry changed, and the outcome.
