@@ -9,15 +9,21 @@
 # `-- --nocapture` to see how many interleavings each model explored).
 #
 # Environment: LOOM_MAX_PREEMPTIONS (default 2), LOOM_RUN_TIMEOUT in seconds (default
-# 900: the whole suite takes well under a minute on 2 cores once built).
+# 900: the whole suite takes well under a minute on 2 cores once built), FEATURES: more
+# of fanout's features to build the models with, comma-separated (e.g.
+# `FEATURES=metrics,tracing loom-tests/run.sh`: the operating features compiled in).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export RUSTFLAGS="--cfg loom${RUSTFLAGS:+ $RUSTFLAGS}"
 export LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-2}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target/loom}"
+features=${FEATURES:-}
+# The loom-tests crate names them through its dependency: fanout/metrics,fanout/tracing.
+dependency_features=$(printf '%s' "$features" | sed -E 's/([^,]+)/fanout\/\1/g')
 # First the models that live inside the crate, of internals the public API cannot reach
 # (the async waker slot against a queue weaker than the stand-in's mutex).
 timeout "${LOOM_RUN_TIMEOUT:-900}" \
-    cargo test --release -p fanout --features async --lib waker_slot
+    cargo test --release -p fanout --features "async${features:+,$features}" --lib waker_slot
 exec timeout "${LOOM_RUN_TIMEOUT:-900}" \
-    cargo test --release --manifest-path loom-tests/Cargo.toml --test models --test conflation --test async_wake "$@"
+    cargo test --release --manifest-path loom-tests/Cargo.toml ${dependency_features:+--features "$dependency_features"} \
+    --test models --test conflation --test async_wake "$@"

@@ -8,6 +8,8 @@
 # noisy machine where wall-clock numbers are not.
 #
 # Usage: [FEATURES=async] scripts/callgrind_floor.sh [out_dir]   (about 2 minutes)
+#        FEATURES=metrics,tracing MODES=cb_fanout scripts/callgrind_floor.sh: the
+#        operating features compiled in (no recorder, no subscriber installed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-target/callgrind}
@@ -18,7 +20,10 @@ features=${FEATURES:-}
 modes="cb_fanout cb_floor cb_fanout_str cb_fanout_from cb_tokio cb_bus ch_fanout ch_crossbeam"
 case $features in *async*) modes="$modes as_fanout" ;; esac
 modes=${MODES:-$modes} # e.g. MODES="cb_fanout ch_fanout" for a quicker look
-bin=$(cargo bench --bench floor_callgrind ${features:+--features "fanout-benches/$features"} --no-run --message-format=json 2>/dev/null |
+# `-p fanout-benches`: without it cargo builds every default workspace member and unifies
+# their features, so the chat server's (`async`, `metrics`, `tracing`) would be compiled
+# into the engine whatever FEATURES says.
+bin=$(cargo bench -p fanout-benches --bench floor_callgrind ${features:+--features "fanout-benches/$features"} --no-run --message-format=json 2>/dev/null |
     python3 -c 'import json,sys
 for l in sys.stdin:
     m = json.loads(l)

@@ -26,7 +26,7 @@
 //! | 5 | engine | `engine` | the snapshot, the combining writer, commands, delivery, the janitor |
 //! | 6 | consumer ends | `consumer` | what a user holds: [`Channel`], [`ConflatingChannel`], `AsyncChannel`, their membership |
 //! | 7 | faces | `face` | [`PubSub`], [`Broadcaster`], their [`Builder`], the broadcast tap |
-//! | 8 | capabilities | `presence` `bridge` | presence tracking, and the bridge across hosts; they know the engine only through the faces |
+//! | 8 | capabilities | `presence` `bridge` `observe` | presence tracking, the bridge across hosts, and the statistics as metrics; they know the engine only through the faces |
 //!
 //! Inside the crate a name is imported from the module that defines it
 //! (`crate::vocab::client::ClientId`), never through the re-exports below, so an arrow
@@ -57,6 +57,12 @@
 //! `recv()` can be awaited and which is a `futures_core::Stream`, on any executor, with
 //! the same policies, counters and lifecycle as a [`Channel`]. Publishers stay
 //! synchronous. The feature adds only `futures-core`; the engine never needs a runtime.
+//!
+//! With the cargo features `metrics` and `tracing` (off by default; each adds only its
+//! facade crate), [`observe`] records an engine's and a bridge's statistics as
+//! Prometheus-style metrics when asked, and the engine reports its state changes — a
+//! bridge connection lost or back, a subscriber cut off, shutdown — as events. Neither
+//! adds anything to the broadcast path.
 //!
 //! # Quick start
 //!
@@ -205,6 +211,7 @@ pub mod bridge;
 mod consumer;
 mod engine;
 mod face;
+pub mod observe;
 pub mod presence;
 mod sink;
 mod sync;

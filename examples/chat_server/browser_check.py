@@ -2,7 +2,8 @@
 """Checks the chat page in headless Chromium, as a person would use it. Not run in CI.
 
 Two tabs (Alice, Bob) join a room through the page's own forms; Alice's member list
-must show both names; Bob's line must reach Alice's log. Then the server is killed:
+must show both names; Bob's line must reach Alice's log; at 420 px (a phone) the log
+keeps the width and the member list goes under it. Then the server is killed:
 the page must say it is offline, disable its inputs, and not log "you: ..." for a line
 typed meanwhile. The server is started again on the same port: the page must reconnect
 by itself, set its name again, rejoin its room (both names back in the list), and chat
@@ -131,6 +132,20 @@ async def main():
         await alice.until(f"{text_of('log')}.includes('Bob joined #rust')", "Alice saw Bob join")
         print("ok: a line and a join reach the other tab")
         await alice.screenshot("/tmp/chat-page-1-online.png")
+
+        # A phone-sized screen: the log keeps the width, the member list goes under it.
+        await alice.call(
+            "Emulation.setDeviceMetricsOverride", width=420, height=900, deviceScaleFactor=1, mobile=True
+        )
+        await alice.until("window.innerWidth === 420", "the page is 420 px wide")
+        rect = "JSON.stringify(document.getElementById({}).getBoundingClientRect())"
+        log_box = json.loads(await alice.js(rect.format(json.dumps("log"))))
+        members_box = json.loads(await alice.js(rect.format(json.dumps("members"))))
+        assert log_box["width"] >= members_box["width"], (log_box, members_box)
+        assert members_box["top"] >= log_box["bottom"], (log_box, members_box)
+        print(f"ok: at 420 px the log is {log_box['width']:.0f} px wide, the member list under it")
+        await alice.screenshot("/tmp/chat-page-narrow.png")
+        await alice.call("Emulation.clearDeviceMetricsOverride")
 
         # The server goes away (a graceful stop: every page is told 1001 and why).
         server.send_signal(signal.SIGTERM)

@@ -211,7 +211,8 @@ impl Bridge {
 
     /// Counters and connection state.
     pub fn stats(&self) -> BridgeStats {
-        self.counters.view(self.tap.dropped() - self.dropped_before)
+        self.counters
+            .view(self.tap.dropped() - self.dropped_before, self.tap.queued())
     }
 
     /// Detaches from the engine and joins both threads. Broadcasts that start afterwards

@@ -26,6 +26,7 @@ use crate::face::tap::Tapped;
 use crate::transport::envelope::{Audience, EnvelopeHeader, NodeId};
 use crate::transport::frame::decode;
 use crate::vocab::topic_event::TopicEvent;
+use crate::vocab::trace;
 
 /// Most envelopes sent in one pipeline.
 pub(crate) const MAX_BATCH: usize = 256;
@@ -102,7 +103,8 @@ impl Publisher {
                 .arg(&self.settings.wake)
                 .arg(&b""[..])
                 .exec(con);
-            if wake.is_err() {
+            if let Err(e) = wake {
+                trace::bridge_lost("redis", "publisher", &e);
                 link.lost(&self.counters);
             }
         }
@@ -145,7 +147,8 @@ impl Publisher {
         };
         match pipe.exec(con) {
             Ok(()) => Counters::add(&self.counters.sent, n),
-            Err(_) => {
+            Err(e) => {
+                trace::bridge_lost("redis", "publisher", &e);
                 // Some may have reached Redis; none is retried, so none arrives twice.
                 Counters::add(&self.counters.dropped, n);
                 link.lost(&self.counters);
@@ -193,6 +196,7 @@ impl Link {
                 if self.was_up {
                     Counters::add(&counters.reconnects, 1);
                 }
+                trace::bridge_up("redis", "publisher", self.was_up);
                 self.was_up = true;
                 counters
                     .publisher_up

@@ -34,6 +34,8 @@ pub struct BridgeStats {
     pub duplicates: u64,
     /// Connections re-established after one was lost, over both connections.
     pub reconnects: u64,
+    /// Broadcast frames in the outgoing queue now, waiting for the publisher thread.
+    pub queued: usize,
 }
 
 /// The live counters, shared by the bridge's threads and its handle.
@@ -59,7 +61,7 @@ impl Counters {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    pub(crate) fn view(&self, queue_dropped: u64) -> BridgeStats {
+    pub(crate) fn view(&self, queue_dropped: u64, queued: usize) -> BridgeStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         BridgeStats {
             connected: self.publisher_up.load(Ordering::Relaxed)
@@ -72,6 +74,7 @@ impl Counters {
             bad_envelopes: get(&self.bad_envelopes),
             duplicates: get(&self.duplicates),
             reconnects: get(&self.reconnects),
+            queued,
         }
     }
 }

@@ -26,6 +26,7 @@ use crate::face::pubsub::WeakPubSub;
 use crate::transport::envelope::{decode_envelope, NodeId, ENVELOPE_HEADER_LEN};
 use crate::vocab::error::Error;
 use crate::vocab::topic_event::TopicEvent;
+use crate::vocab::trace;
 
 /// Most channels named in one SUBSCRIBE or UNSUBSCRIBE.
 const SUBSCRIBE_CHUNK: usize = 512;
@@ -47,7 +48,7 @@ enum End {
     /// Stop requested, or the engine is gone: leave the thread.
     Stop,
     /// The connection failed: reconnect.
-    Lost,
+    Lost(redis::RedisError),
 }
 
 /// The thread's state across connections.
@@ -79,6 +80,11 @@ impl<M: ?Sized> Subscriber<M> {
                 .connect_with_read_timeout(self.settings.read_timeout)
             {
                 let end = self.serve(&mut con, &mut state);
+                if let (End::Lost(e), true) =
+                    (&end, self.counters.subscriber_up.load(Ordering::Relaxed))
+                {
+                    trace::bridge_lost("redis", "subscriber", e);
+                }
                 self.counters.subscriber_up.store(false, Ordering::Relaxed);
                 self.counters.channels.store(0, Ordering::Relaxed);
                 if let End::Stop = end {
@@ -99,13 +105,14 @@ impl<M: ?Sized> Subscriber<M> {
     /// bridge stops.
     fn serve(&self, con: &mut redis::Connection, state: &mut State) -> End {
         let mut pubsub = con.as_pubsub();
-        if self.subscribe_all(&mut pubsub, state).is_err() {
-            return End::Lost;
+        if let Err(e) = self.subscribe_all(&mut pubsub, state) {
+            return End::Lost(e);
         }
         state.backoff.succeeded();
         if state.was_up {
             Counters::add(&self.counters.reconnects, 1);
         }
+        trace::bridge_up("redis", "subscriber", state.was_up);
         state.was_up = true;
         self.counters.subscriber_up.store(true, Ordering::Relaxed);
         let mut last_heard = Instant::now();
@@ -113,8 +120,10 @@ impl<M: ?Sized> Subscriber<M> {
             if self.stopping() {
                 return End::Stop;
             }
-            if self.topics.is_some() && self.follow_topics(&mut pubsub, state).is_err() {
-                return End::Lost;
+            if self.topics.is_some() {
+                if let Err(e) = self.follow_topics(&mut pubsub, state) {
+                    return End::Lost(e);
+                }
             }
             match pubsub.get_message() {
                 Ok(message) => {
@@ -125,13 +134,13 @@ impl<M: ?Sized> Subscriber<M> {
                 }
                 Err(e) if e.is_timeout() => {
                     if last_heard.elapsed() >= self.settings.ping_interval {
-                        if pubsub.ping::<redis::Value>().is_err() {
-                            return End::Lost;
+                        if let Err(e) = pubsub.ping::<redis::Value>() {
+                            return End::Lost(e);
                         }
                         last_heard = Instant::now();
                     }
                 }
-                Err(_) => return End::Lost,
+                Err(e) => return End::Lost(e),
             }
         }
     }

@@ -68,7 +68,7 @@ use crate::vocab::topic::Topic;
 /// fence in all; waking a parked consumer adds a lock and the executor's wake-up. A
 /// consumer that keeps up never parks and never locks. Measured (PERFORMANCE.md, async
 /// sinks): publish and drain 1.04 / 1.15 / 1.17× a channel sink's time at 1 / 16 / 256
-/// subscribers; the publisher's side 1.09 / 1.09 / 1.27× at 16 / 256 / 4096. In memory, an async client
+/// subscribers; the publisher's side 1.09 / 1.09 / 1.27× at 1 / 256 / 4096. In memory, an async client
 /// holds two allocations more than a channel client, 128 bytes requested: the
 /// publisher side (boxed so that other sinks stay small) and the waker slot.
 ///

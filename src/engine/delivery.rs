@@ -186,13 +186,15 @@ impl<T: Clone> Shared<T> {
         match outcome {
             Delivery::Delivered => {}
             Delivery::Dropped { frames, delivered } => {
-                tally.dropped += frames;
+                tally.drop(subscriber.sink.drop_cause(), frames);
                 tally.missed += usize::from(!delivered);
             }
             Delivery::Skipped => tally.missed += 1,
             Delivery::Closed { dropped } => {
                 tally.missed += 1;
-                tally.dropped += dropped;
+                if dropped != 0 {
+                    tally.drop(subscriber.sink.drop_cause(), dropped);
+                }
                 if subscriber.sink.state().status() == Status::Overflow {
                     tally.disconnects += 1;
                 }

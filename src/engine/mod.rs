@@ -55,6 +55,8 @@ use crate::vocab::error::StartError;
 use crate::vocab::policy::ChannelConfig;
 use crate::vocab::stats::{EngineCounters, Stats};
 use crate::vocab::topic::{Topic, TopicKey, MAX_TOPIC_LEN};
+#[cfg(feature = "tracing")]
+use crate::vocab::trace;
 
 use delivery::{PresenceBroadcast, NOBODY};
 
@@ -302,6 +304,8 @@ impl<T: Clone> Engine<T> {
             topics: snapshot.topics.len(),
             subscriptions: snapshot.subscriptions,
             patterns: snapshot.pattern_subscriptions,
+            // The presence table's own lock (never the writer role), taken only here.
+            members: lock(&self.shared().presence).members(),
             ..Stats::default()
         };
         self.shared().counters.fill(&mut stats);
@@ -458,6 +462,13 @@ impl<T> Engine<T> {
         let _ = handle.join();
         drop(janitor);
         shared.settle_after_close();
+        // Once per engine: by the call that took the janitor's handle.
+        #[cfg(feature = "tracing")]
+        {
+            let mut totals = Stats::default();
+            shared.counters.fill(&mut totals);
+            trace::engine_shut_down(totals.broadcasts, totals.deliveries, totals.dropped);
+        }
     }
 }
 

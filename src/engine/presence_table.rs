@@ -34,6 +34,9 @@ pub(crate) struct PresenceTable {
     by_client: HashMap<ClientId, SmallVec<[std::sync::Arc<str>; 1]>, ahash::RandomState>,
     /// Changes made and not yet taken for delivery, oldest first.
     outbox: VecDeque<PresenceChange>,
+    /// (client, topic) pairs tracked: what [`Stats::members`](crate::Stats::members)
+    /// reports, kept here so that reading it costs no walk.
+    members: usize,
 }
 
 impl PresenceTable {
@@ -53,11 +56,13 @@ impl PresenceTable {
         match members.insert(client, meta.clone()) {
             Some(previous) if previous == meta => return false,
             Some(_) => {}
-            None => self
-                .by_client
-                .entry(client)
-                .or_default()
-                .push(std::sync::Arc::clone(&topic)),
+            None => {
+                self.members += 1;
+                self.by_client
+                    .entry(client)
+                    .or_default()
+                    .push(std::sync::Arc::clone(&topic));
+            }
         }
         self.outbox.push_back(PresenceChange {
             topic,
@@ -103,7 +108,9 @@ impl PresenceTable {
             return;
         };
         let hash = *hash;
-        let meta = members.remove(&client).unwrap_or_default();
+        let removed = members.remove(&client);
+        self.members -= usize::from(removed.is_some());
+        let meta = removed.unwrap_or_default();
         if members.is_empty() {
             self.by_topic.remove(&name);
         }
@@ -124,6 +131,11 @@ impl PresenceTable {
                 each(*client, meta);
             }
         }
+    }
+
+    /// (client, topic) pairs tracked now.
+    pub(crate) fn members(&self) -> usize {
+        self.members
     }
 
     /// The oldest undelivered change.

@@ -97,6 +97,11 @@ impl Tap {
         self.held.store(false, Ordering::Release);
     }
 
+    /// Frames in the queue now, waiting for the forwarder.
+    pub(crate) fn queued(&self) -> usize {
+        self.queue.get().map_or(0, |queue| queue.receiver.len())
+    }
+
     /// Frames dropped on a full queue since the engine started.
     pub(crate) fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)

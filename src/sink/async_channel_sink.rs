@@ -23,6 +23,7 @@ use crate::sync::queue::Receiver;
 use crate::sync::waker_slot::WakerSlot;
 use crate::sync::Arc;
 use crate::vocab::policy::ChannelConfig;
+use crate::vocab::stats::DropCause;
 
 /// The sending half of an async channel sink.
 ///
@@ -73,6 +74,11 @@ impl<T: Clone> AsyncChannelSink<T> {
 }
 
 impl<T> AsyncChannelSink<T> {
+    /// The policy that drops this queue's frames.
+    pub(crate) fn drop_cause(&self) -> DropCause {
+        self.queue.drop_cause()
+    }
+
     /// Wakes the consumer if it is parked; after the broadcast's fence.
     #[inline]
     pub(crate) fn wake_if_parked(&self) {

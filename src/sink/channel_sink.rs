@@ -11,7 +11,7 @@
 //! overflow policy are read only when the queue refuses the item, in the cold
 //! [`ChannelSink::refused`]; the walk does not even load the state's address. At 4,096
 //! subscribers each of those reads was a cache miss per delivery (`floor_callgrind
-//! e2e_pubsub` under `callgrind --cache-sim=yes`, PERFORMANCE.md workload 2).
+//! e2e_pubsub` under `callgrind --cache-sim=yes`, benches/NOTES-2026-12.md, "Workload 2").
 
 use std::time::Duration;
 
@@ -19,6 +19,7 @@ use super::{Delivery, Sink, SinkState, Status};
 use crate::sync::queue::{self, Receiver, SendTimeoutError, Sender, TrySendError};
 use crate::sync::Arc;
 use crate::vocab::policy::{ChannelConfig, OverflowPolicy};
+use crate::vocab::stats::DropCause;
 
 /// How many times drop-oldest tries to make room before it gives up and drops the new
 /// frame instead. Each failed try means another publisher filled the slot just freed;
@@ -130,6 +131,18 @@ impl<T: Clone> ChannelSink<T> {
         }
         // Other publishers kept refilling the slot: drop the new frame too.
         dropped(state, frames + 1, false)
+    }
+}
+
+impl<T> ChannelSink<T> {
+    /// The policy that drops this queue's frames.
+    pub(crate) fn drop_cause(&self) -> DropCause {
+        match self.overflow {
+            Overflow::DropNewest => DropCause::DropNewest,
+            Overflow::DropOldest(_) => DropCause::DropOldest,
+            Overflow::Disconnect => DropCause::Disconnect,
+            Overflow::Block(_) => DropCause::Block,
+        }
     }
 }
 

@@ -26,6 +26,7 @@ pub(crate) use conflating_sink::{ConflatingSink, Pending};
 pub(crate) use state::{SinkState, Status};
 
 use crate::sync::{Arc, AtomicBool, Ordering};
+use crate::vocab::stats::DropCause;
 
 /// What one delivery attempt did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +76,7 @@ enum SinkKind<T> {
 /// line unless the allocation straddles two (a quarter of the 16-byte-aligned
 /// placements). The state, a separate allocation shared with the consumer, is read only
 /// when a queue refuses an item: checking it on every delivery was one more cache line,
-/// a miss nearly every time at 4,096 subscribers (PERFORMANCE.md, workload 2).
+/// a miss nearly every time at 4,096 subscribers (benches/NOTES-2026-12.md, "Workload 2").
 #[repr(C)]
 struct ChannelParts<T> {
     /// `false` once the sink is closed for any reason (unsubscribed, overflow, shutdown,
@@ -240,6 +241,22 @@ impl<T> Sink<T> {
         }) = &self.kind
         {
             sink.wake_if_parked();
+        }
+    }
+
+    /// Which policy drops this sink's frames, for the engine-wide counts by policy. Read
+    /// only after a drop, on the cold path.
+    #[cold]
+    pub(crate) fn drop_cause(&self) -> DropCause {
+        match &self.kind {
+            // A callback never drops; it has no queue.
+            SinkKind::Callback { .. } => DropCause::DropNewest,
+            SinkKind::Channel(parts) => match &parts.kind {
+                ChannelKind::Queue(sink) => sink.drop_cause(),
+                ChannelKind::Layered(LayeredKind::Conflating(_)) => DropCause::Conflating,
+                #[cfg(feature = "async")]
+                ChannelKind::Layered(LayeredKind::Async(sink)) => sink.drop_cause(),
+            },
         }
     }
 

@@ -228,6 +228,7 @@ pub fn encode_push(topic: &str, payload: &[u8]) -> Result<Bytes, SerialiseError>
 ///
 /// `size_hint` is the expected payload size (reserved up front; a wrong hint costs a
 /// reallocation, never correctness).
+#[inline]
 pub(crate) fn encode_with(
     topic: &str,
     size_hint: usize,

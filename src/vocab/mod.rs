@@ -19,3 +19,4 @@ pub(crate) mod stats;
 pub(crate) mod subscription;
 pub(crate) mod topic;
 pub(crate) mod topic_event;
+pub(crate) mod trace;

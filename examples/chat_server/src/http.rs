@@ -36,6 +36,8 @@ pub enum Request {
     Upgrade { key: Vec<u8>, rest: Vec<u8> },
     /// Anything else: this response, then close.
     Respond(Response),
+    /// `GET /metrics` (or `HEAD`): the Prometheus text, from `operating.rs`.
+    Metrics { head_only: bool },
 }
 
 /// A plain HTTP response.
@@ -181,6 +183,11 @@ pub fn parse(buf: &[u8]) -> Option<Request> {
     }
     let path = path.split('?').next().unwrap_or("");
     let response = match (method, path) {
+        ("GET" | "HEAD", "/metrics") => {
+            return Some(Request::Metrics {
+                head_only: method == "HEAD",
+            })
+        }
         ("GET" | "HEAD", "/" | "/index.html") => Response {
             status: "200 OK",
             content_type: "text/html; charset=utf-8",

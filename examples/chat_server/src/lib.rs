@@ -31,6 +31,10 @@
 //!   does).
 //! - **A browser page** (`GET /`) that decodes the binary Push and Presence frames per
 //!   the documented wire format, reconnects with backoff and rejoins its rooms.
+//! - **Operable**: `GET /metrics` serves the engine's (and the bridge's) numbers in the
+//!   Prometheus text format through the official exporter, read from `stats()` when
+//!   scraped; the engine's events (bridge lost and reconnected, a connection cut off)
+//!   are logged to stderr through `tracing-subscriber` (`operating.rs`).
 //! - **A server that survives its clients**: every limit a real server needs, each
 //!   with a flag and a close code (below).
 //!
@@ -42,6 +46,7 @@
 //! | `connection.rs` | one connection's task: HTTP head, upgrade, the session loop, the close |
 //! | `http.rs` | the request head read and parsed as bytes (`httparse`), the page, the upgrade answer |
 //! | `protocol.rs` | the JSON commands and [`Event`]s, input checks, bounded error previews |
+//! | `operating.rs` | `GET /metrics` (Prometheus text, the engine's and the bridge's numbers) and logging through `tracing-subscriber` |
 //! | `main.rs` | the `chat_server` command line |
 //! | `bin/chat_load.rs` | the load client: 10,000 connections, push latency, chat exactness |
 //!
@@ -59,11 +64,19 @@
 //! shared `Bytes`, not copies. `chat_load` measured 12.7 KiB per idle connection
 //! (PERFORMANCE.md, "Chat server under load").
 //!
+//! Besides `cargo test` (`tests/chat_server.rs` with real WebSocket clients,
+//! `tests/page_in_chromium.rs` with the page in headless Chromium when one is
+//! installed), two scripts drive the built server with real clients, outside CI:
+//! `browser_check.py` (two Chromium tabs through a server restart, and a 420 px
+//! screen) and `slow_reader_check.py` (Python `websockets` readers cut off for their
+//! backlog: do they still get close 1008?).
+//!
 //! # Limits, and what a client that breaks them sees
 //!
 //! | finding | limit (flag) | what happens |
 //! |---------|--------------|--------------|
-//! | a client stops reading | [`Config::write_timeout`] (`--write-timeout-ms`), [`Config::max_backlog`], [`Config::queue`] | disconnected as soon as any is passed; its rooms get `left` with `"reason":"too_slow"` at that moment; close 1008 |
+//! | a client stops reading | [`Config::write_timeout`] (`--write-timeout-ms`), [`Config::max_backlog`], [`Config::queue`] | disconnected as soon as any is passed; its rooms get `left` with `"reason":"too_slow"` at that moment; close 1008, behind what it was sent before (it has the write timeout to read through to it) |
+//! | a name or room with a bidi override, a zero-width or other format character, a control character | [`unfit_for_names`] | an `error` naming the code point; nothing changes |
 //! | a huge message | [`Config::max_message`] (`--max-message`, 64 KiB) | refused from its header, never parsed or broadcast; close 1009 |
 //! | a bad frame, bad UTF-8, a binary message | — | close 1002, 1007, 1003 with the reason |
 //! | garbage commands | — | an `error` reply quoting at most 32 characters, escaped |
@@ -75,7 +88,8 @@
 //! # Protocol
 //!
 //! Client → server, JSON text messages: `{"name":"Alice"}` (your display name, 1 to
-//! 32 printable characters; default `client N`), `{"join":"rust"}`, `{"leave":"rust"}`,
+//! 32 characters, no control or format characters: [`unfit_for_names`]; default
+//! `client N`), `{"join":"rust"}`, `{"leave":"rust"}`,
 //! `{"say":"rust","text":"hi"}`, `{"moderate":"TOKEN"}`.
 //!
 //! Server → client, binary messages, one frame each (see `fanout::transport`):
@@ -92,6 +106,7 @@
 //! | `console`   | `console`  | your console opened: every room's members then               |
 //! | `name`      | `name`     | your display name changed                                    |
 //! | `room.NAME` | `joined`   | someone (you included) joined room NAME                      |
+//! | `already_joined` | `already_joined` | you asked to join a room you are in: nothing changed, nobody else hears of it |
 //! | `room.NAME` | `left`     | someone left NAME, or their connection ended (`reason`)      |
 //! | `room.NAME` | `message`  | someone else said something in NAME (never your own)         |
 //! | `time`      | `time`     | every interval, to every connection (`sent_us`: the send time) |
@@ -112,13 +127,15 @@
 
 mod connection;
 mod http;
+mod operating;
 mod protocol;
 mod server;
 
+pub use operating::init_logging;
 pub use protocol::{
-    check_display_name, check_room_name, check_text, preview, room_topic, Command, Event, Json,
-    LeaveReason, MemberInfo, CONSOLE_PATTERN, MAX_NAME_CHARS, MAX_ROOM_LEN, PREVIEW_CHARS,
-    STAFF_ROOM,
+    check_display_name, check_room_name, check_text, is_format, preview, room_topic,
+    unfit_for_names, Command, Event, Json, LeaveReason, MemberInfo, CONSOLE_PATTERN,
+    FORMAT_CHARACTERS, MAX_NAME_CHARS, MAX_ROOM_LEN, PREVIEW_CHARS, STAFF_ROOM,
 };
 #[cfg(feature = "redis")]
 pub use server::REDIS_NAMESPACE;

@@ -13,7 +13,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use fanout_chat_server::{ChatServer, Config};
+use fanout_chat_server::{init_logging, ChatServer, Config};
 
 const USAGE: &str = "\
 usage: chat_server [--port N] [--time-interval-ms N] [--run-for-secs N]
@@ -34,7 +34,8 @@ usage: chat_server [--port N] [--time-interval-ms N] [--run-for-secs N]
   --max-message BYTES   largest message a client may send; larger: close 1009
                         (default 65536)
   --write-timeout-ms N  a client whose frames wait longer than this for its socket is
-                        disconnected as too slow (default 5000)
+                        disconnected as too slow (default 5000); it has as long again
+                        to read through to its close frame
   --ping-interval-ms N  how often every client is pinged (default 20000)
   --idle-timeout-ms N   a client heard nothing from (not even a pong) for this long is
                         closed (default 60000)
@@ -118,6 +119,7 @@ fn main() -> ExitCode {
         }
     };
 
+    init_logging(); // the engine's events, on stderr
     let server = match ChatServer::start(args.config) {
         Ok(server) => server,
         Err(e) => {

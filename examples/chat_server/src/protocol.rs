@@ -93,6 +93,9 @@ pub enum Event {
         name: String,
         members: usize,
     },
+    /// You asked to join `room` but were in it already: nothing changed, and nobody
+    /// else was told.
+    AlreadyJoined { room: String },
     /// `client` (`name`) left `room` (or its connection ended, see `reason`), which now
     /// has `members` members.
     Left {
@@ -165,31 +168,108 @@ pub fn room_topic(room: &str) -> String {
     format!("room.{room}")
 }
 
-/// 1 to [`MAX_ROOM_LEN`] bytes, none of them a topic separator, a wildcard or a
-/// control character.
+/// 1 to [`MAX_ROOM_LEN`] bytes, none of them a topic separator, a wildcard, or a
+/// character [`unfit_for_names`] (a control or format character).
 pub fn check_room_name(room: &str) -> Result<(), String> {
-    let bad = |c: char| matches!(c, '.' | '*' | '>') || c.is_control();
-    if room.is_empty() || room.len() > MAX_ROOM_LEN || room.contains(bad) {
+    if let Some(c) = room.chars().find(|&c| unfit_for_names(c)) {
+        return Err(format!("a room name may not contain {}", describe(c)));
+    }
+    if room.is_empty() || room.len() > MAX_ROOM_LEN || room.contains(['.', '*', '>']) {
         return Err(format!(
-            "a room name is 1 to {MAX_ROOM_LEN} bytes, without '.', '*', '>' or control characters"
+            "a room name is 1 to {MAX_ROOM_LEN} bytes, without '.', '*' or '>'"
         ));
     }
     Ok(())
 }
 
-/// 1 to [`MAX_NAME_CHARS`] printable characters, no leading or trailing space.
+/// 1 to [`MAX_NAME_CHARS`] characters, no leading or trailing space, none of them
+/// [`unfit_for_names`] (a control or format character).
 pub fn check_display_name(name: &str) -> Result<(), String> {
+    if let Some(c) = name.chars().find(|&c| unfit_for_names(c)) {
+        return Err(format!("a name may not contain {}", describe(c)));
+    }
     let chars = name.chars().count();
-    if chars == 0
-        || chars > MAX_NAME_CHARS
-        || name.trim() != name
-        || name.chars().any(|c| c.is_control())
-    {
+    if chars == 0 || chars > MAX_NAME_CHARS || name.trim() != name {
         return Err(format!(
-            "a name is 1 to {MAX_NAME_CHARS} printable characters, without leading or trailing spaces"
+            "a name is 1 to {MAX_NAME_CHARS} characters, without leading or trailing spaces"
         ));
     }
     Ok(())
+}
+
+/// Whether `c` is refused in display names and room names: a control character
+/// (general category Cc: C0, DEL, C1), a format character (Cf, [`FORMAT_CHARACTERS`]),
+/// or the line and paragraph separators U+2028 and U+2029 (Zl, Zp).
+///
+/// A name is shown inside other people's lines (`Alice: hi`, `Alice joined #rust`) and
+/// member lists. A format character there is invisible, and some rewrite what follows
+/// it: U+202E RIGHT-TO-LEFT OVERRIDE in a name reversed the rest of every log line that
+/// showed it, for every reader; zero-width characters make two different names look
+/// the same. Chat text may carry them (a right-to-left mark is ordinary punctuation in
+/// Arabic or Hebrew text); the page isolates names and text from each other instead
+/// (`<bdi>`).
+///
+/// The price: a name cannot use U+200C ZERO WIDTH NON-JOINER (which Persian spelling
+/// uses) or U+200D ZERO WIDTH JOINER (emoji sequences such as a family).
+pub fn unfit_for_names(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') || is_format(c)
+}
+
+/// Whether `c` is a format character (general category Cf): a binary search of
+/// [`FORMAT_CHARACTERS`].
+pub fn is_format(c: char) -> bool {
+    FORMAT_CHARACTERS
+        .binary_search_by(|&(first, last)| {
+            if last < c {
+                std::cmp::Ordering::Less
+            } else if first > c {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        })
+        .is_ok()
+}
+
+/// Every format character (general category Cf) as of Unicode 15.1, as inclusive,
+/// sorted ranges: 170 code points in 21 ranges. Written out here rather than taken from
+/// a Unicode tables crate, for one check on short strings.
+///
+/// Source: the Unicode Character Database, `DerivedGeneralCategory.txt`, lines with
+/// `; Cf`. Python's `unicodedata` (Unicode 14.0) lists the same ranges but the Egyptian
+/// hieroglyph controls U+13439..U+1343F, which Unicode 15.0 added. A new Unicode
+/// version may add more; a test checks the table is sorted and counts 170.
+pub const FORMAT_CHARACTERS: [(char, char); 21] = [
+    ('\u{00AD}', '\u{00AD}'),   // SOFT HYPHEN
+    ('\u{0600}', '\u{0605}'),   // ARABIC NUMBER SIGN..ARABIC NUMBER MARK ABOVE
+    ('\u{061C}', '\u{061C}'),   // ARABIC LETTER MARK
+    ('\u{06DD}', '\u{06DD}'),   // ARABIC END OF AYAH
+    ('\u{070F}', '\u{070F}'),   // SYRIAC ABBREVIATION MARK
+    ('\u{0890}', '\u{0891}'),   // ARABIC POUND MARK ABOVE..ARABIC PIASTRE MARK ABOVE
+    ('\u{08E2}', '\u{08E2}'),   // ARABIC DISPUTED END OF AYAH
+    ('\u{180E}', '\u{180E}'),   // MONGOLIAN VOWEL SEPARATOR
+    ('\u{200B}', '\u{200F}'),   // ZERO WIDTH SPACE..RIGHT-TO-LEFT MARK
+    ('\u{202A}', '\u{202E}'),   // LEFT-TO-RIGHT EMBEDDING..RIGHT-TO-LEFT OVERRIDE
+    ('\u{2060}', '\u{2064}'),   // WORD JOINER..INVISIBLE PLUS
+    ('\u{2066}', '\u{206F}'),   // LEFT-TO-RIGHT ISOLATE..NOMINAL DIGIT SHAPES
+    ('\u{FEFF}', '\u{FEFF}'),   // ZERO WIDTH NO-BREAK SPACE (byte order mark)
+    ('\u{FFF9}', '\u{FFFB}'),   // INTERLINEAR ANNOTATION ANCHOR..TERMINATOR
+    ('\u{110BD}', '\u{110BD}'), // KAITHI NUMBER SIGN
+    ('\u{110CD}', '\u{110CD}'), // KAITHI NUMBER SIGN ABOVE
+    ('\u{13430}', '\u{1343F}'), // EGYPTIAN HIEROGLYPH VERTICAL JOINER..END WALLED ENCLOSURE
+    ('\u{1BCA0}', '\u{1BCA3}'), // SHORTHAND FORMAT LETTER OVERLAP..UP STEP
+    ('\u{1D173}', '\u{1D17A}'), // MUSICAL SYMBOL BEGIN BEAM..END PHRASE
+    ('\u{E0001}', '\u{E0001}'), // LANGUAGE TAG
+    ('\u{E0020}', '\u{E007F}'), // TAG SPACE..CANCEL TAG
+];
+
+/// Names the refused character `c` in an error reply, and says why.
+fn describe(c: char) -> String {
+    format!(
+        "U+{:04X}: control and format characters (bidi overrides, zero-width and \
+         invisible characters, line breaks) are refused in names",
+        u32::from(c)
+    )
 }
 
 /// Chat text: no control characters but newline and tab. (Its size is bounded by the
@@ -260,5 +340,57 @@ mod tests {
         assert!(Command::parse(r#"{"dance":true}"#).is_err());
         assert!(check_text("two\nlines\tand a tab").is_ok());
         assert!(check_text("bell\u{7}").is_err());
+    }
+
+    #[test]
+    fn the_format_table_is_sorted_and_complete_for_unicode_15_1() {
+        let mut count = 0;
+        for pair in FORMAT_CHARACTERS.windows(2) {
+            assert!(pair[0].1 < pair[1].0, "{pair:?}");
+        }
+        for &(first, last) in &FORMAT_CHARACTERS {
+            assert!(first <= last);
+            count += u32::from(last) - u32::from(first) + 1;
+            for c in [first, last] {
+                assert!(is_format(c) && unfit_for_names(c), "{c:?}");
+            }
+            // Just outside a range is outside the table: the search finds edges.
+            for outside in [u32::from(first) - 1, u32::from(last) + 1] {
+                assert!(!is_format(char::from_u32(outside).unwrap()), "{outside:X}");
+            }
+        }
+        assert_eq!(count, 170, "Unicode 15.1 has 170 format characters");
+        // Letters, marks, spaces and emoji are fine; bidi, zero-width and tag
+        // characters, controls and line separators are not.
+        for fine in [
+            'a',
+            'é',
+            'ß',
+            'ش',
+            'א',
+            '\u{0301}',
+            ' ',
+            '\u{00A0}',
+            '🦀',
+            '\u{E0100}',
+        ] {
+            assert!(!unfit_for_names(fine), "{fine:?}");
+        }
+        for unfit in [
+            '\u{202E}',
+            '\u{2066}',
+            '\u{200B}',
+            '\u{200F}',
+            '\u{FEFF}',
+            '\u{E0041}',
+            '\u{0000}',
+            '\u{007F}',
+            '\u{0085}',
+            '\u{2028}',
+            '\u{2029}',
+            '\u{00AD}',
+        ] {
+            assert!(unfit_for_names(unfit), "{unfit:?}");
+        }
     }
 }

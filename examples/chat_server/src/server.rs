@@ -16,6 +16,7 @@ use tokio::time::{interval, timeout, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::connection;
+use crate::operating::Operating;
 use crate::protocol::{room_topic, Event, Json, MemberInfo, STAFF_ROOM};
 
 /// Server settings. [`Config::default`] is what `chat_server` runs with when given no
@@ -45,8 +46,10 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// How long a new connection may take to send its HTTP request head. Default 5 s.
     pub handshake_timeout: Duration,
-    /// How long a closing connection may take: sending the close frame, then waiting
-    /// for the client to close its side. Default 1 s.
+    /// How long a closing client may take to close its side once it has read its close
+    /// frame (it has [`write_timeout`](Self::write_timeout) before that to read through
+    /// to the frame, behind what it was sent before); at shutdown, the whole close.
+    /// Default 1 s.
     pub close_timeout: Duration,
     /// Frames the engine queues for one connection while its task is not running; one
     /// more and the engine disconnects it. Default 128 (5 KiB per connection: the
@@ -176,6 +179,8 @@ pub(crate) struct Shared {
     /// Every room with a member on this server, and how many: what a console lists
     /// when it opens (the engine lists a topic's members, not the topics).
     rooms: Mutex<BTreeMap<String, usize>>,
+    /// `GET /metrics` (and the Redis bridge, which it reads).
+    pub(crate) operating: Operating,
 }
 
 impl Shared {
@@ -244,9 +249,6 @@ pub struct ChatServer {
     stop: watch::Sender<bool>,
     /// The accept loop, which ends once every connection has closed.
     accept: Option<tokio::task::JoinHandle<()>>,
-    /// The Redis bridge, with `--redis`.
-    #[cfg(feature = "redis")]
-    bridge: Option<fanout::bridge::Bridge>,
 }
 
 impl ChatServer {
@@ -309,6 +311,10 @@ impl ChatServer {
             moderators,
             rooms: Mutex::default(),
             config,
+            operating: Operating::new(
+                #[cfg(feature = "redis")]
+                bridge,
+            ),
         });
         let accept = runtime.spawn(accept_loop(Arc::clone(&shared), listener));
         runtime.spawn(time_loop(Arc::clone(&shared)));
@@ -318,8 +324,6 @@ impl ChatServer {
             runtime: Some(runtime),
             stop,
             accept: Some(accept),
-            #[cfg(feature = "redis")]
-            bridge,
         })
     }
 
@@ -354,9 +358,13 @@ impl Drop for ChatServer {
         // Stop accepting (and end the requests still being read)...
         let _ = self.stop.send(true);
         #[cfg(feature = "redis")]
-        drop(self.bridge.take()); // joins the bridge's threads
-                                  // ...and disconnect every session's queue: each wakes, sees `Shutdown` and
-                                  // closes with 1001.
+        {
+            // Taken out first: a scrape must not wait on the lock while threads join.
+            let bridge = lock(&self.shared.operating.bridge).take();
+            drop(bridge); // joins the bridge's threads
+        }
+        // ...and disconnect every session's queue: each wakes, sees `Shutdown` and
+        // closes with 1001.
         self.shared.pubsub.shutdown();
         if let (Some(runtime), Some(accept)) = (self.runtime.take(), self.accept.take()) {
             let _ = runtime.block_on(accept); // waits for the sessions to close

@@ -5,7 +5,11 @@
 use crate::engine::command::{Command, Outcome, Reply};
 use crate::sink::Sink;
 use crate::sync::Arc;
+#[cfg(feature = "tracing")]
+use crate::vocab::client::ClientId;
 use crate::vocab::error::Error;
+#[cfg(feature = "tracing")]
+use crate::vocab::trace::{self, CutOff};
 
 /// What a batch leaves for after the writer role is released: answers to send and
 /// values to drop (see the module docs on why not earlier).
@@ -14,6 +18,10 @@ pub(crate) struct Aftermath<T> {
     /// Commands never applied (the engine closed): dropping them answers `Closed`.
     pub(super) unapplied: Vec<Command<T>>,
     pub(super) retired_sinks: Vec<Arc<Sink<T>>>,
+    /// Subscribers the engine removed on its own (overflow, panic), to report once the
+    /// role is released: a `tracing` subscriber is user code.
+    #[cfg(feature = "tracing")]
+    pub(super) cut_off: Vec<(ClientId, CutOff)>,
 }
 
 impl<T> Default for Aftermath<T> {
@@ -22,6 +30,8 @@ impl<T> Default for Aftermath<T> {
             answers: Vec::new(),
             unapplied: Vec::new(),
             retired_sinks: Vec::new(),
+            #[cfg(feature = "tracing")]
+            cut_off: Vec::new(),
         }
     }
 }
@@ -34,9 +44,15 @@ impl<T> Aftermath<T> {
             answers,
             unapplied,
             retired_sinks,
+            #[cfg(feature = "tracing")]
+            cut_off,
         } = self;
         for (reply, result) in answers {
             reply.send(result);
+        }
+        #[cfg(feature = "tracing")]
+        for (client, why) in cut_off {
+            trace::subscriber_cut_off(client, why);
         }
         drop(unapplied);
         drop(retired_sinks);

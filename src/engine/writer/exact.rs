@@ -22,6 +22,8 @@ use crate::vocab::client::ClientId;
 use crate::vocab::error::Error;
 use crate::vocab::topic::{hash_topic, Topic};
 use crate::vocab::topic_event::TopicEvent;
+#[cfg(feature = "tracing")]
+use crate::vocab::trace::CutOff;
 
 impl<T> Writer<T> {
     // The invariant that keeps one frame per client per broadcast: for every topic entry
@@ -137,6 +139,13 @@ impl<T> Writer<T> {
                     self.remove_subscriber(id, &name, hash);
                 }
             }
+        }
+        #[cfg(feature = "tracing")]
+        match record.sink.state().status() {
+            // Closed by the broadcast that found it full or panicking; here to be pruned.
+            Status::Overflow => aftermath.cut_off.push((id, CutOff::Overflow)),
+            Status::Panicked => aftermath.cut_off.push((id, CutOff::Panicked)),
+            _ => {}
         }
         record.sink.close(reason);
         self.working.clients -= 1;

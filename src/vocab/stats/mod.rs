@@ -28,8 +28,11 @@ pub struct Stats {
     pub broadcasts: u64,
     /// Frames handed to sinks (a callback called, or a frame queued on a channel).
     pub deliveries: u64,
-    /// Frames lost to overflow policies, over all sinks.
+    /// Frames lost to overflow policies, over all sinks (the sum of
+    /// [`dropped_by_policy`](Self::dropped_by_policy)).
     pub dropped: u64,
+    /// [`dropped`](Self::dropped), by the policy that dropped each frame.
+    pub dropped_by_policy: DroppedByPolicy,
     /// Items a [conflating channel](crate::ConflatingChannel) replaced with a newer one
     /// for the same key, over all such channels. Not part of `dropped`: for every
     /// conflating channel, received + conflated + dropped = published.
@@ -40,6 +43,52 @@ pub struct Stats {
     pub panics: u64,
     /// Subscriptions the `can_subscribe` hook refused.
     pub denied: u64,
+    /// Tracked presence members, as (client, topic) pairs, on this engine (a `Broadcaster`
+    /// has none).
+    pub members: usize,
+}
+
+/// Frames dropped, by the policy that dropped them: each is counted once, where the
+/// frame was lost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DroppedByPolicy {
+    /// [`OverflowPolicy::DropNewest`](crate::OverflowPolicy::DropNewest): the new frame.
+    pub drop_newest: u64,
+    /// [`OverflowPolicy::DropOldest`](crate::OverflowPolicy::DropOldest): the oldest
+    /// queued frame (or, when other publishers kept refilling the queue, the new one).
+    pub drop_oldest: u64,
+    /// [`OverflowPolicy::Disconnect`](crate::OverflowPolicy::Disconnect): the frame that
+    /// found the queue full, before the subscriber was removed.
+    pub disconnect: u64,
+    /// [`OverflowPolicy::Block`](crate::OverflowPolicy::Block): a frame still refused
+    /// when the bound ran out.
+    pub block: u64,
+    /// A [conflating channel](crate::ConflatingChannel) with `capacity` other keys
+    /// pending (its drop-newest fallback). Replacements are not drops: see
+    /// [`Stats::conflated`].
+    pub conflating: u64,
+}
+
+/// Which policy dropped a frame: the index of its counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DropCause {
+    DropNewest = 0,
+    DropOldest = 1,
+    Disconnect = 2,
+    Block = 3,
+    Conflating = 4,
+}
+
+/// How many [`DropCause`]s there are.
+const DROP_CAUSES: usize = 5;
+
+impl Tally {
+    /// Counts `frames` dropped by `cause`'s policy.
+    pub(crate) fn drop(&mut self, cause: DropCause, frames: u64) {
+        self.dropped += frames;
+        self.dropped_by[cause as usize] += frames;
+    }
 }
 
 /// What one broadcast did, added to the engine's counters in one go.
@@ -49,6 +98,8 @@ pub(crate) struct Tally {
     /// frames a policy dropped, a panicking callback). Deliveries are the rest.
     pub(crate) missed: usize,
     pub(crate) dropped: u64,
+    /// `dropped` by [`DropCause`]; read only when `dropped` is not zero.
+    pub(crate) dropped_by: [u64; DROP_CAUSES],
     pub(crate) disconnects: u64,
     pub(crate) panics: u64,
 }
@@ -59,7 +110,8 @@ pub(crate) struct EngineCounters {
     /// `broadcasts` and `deliveries`, added to by every broadcast: per thread, so that
     /// adding takes no atomic read-modify-write (see [`per_thread`]).
     every_broadcast: PerThread,
-    dropped: AtomicU64,
+    /// By [`DropCause`].
+    dropped: [AtomicU64; DROP_CAUSES],
     disconnects: AtomicU64,
     panics: AtomicU64,
     denied: AtomicU64,
@@ -72,7 +124,7 @@ impl EngineCounters {
     pub(crate) fn record(&self, delivered: usize, tally: &Tally) {
         self.every_broadcast.add(delivered as u64);
         if tally.dropped != 0 {
-            self.dropped.fetch_add(tally.dropped, Ordering::Relaxed);
+            self.record_drops(&tally.dropped_by);
         }
         if tally.disconnects != 0 {
             self.disconnects
@@ -83,6 +135,17 @@ impl EngineCounters {
         }
     }
 
+    /// Out of line: most broadcasts drop nothing.
+    #[cold]
+    #[inline(never)]
+    fn record_drops(&self, dropped: &[u64; DROP_CAUSES]) {
+        for (counter, &frames) in self.dropped.iter().zip(dropped) {
+            if frames != 0 {
+                counter.fetch_add(frames, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Counts one subscription the authorization hook refused.
     pub(crate) fn record_denial(&self) {
         self.denied.fetch_add(1, Ordering::Relaxed);
@@ -90,7 +153,16 @@ impl EngineCounters {
 
     pub(crate) fn fill(&self, stats: &mut Stats) {
         (stats.broadcasts, stats.deliveries) = self.every_broadcast.totals();
-        stats.dropped = self.dropped.load(Ordering::Relaxed);
+        let dropped = |cause: DropCause| self.dropped[cause as usize].load(Ordering::Relaxed);
+        stats.dropped_by_policy = DroppedByPolicy {
+            drop_newest: dropped(DropCause::DropNewest),
+            drop_oldest: dropped(DropCause::DropOldest),
+            disconnect: dropped(DropCause::Disconnect),
+            block: dropped(DropCause::Block),
+            conflating: dropped(DropCause::Conflating),
+        };
+        let by = &stats.dropped_by_policy;
+        stats.dropped = by.drop_newest + by.drop_oldest + by.disconnect + by.block + by.conflating;
         stats.disconnects = self.disconnects.load(Ordering::Relaxed);
         stats.panics = self.panics.load(Ordering::Relaxed);
         stats.denied = self.denied.load(Ordering::Relaxed);
