@@ -110,6 +110,100 @@ fn envelope_decode_random() {
     );
 }
 
+/// Presence envelopes (mode 2): valid messages of every kind, then maybe one mutation,
+/// through every check of the target.
+#[test]
+fn presence_envelope_random() {
+    use fanout::transport::presence_sync::{Entry, Message, Op};
+    use fanout::transport::{decode_presence_envelope, encode_presence_envelope, NodeId};
+    use fanout::Bytes;
+    use std::sync::Arc;
+
+    let mut rng = Rng(0x5EED_E4E1_0002);
+    let mut valid = 0;
+    for case in 0..5_000 {
+        let origin = NodeId(u128::from(rng.next()) << 64 | u128::from(rng.next()));
+        let member = |rng: &mut Rng| {
+            let topic: String = (0..1 + rng.below(8))
+                .map(|_| char::from(b'a' + rng.below(26) as u8))
+                .collect();
+            let meta_len = rng.below(12);
+            (
+                Arc::<str>::from(topic),
+                rng.next(),
+                Bytes::from(rng.bytes(meta_len)),
+            )
+        };
+        let n = rng.below(5);
+        let message = match case % 5 {
+            0 => Message::Delta {
+                origin,
+                base: rng.next(),
+                ops: (0..n)
+                    .map(|_| {
+                        let (topic, client, meta) = member(&mut rng);
+                        if rng.below(2) == 0 {
+                            Op::Join {
+                                topic,
+                                client,
+                                meta,
+                            }
+                        } else {
+                            Op::Leave { topic, client }
+                        }
+                    })
+                    .collect(),
+            },
+            1 => Message::State {
+                origin,
+                version: rng.next(),
+                entries: (0..n)
+                    .map(|_| {
+                        let (topic, client, meta) = member(&mut rng);
+                        Entry {
+                            topic,
+                            client,
+                            meta,
+                        }
+                    })
+                    .collect(),
+            },
+            2 => Message::Heartbeat {
+                origin,
+                version: rng.next(),
+            },
+            3 => Message::Request {
+                origin,
+                of: (0..n).map(|_| NodeId(u128::from(rng.next()))).collect(),
+            },
+            _ => Message::Goodbye { origin },
+        };
+        let mut data = Vec::new();
+        encode_presence_envelope(&message, &mut data);
+        match rng.below(6) {
+            0 | 1 => {}
+            2 => {
+                let cut = rng.below(data.len());
+                data.truncate(cut);
+            }
+            3 => data.push(rng.next() as u8),
+            4 => {
+                let i = rng.below(data.len());
+                data[i] ^= 1 << rng.below(8);
+            }
+            _ => {
+                let i = 34 + rng.below(data.len() - 34);
+                data[i] = rng.next() as u8;
+            }
+        }
+        if decode_presence_envelope(&data).is_ok() {
+            valid += 1;
+        }
+        replay(&format!("presence case {case}"), &data);
+    }
+    assert!(valid > 1_200, "only {valid} presence cases were valid");
+}
+
 /// `FANOUT_WRITE_SEEDS=1 cargo test --test envelope_replay write_seeds` rewrites the
 /// hand-made seeds into `fuzz/corpus/envelope_decode/` (names start with `seed-`).
 #[test]

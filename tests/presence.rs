@@ -317,3 +317,72 @@ fn conflation_never_replaces_presence_with_something_else() {
     );
     assert_eq!(latest.conflated(), 1);
 }
+
+/// `subscribe_with_members` while other threads track and untrack: the frames a
+/// subscriber gets, replayed from empty, change something each and end at `list`.
+#[test]
+fn subscribe_with_members_is_snapshot_then_events_in_one_step() {
+    use std::collections::BTreeMap;
+    for round in 0..50 {
+        let pubsub = PubSub::<str>::new().unwrap();
+        let churners: Vec<_> = (0..3)
+            .map(|t| {
+                let pubsub = pubsub.clone();
+                std::thread::spawn(move || {
+                    let ids: Vec<ClientId> = (0..8)
+                        .map(|_| {
+                            let id = pubsub.generate_client_id();
+                            pubsub.register(id, |_| {}).unwrap();
+                            id
+                        })
+                        .collect();
+                    for i in 0..200usize {
+                        let id = ids[(i * 7 + t) % ids.len()];
+                        if i % 3 == 2 {
+                            pubsub.untrack(id, "room").unwrap();
+                        } else {
+                            let meta = Bytes::from(format!("m{}", i % 4));
+                            pubsub.track(id, "room", meta).unwrap();
+                        }
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_micros(200 * (round % 5)));
+        let late = pubsub.generate_client_id();
+        let frames = pubsub.register_channel(late).unwrap();
+        pubsub.subscribe_with_members(late, "room").unwrap();
+        for churner in churners {
+            churner.join().unwrap();
+        }
+        let mut replayed: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+        while let Ok(frame) = frames.try_recv() {
+            let Frame::Presence(p) = decode_any(&frame).unwrap() else {
+                continue;
+            };
+            match p.event {
+                PresenceEvent::Join => {
+                    let before = replayed.insert(p.client, p.meta.to_vec());
+                    assert_ne!(
+                        before.as_deref(),
+                        Some(p.meta),
+                        "round {round}: a doubled join"
+                    );
+                }
+                PresenceEvent::Leave => {
+                    assert!(
+                        replayed.remove(&p.client).is_some(),
+                        "round {round}: a leave of a member not listed"
+                    );
+                }
+            }
+        }
+        let listed: BTreeMap<u64, Vec<u8>> = pubsub
+            .list("room")
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.client.as_u64(), m.meta.to_vec()))
+            .collect();
+        assert_eq!(replayed, listed, "round {round}");
+    }
+}

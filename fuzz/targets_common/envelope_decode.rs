@@ -14,11 +14,21 @@
 //! The same bytes also drive a structured round trip: header fields and a (topic,
 //! payload) pair cut from the input are encoded, decoded back, and every strict prefix
 //! is refused.
+//!
+//! Presence envelopes (mode 2): `decode_presence_envelope` never panics, allocates no
+//! more than a small multiple of the input's length, re-encodes a message it accepts
+//! byte for byte, and a presence message built from the input round-trips with every
+//! strict prefix refused.
 
+use std::sync::Arc;
+
+use fanout::transport::presence_sync::{Entry, Message, Op};
 use fanout::transport::{
-    decode, decode_envelope, encode_push, Audience, EnvelopeError, EnvelopeHeader, NodeId,
-    ENVELOPE_HEADER_LEN, ENVELOPE_VERSION,
+    decode, decode_envelope, decode_presence_envelope, encode_presence_envelope, encode_push,
+    Audience, EnvelopeError, EnvelopeHeader, NodeId, ENVELOPE_HEADER_LEN, ENVELOPE_VERSION,
+    MODE_PRESENCE,
 };
+use fanout::Bytes;
 
 /// Big-endian integer from bytes (at most 16).
 fn be(bytes: &[u8]) -> u128 {
@@ -155,10 +165,117 @@ pub fn check_round_trip(data: &[u8]) {
     ));
 }
 
-/// The whole target: both checks.
+/// Checks `decode_presence_envelope` on `data`, and on `data` behind a valid presence
+/// header (so the body decoder sees every input, not only those starting `01 02`).
+pub fn check_presence_decode(data: &[u8], allocated: fn() -> u64) {
+    let mut framed = vec![ENVELOPE_VERSION, MODE_PRESENCE];
+    framed.extend_from_slice(&data.get(..16).map_or([0; 16], |d| d.try_into().unwrap()));
+    framed.extend_from_slice(&[0; 16]);
+    framed.extend_from_slice(data);
+    for input in [data, &framed[..]] {
+        let before = allocated();
+        let decoded = decode_presence_envelope(input);
+        let spent = allocated() - before;
+        assert!(
+            spent <= 16 * input.len() as u64 + 64,
+            "decode_presence_envelope allocated {spent} bytes for {} input bytes",
+            input.len()
+        );
+        match decoded {
+            Ok(message) => {
+                let mut again = Vec::new();
+                encode_presence_envelope(&message, &mut again);
+                assert_eq!(again, input, "a presence envelope re-encodes to its input");
+            }
+            Err(e) => {
+                let _ = e.to_string();
+            }
+        }
+    }
+}
+
+/// Builds a presence message from `data`, encodes it, decodes it back, and refuses
+/// every strict prefix and one extra byte.
+pub fn check_presence_round_trip(data: &[u8]) {
+    let Some((&kind, rest)) = data.split_first() else {
+        return;
+    };
+    let origin = NodeId(be(rest.get(..16).unwrap_or(rest)));
+    // Cut members out of the input: a topic of 1 + (b % 8) bytes, a client, a meta.
+    let mut members = Vec::new();
+    // At most four: enough for every layout, and the prefix checks below stay cheap.
+    for chunk in rest.chunks(11).take(4) {
+        let (head, tail) = chunk.split_at(chunk.len().min(1 + usize::from(chunk[0] % 8)));
+        let topic: Arc<str> = Arc::from(format!("t{}", String::from_utf8_lossy(head)).as_str());
+        members.push((topic, be(tail) as u64, Bytes::copy_from_slice(tail)));
+    }
+    let version = be(rest.get(16..24).unwrap_or(&[])) as u64;
+    let message = match kind % 5 {
+        0 => Message::Delta {
+            origin,
+            base: version,
+            ops: members
+                .into_iter()
+                .enumerate()
+                .map(|(i, (topic, client, meta))| {
+                    if i % 3 == 2 {
+                        Op::Leave { topic, client }
+                    } else {
+                        Op::Join {
+                            topic,
+                            client,
+                            meta,
+                        }
+                    }
+                })
+                .collect(),
+        },
+        1 => Message::State {
+            origin,
+            version,
+            entries: members
+                .into_iter()
+                .map(|(topic, client, meta)| Entry {
+                    topic,
+                    client,
+                    meta,
+                })
+                .collect(),
+        },
+        2 => Message::Heartbeat { origin, version },
+        3 => Message::Request {
+            origin,
+            of: rest.chunks(16).take(4).map(|c| NodeId(be(c))).collect(),
+        },
+        _ => Message::Goodbye { origin },
+    };
+    let mut envelope = Vec::new();
+    encode_presence_envelope(&message, &mut envelope);
+    assert_eq!(decode_presence_envelope(&envelope), Ok(message));
+    assert_eq!(
+        decode_envelope(&envelope).map(|_| ()),
+        Err(EnvelopeError::UnknownMode(MODE_PRESENCE)),
+        "a broadcast decoder refuses a presence envelope"
+    );
+    for len in 0..envelope.len() {
+        assert!(
+            decode_presence_envelope(&envelope[..len]).is_err(),
+            "prefix of {len} bytes"
+        );
+    }
+    envelope.push(0);
+    assert!(matches!(
+        decode_presence_envelope(&envelope),
+        Err(EnvelopeError::Presence(_))
+    ));
+}
+
+/// The whole target: every check.
 pub fn run(data: &[u8], allocated: fn() -> u64) {
     check_decode(data, allocated);
     check_round_trip(data);
+    check_presence_decode(data, allocated);
+    check_presence_round_trip(data);
 }
 
 /// Hand-made seeds: (name, bytes). Written by `tests/envelope_replay.rs`.
@@ -180,6 +297,42 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     bad_frame[34] = 7;
     let mut short_frame = envelope(0, 0, "topic", b"payload");
     short_frame.truncate(40);
+    let presence = |message: Message| {
+        let mut m = Vec::new();
+        encode_presence_envelope(&message, &mut m);
+        m
+    };
+    let origin = NodeId(0x0123_4567_89ab_cdef_0011_2233_4455_6677);
+    let delta = presence(Message::Delta {
+        origin,
+        base: 7,
+        ops: vec![
+            Op::Join {
+                topic: Arc::from("room/1"),
+                client: 3,
+                meta: Bytes::from_static(b"Alice"),
+            },
+            Op::Leave {
+                topic: Arc::from("room/2"),
+                client: 4,
+            },
+        ],
+    });
+    let state = presence(Message::State {
+        origin,
+        version: 9,
+        entries: vec![Entry {
+            topic: Arc::from("room/1"),
+            client: 3,
+            meta: Bytes::from_static(b"Alice"),
+        }],
+    });
+    let mut huge_count = presence(Message::State {
+        origin,
+        version: 9,
+        entries: Vec::new(),
+    });
+    huge_count[43..47].copy_from_slice(&[0xff; 4]);
     vec![
         ("everyone", envelope(0, 0, "room/1", b"hello")),
         ("all-but", envelope(1, 5, "room/1", b"hello")),
@@ -195,6 +348,21 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         ("bad-frame-version", bad_frame),
         ("frame-truncated", short_frame),
         ("trailing", trailing),
+        ("presence-delta", delta),
+        ("presence-state", state),
+        ("presence-huge-count", huge_count),
+        (
+            "presence-heartbeat",
+            presence(Message::Heartbeat { origin, version: 1 }),
+        ),
+        (
+            "presence-request-all",
+            presence(Message::Request {
+                origin,
+                of: Vec::new(),
+            }),
+        ),
+        ("presence-goodbye", presence(Message::Goodbye { origin })),
         (
             "foreign-text",
             b"hello from another publisher, not an envelope".to_vec(),

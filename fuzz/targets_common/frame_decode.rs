@@ -117,11 +117,21 @@ pub fn check_decode(data: &[u8], allocated: fn() -> u64) {
     check_decode_presence(data, allocated);
 }
 
-/// The Presence layout, decoded independently: `Ok((topic range, event, client, meta
-/// range))` or the error, in the documented order of checks.
+/// The Presence layout, decoded independently: `Ok((topic range, event, node, client,
+/// meta range))` or the error, in the documented order of checks.
+#[allow(clippy::type_complexity)]
 fn reference_presence(
     data: &[u8],
-) -> Result<(std::ops::Range<usize>, u8, u64, std::ops::Range<usize>), DecodeError> {
+) -> Result<
+    (
+        std::ops::Range<usize>,
+        u8,
+        u128,
+        u64,
+        std::ops::Range<usize>,
+    ),
+    DecodeError,
+> {
     let truncated = |needed: usize| DecodeError::Truncated {
         needed,
         got: data.len(),
@@ -139,17 +149,22 @@ fn reference_presence(
     if t == 0 {
         return Err(DecodeError::EmptyTopic);
     }
-    if data.len() < 17 + t {
-        return Err(truncated(17 + t));
+    if data.len() < 33 + t {
+        return Err(truncated(33 + t));
     }
     let event = data[4 + t];
     if event != 1 && event != 2 {
         return Err(DecodeError::UnknownEvent(event));
     }
-    let be = |bytes: &[u8]| bytes.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
-    let client = be(&data[5 + t..13 + t]);
-    let m = be(&data[13 + t..17 + t]);
-    let end = 17 + t as u64 + m;
+    let be = |bytes: &[u8]| {
+        bytes
+            .iter()
+            .fold(0u128, |acc, &b| (acc << 8) | u128::from(b))
+    };
+    let node = be(&data[5 + t..21 + t]);
+    let client = be(&data[21 + t..29 + t]) as u64;
+    let m = be(&data[29 + t..33 + t]) as u64;
+    let end = 33 + t as u64 + m;
     if (data.len() as u64) < end {
         return Err(truncated(end as usize));
     }
@@ -162,7 +177,7 @@ fn reference_presence(
     if std::str::from_utf8(&data[4..4 + t]).is_err() {
         return Err(DecodeError::TopicNotUtf8);
     }
-    Ok((4..4 + t, event, client, 17 + t..end))
+    Ok((4..4 + t, event, node, client, 33 + t..end))
 }
 
 /// Checks `decode_presence` and `decode_any` on `data`, as `check_decode` does `decode`.
@@ -176,7 +191,7 @@ fn check_decode_presence(data: &[u8], allocated: fn() -> u64) {
         "decode_presence or decode_any allocated"
     );
     match (decoded, reference_presence(data)) {
-        (Ok(p), Ok((topic, event, client, meta))) => {
+        (Ok(p), Ok((topic, event, node, client, meta))) => {
             assert_eq!(p.topic.as_ptr(), data[topic.clone()].as_ptr());
             assert_eq!(p.topic.len(), topic.len());
             assert_eq!(p.meta.as_ptr(), data[meta.clone()].as_ptr());
@@ -186,10 +201,10 @@ fn check_decode_presence(data: &[u8], allocated: fn() -> u64) {
             } else {
                 PresenceEvent::Leave
             };
-            assert_eq!((p.event, p.client), (want_event, client));
+            assert_eq!((p.event, p.node.0, p.client), (want_event, node, client));
             let again = p.encode().expect("a decoded presence frame re-encodes");
             assert_eq!(&again[..], data);
-            let again = encode_presence(p.topic, p.event, p.client, p.meta).unwrap();
+            let again = encode_presence(p.topic, p.event, p.node, p.client, p.meta).unwrap();
             assert_eq!(&again[..], data);
         }
         (Err(e), Err(want)) => {

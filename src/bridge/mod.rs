@@ -1,54 +1,102 @@
-//! Engines on several hosts sharing topics through Redis pub/sub (feature `redis`).
+//! Engines on several hosts sharing topics through a broker: Redis pub/sub (feature
+//! `redis`) or NATS (feature `nats`).
 //!
-//! Attach a [`Bridge`] to a [`PubSub`] with a Redis URL and a namespace, on every host:
+//! Attach a [`Bridge`] to a [`PubSub`] with a broker URL and a namespace, on every host:
 //! each broadcast on any bridged engine then reaches the topic's subscribers on every
-//! engine bridged to the same namespace. Modelled on Phoenix.PubSub's Redis adapter —
-//! every node publishing and subscribing on Redis channels, a node id in each message
-//! so a node drops its own — and past it where that adapter is weak: a format any
-//! language decodes, sequence numbers that count what was missed, a bounded queue so
-//! Redis never stalls a broadcast, reconnection, and (optionally) per-topic channels
-//! so a node receives only the topics it serves.
+//! engine bridged to the same namespace. The URL picks the backend: `redis://host:6379/`
+//! (one Redis server) or `nats://host:4222` (a NATS server; the servers of one cluster
+//! comma-separated, `nats://a:4222,nats://b:4222`). Modelled on Phoenix.PubSub's Redis
+//! adapter — every node publishing and subscribing on the broker, a node id in each
+//! message so a node drops its own — and past it where that adapter is weak: a format
+//! any language decodes, sequence numbers that count what was missed, a bounded queue so
+//! the broker never stalls a broadcast, reconnection, and routing by interest (a node
+//! receives only the topics and patterns its clients use: NATS always, Redis with
+//! per-topic channels).
 //!
 //! ```no_run
 //! use fanout::{bridge::Bridge, transport::RawPayload, PubSub};
 //!
 //! let chat = PubSub::<str>::new()?;
 //! let bridge = Bridge::attach(&chat, "redis://127.0.0.1:6379/", "chat")?;
+//! // or, feature `nats`: Bridge::attach(&chat, "nats://10.0.0.1:4222,nats://10.0.0.2:4222", "chat")?
 //! chat.broadcast("room/rust", "hello, other hosts", &RawPayload)?;
 //! println!("{:?}", bridge.stats());
 //! bridge.shutdown(); // or drop it
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Choosing a backend
+//!
+//! | | Redis (`redis`) | NATS (`nats`) |
+//! |---|---|---|
+//! | brokers | one `redis-server` carries all traffic | a cluster of `nats-server`s shares it and survives losing one |
+//! | a node receives | every frame (namespace layout), or the topics it serves by name (per-topic layout) | the topics and patterns its clients use, by name or by pattern |
+//! | pattern subscribers | get remote frames under the namespace layout only | always: one NATS wildcard subscription per pattern |
+//! | own frames | sent back by Redis, dropped by the node | never sent back (`no_echo`) |
+//! | client | blocking `redis`, two threads, no async runtime | `async-nats` on the bridge's own thread and current-thread tokio runtime |
+//! | minimum Rust | the crate's (1.75) | 1.89 (`async-nats`'s) |
+//!
+//! Measured figures for both (frames/s and latency against a raw client in the same
+//! run) are in PERFORMANCE.md, "Across hosts".
+//!
 //! # What a broadcast does on a bridged engine
 //!
 //! It serialises the message once into a Push frame, delivers it to local subscribers
 //! exactly as on a plain engine (`broadcast_from` skips its sender here), and hands the
 //! same frame — a reference count, not a copy — to a bounded queue with `try_send`. It
-//! never waits for Redis: a full queue drops the frame and counts it in
-//! [`BridgeStats::dropped`]. Because other engines may have subscribers, the frame is
+//! never waits for the broker: a full queue drops the frame and counts it in
+//! [`BridgeStats::dropped`], and records its topic in a fixed lock-free table
+//! (`face::dropped_topics`) so that the publisher thread skips its sequence number and
+//! receivers count the loss as a gap. Because other engines may have subscribers, the frame is
 //! built **even when no local client is subscribed**: on a bridged engine the serialiser
 //! runs exactly once per broadcast instead of "at most once". An unbridged engine pays
-//! one flag load for all this (none without the feature).
+//! one flag load for all this (none without the features).
 //!
-//! One publisher thread drains the queue over one connection, sending what has queued
-//! up as one pipeline of `PUBLISH`es: frames from one publishing thread keep their order
-//! on every node. Each goes out in an [envelope](crate::transport::envelope): version,
-//! mode, this node's random 128-bit id, a sequence number per (node, topic), the Push
-//! frame.
+//! One thread drains the queue and sends what has queued up as one batch: on Redis a
+//! publisher thread, as a pipeline of `PUBLISH`es over its own connection; on NATS the
+//! io thread that runs the client, woken by the broadcast (one thread hand-off between
+//! a broadcast and the socket, not two). Frames from one publishing thread keep their
+//! order on every node. Each goes out in an [envelope](crate::transport::envelope):
+//! version, mode, this node's random 128-bit id, a sequence number per (node, topic),
+//! the Push frame. The backends share the numbering, the envelopes and the counting;
+//! they differ only in the transport.
 //!
-//! One subscriber thread per bridge reads with a read timeout, PINGs a quiet
-//! connection, and on any error reconnects with capped exponential backoff and
-//! subscribes again. It drops its own node's envelopes (no echo), counts a jump in an
-//! (origin, topic) stream's sequence as [`gaps`](BridgeStats::gaps) (missed frames are
-//! never replayed), skips a number it has seen as a
-//! [`duplicate`](BridgeStats::duplicates), skips anything that is not an envelope for
-//! the channel it came on as [`bad_envelopes`](BridgeStats::bad_envelopes), and
-//! delivers the Push frame to local subscribers without a serialiser (one copy of it
-//! out of the reply buffer the blocking `redis` API lends). Client ids are per engine,
-//! so a remote `broadcast_from` excludes nobody here.
+//! # What a receiving node does
 //!
-//! # Channel layout
+//! Every message read from the broker is checked and delivered the same way on both
+//! backends: it drops its own node's envelopes (no echo), counts a jump in an (origin,
+//! topic) stream's sequence as [`gaps`](BridgeStats::gaps) (missed frames are never
+//! replayed), skips a number it has seen as a [`duplicate`](BridgeStats::duplicates),
+//! skips anything that is not an envelope for the channel or subject it came on as
+//! [`bad_envelopes`](BridgeStats::bad_envelopes), and delivers the Push frame to local
+//! subscribers without a serialiser. Client ids are per engine, so a remote
+//! `broadcast_from` excludes nobody here.
+//!
+//! # Counts that add up
+//!
+//! Every frame a bridged engine broadcasts is numbered in its (origin, topic) stream,
+//! sent or not: a full queue, the broker down, a pipeline that failed. So for each
+//! origin and each receiver, frames published on the origin for topics the receiver
+//! serves − frames received = [`gaps`](BridgeStats::gaps) counted by the receiver,
+//! counted from the first frame of each stream it received and once a later frame of
+//! the stream has arrived (measured with three processes and `kill -9` of Redis
+//! mid-stream: `tests/presence_cluster.rs`). On the origin, every frame is
+//! [`sent`](BridgeStats::sent), [`dropped`](BridgeStats::dropped) (certainly not sent)
+//! or of [`unknown`](BridgeStats::unknown) fate (its batch failed after being written: a
+//! stalled Redis may still run it).
+//!
+//! # Presence
+//!
+//! A bridge carries presence too (on by default, [`BridgeBuilder::presence`]): `list`
+//! on any bridged engine shows every bridged engine's members, and their joins and
+//! leaves reach this engine's subscribers once. What is promised is in
+//! [`crate::presence`]; presence messages travel in mode-2 envelopes
+//! ([`crate::transport::presence_sync`]) on the namespace's channel (Redis
+//! `NAMESPACE:c` under per-topic channels), heartbeats every second.
+//!
+//! # Backends
+//!
+//! ## Redis: channel layout
 //!
 //! [`ChannelLayout::Namespace`] (the default) is Phoenix's: one channel, named as the
 //! namespace, that every node publishes and subscribes to. [`ChannelLayout::PerTopic`]
@@ -88,27 +136,78 @@
 //! topics does not take them for losses; both tables (the publisher's numbers, a
 //! receiver's last-seen) are bounded, see `sequences.rs`.
 //!
+//! ## NATS: subjects, interest, clusters
+//!
+//! A topic's envelopes go to the subject `NAMESPACE.` followed by the topic's tokens
+//! (split by the engine's [separator](crate::Builder::separator)) joined by `.`, each
+//! token escaped to be one valid NATS token: the bytes `.`, `*`, `>`, `%`, space and
+//! every other ASCII control or whitespace byte (`0x00`–`0x20`, `0x7F`) become `%` and
+//! two upper-case hex digits, an empty token becomes `%` alone, everything else (UTF-8
+//! included) stays. So with separator `.`, topic `room.42` is `chat.room.42`; with
+//! separator `/`, `prices/EUR.USD` is `chat.prices.EUR%2EUSD` and `a b/c` is
+//! `chat.a%20b.c`. Topics are mapped, never refused: different topics always get
+//! different subjects. The namespace is written as is: one or more `.`-separated tokens
+//! without whitespace, control bytes, `*`, `>` or `%` (else
+//! [`BridgeError::InvalidConfig`]). A subject longer than 4,000 bytes (the server's
+//! default line limit is 4 KiB) is not published: its frames are counted as dropped.
+//!
+//! A node subscribes to the subject of every topic with a local subscriber and, for
+//! every wildcard pattern a local client uses, to the pattern's subject with its `*` and
+//! `>` tokens kept: NATS matches tokens exactly as fanout's patterns do, so a client that
+//! matches a topic only through a pattern gets its remote frames, and NATS routes each
+//! frame only to the nodes (and servers of a cluster) that use it. Subscriptions follow
+//! the engine's reports of the first and last local subscriber of each topic and
+//! pattern. A frame whose topic matches two of a node's subscriptions (`a.b` by name and
+//! `a.*`) is sent to it twice; the second copy is skipped (counted in `duplicates`), so
+//! a client still gets it once. The connection sets `no_echo`: the server never sends a
+//! node its own frames. A non-Rust client reads every frame of a namespace by
+//! subscribing to `NAMESPACE.>` and decoding the envelope.
+//!
+//! The client runs on one io thread the bridge starts, inside a current-thread tokio
+//! runtime made for that thread: no runtime is visible to (or needed by) the program,
+//! and broadcasts stay synchronous (they queue the frame and, if the io thread is
+//! parked, wake it). The io thread drains the queue into the client; while the client
+//! is not connected it hands nothing over (the frames are numbered, counted as dropped,
+//! and show as gaps on receivers: never queued for later).
+//! `async-nats` reconnects by itself, to any server of the cluster it was given or has
+//! learnt of, waiting [`BridgeBuilder::backoff`] between attempts, and subscribes again.
+//!
 //! # Failures
 //!
-//! - **Redis down at attach**: `attach` succeeds (only a bad URL, a bad namespace, a
-//!   second bridge or a closed engine fail it); both threads retry in the background;
+//! - **Broker down at attach**: `attach` succeeds (only a bad URL, a bad namespace, a
+//!   second bridge or a closed engine fail it); the bridge connects in the background;
 //!   broadcasts deliver locally and count their frames dropped until it is up.
-//! - **Redis restarted**: both connections notice (a failed publish; a failed read or
-//!   PING) and reconnect; frames in between are dropped on the origin and counted as
-//!   gaps on receivers; nothing is retried, so nothing arrives twice.
+//! - **Broker restarted, or (NATS) the server a node is connected to lost**: the
+//!   connection notices (a failed publish, read or PING) and reconnects — on NATS to
+//!   another server of the cluster — and subscribes again; frames in between are dropped
+//!   on the origin and counted as gaps on receivers; nothing is retried, so nothing
+//!   arrives twice.
+//! - **A slow receiver**: a NATS server cuts a connection that does not read fast enough
+//!   (its `max_pending`); the node reconnects and counts the frames it missed as gaps.
+//!   A client-side queue overflow is counted in [`BridgeStats::slow_consumers`].
 //! - **Bad input**: messages longer than [`BridgeBuilder::max_message_len`], not
-//!   envelopes, for another topic than their channel's, or with a topic this engine
-//!   refuses are counted and skipped; the tables of sequence numbers are bounded.
+//!   envelopes, for another topic than their channel's or subject's, or with a topic
+//!   this engine refuses are counted and skipped; the tables of sequence numbers are
+//!   bounded.
 //! - **Detach** ([`Bridge::shutdown`] or drop): later broadcasts are not forwarded;
-//!   what is queued is sent if Redis is up; both threads are joined. The subscriber
-//!   thread notices within one read timeout, or one connect timeout
+//!   what is queued is sent if the broker is up; every thread is joined. The Redis
+//!   subscriber thread notices within one read timeout, or one connect timeout
 //!   ([`BridgeBuilder::io_timeout`]) if it is connecting to an unreachable host.
 
+mod backend;
 mod backoff;
-mod publisher;
+mod batch;
+mod framer;
+mod inbound;
+mod interest;
+#[cfg(feature = "nats")]
+mod nats;
+mod outbound;
+mod presence;
+#[cfg(feature = "redis")]
+mod redis;
 mod sequences;
 mod stats;
-mod subscriber;
 
 use std::fmt;
 use std::sync::atomic::AtomicU64;
@@ -119,11 +218,20 @@ use std::time::Duration;
 pub use stats::BridgeStats;
 
 use crate::face::pubsub::PubSub;
+use crate::face::remote_members::RemoteMembers;
 use crate::face::tap::Tap;
+use crate::presence::replica::Timing;
 use crate::transport::envelope::NodeId;
-use publisher::Publisher;
+use crate::vocab::error::Error;
+use backend::{Backend, Feed};
+use backoff::Backoff;
+use framer::Framer;
+use inbound::Inbound;
+use interest::InterestChange;
+use outbound::{PresenceLink, Publisher};
+use presence::{Deliver, Exchange};
+use sequences::Tracker;
 use stats::Counters;
-use subscriber::Subscriber;
 
 /// Longest namespace accepted, in bytes.
 pub const MAX_NAMESPACE_LEN: usize = 256;
@@ -147,23 +255,29 @@ pub enum ChannelLayout {
     PerTopic,
 }
 
-/// A bridge between one [`PubSub`] engine and a Redis namespace. Detaches (and joins
-/// its two threads) on [`shutdown`](Self::shutdown) or drop.
+/// A bridge between one [`PubSub`] engine and a namespace on a broker. Detaches (and
+/// joins its threads) on [`shutdown`](Self::shutdown) or drop.
 #[must_use = "dropping a Bridge detaches it"]
 pub struct Bridge {
     node: NodeId,
     namespace: String,
     layout: ChannelLayout,
-    /// Per-topic layout: stops the engine's topic events.
+    /// Interest-routed backends: stops the engine's interest events.
     unwatch: Option<Box<dyn Fn() + Send + Sync>>,
     tap: Arc<Tap>,
-    /// The tap's drop count when this bridge attached.
-    dropped_before: u64,
+    /// The tap's drop counts (all, untracked) when this bridge attached.
+    dropped_before: (u64, u64),
     counters: Arc<Counters>,
-    /// Dropped to stop both threads (they wake on the disconnect).
+    /// Dropped to stop every thread (they wake on the disconnect).
     stop: Option<crossbeam_channel::Sender<()>>,
     threads: Vec<JoinHandle<()>>,
+    /// Presence across hosts: the exchange, and what stops the engine's presence
+    /// watcher and empties its remote-members slot.
+    presence: Option<(Arc<Exchange>, Unwatch)>,
 }
+
+/// Stops one of the engine's event feeds to the bridge.
+type Unwatch = Box<dyn Fn() + Send + Sync>;
 
 impl Bridge {
     /// Attaches a bridge with default settings: `url` like `redis://host:6379/`,
@@ -184,13 +298,14 @@ impl Bridge {
             url: url.to_owned(),
             namespace: namespace.to_owned(),
             queue_capacity: 8192,
-            backoff_min: Duration::from_millis(100),
-            backoff_max: Duration::from_secs(5),
+            backoff_min: Duration::from_millis(50),
+            backoff_max: Duration::from_millis(250),
             read_timeout: Duration::from_millis(100),
             ping_interval: Duration::from_secs(1),
             io_timeout: Duration::from_secs(1),
             max_message_len: 16 << 20,
             layout: ChannelLayout::Namespace,
+            presence: Some((Timing::default(), Duration::from_secs(1))),
         }
     }
 
@@ -204,19 +319,23 @@ impl Bridge {
         &self.namespace
     }
 
-    /// The channel layout.
+    /// The Redis channel layout (what was configured; NATS ignores it).
     pub fn layout(&self) -> ChannelLayout {
         self.layout
     }
 
     /// Counters and connection state.
     pub fn stats(&self) -> BridgeStats {
-        self.counters
-            .view(self.tap.dropped() - self.dropped_before, self.tap.queued())
+        let untracked = self.tap.refused().map_or(0, |r| r.untracked());
+        self.counters.view(
+            self.tap.dropped() - self.dropped_before.0,
+            untracked - self.dropped_before.1,
+            self.tap.queued(),
+        )
     }
 
-    /// Detaches from the engine and joins both threads. Broadcasts that start afterwards
-    /// are not forwarded; frames already queued are sent if Redis is up.
+    /// Detaches from the engine and joins every thread. Broadcasts that start afterwards
+    /// are not forwarded; frames already queued are sent if the broker is up.
     pub fn shutdown(mut self) {
         self.detach();
     }
@@ -232,6 +351,11 @@ impl Bridge {
         drop(self.stop.take());
         for thread in self.threads.drain(..) {
             let _ = thread.join();
+        }
+        if let Some((exchange, unwatch)) = self.presence.take() {
+            // The others were told (a goodbye); here, their members leave the list.
+            unwatch();
+            exchange.forget_all();
         }
         self.tap.release();
     }
@@ -268,11 +392,43 @@ pub struct BridgeBuilder {
     io_timeout: Duration,
     max_message_len: usize,
     layout: ChannelLayout,
+    presence: Option<(Timing, Duration)>,
 }
 
 impl BridgeBuilder {
+    /// Presence across hosts (on by default with Redis; not yet carried over NATS):
+    /// `list` on this engine shows every bridged engine's members, and their joins and leaves reach this engine's subscribers.
+    /// The bridge sends a heartbeat every `heartbeat` (default 1 s) and takes an engine
+    /// not heard from for `down_after` (default 30 s, as Phoenix.Tracker) as down: its
+    /// members leave everywhere, and join again if it comes back. Silent for
+    /// `drop_after` (default 10 min), its state is dropped. `down_after` should be
+    /// several heartbeats; every engine of a namespace should use the same settings.
+    pub fn presence(
+        mut self,
+        heartbeat: Duration,
+        down_after: Duration,
+        drop_after: Duration,
+    ) -> Self {
+        self.presence = Some((
+            Timing {
+                down_after,
+                drop_after,
+                request_every: heartbeat,
+            },
+            heartbeat,
+        ));
+        self
+    }
+
+    /// No presence across hosts: `list` shows this engine's members only, and no
+    /// presence messages are sent or read.
+    pub fn without_presence(mut self) -> Self {
+        self.presence = None;
+        self
+    }
     /// Which Redis channels to use (default [`ChannelLayout::Namespace`]). Every
-    /// engine bridged to one namespace must use the same layout.
+    /// engine bridged to one namespace must use the same layout. NATS ignores it: it
+    /// always subscribes per topic and pattern.
     pub fn layout(mut self, layout: ChannelLayout) -> Self {
         self.layout = layout;
         self
@@ -286,126 +442,102 @@ impl BridgeBuilder {
         self
     }
 
-    /// First and largest delay between reconnection attempts (default 100 ms and 5 s);
-    /// the delay doubles after each failed attempt.
+    /// First and largest delay between reconnection attempts (default 50 ms and 250 ms);
+    /// the delay doubles after each failed attempt. The largest delay bounds both how
+    /// long after the broker comes back a connection is re-established (one attempt
+    /// per 250 ms finds it within 250 ms plus a connect) and how often a down broker is
+    /// tried (4 times a second per connection, at most).
     pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
         self.backoff_min = min;
         self.backoff_max = max;
         self
     }
 
-    /// How long the subscriber thread blocks in one read (default 100 ms): the bound on
-    /// how long a detach waits for it.
+    /// Redis: how long the subscriber thread blocks in one read (default 100 ms): the
+    /// bound on how long a detach waits for it. NATS ignores it.
     pub fn read_timeout(mut self, timeout: Duration) -> Self {
         self.read_timeout = timeout;
         self
     }
 
-    /// Silence on the subscriber connection after which it sends a PING (default 1 s).
+    /// Silence on the subscriber connection after which it sends a PING (default 1 s);
+    /// on NATS, the client's PING interval.
     pub fn ping_interval(mut self, interval: Duration) -> Self {
         self.ping_interval = interval;
         self
     }
 
-    /// Connect timeout, and the publisher's read and write timeout (default 1 s).
+    /// Connect timeout, and the publisher's read and write timeout (default 1 s); on
+    /// NATS, the connect timeout and the longest the io thread waits for room in the
+    /// client's queue before it drops the rest of a batch.
     pub fn io_timeout(mut self, timeout: Duration) -> Self {
         self.io_timeout = timeout;
         self
     }
 
-    /// Longest message accepted from Redis (default 16 MiB); longer ones are counted as
-    /// bad envelopes and skipped.
+    /// Longest message accepted from the broker (default 16 MiB); longer ones are
+    /// counted as bad envelopes and skipped.
     pub fn max_message_len(mut self, bytes: usize) -> Self {
         self.max_message_len = bytes;
         self
     }
 
-    /// Attaches the bridge to `pubsub` and starts its two threads. Succeeds whether or
-    /// not Redis is reachable now (the threads retry).
+    /// Attaches the bridge to `pubsub` and starts its threads. Succeeds whether or not
+    /// the broker is reachable now (the threads retry).
     ///
     /// Errors: [`BridgeError::InvalidUrl`], [`BridgeError::InvalidConfig`] (an empty or
     /// over-long namespace, a zero capacity, timeout or backoff),
     /// [`BridgeError::AlreadyBridged`], [`BridgeError::Closed`], [`BridgeError::Spawn`].
     pub fn attach<M: ?Sized + 'static>(self, pubsub: &PubSub<M>) -> Result<Bridge, BridgeError> {
+        self.check()?;
         let node = random_node_id();
-        let settings = Arc::new(self.settings(node)?);
-        if pubsub.is_closed() {
-            return Err(BridgeError::Closed);
-        }
-        let tap = Arc::clone(pubsub.tap());
-        let dropped_before = tap.dropped();
-        let Some(queue) = tap.attach(self.queue_capacity) else {
-            return Err(BridgeError::AlreadyBridged);
-        };
-        let counters = Arc::new(Counters::default());
-        let (stop_tx, stop) = crossbeam_channel::bounded(0);
-        let mut bridge = Bridge {
-            node,
-            namespace: self.namespace,
-            layout: self.layout,
-            unwatch: None,
-            tap,
-            dropped_before,
-            counters: Arc::clone(&counters),
-            stop: Some(stop_tx),
-            threads: Vec::with_capacity(2),
-        };
-        // Per-topic layout: the engine's topic events go to the publisher thread (which
-        // can wake the subscriber thread) and on to the subscriber thread.
-        let (events, topics) = match self.layout {
-            ChannelLayout::Namespace => (None, None),
-            ChannelLayout::PerTopic => {
-                let (events_tx, events) = crossbeam_channel::unbounded();
-                let now = pubsub
-                    .watch_topics(events_tx)
-                    .map_err(|_| BridgeError::Closed)?;
-                let weak = pubsub.downgrade();
-                bridge.unwatch = Some(Box::new(move || {
-                    if let Some(pubsub) = weak.upgrade() {
-                        pubsub.unwatch_topics();
-                    }
-                }));
-                let (to_subscriber, passed_on) = crossbeam_channel::unbounded();
-                (Some((events, to_subscriber)), Some((now, passed_on)))
+        let scheme = self.url.split_once("://").map_or("", |(scheme, _)| scheme);
+        match scheme {
+            #[cfg(feature = "redis")]
+            "redis" | "rediss" | "unix" | "redis+unix" => {
+                let backend = redis::RedisBackend::new(
+                    &self.url,
+                    &self.namespace,
+                    node,
+                    self.layout,
+                    (self.backoff_min, self.backoff_max),
+                    self.read_timeout,
+                    self.ping_interval,
+                    self.io_timeout,
+                )?;
+                self.attach_with(pubsub, node, backend)
             }
-        };
-        let publisher = Publisher {
-            settings: Arc::clone(&settings),
-            node,
-            queue,
-            stop: stop.clone(),
-            counters: Arc::clone(&counters),
-            events,
-        };
-        let subscriber = Subscriber {
-            settings,
-            node,
-            engine: pubsub.downgrade(),
-            stop,
-            counters,
-            topics,
-        };
-        // On a spawn failure `bridge` drops: detached, the spawned thread joined.
-        let spawned = std::thread::Builder::new()
-            .name("fanout-bridge-pub".to_owned())
-            .spawn(move || publisher.run())
-            .map_err(BridgeError::Spawn)?;
-        bridge.threads.push(spawned);
-        let spawned = std::thread::Builder::new()
-            .name("fanout-bridge-sub".to_owned())
-            .spawn(move || subscriber.run())
-            .map_err(BridgeError::Spawn)?;
-        bridge.threads.push(spawned);
-        Ok(bridge)
+            #[cfg(feature = "nats")]
+            "nats" => {
+                let backend = nats::NatsBackend::new(
+                    &self.url,
+                    &self.namespace,
+                    pubsub.separator(),
+                    node,
+                    (self.backoff_min, self.backoff_max),
+                    self.ping_interval,
+                    self.io_timeout,
+                )?;
+                // Presence needs a control subject every node subscribes to, which the
+                // NATS backend does not have yet: over NATS, `list` stays per engine.
+                let this = Self {
+                    presence: None,
+                    ..self
+                };
+                this.attach_with(pubsub, node, backend)
+            }
+            _ => Err(BridgeError::InvalidUrl(format!(
+                "{:?}: not a URL of a backend this build has (features `redis`, `nats`)",
+                self.url
+            ))),
+        }
     }
 
-    fn settings(&self, node: NodeId) -> Result<Settings, BridgeError> {
-        if self.namespace.is_empty()
-            || self.namespace.len() > MAX_NAMESPACE_LEN
-            || self.namespace.contains(':')
-        {
+    /// The settings every backend checks.
+    fn check(&self) -> Result<(), BridgeError> {
+        if self.namespace.is_empty() || self.namespace.len() > MAX_NAMESPACE_LEN {
             return Err(BridgeError::InvalidConfig(
-                "namespace must be 1 to 256 bytes without ':'",
+                "namespace must be 1 to 256 bytes",
             ));
         }
         if self.queue_capacity == 0 {
@@ -427,82 +559,143 @@ impl BridgeBuilder {
                 "timeouts and backoff must be non-zero, backoff min <= max",
             ));
         }
-        let client = redis::Client::open(self.url.as_str())
-            .map_err(|e| BridgeError::InvalidUrl(e.to_string()))?;
-        Ok(Settings {
-            client,
-            namespace: self.namespace.clone(),
+        Ok(())
+    }
+
+    /// Attaches to the engine's tap and interest events, starts the backend's receiving
+    /// side and the publisher thread.
+    fn attach_with<M: ?Sized + 'static, B: Backend>(
+        self,
+        pubsub: &PubSub<M>,
+        node: NodeId,
+        backend: B,
+    ) -> Result<Bridge, BridgeError> {
+        if pubsub.is_closed() {
+            return Err(BridgeError::Closed);
+        }
+        let tap = Arc::clone(pubsub.tap());
+        let before = tap.dropped();
+        let drains = backend.drains_queue();
+        let Some(queue) = tap.attach(self.queue_capacity, drains) else {
+            return Err(BridgeError::AlreadyBridged);
+        };
+        let dropped_before = (before, tap.refused().map_or(0, |r| r.untracked()));
+        let counters = Arc::new(Counters::default());
+        let (stop_tx, stop) = crossbeam_channel::bounded(0);
+        let mut bridge = Bridge {
+            node,
+            namespace: self.namespace,
             layout: self.layout,
-            wake: format!("{}:w:{node}", self.namespace),
-            backoff_min: self.backoff_min,
-            backoff_max: self.backoff_max,
-            read_timeout: self.read_timeout,
-            ping_interval: self.ping_interval,
-            io_timeout: self.io_timeout,
+            unwatch: None,
+            tap,
+            dropped_before,
+            counters: Arc::clone(&counters),
+            stop: Some(stop_tx),
+            threads: Vec::with_capacity(3),
+            presence: None,
+        };
+        let presence_link = match self.presence {
+            None => None,
+            Some((timing, heartbeat)) => {
+                let (changes_tx, changes) = crossbeam_channel::unbounded();
+                let (kick, kicks) = crossbeam_channel::bounded(1);
+                let members = pubsub
+                    .watch_presence(changes_tx, node)
+                    .map_err(|_| BridgeError::Closed)?;
+                let weak = pubsub.downgrade();
+                let deliver: Deliver = Box::new(move |topic, frame| {
+                    weak.upgrade().is_some_and(|engine| {
+                        !matches!(
+                            engine.deliver_remote_presence(topic, frame),
+                            Err(Error::Closed)
+                        )
+                    })
+                });
+                let exchange = Arc::new(Exchange::new(
+                    node, timing, heartbeat, members, kick, deliver,
+                ));
+                let view: Arc<dyn RemoteMembers> = Arc::clone(&exchange) as _;
+                pubsub.tap().remote_members.set(Some(view));
+                let weak = pubsub.downgrade();
+                bridge.presence = Some((
+                    Arc::clone(&exchange),
+                    Box::new(move || {
+                        if let Some(engine) = weak.upgrade() {
+                            engine.unwatch_presence();
+                            engine.tap().remote_members.set(None);
+                        }
+                    }),
+                ));
+                Some(PresenceLink {
+                    exchange,
+                    changes,
+                    kicks,
+                })
+            }
+        };
+        // Interest-routed: the engine's interest events go to the publisher thread,
+        // which hands them to the backend.
+        let (events, interest) = if backend.routes_by_interest() {
+            let (events_tx, events) = crossbeam_channel::unbounded();
+            let now = pubsub
+                .watch_topics(events_tx)
+                .map_err(|_| BridgeError::Closed)?;
+            let weak = pubsub.downgrade();
+            bridge.unwatch = Some(Box::new(move || {
+                if let Some(pubsub) = weak.upgrade() {
+                    pubsub.unwatch_topics();
+                }
+            }));
+            let now = now
+                .into_iter()
+                .filter_map(|event| match InterestChange::from(event) {
+                    InterestChange::Subscribe(interest) => Some(interest),
+                    InterestChange::Unsubscribe(_) => None,
+                });
+            (Some(events), now.collect())
+        } else {
+            (None, Vec::new())
+        };
+        let inbound = Inbound {
+            node,
+            engine: pubsub.downgrade(),
+            counters: Arc::clone(&counters),
             max_message_len: self.max_message_len,
-        })
-    }
-}
-
-/// What both threads share: where Redis is and how to talk to it.
-pub(crate) struct Settings {
-    client: redis::Client,
-    namespace: String,
-    layout: ChannelLayout,
-    /// Per-topic layout: this node's wake channel, `NAMESPACE:w:NODE`.
-    pub(crate) wake: String,
-    pub(crate) backoff_min: Duration,
-    pub(crate) backoff_max: Duration,
-    /// The subscriber connection's read timeout.
-    pub(crate) read_timeout: Duration,
-    pub(crate) ping_interval: Duration,
-    /// Connect timeout; the publisher's read and write timeout.
-    pub(crate) io_timeout: Duration,
-    pub(crate) max_message_len: usize,
-}
-
-impl Settings {
-    /// The channel `topic`'s envelopes go to.
-    pub(crate) fn channel_for(&self, topic: &str) -> Vec<u8> {
-        match self.layout {
-            ChannelLayout::Namespace => self.namespace.as_bytes().to_vec(),
-            ChannelLayout::PerTopic => {
-                let mut channel = Vec::with_capacity(self.namespace.len() + 3 + topic.len());
-                channel.extend_from_slice(self.namespace.as_bytes());
-                channel.extend_from_slice(b":t:");
-                channel.extend_from_slice(topic.as_bytes());
-                channel
-            }
-        }
-    }
-
-    /// Whether `channel` is where `topic`'s envelopes go.
-    pub(crate) fn is_channel_of(&self, channel: &str, topic: &str) -> bool {
-        match self.layout {
-            ChannelLayout::Namespace => channel == self.namespace,
-            ChannelLayout::PerTopic => {
-                channel
-                    .strip_prefix(self.namespace.as_str())
-                    .and_then(|rest| rest.strip_prefix(":t:"))
-                    == Some(topic)
-            }
-        }
-    }
-
-    /// A new connection for the publisher (read timeout `io_timeout`).
-    pub(crate) fn connect(&self) -> redis::RedisResult<redis::Connection> {
-        self.connect_with_read_timeout(self.io_timeout)
-    }
-
-    /// A new connection whose reads time out after `read_timeout`.
-    pub(crate) fn connect_with_read_timeout(
-        &self,
-        read_timeout: Duration,
-    ) -> redis::RedisResult<redis::Connection> {
-        let con = self.client.get_connection_with_timeout(self.io_timeout)?;
-        con.set_read_timeout(Some(read_timeout))?;
-        con.set_write_timeout(Some(self.io_timeout))?;
-        Ok(con)
+            streams: Tracker::default(),
+            presence: presence_link
+                .as_ref()
+                .map(|link| Arc::clone(&link.exchange)),
+        };
+        // On a failure below `bridge` drops: detached, the spawned threads joined.
+        let (feed, queue) = if drains {
+            let feed = Feed {
+                tap: Arc::clone(&bridge.tap),
+                queue,
+                framer: Framer::new(node, Arc::clone(&bridge.tap)),
+            };
+            (Some(feed), crossbeam_channel::never())
+        } else {
+            (None, queue)
+        };
+        let (outlet, threads) = backend.start(inbound, interest, stop.clone(), feed)?;
+        bridge.threads.extend(threads);
+        let publisher = Publisher {
+            outlet,
+            framer: Framer::new(node, Arc::clone(&bridge.tap)),
+            queue,
+            manages_connection: !drains,
+            stop,
+            counters,
+            events,
+            backoff: Backoff::new(self.backoff_min, self.backoff_max),
+            presence: presence_link,
+        };
+        let spawned = std::thread::Builder::new()
+            .name("fanout-bridge-pub".to_owned())
+            .spawn(move || publisher.run())
+            .map_err(BridgeError::Spawn)?;
+        bridge.threads.push(spawned);
+        Ok(bridge)
     }
 }
 
@@ -524,7 +717,7 @@ fn random_node_id() -> NodeId {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum BridgeError {
-    /// The URL is not a Redis URL (the `redis` crate's reason).
+    /// The URL is not one of a backend this build has, or its backend refuses it.
     InvalidUrl(String),
     /// A setting is out of range.
     InvalidConfig(&'static str),
@@ -539,7 +732,7 @@ pub enum BridgeError {
 impl fmt::Display for BridgeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            BridgeError::InvalidUrl(why) => write!(f, "invalid Redis URL: {why}"),
+            BridgeError::InvalidUrl(why) => write!(f, "invalid broker URL: {why}"),
             BridgeError::InvalidConfig(why) => write!(f, "invalid bridge setting: {why}"),
             BridgeError::AlreadyBridged => f.write_str("the engine already has a bridge"),
             BridgeError::Closed => f.write_str("the engine is shut down"),

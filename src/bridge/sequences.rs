@@ -7,9 +7,16 @@
 //! envelopes so far, which is at least every number any topic has had: a topic's numbers
 //! only ever grow, so a receiver never takes a fresh start for a replay. Forgetting
 //! costs one false gap per topic on receivers that knew the old numbers.
+//!
+//! Frames the tap's full queue refused never reach the publisher thread; the tap records
+//! how many per topic ([`DroppedTopics`](crate::face::dropped_topics::DroppedTopics)),
+//! and the publisher [skips](Numbering::skip) that many numbers of each before it
+//! numbers its next batch: receivers count them as gaps like any other loss. The
+//! publisher's table is keyed as the tap records ([`drop_key`]).
 
 use std::collections::HashMap;
 
+use crate::face::dropped_topics::drop_key;
 use crate::transport::envelope::NodeId;
 use crate::vocab::topic::hash_topic;
 
@@ -22,24 +29,37 @@ const MAX_STREAMS: usize = 1 << 16;
 pub(crate) struct Numbering {
     /// Envelopes numbered so far, all topics.
     all: u64,
-    /// Topic hash → last number given.
+    /// Topic key ([`drop_key`] of its hash) → last number given.
     last: HashMap<u64, u64>,
 }
 
 impl Numbering {
     /// The number of the next envelope on `topic`.
     pub(crate) fn next(&mut self, topic: &str) -> u64 {
-        self.all += 1;
+        self.advance(drop_key(hash_topic(topic)), 1)
+    }
+
+    /// Uses up `n` numbers of the topic whose key is `key`: frames that were never
+    /// handed to the publisher thread (refused by the tap's full queue).
+    pub(crate) fn skip(&mut self, key: u64, n: u64) {
+        if n > 0 {
+            self.advance(key, n);
+        }
+    }
+
+    /// Adds `n` to `key`'s stream; returns its last number.
+    fn advance(&mut self, key: u64, n: u64) -> u64 {
+        self.all += n;
         if self.last.len() >= MAX_STREAMS {
             self.last.clear();
         }
         let all = self.all;
-        let n = self
+        let last = self
             .last
-            .entry(hash_topic(topic))
-            .and_modify(|n| *n += 1)
+            .entry(key)
+            .and_modify(|last| *last += n)
             .or_insert(all);
-        *n
+        *last
     }
 }
 
@@ -92,6 +112,20 @@ mod tests {
         assert_eq!(n.next("b"), 4);
         n.last.clear(); // forgotten
         assert_eq!(n.next("a"), 6, "above every number topic a had");
+    }
+
+    #[test]
+    fn skipped_numbers_show_as_a_gap() {
+        let mut n = Numbering::default();
+        assert_eq!(n.next("a"), 1);
+        n.skip(drop_key(hash_topic("a")), 3);
+        assert_eq!(n.next("a"), 5, "numbers 2, 3 and 4 went to refused frames");
+        n.skip(drop_key(hash_topic("b")), 2);
+        assert_eq!(
+            n.next("b"),
+            8,
+            "a new topic starts above every number given"
+        );
     }
 
     #[test]

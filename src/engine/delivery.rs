@@ -85,6 +85,25 @@ impl<T: Clone> Shared<T> {
         Ok(delivered)
     }
 
+    /// Delivers `item` to client `id` alone, if it is a subscriber of `topic` now (by
+    /// name or pattern). Returns whether it was.
+    pub(crate) fn deliver_to(&self, topic: TopicKey<'_>, id: ClientId, item: &T) -> bool {
+        let Ok(snapshot) = self.load_for_broadcast() else {
+            return false;
+        };
+        if let Some(subscribers) = snapshot.subscribers(topic) {
+            let Some(one) = subscribers.iter().find(|r| r.id == id) else {
+                return false;
+            };
+            return self.deliver(std::slice::from_ref(one), NOBODY, item) == 1;
+        }
+        let matching = pattern_index::matching(&snapshot.patterns, topic.name, self.separator);
+        let Some(one) = matching.iter().find(|r| r.id == id) else {
+            return false;
+        };
+        self.deliver(std::slice::from_ref(one), NOBODY, item) == 1
+    }
+
     /// Like [`broadcast`](Self::broadcast) for an item the caller already has.
     #[inline]
     pub(crate) fn broadcast_ref(
@@ -251,6 +270,7 @@ impl<T> Shared<T> {
         let Some(turn) = try_lock(&self.presence_delivery) else {
             return;
         };
+        let _delivering = super::delivering_presence::DeliveringPresence::enter();
         loop {
             let mut table = lock(&self.presence);
             let Some(change) = table.next_change() else {

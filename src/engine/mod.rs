@@ -23,9 +23,11 @@
 
 pub(crate) mod combiner;
 pub(crate) mod command;
+pub(crate) mod delivering_presence;
 mod delivery;
 mod janitor;
 pub(crate) mod pattern_index;
+pub(crate) mod presence_snapshot;
 pub(crate) mod presence_table;
 mod recipient;
 mod snapshot;
@@ -349,9 +351,61 @@ impl<T: Clone> Engine<T> {
     }
 
     /// Calls `each` with the members of `topic` now (client and metadata), ordered by
-    /// client id, under the presence table's own lock (never the writer role).
-    pub(crate) fn for_each_member(&self, topic: &str, each: impl FnMut(ClientId, &bytes::Bytes)) {
-        lock(&self.shared().presence).for_each_member(topic, each);
+    /// client id, under the presence table's own lock (never the writer role); returns
+    /// this engine's node id for them.
+    pub(crate) fn for_each_member(
+        &self,
+        topic: &str,
+        each: impl FnMut(ClientId, &bytes::Bytes),
+    ) -> crate::vocab::node::NodeId {
+        let table = lock(&self.shared().presence);
+        table.for_each_member(topic, each);
+        table.node()
+    }
+
+    /// Subscribes `id` to `topic` and delivers it the topic's members then every later
+    /// change, in one ordered step (see [`presence_snapshot`]).
+    pub(crate) fn subscribe_with_snapshot(
+        &self,
+        id: ClientId,
+        topic: crate::vocab::topic::TopicKey<'_>,
+        subscribe: impl FnOnce() -> Result<(), Error>,
+        others: impl FnOnce() -> Vec<T>,
+    ) -> Result<(), Error> {
+        self.shared()
+            .subscribe_with_snapshot(id, topic, subscribe, others)
+    }
+
+    /// The node id this engine's members carry (`NodeId(0)` without a bridge).
+    pub(crate) fn presence_node(&self) -> crate::vocab::node::NodeId {
+        lock(&self.shared().presence).node()
+    }
+
+    /// How many members `topic` has on this engine: O(1), under the presence table's
+    /// own lock.
+    pub(crate) fn count_members(&self, topic: &str) -> usize {
+        lock(&self.shared().presence).count(topic)
+    }
+
+    /// Starts handing every presence change to `watcher` and names this engine's members
+    /// `node`; returns the members now (see [`PresenceTable::watch`]).
+    #[allow(dead_code)] // Used by the bridge (features `redis`, `nats`).
+    pub(crate) fn watch_presence(
+        &self,
+        watcher: presence_table::PresenceWatcher,
+        node: crate::vocab::node::NodeId,
+    ) -> Result<Vec<(std::sync::Arc<str>, ClientId, bytes::Bytes)>, Error> {
+        let mut table = lock(&self.shared().presence);
+        if self.is_closed() {
+            return Err(Error::Closed);
+        }
+        Ok(table.watch(watcher, node))
+    }
+
+    /// Stops the presence watcher.
+    #[allow(dead_code)] // Used by the bridge (features `redis`, `nats`).
+    pub(crate) fn unwatch_presence(&self) {
+        lock(&self.shared().presence).unwatch();
     }
 
     /// Registers many clients in one batch; one result each, in order.

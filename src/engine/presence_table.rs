@@ -15,6 +15,7 @@ use smallvec::SmallVec;
 
 use crate::transport::PresenceEvent;
 use crate::vocab::client::ClientId;
+use crate::vocab::node::NodeId;
 
 /// One join or leave, waiting to be broadcast to the topic's subscribers.
 #[derive(Debug, Clone)]
@@ -22,9 +23,14 @@ pub(crate) struct PresenceChange {
     pub(crate) topic: std::sync::Arc<str>,
     pub(crate) hash: u64,
     pub(crate) event: PresenceEvent,
+    /// This engine's node id when the change was made (`NodeId(0)` without a bridge).
+    pub(crate) node: NodeId,
     pub(crate) client: ClientId,
     pub(crate) meta: Bytes,
 }
+
+/// Where every change also goes while a bridge watches (see [`PresenceTable::watch`]).
+pub(crate) type PresenceWatcher = crossbeam_channel::Sender<PresenceChange>;
 
 #[derive(Default)]
 pub(crate) struct PresenceTable {
@@ -34,6 +40,10 @@ pub(crate) struct PresenceTable {
     by_client: HashMap<ClientId, SmallVec<[std::sync::Arc<str>; 1]>, ahash::RandomState>,
     /// Changes made and not yet taken for delivery, oldest first.
     outbox: VecDeque<PresenceChange>,
+    /// This engine's node id while a bridge is attached, else `NodeId(0)`.
+    node: NodeId,
+    /// The bridge's copy of every change, in order, while it watches.
+    watcher: Option<PresenceWatcher>,
     /// (client, topic) pairs tracked: what [`Stats::members`](crate::Stats::members)
     /// reports, kept here so that reading it costs no walk.
     members: usize,
@@ -64,10 +74,11 @@ impl PresenceTable {
                     .push(std::sync::Arc::clone(&topic));
             }
         }
-        self.outbox.push_back(PresenceChange {
+        self.queue(PresenceChange {
             topic,
             hash,
             event: PresenceEvent::Join,
+            node: self.node,
             client,
             meta,
         });
@@ -114,13 +125,62 @@ impl PresenceTable {
         if members.is_empty() {
             self.by_topic.remove(&name);
         }
-        self.outbox.push_back(PresenceChange {
+        self.queue(PresenceChange {
             topic: name,
             hash,
             event: PresenceEvent::Leave,
+            node: self.node,
             client,
             meta,
         });
+    }
+
+    /// Queues `change` for delivery, and hands a copy to the watcher.
+    fn queue(&mut self, change: PresenceChange) {
+        if let Some(watcher) = &self.watcher {
+            if watcher.send(change.clone()).is_err() {
+                self.watcher = None; // the bridge is gone
+            }
+        }
+        self.outbox.push_back(change);
+    }
+
+    /// Starts handing every change to `watcher`, names this engine's members `node`,
+    /// and returns every member now as (topic, client, meta): with the changes that
+    /// follow, the whole table, none missed or doubled (both under this table's lock).
+    pub(crate) fn watch(
+        &mut self,
+        watcher: PresenceWatcher,
+        node: NodeId,
+    ) -> Vec<(std::sync::Arc<str>, ClientId, Bytes)> {
+        self.watcher = Some(watcher);
+        self.node = node;
+        self.by_topic
+            .iter()
+            .flat_map(|(topic, (_, members))| {
+                members.iter().map(move |(client, meta)| {
+                    (std::sync::Arc::clone(topic), *client, meta.clone())
+                })
+            })
+            .collect()
+    }
+
+    /// Stops the watcher; members are this engine's alone again (`NodeId(0)`).
+    pub(crate) fn unwatch(&mut self) {
+        self.watcher = None;
+        self.node = NodeId(0);
+    }
+
+    /// How many members `topic` has: O(1).
+    pub(crate) fn count(&self, topic: &str) -> usize {
+        self.by_topic
+            .get(topic)
+            .map_or(0, |(_, members)| members.len())
+    }
+
+    /// This engine's node id for its members.
+    pub(crate) fn node(&self) -> NodeId {
+        self.node
     }
 
     /// Calls `each` with the members of `topic` (client and metadata), ordered by
@@ -143,7 +203,8 @@ impl PresenceTable {
         self.outbox.pop_front()
     }
 
-    /// Forgets everyone, without events (the engine closed).
+    /// Forgets everyone, without events (the engine closed). Drops the watcher: a bridge
+    /// sees the engine gone.
     pub(crate) fn clear(&mut self) {
         *self = Self::default();
     }

@@ -178,7 +178,7 @@ fn topic_events_report_first_and_last_subscribers_only() {
 
     let (events, watched) = crossbeam_channel::unbounded();
     let existing = engine.watch_topics(events).unwrap();
-    assert_eq!(existing, vec![std::sync::Arc::<str>::from("before")]);
+    assert_eq!(existing, vec![TopicEvent::Opened("before".into())]);
 
     engine
         .mutate(Change::Subscribe(a, Subscription::Topic(topic("t"))))
@@ -208,5 +208,43 @@ fn topic_events_report_first_and_last_subscribers_only() {
     assert!(
         watched.try_recv().is_err(),
         "an unwatched engine sent an event"
+    );
+}
+
+/// Pattern events: a watcher learns the patterns in use when it starts watching, then
+/// one `PatternOpened` per pattern's first subscriber and one `PatternClosed` per its
+/// last (by unsubscribe or unregister), in order with the topic events.
+#[test]
+fn topic_events_report_first_and_last_pattern_subscribers() {
+    use crate::vocab::topic_event::TopicEvent;
+
+    let sub = |name: &str| Subscription::parse(topic(name), '.').unwrap();
+    let engine = engine(16);
+    let (a, b) = (engine.generate_client_id(), engine.generate_client_id());
+    engine.register(a, callback_sink(), None).unwrap();
+    engine.register(b, callback_sink(), None).unwrap();
+    engine.mutate(Change::Subscribe(a, sub("old.>"))).unwrap();
+    engine.mutate(Change::Subscribe(b, sub("old.>"))).unwrap();
+
+    let (events, watched) = crossbeam_channel::unbounded();
+    let existing = engine.watch_topics(events).unwrap();
+    assert_eq!(existing, vec![TopicEvent::PatternOpened("old.>".into())]);
+
+    engine.mutate(Change::Subscribe(a, sub("p.*"))).unwrap();
+    engine.mutate(Change::Subscribe(b, sub("p.*"))).unwrap();
+    engine.mutate(Change::Subscribe(a, sub("p.x"))).unwrap();
+    engine.mutate(Change::Unsubscribe(a, sub("p.*"))).unwrap();
+    engine.mutate(Change::Unsubscribe(a, sub("old.>"))).unwrap();
+    engine.mutate(Change::Unregister(b)).unwrap();
+    let seen: Vec<TopicEvent> = watched.try_iter().collect();
+    assert_eq!(
+        seen,
+        vec![
+            TopicEvent::PatternOpened("p.*".into()),
+            TopicEvent::Opened("p.x".into()),
+            // `b` still had both: they close when it goes, in the order it took them.
+            TopicEvent::PatternClosed("old.>".into()),
+            TopicEvent::PatternClosed("p.*".into()),
+        ]
     );
 }

@@ -6,10 +6,20 @@
 //!   forwarder's bounded queue, without blocking (see [`Tap`]).
 //! - **Incoming frames**: [`PubSub::deliver_remote`] delivers a frame that came from
 //!   another engine to this engine's subscribers only; it is never forwarded again.
-//! - **Which topics are served here**: [`PubSub::watch_topics`] returns the topics with
-//!   local subscribers now and then reports each change as a [`TopicEvent`], in the
+//! - **Which topics and patterns are served here**: [`PubSub::watch_topics`] returns
+//!   the topics and wildcard patterns with local subscribers now (as `Opened` and
+//!   `PatternOpened` events) and then reports each change as a [`TopicEvent`], in the
 //!   order the writer applied them, none missed or doubled; [`PubSub::unwatch_topics`]
 //!   stops it.
+//!
+//! - **Who is tracked here**: [`PubSub::watch_presence`] returns this engine's members
+//!   now and then hands every presence change to the bridge, in the order they were
+//!   made, none missed or doubled; the bridge puts its view of other engines' members
+//!   in the tap's `remote_members` slot, which `list` and `count_members` read, and
+//!   delivers their joins and leaves with [`PubSub::deliver_remote`].
+//!
+//! - **How topics split into tokens**: `PubSub::separator` (a NATS bridge maps each
+//!   token to a subject token).
 //!
 //! Lifecycle and liveness come from the face's public calls: [`PubSub::downgrade`] for
 //! a handle that does not keep the engine running, [`PubSub::is_closed`].
@@ -18,39 +28,82 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::engine::delivering_presence::DeliveringPresence;
+use crate::engine::presence_table::PresenceChange;
 use crate::face::pubsub::PubSub;
 use crate::face::tap::Tap;
+use crate::vocab::client::ClientId;
 use crate::vocab::error::Error;
+use crate::vocab::node::NodeId;
 use crate::vocab::topic::TopicRef;
 use crate::vocab::topic_event::TopicEvent;
 
 impl<M: ?Sized> PubSub<M> {
     /// Delivers a frame that came from another engine to this engine's subscribers only
     /// (never forwarded again): the Redis bridge's receiving end.
-    #[cfg(feature = "redis")]
+    #[cfg(any(feature = "redis", feature = "nats"))]
     pub(crate) fn deliver_remote(&self, topic: &str, frame: &Bytes) -> Result<usize, Error> {
         let key = topic.topic_key(self.max_topic_len())?;
         self.engine.broadcast_ref(key, None, frame)
     }
 
-    /// Starts sending topic events (first subscriber, last subscriber) to `events` and
-    /// returns the topics with subscribers now: a per-topic Redis bridge follows them.
-    #[cfg(feature = "redis")]
+    /// Delivers a Presence frame about another engine's member to this engine's
+    /// subscribers of `topic`, marked as a presence delivery (a callback that calls
+    /// `subscribe_with_members` from inside it is refused rather than left waiting).
+    #[cfg(any(feature = "redis", feature = "nats"))]
+    pub(crate) fn deliver_remote_presence(
+        &self,
+        topic: &str,
+        frame: &Bytes,
+    ) -> Result<usize, Error> {
+        let _delivering = DeliveringPresence::enter();
+        self.deliver_remote(topic, frame)
+    }
+
+    /// Starts sending topic and pattern events (first subscriber, last subscriber) to
+    /// `events` and returns the topics and patterns with subscribers now: an
+    /// interest-routed bridge (Redis per-topic channels, NATS) follows them.
+    #[cfg(any(feature = "redis", feature = "nats"))]
     pub(crate) fn watch_topics(
         &self,
         events: crossbeam_channel::Sender<TopicEvent>,
-    ) -> Result<Vec<Arc<str>>, Error> {
+    ) -> Result<Vec<TopicEvent>, Error> {
         self.engine.watch_topics(events)
     }
 
+    /// Starts handing every presence change to `watcher`, names this engine's members
+    /// `node` (in `list` and Presence frames), and returns the members now as (topic,
+    /// client, meta).
+    #[cfg(any(feature = "redis", feature = "nats"))]
+    pub(crate) fn watch_presence(
+        &self,
+        watcher: crossbeam_channel::Sender<PresenceChange>,
+        node: NodeId,
+    ) -> Result<Vec<(Arc<str>, ClientId, Bytes)>, Error> {
+        self.engine.watch_presence(watcher, node)
+    }
+
+    /// Stops the presence watcher; this engine's members are named `NodeId(0)` again.
+    #[cfg(any(feature = "redis", feature = "nats"))]
+    pub(crate) fn unwatch_presence(&self) {
+        self.engine.unwatch_presence();
+    }
+
     /// Stops the topic events.
-    #[cfg(feature = "redis")]
+    #[cfg(any(feature = "redis", feature = "nats"))]
     pub(crate) fn unwatch_topics(&self) {
         self.engine.unwatch_topics();
     }
 
+    /// The token separator of topics and patterns: a NATS bridge maps topic tokens to
+    /// subject tokens.
+    #[cfg(feature = "nats")]
+    pub(crate) fn separator(&self) -> char {
+        self.engine.config().separator
+    }
+
     /// The slot a Redis bridge attaches to.
-    #[cfg(feature = "redis")]
+    #[cfg(any(feature = "redis", feature = "nats"))]
     pub(crate) fn tap(&self) -> &Arc<Tap> {
         &self.tap
     }

@@ -6,9 +6,13 @@
 
 pub(crate) mod broadcaster;
 pub(crate) mod builder;
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", feature = "nats"))]
+pub(crate) mod dropped_topics;
+#[cfg(any(feature = "redis", feature = "nats"))]
 pub(crate) mod events;
 pub(crate) mod pubsub;
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", feature = "nats"))]
+pub(crate) mod remote_members;
+#[cfg(any(feature = "redis", feature = "nats"))]
 pub(crate) mod tap;
 pub(crate) mod tracking;

@@ -13,7 +13,7 @@ use crate::consumer::conflating_channel::ConflatingChannel;
 use crate::engine::presence_table::PresenceChange;
 use crate::engine::{Change, Engine};
 use crate::face::builder::Builder;
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", feature = "nats"))]
 use crate::face::tap::Tap;
 use crate::sink::{CallbackSink, Sink};
 use crate::transport::{self, encode_presence, frame, Serialiser};
@@ -25,7 +25,7 @@ use crate::vocab::mutation::Mutation;
 use crate::vocab::policy::ChannelConfig;
 use crate::vocab::stats::{ConflationTotals, Stats};
 use crate::vocab::subscription::Subscription;
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", feature = "nats"))]
 use crate::vocab::topic::TopicKey;
 use crate::vocab::topic::{Topic, TopicRef};
 use std::sync::{Arc, Weak};
@@ -88,7 +88,7 @@ pub struct PubSub<M: ?Sized> {
     /// The replacement counts of its conflating clients, for [`Stats::conflated`].
     conflation: Arc<ConflationTotals>,
     /// Where a Redis bridge taps this engine's broadcasts (shared by every handle).
-    #[cfg(feature = "redis")]
+    #[cfg(any(feature = "redis", feature = "nats"))]
     pub(super) tap: Arc<Tap>,
     message: PhantomData<fn(&M)>,
 }
@@ -98,7 +98,7 @@ impl<M: ?Sized> Clone for PubSub<M> {
         Self {
             engine: Arc::clone(&self.engine),
             conflation: Arc::clone(&self.conflation),
-            #[cfg(feature = "redis")]
+            #[cfg(any(feature = "redis", feature = "nats"))]
             tap: Arc::clone(&self.tap),
             message: PhantomData,
         }
@@ -139,7 +139,7 @@ impl<M: ?Sized> Builder<PubSub<M>> {
         Ok(PubSub {
             engine: Arc::new(Engine::start(self.config, Some(presence_frame))?),
             conflation: Arc::new(ConflationTotals::new()),
-            #[cfg(feature = "redis")]
+            #[cfg(any(feature = "redis", feature = "nats"))]
             tap: Arc::default(),
             message: PhantomData,
         })
@@ -521,7 +521,7 @@ impl<M: ?Sized> PubSub<M> {
         S: Serialiser<M> + ?Sized,
     {
         let key = topic.topic_key(self.max_topic_len())?;
-        #[cfg(feature = "redis")]
+        #[cfg(any(feature = "redis", feature = "nats"))]
         if self.tap.is_on() {
             return self.broadcast_tapped(from, key, message, serialiser);
         }
@@ -532,7 +532,7 @@ impl<M: ?Sized> PubSub<M> {
     /// A broadcast on a bridged engine. The frame is built even when no local client is
     /// subscribed — subscribers on other engines may be — so on a bridged engine the
     /// serialiser runs exactly once per broadcast.
-    #[cfg(feature = "redis")]
+    #[cfg(any(feature = "redis", feature = "nats"))]
     #[inline(never)]
     fn broadcast_tapped<S>(
         &self,
@@ -547,7 +547,7 @@ impl<M: ?Sized> PubSub<M> {
         self.check_open()?;
         let frame = encode_frame(key.name, message, serialiser)?;
         let delivered = self.engine.broadcast_ref(key, from, &frame)?;
-        self.tap.send(from, frame);
+        self.tap.send(from, frame, key.hash);
         Ok(delivered)
     }
 
@@ -600,9 +600,9 @@ impl<M: ?Sized> PubSub<M> {
             _ => return Err(Error::FrameMismatch),
         }
         let delivered = self.engine.broadcast_ref(key, from, frame)?;
-        #[cfg(feature = "redis")]
+        #[cfg(any(feature = "redis", feature = "nats"))]
         if self.tap.is_on() {
-            self.tap.send(from, frame.clone());
+            self.tap.send(from, frame.clone(), key.hash);
         }
         Ok(delivered)
     }
@@ -648,7 +648,7 @@ impl<M: ?Sized> PubSub<M> {
         WeakPubSub {
             engine: Arc::downgrade(&self.engine),
             conflation: Arc::clone(&self.conflation),
-            #[cfg(feature = "redis")]
+            #[cfg(any(feature = "redis", feature = "nats"))]
             tap: Arc::clone(&self.tap),
             message: PhantomData,
         }
@@ -687,7 +687,7 @@ pub struct WeakPubSub<M: ?Sized> {
     engine: Weak<Engine<Bytes>>,
     /// Shared with the strong handles (it keeps no engine alive).
     conflation: Arc<ConflationTotals>,
-    #[cfg(feature = "redis")]
+    #[cfg(any(feature = "redis", feature = "nats"))]
     pub(super) tap: Arc<Tap>,
     message: PhantomData<fn(&M)>,
 }
@@ -698,7 +698,7 @@ impl<M: ?Sized> WeakPubSub<M> {
         self.engine.upgrade().map(|engine| PubSub {
             engine,
             conflation: Arc::clone(&self.conflation),
-            #[cfg(feature = "redis")]
+            #[cfg(any(feature = "redis", feature = "nats"))]
             tap: Arc::clone(&self.tap),
             message: PhantomData,
         })
@@ -710,7 +710,7 @@ impl<M: ?Sized> Clone for WeakPubSub<M> {
         Self {
             engine: Weak::clone(&self.engine),
             conflation: Arc::clone(&self.conflation),
-            #[cfg(feature = "redis")]
+            #[cfg(any(feature = "redis", feature = "nats"))]
             tap: Arc::clone(&self.tap),
             message: PhantomData,
         }
@@ -730,6 +730,7 @@ fn presence_frame(change: &PresenceChange) -> Option<Bytes> {
     encode_presence(
         &change.topic,
         change.event,
+        change.node,
         change.client.as_u64(),
         &change.meta,
     )

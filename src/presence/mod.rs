@@ -24,10 +24,40 @@
 //! Events are delivered after the change is applied and before the call that made it
 //! returns, by the thread that applied it — unless another thread is delivering presence
 //! events at that moment; then that thread delivers this one too, and a subscriber may
-//! get the join shortly after `track` returned. Presence is per engine: the Redis bridge (feature
-//! `redis`) carries Push frames only, so each host lists its own members. Presence
-//! frames are self-describing (kind byte, topic, member), so a bridge can carry them
-//! later without a format change.
+//! get the join shortly after `track` returned.
+//!
+//! # Across hosts
+//!
+//! With a bridge (`fanout::bridge`) attached (feature `redis`; on by default, see
+//! `BridgeBuilder::presence`), presence spans every engine bridged to the namespace:
+//!
+//! - **One list everywhere.** [`PubSub::list`](crate::PubSub::list) on any engine returns
+//!   the members of every bridged engine; [`count_members`](crate::PubSub::count_members)
+//!   counts them in O(1). A member is named by its engine's node id and its client
+//!   ([`Member::node`], [`Member::client`]; the same pair in Presence frames), so client
+//!   ids that repeat across engines do not collide.
+//! - **Each change once.** A subscriber of the topic on any engine gets one join per
+//!   member joining anywhere (tracking again with new metadata: one join carrying it)
+//!   and one leave per member leaving — never one per engine.
+//! - **Liveness.** Heartbeats run on the bridge (1 s by default). An engine not heard
+//!   from for the down period (30 s by default, as Phoenix.Tracker) is taken as down:
+//!   its members leave everywhere, with the events sent; if it comes back they join
+//!   again; silent past the drop period (10 min) its state is dropped. A detach,
+//!   shutdown or drop of a bridge sends a goodbye: its members leave the other engines
+//!   at once (a few ms measured), and the other engines' members leave this one's list,
+//!   with the events.
+//! - **Late joiners and gaps.** An engine that attaches asks every engine for its
+//!   state; one that sees a gap in an engine's numbered changes (a Redis restart, a
+//!   dropped connection) asks for that engine's state; both converge within a heartbeat
+//!   or two. Push frames stay ephemeral: only members are exchanged.
+//!
+//! How: each engine owns its members and alone changes them; the bridge sends its
+//! changes as numbered deltas and its whole state on request, in presence envelopes
+//! (`transport::presence_sync`, mode 2 of the bridge envelope), and keeps a replica of
+//! every other engine's members (the model of Phoenix.Tracker, checked by a simulation
+//! that delivers messages out of order, twice or never, across crashes and restarts:
+//! `tests/presence_merge.rs`). Listing takes this engine's presence lock and the
+//! bridge's replica lock one after the other, never the writer role.
 //!
 //! ```
 //! use fanout::transport::{decode_any, Frame, PresenceEvent};
@@ -54,3 +84,6 @@
 //! ```
 
 pub use crate::vocab::member::Member;
+
+#[cfg_attr(not(any(feature = "redis", feature = "nats")), allow(dead_code))]
+pub(crate) mod replica;

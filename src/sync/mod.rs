@@ -98,7 +98,7 @@ mod imp {
 
 #[cfg(loom)]
 pub(crate) mod loom_queue;
-#[cfg(feature = "async")]
+#[cfg(any(feature = "async", feature = "nats"))]
 pub(crate) mod waker_slot;
 
 pub(crate) use imp::*;

@@ -69,6 +69,7 @@ use crate::sync::{fence, lock, AtomicBool, Mutex, Ordering};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Parker {
     /// A `recv` future's entry: `0` until it first parks, then the key it was given.
+    #[cfg_attr(not(feature = "async"), allow(dead_code))] // the bridge parks anonymously
     Keyed(u64),
     /// A poll with nowhere to keep a key.
     Anonymous,
@@ -147,6 +148,7 @@ impl WakerSlot {
 
     /// A `recv` future that parked under `key` is going away without being woken: drop
     /// its entry. (If a publisher took it meanwhile, there is nothing to drop.)
+    #[cfg_attr(not(feature = "async"), allow(dead_code))]
     pub(crate) fn withdraw(&self, key: u64) {
         lock(&self.parked).wakers.retain(|(k, _)| *k != key);
     }
@@ -191,6 +193,7 @@ impl WakerSlot {
 
     /// The publisher side is gone: wake every parked consumer so it sees the queue
     /// disconnected. Call after the queue's sender has been dropped.
+    #[cfg_attr(not(feature = "async"), allow(dead_code))]
     pub(crate) fn close(&self) {
         // Pairs with the fence in `register`, as in `notify`; the lock in
         // `take_and_wake` would also do (see "Closing").

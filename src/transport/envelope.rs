@@ -1,7 +1,9 @@
-//! The bridge envelope: version 1 of what one engine publishes to Redis for the others.
+//! The bridge envelope: version 1 of what one engine publishes to the broker (Redis or
+//! NATS) for the others.
 //!
-//! A bridged engine (see `fanout::bridge`, feature `redis`) forwards every broadcast to
-//! the other engines as one Redis message: a fixed 34-byte header in front of the
+//! A bridged engine (see `fanout::bridge`, features `redis` and `nats`) forwards every
+//! broadcast to the other engines as one broker message (a Redis pub/sub message, a
+//! NATS message on the topic's subject): a fixed 34-byte header in front of the
 //! unchanged [Push frame](super::frame) the origin serialised. Receivers check the
 //! header, then hand the frame — a slice of the message, not a copy — to their own
 //! subscribers. All integers are big-endian (network order); there is no padding.
@@ -9,15 +11,24 @@
 //! | offset | size | field       | value                                                  |
 //! |--------|------|-------------|--------------------------------------------------------|
 //! | 0      | 1    | version     | `0x01` ([`ENVELOPE_VERSION`])                          |
-//! | 1      | 1    | mode        | `0x00` everyone, `0x01` everyone but one client        |
+//! | 1      | 1    | mode        | `0x00` everyone, `0x01` everyone but one client, `0x02` presence |
 //! | 2      | 16   | origin      | `u128`: the sending engine's random node id            |
 //! | 18     | 8    | sequence    | `u64`: per origin and topic, +1 per envelope           |
 //! | 26     | 8    | client      | `u64`: the excluded client's id (mode 1), else `0`     |
-//! | 34     | F    | Push frame  | exactly one [Push frame](super::frame), to the end     |
+//! | 34     | F    | body        | mode 0 and 1: exactly one [Push frame](super::frame); mode 2: one [presence sync message](super::presence_sync) |
 //!
-//! An envelope is exactly `34 + F` bytes, where the frame's own length fields must
-//! account for all `F` bytes: a decoder refuses trailing bytes and a mode-0 envelope
-//! with a non-zero client, so the encoding is canonical (`encode(decode(x)) == x`).
+//! An envelope is exactly `34 + F` bytes, where the body's own length fields must
+//! account for all `F` bytes: a decoder refuses trailing bytes, a mode-0 envelope with a
+//! non-zero client, and a mode-2 envelope with a non-zero sequence or client, so the
+//! encoding is canonical (`encode(decode(x)) == x`).
+//!
+//! - **mode 2 (presence).** What bridged engines tell each other about the members
+//!   they track: deltas, heartbeats, whole states, requests, goodbyes (see
+//!   [`presence_sync`]). Never delivered to subscribers as such;
+//!   the receiving engine turns them into its list and its own Presence frames.
+//!   [`decode_envelope`] reads broadcasts only and refuses mode 2 as
+//!   [`UnknownMode(2)`](EnvelopeError::UnknownMode); [`decode_presence_envelope`] reads
+//!   it.
 //!
 //! - **mode / client.** A client id means something only on the engine that made it
 //!   ([`ClientId`] is a per-engine counter), so receivers deliver to *every* local
@@ -38,7 +49,7 @@
 //! A receiver that sees a version it does not know must drop the envelope: a later
 //! version may change everything after byte 0.
 //!
-//! Decoding in JavaScript (a Node.js `Buffer` from a Redis client):
+//! Decoding in JavaScript (a Node.js `Buffer` from a Redis or NATS client):
 //!
 //! ```text
 //! if (b[0] !== 1) return;                          // version
@@ -72,7 +83,10 @@
 use std::fmt;
 
 use super::frame::{decode, DecodeError, PushFrame};
+use super::presence_sync::{self, Message};
 use crate::vocab::client::ClientId;
+
+pub use crate::vocab::node::NodeId;
 
 /// The only envelope version this crate writes and reads.
 pub const ENVELOPE_VERSION: u8 = 1;
@@ -83,22 +97,8 @@ pub const ENVELOPE_HEADER_LEN: usize = 34;
 const MODE_EVERYONE: u8 = 0;
 /// Mode byte: every subscriber but one client (on the origin).
 const MODE_ALL_BUT: u8 = 1;
-
-/// A bridged engine's identity: 128 random bits, drawn when its bridge starts.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct NodeId(pub u128);
-
-impl fmt::Debug for NodeId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "NodeId({:032x})", self.0)
-    }
-}
-
-impl fmt::Display for NodeId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:032x}", self.0)
-    }
-}
+/// Mode byte: a presence sync message, not a broadcast.
+pub const MODE_PRESENCE: u8 = 2;
 
 /// Who a bridged broadcast was for, on its origin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,6 +170,11 @@ pub enum EnvelopeError {
     BadClient(u64),
     /// The bytes after the header are not exactly one Push frame.
     Frame(DecodeError),
+    /// A presence envelope (mode 2) with a non-zero sequence or client.
+    BadPresenceHeader,
+    /// The bytes after a presence envelope's header are not exactly one presence sync
+    /// message.
+    Presence(DecodeError),
 }
 
 impl fmt::Display for EnvelopeError {
@@ -182,6 +187,10 @@ impl fmt::Display for EnvelopeError {
             EnvelopeError::UnknownMode(m) => write!(f, "unknown envelope mode {m}"),
             EnvelopeError::BadClient(c) => write!(f, "client {c} does not fit the envelope mode"),
             EnvelopeError::Frame(e) => write!(f, "envelope frame: {e}"),
+            EnvelopeError::BadPresenceHeader => {
+                f.write_str("presence envelope with a sequence or client")
+            }
+            EnvelopeError::Presence(e) => write!(f, "presence envelope body: {e}"),
         }
     }
 }
@@ -189,7 +198,7 @@ impl fmt::Display for EnvelopeError {
 impl std::error::Error for EnvelopeError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            EnvelopeError::Frame(e) => Some(e),
+            EnvelopeError::Frame(e) | EnvelopeError::Presence(e) => Some(e),
             _ => None,
         }
     }
@@ -230,6 +239,41 @@ pub fn decode_envelope(message: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
         frame,
         push,
     })
+}
+
+/// Appends a presence envelope carrying `message` (from its origin) to `out`.
+pub fn encode_presence_envelope(message: &Message, out: &mut Vec<u8>) {
+    out.push(ENVELOPE_VERSION);
+    out.push(MODE_PRESENCE);
+    out.extend_from_slice(&message.origin().0.to_be_bytes());
+    out.extend_from_slice(&[0; 16]); // sequence and client: unused
+    presence_sync::encode_into(message, out);
+}
+
+/// Decodes a presence envelope (mode 2). Takes any bytes and never panics; allocates
+/// what the message holds, never more than the input's length suggests.
+///
+/// Checks in this order: length of the header, version, mode (anything but 2 is
+/// [`EnvelopeError::UnknownMode`]), zero sequence and client, then the message.
+pub fn decode_presence_envelope(message: &[u8]) -> Result<Message, EnvelopeError> {
+    if message.len() < ENVELOPE_HEADER_LEN {
+        return Err(EnvelopeError::Truncated {
+            needed: ENVELOPE_HEADER_LEN,
+            got: message.len(),
+        });
+    }
+    let (header, body) = message.split_at(ENVELOPE_HEADER_LEN);
+    if header[0] != ENVELOPE_VERSION {
+        return Err(EnvelopeError::UnsupportedVersion(header[0]));
+    }
+    if header[1] != MODE_PRESENCE {
+        return Err(EnvelopeError::UnknownMode(header[1]));
+    }
+    if header[18..].iter().any(|&b| b != 0) {
+        return Err(EnvelopeError::BadPresenceHeader);
+    }
+    let origin = NodeId(u128::from_be_bytes(field(header, 2)));
+    presence_sync::decode(origin, body).map_err(EnvelopeError::Presence)
 }
 
 /// The `N` header bytes from `at`.

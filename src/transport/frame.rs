@@ -195,14 +195,14 @@ pub(crate) fn body(frame: &[u8], start: usize, len: u32) -> Result<&[u8], Decode
 
 /// A conflating client's key for a frame the engine built or checked, as a slice
 /// sharing its buffer: the kind byte and the topic for a Push frame (one pending frame
-/// per topic); for a Presence frame also its event and client, so a member's join is
+/// per topic); for a Presence frame also its event, node and client, so a member's join is
 /// never replaced by another member's leave (only a member's own repeated event is). A
 /// frame too short to hold its header (never one a broadcast delivers) is its own key.
 pub(crate) fn conflation_key(frame: &Bytes) -> Bytes {
     if let Some(&[_, kind, hi, lo]) = frame.get(..PREFIX_LEN) {
         let topic_end = PREFIX_LEN + usize::from(u16::from_be_bytes([hi, lo]));
         let end = if kind == FRAME_KIND_PRESENCE {
-            topic_end + 1 + 8 // event, client
+            topic_end + 1 + 16 + 8 // event, node, client
         } else {
             topic_end
         };

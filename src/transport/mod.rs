@@ -9,11 +9,13 @@
 pub mod envelope;
 pub mod frame;
 pub mod presence;
+pub mod presence_sync;
 mod serialiser;
 
+pub use crate::vocab::node::NodeId;
 pub use envelope::{
-    decode_envelope, Audience, Envelope, EnvelopeError, EnvelopeHeader, NodeId,
-    ENVELOPE_HEADER_LEN, ENVELOPE_VERSION,
+    decode_envelope, decode_presence_envelope, encode_presence_envelope, Audience, Envelope,
+    EnvelopeError, EnvelopeHeader, ENVELOPE_HEADER_LEN, ENVELOPE_VERSION, MODE_PRESENCE,
 };
 pub use frame::{decode, encode_push, DecodeError, PushFrame, FRAME_KIND_PUSH, FRAME_VERSION};
 pub use presence::{

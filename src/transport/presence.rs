@@ -13,12 +13,15 @@
 //! | 2       | 2    | topic length T  | `u16`, 1 ..= 65,535                              |
 //! | 4       | T    | topic           | UTF-8                                            |
 //! | 4 + T   | 1    | event           | `0x01` join, `0x02` leave                        |
-//! | 5 + T   | 8    | client id       | `u64`                                            |
-//! | 13 + T  | 4    | meta length M   | `u32`                                            |
-//! | 17 + T  | M    | meta            | the bytes given to `track` (a leave carries the member's last metadata) |
+//! | 5 + T   | 16   | node            | `u128`: the member's engine ([`NodeId`]; `0` on an engine without a bridge) |
+//! | 21 + T  | 8    | client id       | `u64`: the member's client, as its engine numbers it |
+//! | 29 + T  | 4    | meta length M   | `u32`                                            |
+//! | 33 + T  | M    | meta            | the bytes given to `track` (a leave carries the member's last metadata) |
 //!
-//! A frame is exactly `17 + T + M` bytes; trailing bytes are an error. A join for a
-//! member already listed replaces its metadata (tracking again with new metadata).
+//! A frame is exactly `33 + T + M` bytes; trailing bytes are an error. A member is the
+//! pair (node, client): client ids are per engine, so with a bridge attached two
+//! engines' members may share a client id, never a node. A join for a member already
+//! listed replaces its metadata (tracking again with new metadata).
 //!
 //! Decoding in JavaScript (after the version and kind checks of the Push frame, with
 //! `kind === 2`):
@@ -27,24 +30,26 @@
 //! const t = v.getUint16(2);
 //! const topic = new TextDecoder().decode(new Uint8Array(buf, 4, t));
 //! const event = v.getUint8(4 + t) === 1 ? "join" : "leave";
-//! const client = v.getBigUint64(5 + t);
-//! const m = v.getUint32(13 + t);
-//! const meta = new Uint8Array(buf, 17 + t, m);
+//! const node = (v.getBigUint64(5 + t) << 64n) | v.getBigUint64(13 + t);
+//! const client = v.getBigUint64(21 + t);
+//! const m = v.getUint32(29 + t);
+//! const meta = new Uint8Array(buf, 33 + t, m);
 //! ```
 //!
 //! and in Python: `_, kind, t = struct.unpack_from(">BBH", b)`; for `kind == 2`:
-//! `topic = b[4:4+t].decode()`, `event, client, m = struct.unpack_from(">BQI", b, 4+t)`,
-//! `meta = b[17+t:17+t+m]`.
+//! `topic = b[4:4+t].decode()`, `event = b[4+t]`,
+//! `node = int.from_bytes(b[5+t:21+t], "big")`,
+//! `client, m = struct.unpack_from(">QI", b, 21+t)`, `meta = b[33+t:33+t+m]`.
 //!
 //! # Examples
 //!
 //! ```
-//! use fanout::transport::{decode_any, encode_presence, Frame, PresenceEvent};
+//! use fanout::transport::{decode_any, encode_presence, Frame, NodeId, PresenceEvent};
 //!
-//! let frame = encode_presence("room.rust", PresenceEvent::Join, 7, b"alice").unwrap();
+//! let frame = encode_presence("room.rust", PresenceEvent::Join, NodeId(3), 7, b"alice").unwrap();
 //! match decode_any(&frame).unwrap() {
 //!     Frame::Presence(p) => {
-//!         assert_eq!((p.topic, p.event, p.client), ("room.rust", PresenceEvent::Join, 7));
+//!         assert_eq!((p.topic, p.event, p.node, p.client), ("room.rust", PresenceEvent::Join, NodeId(3), 7));
 //!         assert_eq!(p.meta, b"alice");
 //!     }
 //!     Frame::Push(_) => unreachable!(),
@@ -56,13 +61,14 @@ use bytes::{BufMut, Bytes, BytesMut};
 use super::frame::FRAME_VERSION;
 use super::frame::{body, decode, split_header, DecodeError, PushFrame, FRAME_KIND_PUSH};
 use super::serialiser::SerialiseError;
+use crate::vocab::node::NodeId;
 
 pub use super::frame::FRAME_KIND_PRESENCE;
 
 /// Bytes before the topic: version, kind, topic length.
 const PREFIX_LEN: usize = 4;
-/// Bytes between the topic and the metadata: event, client id, meta length.
-const FIXED_AFTER_TOPIC: usize = 1 + 8 + 4;
+/// Bytes between the topic and the metadata: event, node, client id, meta length.
+const FIXED_AFTER_TOPIC: usize = 1 + 16 + 8 + 4;
 
 /// What happened to the member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +87,9 @@ pub struct PresenceFrame<'a> {
     pub topic: &'a str,
     /// Join or leave.
     pub event: PresenceEvent,
+    /// The member's engine: its bridge's node id (`NodeId(0)` on an engine without a
+    /// bridge).
+    pub node: NodeId,
     /// The member's client id ([`ClientId::as_u64`](crate::ClientId::as_u64)).
     pub client: u64,
     /// The member's metadata.
@@ -90,7 +99,7 @@ pub struct PresenceFrame<'a> {
 impl PresenceFrame<'_> {
     /// Encodes this frame again; byte-for-byte the buffer it was decoded from.
     pub fn encode(&self) -> Result<Bytes, SerialiseError> {
-        encode_presence(self.topic, self.event, self.client, self.meta)
+        encode_presence(self.topic, self.event, self.node, self.client, self.meta)
     }
 }
 
@@ -121,13 +130,17 @@ pub fn decode_presence(frame: &[u8]) -> Result<PresenceFrame<'_>, DecodeError> {
         2 => PresenceEvent::Leave,
         other => return Err(DecodeError::UnknownEvent(other)),
     };
-    let client = u64::from_be_bytes(fixed[1..9].try_into().expect("8 bytes"));
-    let meta_len = u32::from_be_bytes(fixed[9..13].try_into().expect("4 bytes"));
+    let node = NodeId(u128::from_be_bytes(
+        fixed[1..17].try_into().expect("16 bytes"),
+    ));
+    let client = u64::from_be_bytes(fixed[17..25].try_into().expect("8 bytes"));
+    let meta_len = u32::from_be_bytes(fixed[25..29].try_into().expect("4 bytes"));
     let meta = body(frame, meta_start, meta_len)?;
     let topic = std::str::from_utf8(topic).map_err(|_| DecodeError::TopicNotUtf8)?;
     Ok(PresenceFrame {
         topic,
         event,
+        node,
         client,
         meta,
     })
@@ -138,6 +151,7 @@ pub fn decode_presence(frame: &[u8]) -> Result<PresenceFrame<'_>, DecodeError> {
 pub fn encode_presence(
     topic: &str,
     event: PresenceEvent,
+    node: NodeId,
     client: u64,
     meta: &[u8],
 ) -> Result<Bytes, SerialiseError> {
@@ -155,6 +169,7 @@ pub fn encode_presence(
     out.put_u16(topic_len);
     out.put_slice(topic.as_bytes());
     out.put_u8(event as u8);
+    out.put_u128(node.0);
     out.put_u64(client);
     out.put_u32(meta_len);
     out.put_slice(meta);
@@ -167,16 +182,16 @@ mod tests {
 
     #[test]
     fn layout_is_byte_exact() {
-        let frame = encode_presence("ab", PresenceEvent::Leave, 0x0102, b"m").unwrap();
-        assert_eq!(
-            &frame[..],
-            &[1, 2, 0, 2, b'a', b'b', 2, 0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 1, b'm']
-        );
+        let frame = encode_presence("ab", PresenceEvent::Leave, NodeId(3), 0x0102, b"m").unwrap();
+        let mut expected = vec![1, 2, 0, 2, b'a', b'b', 2];
+        expected.extend_from_slice(&3u128.to_be_bytes());
+        expected.extend_from_slice(&[0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 1, b'm']);
+        assert_eq!(&frame[..], &expected[..]);
     }
 
     #[test]
     fn every_prefix_is_truncated_and_bad_events_are_refused() {
-        let frame = encode_presence("topic", PresenceEvent::Join, 9, b"meta").unwrap();
+        let frame = encode_presence("topic", PresenceEvent::Join, NodeId(1), 9, b"meta").unwrap();
         for cut in 0..frame.len() {
             assert!(
                 matches!(

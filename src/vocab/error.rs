@@ -30,6 +30,10 @@ pub enum Error {
     /// The engine's [`can_subscribe`](crate::Builder::can_subscribe) hook refused the
     /// subscription; nothing changed.
     Denied(Denied),
+    /// [`subscribe_with_members`](crate::PubSub::subscribe_with_members) was called from
+    /// inside a presence delivery (a sink's callback handed a Presence frame): the ordered
+    /// step would wait for the delivery it is called from. Nothing changed.
+    InPresenceDelivery,
 }
 
 impl fmt::Display for Error {
@@ -44,6 +48,9 @@ impl fmt::Display for Error {
             Error::InvalidConfig(why) => write!(f, "invalid configuration: {why}"),
             Error::InvalidPattern(e) => write!(f, "invalid pattern: {e}"),
             Error::Denied(denied) => denied.fmt(f),
+            Error::InPresenceDelivery => {
+                f.write_str("subscribe_with_members called from inside a presence delivery")
+            }
         }
     }
 }

@@ -13,6 +13,7 @@ pub(crate) mod client;
 pub(crate) mod error;
 pub(crate) mod member;
 pub(crate) mod mutation;
+pub(crate) mod node;
 pub(crate) mod pattern;
 pub mod policy;
 pub(crate) mod stats;

@@ -409,6 +409,7 @@ impl Session {
             &Event::Welcome {
                 client: shared.public_id(id),
                 presence_id: id.as_u64(),
+                presence_node: pubsub.node_id().0.to_string(),
                 name: session.name.clone(),
                 max_message: shared.config.max_message,
             },

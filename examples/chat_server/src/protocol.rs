@@ -29,6 +29,9 @@ pub const PREVIEW_CHARS: usize = 32;
 /// A room member as `members` and `console` list it.
 #[derive(Debug, Serialize)]
 pub struct MemberInfo {
+    /// Its engine's node id, in decimal (`"0"` on a server without `--redis`): with the
+    /// client id, what names a member on every bridged server.
+    pub node: String,
     /// Its presence id: the client id Presence frames carry.
     pub client: u64,
     /// Its display name (the presence metadata).
@@ -69,6 +72,9 @@ pub enum Event {
         /// Your id in Presence frames and member lists (equal to `client` on a lone
         /// server; engine-local with `--redis`).
         presence_id: u64,
+        /// Your server's node id in Presence frames and member lists, in decimal
+        /// (`"0"` without `--redis`).
+        presence_node: String,
         /// Your display name until you send `{"name": ...}`.
         name: String,
         /// The largest message the server accepts, in bytes.

@@ -195,6 +195,7 @@ impl Shared {
         members
             .into_iter()
             .map(|m| MemberInfo {
+                node: m.node.0.to_string(),
                 client: m.client.as_u64(),
                 name: String::from_utf8_lossy(&m.meta).into_owned(),
             })

@@ -402,8 +402,8 @@ fn presence_frames_carry_names_on_join_rename_leave_and_disconnect() {
     assert_eq!(
         members["members"],
         json!([
-            { "client": alice.presence_id, "name": "Alice" },
-            { "client": bob.presence_id, "name": "Bob" },
+            { "node": "0", "client": alice.presence_id, "name": "Alice" },
+            { "node": "0", "client": bob.presence_id, "name": "Bob" },
         ])
     );
     alice.expect_presence(&presence("rust", true, &bob, "Bob"));
@@ -457,8 +457,8 @@ fn presence_frames_carry_names_on_join_rename_leave_and_disconnect() {
     assert_eq!(
         members["members"],
         json!([
-            { "client": alice.presence_id, "name": "Alice" },
-            { "client": dave.presence_id, "name": format!("client {}", dave.id) },
+            { "node": "0", "client": alice.presence_id, "name": "Alice" },
+            { "node": "0", "client": dave.presence_id, "name": format!("client {}", dave.id) },
         ])
     );
     server.shutdown();
@@ -619,8 +619,8 @@ fn the_console_sees_every_room_and_only_moderators_get_staff() {
     assert_eq!(
         console["rooms"],
         json!({
-            "go": [{ "client": bob.presence_id, "name": "Bob" }],
-            "rust": [{ "client": alice.presence_id, "name": "Alice" }],
+            "go": [{ "node": "0", "client": bob.presence_id, "name": "Bob" }],
+            "rust": [{ "node": "0", "client": alice.presence_id, "name": "Alice" }],
         }),
         "Mallory's refused join must not show"
     );
@@ -645,7 +645,7 @@ fn the_console_sees_every_room_and_only_moderators_get_staff() {
     let (_, members) = moderator.expect_full(json!({ "type": "members", "room": "staff" }));
     assert_eq!(
         members["members"],
-        json!([{ "client": moderator.presence_id, "name": "Mod" }])
+        json!([{ "node": "0", "client": moderator.presence_id, "name": "Mod" }])
     );
     moderator.expect_presence(&presence("staff", true, &moderator, "Mod"));
     mallory.send(json!({ "join": "staff" }));
@@ -1272,5 +1272,22 @@ fn two_servers_share_rooms_through_redis() {
         skipped.iter().all(|e| e["type"] != "message"),
         "Alice saw her own line come back: {skipped:?}"
     );
+    // One member list for both servers: Carol joining on the first sees Bob, whose
+    // member entry names the second server's node.
+    let mut carol = Client::connect(one.local_addr());
+    carol.send(json!({ "join": "rust" }));
+    let (_, members) = carol.expect_full(json!({ "type": "members", "room": "rust" }));
+    let members = members["members"].as_array().unwrap().clone();
+    assert_eq!(members.len(), 3, "{members:?}");
+    let bob_entry = members
+        .iter()
+        .find(|m| m["client"] == bob.presence_id)
+        .expect("Bob, on the other server, is listed");
+    let alice_entry = members
+        .iter()
+        .find(|m| m["client"] == alice.presence_id && m != &bob_entry)
+        .expect("Alice is listed");
+    assert_ne!(bob_entry["node"], alice_entry["node"]);
+    assert_ne!(bob_entry["node"], "0");
     drop((one, two));
 }

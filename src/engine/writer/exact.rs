@@ -132,6 +132,9 @@ impl<T> Writer<T> {
                 }
             }
             self.working.pattern_subscriptions -= patterns.len();
+            for pattern in &patterns {
+                self.pattern_watched(pattern.text(), false);
+            }
             // The topics it was in through its patterns (once each: the client is in a
             // list at most once, and removing an absent subscriber is a no-op).
             for pattern in &patterns {

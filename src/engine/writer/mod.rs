@@ -94,6 +94,8 @@ pub(crate) struct Writer<T> {
     closed: bool,
     /// Where topic events go, if anyone watches (see [`topic_events`](super::topic_events)).
     topic_watcher: Option<TopicEventSender>,
+    /// While watched: subscribers per pattern text, to report a pattern's first and last.
+    pattern_counts: HashMap<std::sync::Arc<str>, usize, ahash::RandomState>,
     /// The token separator of topics and patterns.
     separator: char,
     /// Each client's wildcard patterns; only clients that have some.
@@ -120,6 +122,7 @@ impl<T> Writer<T> {
             clients: HashMap::with_hasher(client_map_hasher()),
             closed: false,
             topic_watcher: None,
+            pattern_counts: HashMap::with_hasher(client_map_hasher()),
             separator,
             client_patterns: HashMap::with_hasher(client_map_hasher()),
             topic_index: None,

@@ -60,6 +60,7 @@ impl<T> Writer<T> {
         }
         std::sync::Arc::make_mut(&mut self.working.patterns)
             .insert(&pattern, Recipient { id, sink });
+        self.pattern_watched(pattern.text(), true);
         self.client_patterns.entry(id).or_default().push(pattern);
         self.working.pattern_subscriptions += 1;
         Ok(true)
@@ -91,6 +92,7 @@ impl<T> Writer<T> {
         {
             aftermath.retired_sinks.push(removed.sink);
         }
+        self.pattern_watched(pattern.text(), false);
         self.working.pattern_subscriptions -= 1;
         for (name, hash) in self.topic_index_mut().matching(&pattern) {
             if !record_has_topic(&self.clients, id, &name) && !self.covered_by_pattern(id, &name) {

@@ -1,0 +1,385 @@
+//! The NATS io thread: a current-thread tokio runtime, made by and for this thread,
+//! running the `async-nats` client (its connection handler, which also reconnects and
+//! resubscribes), the task that drains the tap's queue, and one task per subscription.
+//! No runtime exists outside it: the user's program sees a plain thread.
+//!
+//! The forwarding task takes what broadcasts queued (each broadcast wakes it when it is
+//! parked: see the tap's `park`), numbers and wraps it with the shared
+//! [`Framer`](crate::bridge::framer::Framer), and hands each envelope to the client on this same thread, so a frame
+//! crosses one thread hand-off (broadcast → io thread) before the socket, not two.
+//! While the client is not connected nothing is handed over: the frames are numbered
+//! and counted as dropped (receivers see the gap), never queued for later.
+//!
+//! Each subscription's task hands every message to the shared
+//! `Inbound`, with the check that the message came
+//! on its topic's subject (a message for topic `b` on `a`'s subject is bad input). The
+//! main task applies interest changes from the publisher thread: a subscription per
+//! topic and per pattern with local subscribers; it leaves when the publisher thread
+//! drops its end (the bridge is detached) or the engine is gone.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use async_nats::connection::State;
+use async_nats::{Client, ConnectOptions, Event, ServerAddr, Subject, Subscriber};
+use futures_core::Stream;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use super::subject::Subjects;
+use super::MAX_SUBJECT_LEN;
+use crate::bridge::backend::Feed;
+use crate::bridge::batch::Batch;
+use crate::bridge::inbound::{Flow, Inbound};
+use crate::bridge::interest::{Interest, InterestChange};
+use crate::bridge::outbound::MAX_BATCH;
+use crate::bridge::stats::Counters;
+use crate::vocab::trace;
+
+/// What the io thread needs to connect.
+pub(crate) struct Connect {
+    pub(crate) servers: Vec<ServerAddr>,
+    pub(crate) backoff: (Duration, Duration),
+    pub(crate) io_timeout: Duration,
+    pub(crate) ping_interval: Duration,
+    pub(crate) subscription_capacity: usize,
+    pub(crate) name: String,
+}
+
+/// What the io thread owns.
+pub(crate) struct Io<M: ?Sized> {
+    pub(crate) connect: Connect,
+    pub(crate) subjects: Subjects,
+    pub(crate) inbound: Inbound<M>,
+    pub(crate) counters: Arc<Counters>,
+    /// The node's interest when the bridge was attached.
+    pub(crate) interest: Vec<Interest>,
+    /// Later changes, from the publisher thread; closed when it stops.
+    pub(crate) changes: UnboundedReceiver<Vec<InterestChange>>,
+    /// Where the connected client goes (to the publisher thread's outlet).
+    pub(crate) client: crossbeam_channel::Sender<Client>,
+    /// The tap's queue, drained here.
+    pub(crate) feed: Feed,
+}
+
+/// State the subscription tasks share (all on this one thread).
+struct Shared<M: ?Sized> {
+    inbound: RefCell<Inbound<M>>,
+    subjects: Subjects,
+    /// Signalled when a task finds the engine gone.
+    engine_gone: Notify,
+}
+
+impl<M: ?Sized + 'static> Io<M> {
+    pub(crate) fn run(self) {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(_) => return, // dropping `client` fails the attach
+        };
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&runtime, self.serve());
+    }
+
+    async fn serve(mut self) {
+        let client = match self
+            .options()
+            .connect(self.connect.servers.as_slice())
+            .await
+        {
+            Ok(client) => client,
+            Err(_) => return,
+        };
+        if self.client.send(client.clone()).is_err() {
+            return;
+        }
+        let shared = Rc::new(Shared {
+            inbound: RefCell::new(self.inbound),
+            subjects: self.subjects,
+            engine_gone: Notify::new(),
+        });
+        let mut forwarder = Forwarder {
+            feed: self.feed,
+            client: client.clone(),
+            subjects: shared.subjects.clone(),
+            cache: HashMap::new(),
+            counters: Arc::clone(&self.counters),
+            io_timeout: self.connect.io_timeout,
+            frames: Vec::with_capacity(MAX_BATCH),
+            batch: Batch::default(),
+        };
+        // The forwarder runs until the bridge stops, then sends what is left.
+        let stop = Rc::new(Stop::default());
+        let forward = tokio::task::spawn_local({
+            let stop = Rc::clone(&stop);
+            async move {
+                forwarder.run(&stop).await;
+                forwarder.drain().await;
+            }
+        });
+        let mut subscriptions: HashMap<Interest, JoinHandle<()>> = HashMap::new();
+        for interest in std::mem::take(&mut self.interest) {
+            subscribe(&client, &shared, &mut subscriptions, interest).await;
+        }
+        self.counters
+            .channels
+            .store(subscriptions.len(), Ordering::Relaxed);
+        loop {
+            let changes = tokio::select! {
+                changes = self.changes.recv() => changes,
+                () = shared.engine_gone.notified() => None,
+            };
+            let Some(changes) = changes else {
+                break; // detached, or the engine is gone
+            };
+            for change in changes {
+                match change {
+                    InterestChange::Subscribe(interest) => {
+                        subscribe(&client, &shared, &mut subscriptions, interest).await;
+                    }
+                    InterestChange::Unsubscribe(interest) => {
+                        // Dropping the task's subscription sends the UNSUB.
+                        if let Some(task) = subscriptions.remove(&interest) {
+                            task.abort();
+                        }
+                    }
+                }
+            }
+            self.counters
+                .channels
+                .store(subscriptions.len(), Ordering::Relaxed);
+        }
+        for (_, task) in subscriptions.drain() {
+            task.abort();
+        }
+        // Detached (the tap no longer feeds the queue) or the engine is gone: the
+        // forwarder sends what is left, then the client writes it out.
+        stop.now();
+        let _ = tokio::time::timeout(self.connect.io_timeout * 2, forward).await;
+        let _ = tokio::time::timeout(self.connect.io_timeout, client.flush()).await;
+        self.counters.publisher_up.store(false, Ordering::Relaxed);
+        self.counters.subscriber_up.store(false, Ordering::Relaxed);
+        self.counters.channels.store(0, Ordering::Relaxed);
+    }
+
+    /// The client's options: no echo, our backoff, our counters on its events.
+    fn options(&self) -> ConnectOptions {
+        let counters = Arc::clone(&self.counters);
+        let was_up = Arc::new(AtomicBool::new(false));
+        let (min, max) = self.connect.backoff;
+        ConnectOptions::new()
+            .name(&self.connect.name)
+            .no_echo()
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            .skip_subject_validation(true)
+            .connection_timeout(self.connect.io_timeout)
+            .ping_interval(self.connect.ping_interval)
+            .subscription_capacity(self.connect.subscription_capacity)
+            .reconnect_delay_callback(move |attempts| {
+                let doublings = attempts.saturating_sub(1).min(31) as u32;
+                min.saturating_mul(1 << doublings).min(max)
+            })
+            .event_callback(move |event| {
+                let counters = Arc::clone(&counters);
+                let was_up = Arc::clone(&was_up);
+                async move {
+                    match event {
+                        // One connection carries both directions.
+                        Event::Connected => {
+                            let again = was_up.swap(true, Ordering::Relaxed);
+                            if again {
+                                Counters::add(&counters.reconnects, 1);
+                            }
+                            trace::bridge_up("nats", "connection", again);
+                            counters.publisher_up.store(true, Ordering::Relaxed);
+                            counters.subscriber_up.store(true, Ordering::Relaxed);
+                        }
+                        Event::Disconnected => {
+                            trace::bridge_lost("nats", "connection", &"disconnected");
+                            counters.publisher_up.store(false, Ordering::Relaxed);
+                            counters.subscriber_up.store(false, Ordering::Relaxed);
+                        }
+                        Event::SlowConsumer(_) => Counters::add(&counters.slow_consumers, 1),
+                        _ => {}
+                    }
+                }
+            })
+    }
+}
+
+/// Subscribes to `interest`'s subject and starts the task that reads it.
+async fn subscribe<M: ?Sized + 'static>(
+    client: &Client,
+    shared: &Rc<Shared<M>>,
+    subscriptions: &mut HashMap<Interest, JoinHandle<()>>,
+    interest: Interest,
+) {
+    if subscriptions.contains_key(&interest) {
+        return;
+    }
+    let subject = match &interest {
+        Interest::Topic(topic) => shared.subjects.topic(topic),
+        Interest::Pattern(pattern) => shared.subjects.pattern(pattern),
+    };
+    // Fails only once the client is closed (we are stopping).
+    let Ok(subscriber) = client.subscribe(subject).await else {
+        return;
+    };
+    let task = tokio::task::spawn_local(read(subscriber, Rc::clone(shared)));
+    subscriptions.insert(interest, task);
+}
+
+/// Hands every message of one subscription to the shared receiving end.
+async fn read<M: ?Sized>(mut subscriber: Subscriber, shared: Rc<Shared<M>>) {
+    while let Some(message) = poll_fn(|cx| Pin::new(&mut subscriber).poll_next(cx)).await {
+        let subjects = &shared.subjects;
+        let subject: &str = &message.subject;
+        let flow = shared
+            .inbound
+            .borrow_mut()
+            .accept_owned(&message.payload, |topic| {
+                subjects.is_subject_of(subject, topic)
+            });
+        if flow == Flow::Stop {
+            shared.engine_gone.notify_one();
+            return;
+        }
+    }
+}
+
+/// Tells the forwarder to stop when it next finds the queue empty.
+#[derive(Default)]
+struct Stop {
+    requested: std::cell::Cell<bool>,
+    /// The forwarder's waker while it is parked.
+    parked: RefCell<Option<std::task::Waker>>,
+}
+
+impl Stop {
+    fn now(&self) {
+        self.requested.set(true);
+        if let Some(waker) = self.parked.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+}
+
+/// The task that drains the tap's queue into the client.
+struct Forwarder {
+    feed: Feed,
+    client: Client,
+    subjects: Subjects,
+    /// Topic → subject, so a frame costs no subject building (subjects are shared
+    /// buffers: a clone is a reference count). Cleared when full.
+    cache: HashMap<Box<str>, Subject>,
+    counters: Arc<Counters>,
+    /// The longest one envelope waits for room in the client's queue.
+    io_timeout: Duration,
+    frames: Vec<crate::face::tap::Tapped>,
+    batch: Batch,
+}
+
+/// Most subjects the forwarder remembers.
+const MAX_CACHED_SUBJECTS: usize = 1 << 16;
+
+impl Forwarder {
+    /// Forwards until `stop` is requested while the queue is empty.
+    async fn run(&mut self, stop: &Stop) {
+        loop {
+            let queue = &self.feed.queue;
+            self.frames.extend(queue.try_iter().take(MAX_BATCH));
+            if self.frames.is_empty() {
+                let first = poll_fn(|cx| {
+                    if let Ok(item) = queue.try_recv() {
+                        return Poll::Ready(Some(item));
+                    }
+                    if stop.requested.get() {
+                        return Poll::Ready(None);
+                    }
+                    *stop.parked.borrow_mut() = Some(cx.waker().clone());
+                    self.feed.tap.park(cx.waker());
+                    // The second look the tap's protocol needs (a push between the first
+                    // look and `park` would otherwise sit in the queue).
+                    match queue.try_recv() {
+                        Ok(item) => Poll::Ready(Some(item)),
+                        Err(_) => Poll::Pending,
+                    }
+                })
+                .await;
+                match first {
+                    Some(item) => self.frames.push(item),
+                    None => return,
+                }
+                self.frames.extend(queue.try_iter().take(MAX_BATCH - 1));
+            }
+            self.send().await;
+        }
+    }
+
+    /// Sends what is left in the queue (the bridge is stopping).
+    async fn drain(&mut self) {
+        loop {
+            self.frames
+                .extend(self.feed.queue.try_iter().take(MAX_BATCH));
+            if self.frames.is_empty() {
+                return;
+            }
+            self.send().await;
+        }
+    }
+
+    /// Numbers and wraps `frames` (emptying it) and hands the envelopes to the client,
+    /// or counts them dropped.
+    async fn send(&mut self) {
+        let n = self.frames.len() as u64;
+        let connected = self.client.connection_state() == State::Connected;
+        self.batch.clear();
+        self.feed
+            .framer
+            .wrap(&mut self.frames, &mut self.batch, connected);
+        if !connected {
+            Counters::add(&self.counters.dropped, n);
+            return;
+        }
+        let (buffer, items) = self.batch.take();
+        let mut sent = 0;
+        for item in items {
+            let (topic, envelope) = item.parts(&buffer);
+            let subject = match self.cache.get(topic) {
+                Some(subject) => subject.clone(),
+                None => {
+                    if self.cache.len() >= MAX_CACHED_SUBJECTS {
+                        self.cache.clear();
+                    }
+                    let subject = Subject::from(self.subjects.topic(topic));
+                    self.cache.insert(topic.into(), subject.clone());
+                    subject
+                }
+            };
+            if subject.len() > MAX_SUBJECT_LEN {
+                continue; // never sent: the server would close the connection
+            }
+            // Room in the client's queue comes at once unless it is stuck reconnecting:
+            // then give up on the rest (numbered: receivers see the gap).
+            let publish = self.client.publish(subject, envelope);
+            match tokio::time::timeout(self.io_timeout, publish).await {
+                Ok(Ok(())) => sent += 1,
+                Ok(Err(_)) | Err(_) => break,
+            }
+        }
+        Counters::add(&self.counters.sent, sent);
+        Counters::add(&self.counters.dropped, n - sent);
+    }
+}
