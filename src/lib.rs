@@ -154,13 +154,17 @@
 //!
 //! # Across hosts
 //!
-//! With the cargo feature `redis` (off by default; the core pulls in neither Redis nor an
-//! async runtime), `bridge::Bridge::attach` joins engines on several hosts through
-//! Redis pub/sub: a broadcast on one reaches the topic's subscribers on all, serialised
-//! once on its origin and never echoed back; order per publisher is kept on every node;
-//! Redis being slow or down never blocks a broadcast (frames that cannot be sent are
-//! counted, missed ones are counted as gaps, none is replayed). The envelope is
-//! documented byte by byte in [`transport::envelope`].
+//! With the cargo feature `redis` or `nats` (both off by default; the default build
+//! pulls in neither a broker client nor an async runtime), `bridge::Bridge::attach`
+//! joins engines on several hosts through Redis pub/sub or a NATS cluster — the URL's
+//! scheme picks the backend: a broadcast on one reaches the topic's subscribers on all,
+//! serialised once on its origin and never echoed back; order per publisher is kept on
+//! every node; the broker being slow or down never blocks a broadcast; missed frames
+//! are never replayed, and every loss is counted — for each origin and receiver,
+//! frames published for topics the receiver serves − frames received = gaps counted by
+//! the receiver, whatever the cause. Over Redis, presence spans the bridged engines
+//! (see [`presence`]). The envelope is documented byte by byte in
+//! [`transport::envelope`]; the bridge module's docs compare the two backends.
 //!
 //! # Costs
 //!

@@ -814,8 +814,14 @@ fn soak() {
         "{stats:?} vs {totals:?}"
     );
     // No sink is left anywhere (snapshots, writer, queues): every callback captured the
-    // token, every unregistered channel's senders are gone.
-    assert_eq!(Arc::strong_count(&token), 1, "callback sinks leaked");
+    // token, every unregistered channel's senders are gone. A snapshot a broadcast still
+    // held when the last client left is freed by the writer's janitor shortly after that
+    // broadcast ends (a bounded wait, not a leak).
+    assert!(
+        common::eventually(Duration::from_secs(10), || Arc::strong_count(&token) == 1),
+        "callback sinks leaked: {} handles on the token",
+        Arc::strong_count(&token)
+    );
     let mut unregistered = 0;
     for report in &reports {
         for channel in &report.unregistered_channels {

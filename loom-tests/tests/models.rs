@@ -1323,3 +1323,30 @@ fn pattern_and_name_subscriptions_race() {
         assert_eq!(pattern_calls.load(SeqCst), before + 2);
     });
 }
+
+/// Reclamation. A broadcast holds the snapshot it loaded while the writer replaces it
+/// twice. The trie's reference counts are plain integers that only the writer role may
+/// touch (`src/engine/writer_rc.rs`, loom `UnsafeCell`s here), so the replaced snapshot
+/// must be freed by the writer, once the broadcast has let go of it — never by the
+/// broadcast dropping the last reference. The broadcast reaches the subscriber whatever
+/// the interleaving, and the unregistered client's callback is freed by the time the
+/// engine is dropped.
+#[test]
+fn a_replaced_snapshot_is_freed_by_the_writer_after_the_broadcast_lets_go() {
+    model(|| {
+        let pubsub = small_pubsub(2);
+        let (id, calls) = counting_client(&pubsub);
+        pubsub.subscribe(id, "a").unwrap();
+        let publisher = thread::spawn({
+            let pubsub = pubsub.clone();
+            move || broadcast(&pubsub, "a")
+        });
+        pubsub.subscribe(id, "b").unwrap();
+        pubsub.unsubscribe(id, "b").unwrap();
+        assert_eq!(publisher.join().unwrap(), 1);
+        assert_eq!(calls.load(SeqCst), 1);
+        pubsub.unregister(id).unwrap();
+        drop(pubsub);
+        assert_eq!(Arc::strong_count(&calls), 1, "the callback was not freed");
+    });
+}

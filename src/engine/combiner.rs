@@ -54,8 +54,12 @@ use super::command::{reply_channel, Command, Op, Outcome, LIVENESS_CHECK};
 use super::writer::Writer;
 use super::Shared;
 use crate::sync::queue::{SendTimeoutError, TrySendError};
-use crate::sync::{fence, lock, try_lock, MutexGuard, Ordering};
+use crate::sync::{fence, lock, thread, try_lock, MutexGuard, Ordering};
 use crate::vocab::error::Error;
+
+/// How many times `shutdown` settles replaced snapshots (yielding between tries) before
+/// it leaves what broadcasts still hold to the engine's drop.
+const SETTLE_AFTER_CLOSE_TRIES: usize = if cfg!(loom) { 2 } else { 1000 };
 
 /// What one try at the writer role did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,9 +174,20 @@ impl<T> Shared<T> {
     /// queued.
     fn combine(
         &self,
-        mut writer: MutexGuard<'_, Writer<T>>,
+        writer: MutexGuard<'_, Writer<T>>,
         own: Option<Op<T>>,
     ) -> (Option<Result<Outcome, Error>>, bool) {
+        let (own, more, _) = self.combine_settling_with(writer, own);
+        (own, more)
+    }
+
+    /// [`combine`](Self::combine), also returning whether replaced snapshots still wait
+    /// for broadcasts.
+    fn combine_settling_with(
+        &self,
+        mut writer: MutexGuard<'_, Writer<T>>,
+        own: Option<Op<T>>,
+    ) -> (Option<Result<Outcome, Error>>, bool, bool) {
         let batch = writer.run_batch(self, own, &self.inbox);
         let more = self.release(writer);
         if batch.presence_changed {
@@ -184,7 +199,10 @@ impl<T> Shared<T> {
             self.deliver_presence();
         }
         batch.aftermath.finish();
-        (batch.own, more)
+        if batch.retired_pending {
+            self.wake_janitor_to_settle();
+        }
+        (batch.own, more, batch.retired_pending)
     }
 
     /// Releases the writer role and returns whether commands are still queued: the
@@ -231,7 +249,7 @@ impl<T> Shared<T> {
     pub(crate) fn close_registry(&self) {
         let mut writer = lock(&self.writer);
         let mut aftermath = super::writer::Aftermath::default();
-        writer.close(
+        let pending = writer.close(
             self,
             &self.inbox,
             crate::sink::Status::Shutdown,
@@ -241,6 +259,23 @@ impl<T> Shared<T> {
         aftermath.finish();
         if more {
             self.serve_until_empty();
+        }
+        if pending {
+            self.wake_janitor_to_settle();
+        }
+    }
+
+    /// After the janitor has stopped: frees the snapshots broadcasts in flight at the
+    /// close still held (and with them the sinks of the closed registry), giving those
+    /// broadcasts a bounded time to end. What is still held then is freed when the
+    /// engine is dropped.
+    pub(crate) fn settle_after_close(&self) {
+        for _ in 0..SETTLE_AFTER_CLOSE_TRIES {
+            let (_, _, pending) = self.combine_settling_with(lock(&self.writer), None);
+            if !pending {
+                return;
+            }
+            thread::yield_now();
         }
     }
 }

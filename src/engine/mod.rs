@@ -37,6 +37,7 @@ pub(crate) mod topic_events;
 mod topic_index;
 pub(crate) mod topic_map;
 mod writer;
+mod writer_rc;
 
 pub(crate) use command::Change;
 use command::{Command, Op};
@@ -514,6 +515,7 @@ impl<T> Engine<T> {
         shared.stop_janitor();
         let _ = handle.join();
         drop(janitor);
+        shared.settle_after_close();
         // Once per engine: by the call that took the janitor's handle.
         #[cfg(feature = "tracing")]
         {

@@ -16,6 +16,26 @@ mod imp {
     /// The bounded MPMC queue used for the command queue and for channel sinks.
     pub(crate) use crossbeam_channel as queue;
 
+    /// `std`'s `UnsafeCell` with loom's access API (`with`, `with_mut`), so code that
+    /// hands out its raw pointers is checked for unordered access under loom.
+    pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
+
+    impl<T> UnsafeCell<T> {
+        pub(crate) fn new(value: T) -> Self {
+            Self(std::cell::UnsafeCell::new(value))
+        }
+
+        #[inline(always)]
+        pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+            f(self.0.get())
+        }
+
+        #[inline(always)]
+        pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+            f(self.0.get())
+        }
+    }
+
     /// An atomically replaceable `Arc<T>`: readers never lock and never wait for the writer.
     pub(crate) struct SnapshotCell<T>(arc_swap::ArcSwap<T>);
 
@@ -49,6 +69,9 @@ mod imp {
     pub(crate) use loom::thread::{self, JoinHandle, ThreadId};
 
     pub(crate) use super::loom_queue as queue;
+
+    /// Loom's `UnsafeCell`: every access is checked against the others for ordering.
+    pub(crate) use loom::cell::UnsafeCell;
 
     /// Loom stand-in for `ArcSwap`: a mutex around the `Arc`. It is stronger than arc-swap
     /// (readers serialise on the lock) but has the same visible behaviour: a `load` that

@@ -3,7 +3,6 @@
 //! docs of [`writer`](super) on why nothing is dropped under the role.
 
 use crate::engine::command::{Command, Outcome, Reply};
-use crate::engine::snapshot::Snapshot;
 use crate::sink::Sink;
 use crate::sync::Arc;
 #[cfg(feature = "tracing")]
@@ -19,7 +18,6 @@ pub(crate) struct Aftermath<T> {
     /// Commands never applied (the engine closed): dropping them answers `Closed`.
     pub(super) unapplied: Vec<Command<T>>,
     pub(super) retired_sinks: Vec<Arc<Sink<T>>>,
-    pub(super) retired_snapshots: Vec<Arc<Snapshot<T>>>,
     /// Subscribers the engine removed on its own (overflow, panic), to report once the
     /// role is released: a `tracing` subscriber is user code.
     #[cfg(feature = "tracing")]
@@ -32,7 +30,6 @@ impl<T> Default for Aftermath<T> {
             answers: Vec::new(),
             unapplied: Vec::new(),
             retired_sinks: Vec::new(),
-            retired_snapshots: Vec::new(),
             #[cfg(feature = "tracing")]
             cut_off: Vec::new(),
         }
@@ -47,7 +44,6 @@ impl<T> Aftermath<T> {
             answers,
             unapplied,
             retired_sinks,
-            retired_snapshots,
             #[cfg(feature = "tracing")]
             cut_off,
         } = self;
@@ -59,7 +55,6 @@ impl<T> Aftermath<T> {
             trace::subscriber_cut_off(client, why);
         }
         drop(unapplied);
-        drop(retired_snapshots);
         drop(retired_sinks);
     }
 }
@@ -70,6 +65,8 @@ pub(crate) struct Batch<T> {
     pub(crate) own: Option<Result<Outcome, Error>>,
     /// Whether the batch queued presence changes to broadcast.
     pub(crate) presence_changed: bool,
+    /// Whether replaced snapshots are still held by broadcasts (to settle again later).
+    pub(crate) retired_pending: bool,
     /// To finish once the role is released.
     pub(crate) aftermath: Aftermath<T>,
 }

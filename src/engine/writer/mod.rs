@@ -12,9 +12,13 @@
 //!
 //! Dropping a sink can run user code: a callback's captured state, which may hold the
 //! last handle to this very engine (whose `Drop` then shuts it down) or call into it.
-//! So nothing a batch removes is dropped while the role is held: removed sinks, refused
-//! registrations and the replaced snapshot go into the batch's [`Aftermath`], which the
-//! combiner disposes of after releasing the role.
+//! So nothing a batch removes is dropped while the role is held: removed sinks and
+//! refused registrations go into the batch's [`Aftermath`], which the combiner disposes
+//! of after releasing the role. The replaced snapshot is the exception: it is freed
+//! under the role (its trie's counts are the writer's, see
+//! [`writer_rc`](super::writer_rc)), once no broadcast holds it, and the removed sinks it
+//! may list wait for that (see [`retired`]), so freeing it never drops a sink's last
+//! reference.
 //!
 //! # A panic in a batch
 //!
@@ -36,9 +40,11 @@ mod aftermath;
 mod exact;
 mod patterns;
 mod presence_changes;
+mod retired;
 mod topic_watch;
 
 pub(crate) use aftermath::{Aftermath, Batch};
+use retired::Retired;
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -79,6 +85,8 @@ pub(crate) struct Writer<T> {
     /// The next snapshot, built in place. After a publication it shares every node with
     /// the published snapshot until changed again.
     working: Snapshot<T>,
+    /// The snapshots it replaced, until no broadcast holds them (see [`retired`]).
+    retired: Retired<T>,
     /// Every registered client.
     clients: HashMap<ClientId, ClientRecord<T>, ahash::RandomState>,
     /// Set once the registry is closed (shutdown, or a panic in a batch): every op is
@@ -110,6 +118,7 @@ impl<T> Writer<T> {
     pub(crate) fn new(separator: char, presence: Arc<Mutex<PresenceTable>>) -> Self {
         Self {
             working: Snapshot::default(),
+            retired: Retired::default(),
             clients: HashMap::with_hasher(client_map_hasher()),
             closed: false,
             topic_watcher: None,
@@ -137,9 +146,12 @@ impl<T> Writer<T> {
         let mut aftermath = Aftermath::default();
         if self.closed {
             aftermath.unapplied.extend(queue.try_iter());
+            // Snapshots replaced before the close may still wait for broadcasts.
+            let retired_pending = self.retired.settle(&mut aftermath.retired_sinks);
             return Batch {
                 own: own.map(|_| Err(Error::Closed)),
                 presence_changed: false,
+                retired_pending,
                 aftermath,
             };
         }
@@ -186,11 +198,13 @@ impl<T> Writer<T> {
         match applied {
             Ok(()) => {
                 if changed {
-                    self.publish(shared, &mut aftermath);
+                    self.publish(shared);
                 }
+                let retired_pending = self.retired.settle(&mut aftermath.retired_sinks);
                 Batch {
                     own: own_result,
                     presence_changed: std::mem::take(&mut self.presence_changed),
+                    retired_pending,
                     aftermath,
                 }
             }
@@ -200,11 +214,12 @@ impl<T> Writer<T> {
                 // Nothing of this batch was published: unanswered, every caller in it
                 // reads `Closed` (dropping a `Reply` answers so).
                 aftermath.answers.clear();
-                self.close(shared, queue, Status::Shutdown, &mut aftermath);
+                let retired_pending = self.close(shared, queue, Status::Shutdown, &mut aftermath);
                 self.presence_changed = false;
                 Batch {
                     own: brought_own.then_some(Err(Error::Closed)),
                     presence_changed: false,
+                    retired_pending,
                     aftermath,
                 }
             }
@@ -212,14 +227,15 @@ impl<T> Writer<T> {
     }
 
     /// Closes the registry for good: every sink closed with `reason`, an empty snapshot
-    /// published, every queued command answered `Closed`. Idempotent.
+    /// published, every queued command answered `Closed`. Idempotent. Returns whether
+    /// replaced snapshots still wait for broadcasts (to settle again later).
     pub(crate) fn close(
         &mut self,
         shared: &Shared<T>,
         queue: &Receiver<Command<T>>,
         reason: Status,
         aftermath: &mut Aftermath<T>,
-    ) {
+    ) -> bool {
         shared.closed.store(true, Ordering::Release);
         if !self.closed {
             self.closed = true;
@@ -228,13 +244,15 @@ impl<T> Writer<T> {
                 aftermath.retired_sinks.push(record.sink);
             }
             let working = std::mem::take(&mut self.working);
-            aftermath.retired_snapshots.push(Arc::new(working));
+            self.retired.retire(Arc::new(working));
             self.client_patterns.clear();
             self.topic_index = None;
             lock(&self.presence).clear();
-            self.publish(shared, aftermath);
+            self.publish(shared);
         }
+        let pending = self.retired.settle(&mut aftermath.retired_sinks);
         aftermath.unapplied.extend(queue.try_iter());
+        pending
     }
 
     /// Applies one op. Returns whether the registry changed, and the outcome.
@@ -342,10 +360,11 @@ impl<T> Writer<T> {
         }
     }
 
-    /// Publishes the working copy; the snapshot it replaces is retired, not dropped.
-    fn publish(&mut self, shared: &Shared<T>, aftermath: &mut Aftermath<T>) {
+    /// Publishes the working copy; the snapshot it replaces is retired (freed by
+    /// [`Retired::settle`] once no broadcast holds it).
+    fn publish(&mut self, shared: &Shared<T>) {
         let previous = shared.snapshot.swap(Arc::new(self.working.clone()));
-        aftermath.retired_snapshots.push(previous);
+        self.retired.retire(previous);
     }
 }
 
