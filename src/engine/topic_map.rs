@@ -24,10 +24,11 @@
 //!   with the hash's five bits: the lookup reads one cache line of the node, the one with
 //!   that child. Upper levels of a big map are full (at 100,000 topics, the first three),
 //!   and so is the root, always.
-//! - [`Sparse`]: up to [`SPARSE_MAX`] children packed in order of arrival, with their
-//!   slot numbers in one 64-bit word searched in a few instructions (no loop, no
-//!   `popcnt`): the node is 112 bytes, and the lookup reads its first one or two lines.
-//!   The bottom level of a big map (about three topics per node at 100,000) is sparse.
+//! - [`Sparse`]: up to [`SPARSE_MAX`] children packed in order of arrival. Their slot
+//!   numbers live in the parent's slot, beside the pointer ([`Frags`]), and are searched
+//!   as one 64-bit word in a few instructions (no loop, no `popcnt`): the lookup reads
+//!   one line of the node, the one with the child it wants. The bottom level of a big
+//!   map (about three topics per node at 100,000) is sparse.
 //!
 //! The trie this replaces kept a bitmap, a slot table and a `SmallVec` of four children:
 //! a node of more than four kept its children in a second allocation, so a lookup at
@@ -52,10 +53,11 @@ const BITS: u32 = 5;
 const WIDTH: usize = 1 << BITS;
 /// Selects a level's bits.
 const FRAGMENT_MASK: u64 = (1 << BITS) - 1;
-/// Children a [`Sparse`] node holds; one more turns it [`Dense`]. Six make the node 112
-/// bytes with its count (two cache lines), and at 100,000 topics fewer than 4% of
-/// bottom-level nodes (about three children each) outgrow it.
-const SPARSE_MAX: usize = 6;
+/// Children a [`Sparse`] node holds; one more turns it [`Dense`]. Seven: their slot
+/// numbers fit beside the tag and pointer of the parent's 16-byte slot ([`Frags`]), and
+/// at 100,000 topics about 1% of bottom-level nodes (three children each, on average)
+/// outgrow it.
+const SPARSE_MAX: usize = 7;
 /// A [`Dense`] node left with this many children or fewer turns sparse again: below
 /// [`SPARSE_MAX`], so a topic coming and going at the boundary does not flip the node's
 /// shape (and copy it) each time.
@@ -84,8 +86,10 @@ enum Child<V> {
     Empty,
     /// One entry.
     Leaf(WriterRc<V>),
-    /// Entries whose hashes agree on the bits consumed so far, one level down.
-    Sparse(WriterRc<Sparse<V>>),
+    /// Entries whose hashes agree on the bits consumed so far, one level down; with the
+    /// node's slot numbers, so a lookup finds the child's position without reading the
+    /// node's header: the one line of the node it reads is the child's.
+    Sparse(Frags, WriterRc<Sparse<V>>),
     /// The same, for a node of more than [`SPARSE_MAX`] children.
     Dense(WriterRc<Dense<V>>),
     /// Entries whose full 64-bit hashes are equal (different names).
@@ -103,7 +107,7 @@ impl<V> Clone for Child<V> {
         match self {
             Child::Empty => Child::Empty,
             Child::Leaf(v) => Child::Leaf(WriterRc::clone(v)),
-            Child::Sparse(n) => Child::Sparse(WriterRc::clone(n)),
+            Child::Sparse(frags, n) => Child::Sparse(*frags, WriterRc::clone(n)),
             Child::Dense(n) => Child::Dense(WriterRc::clone(n)),
             Child::Collision(c) => Child::Collision(WriterRc::clone(c)),
         }
@@ -114,7 +118,7 @@ impl<V> Child<V> {
     /// Whether this is an inner node (whose place in the trie fixes the bits its
     /// children agree on, so it cannot move up a level).
     fn is_node(&self) -> bool {
-        matches!(self, Child::Sparse(_) | Child::Dense(_))
+        matches!(self, Child::Sparse(..) | Child::Dense(_))
     }
 }
 
@@ -134,20 +138,56 @@ impl<V> Clone for Dense<V> {
     }
 }
 
-/// A node of at most [`SPARSE_MAX`] children, packed at the front of `children`; byte
-/// `i` of `frags` (counting from the least significant) is `children[i]`'s slot number,
-/// [`NO_FRAG`] past the last.
+/// A node of at most [`SPARSE_MAX`] children, packed at the front of `children` in the
+/// order of the slot numbers its parent's [`Child::Sparse`] holds.
 struct Sparse<V> {
-    frags: u64,
     children: [Child<V>; SPARSE_MAX],
 }
 
 impl<V> Clone for Sparse<V> {
     fn clone(&self) -> Self {
         Self {
-            frags: self.frags,
             children: self.children.clone(),
         }
+    }
+}
+
+/// A sparse node's slot numbers: byte `i` is `children[i]`'s, [`NO_FRAG`] past the last.
+#[derive(Clone, Copy)]
+struct Frags([u8; SPARSE_MAX]);
+
+// Beside the tag, in the padding before the pointer: a slot stays 16 bytes.
+const _: () = assert!(std::mem::size_of::<Child<()>>() == 16);
+
+impl Frags {
+    const NONE: Self = Self([NO_FRAG; SPARSE_MAX]);
+
+    /// The slot numbers as one word, [`NO_FRAG`] in the bytes past [`SPARSE_MAX`].
+    #[inline(always)]
+    fn word(self) -> u64 {
+        let mut bytes = [NO_FRAG; 8];
+        bytes[..SPARSE_MAX].copy_from_slice(&self.0);
+        u64::from_le_bytes(bytes)
+    }
+
+    /// Position of slot `frag`'s child, if the node has one: the lookup path.
+    #[inline(always)]
+    fn find(self, frag: usize) -> Option<usize> {
+        find_byte(self.word(), frag as u8)
+    }
+
+    /// Children held.
+    fn len(self) -> usize {
+        // The byte past `SPARSE_MAX` is always `NO_FRAG`, so there is always one.
+        find_byte(self.word(), NO_FRAG).unwrap_or(SPARSE_MAX)
+    }
+
+    fn get(self, position: usize) -> usize {
+        usize::from(self.0[position])
+    }
+
+    fn set(&mut self, position: usize, frag: u8) {
+        self.0[position] = frag;
     }
 }
 
@@ -204,69 +244,48 @@ impl<V> Dense<V> {
 
     /// The same children as a sparse node (at most [`SPARSE_MAX`]), leaving this one
     /// empty.
-    fn take_into_sparse(&mut self) -> Sparse<V> {
-        let mut sparse = Sparse::empty();
+    fn take_into_sparse(&mut self) -> (Frags, Sparse<V>) {
+        let (mut frags, mut sparse) = (Frags::NONE, Sparse::empty());
         for (frag, child) in self.children.iter_mut().enumerate() {
             if !matches!(child, Child::Empty) {
-                sparse.push(frag, std::mem::take(child));
+                sparse.push(&mut frags, frag, std::mem::take(child));
             }
         }
         self.occupied = 0;
-        sparse
+        (frags, sparse)
     }
 }
 
 impl<V> Sparse<V> {
     fn empty() -> Self {
         Self {
-            frags: u64::MAX,
             children: Default::default(),
         }
     }
 
-    /// Position in `children` of slot `frag`'s child, if it has one: the lookup path.
-    #[inline(always)]
-    fn find(&self, frag: usize) -> Option<usize> {
-        find_byte(self.frags, frag as u8)
-    }
-
-    /// Children held.
-    fn len(&self) -> usize {
-        // Bytes past `SPARSE_MAX` are always `NO_FRAG`, so there is always one.
-        find_byte(self.frags, NO_FRAG).unwrap_or(SPARSE_MAX)
-    }
-
-    fn set_frag(&mut self, position: usize, frag: u8) {
-        let at = 8 * position;
-        self.frags = (self.frags & !(0xFF << at)) | (u64::from(frag) << at);
-    }
-
     /// Adds `child` in slot `frag` (not yet occupied; the node is not full).
-    fn push(&mut self, frag: usize, child: Child<V>) {
-        let position = self.len();
-        self.set_frag(position, frag as u8);
+    fn push(&mut self, frags: &mut Frags, frag: usize, child: Child<V>) {
+        let position = frags.len();
+        frags.set(position, frag as u8);
         self.children[position] = child;
     }
 
     /// Drops position `position` (whose child is already `Empty`), keeping the rest
     /// packed: the last child moves into its place.
-    fn remove_at(&mut self, position: usize) {
-        let last = self.len() - 1;
+    fn remove_at(&mut self, frags: &mut Frags, position: usize) {
+        let last = frags.len() - 1;
         self.children.swap(position, last);
-        let last_frag = (self.frags >> (8 * last)) as u8;
-        self.set_frag(position, last_frag);
-        self.set_frag(last, NO_FRAG);
+        frags.set(position, frags.get(last) as u8);
+        frags.set(last, NO_FRAG);
     }
 
     /// The same children as a dense node, leaving this one empty.
-    fn take_into_dense(&mut self) -> Dense<V> {
+    fn take_into_dense(&mut self, frags: Frags) -> Dense<V> {
         let mut dense = Dense::empty();
-        for position in 0..self.len() {
-            let frag = (self.frags >> (8 * position)) as u8;
-            dense.children[usize::from(frag)] = std::mem::take(&mut self.children[position]);
+        for position in 0..frags.len() {
+            dense.children[frags.get(position)] = std::mem::take(&mut self.children[position]);
             dense.occupied += 1;
         }
-        self.frags = u64::MAX;
         dense
     }
 }
@@ -294,7 +313,9 @@ impl<V: Keyed> TopicMap<V> {
         loop {
             match child {
                 Child::Dense(node) => child = &node.children[fragment(hash, shift)],
-                Child::Sparse(node) => child = &node.children[node.find(fragment(hash, shift))?],
+                Child::Sparse(frags, node) => {
+                    child = &node.children[frags.find(fragment(hash, shift))?];
+                }
                 Child::Leaf(entry) => {
                     // The same allocation (a `Topic` handle sharing the stored name) is
                     // the same name: no need to read its bytes.
@@ -346,7 +367,7 @@ impl<V: Keyed> TopicMap<V> {
             match child {
                 Child::Empty => {}
                 Child::Leaf(v) => f(v),
-                Child::Sparse(n) => n.children.iter().for_each(|c| walk(c, f)),
+                Child::Sparse(_, n) => n.children.iter().for_each(|c| walk(c, f)),
                 Child::Dense(n) => n.children.iter().for_each(|c| walk(c, f)),
                 Child::Collision(list) => list.iter().for_each(|v| f(v)),
             }
@@ -374,9 +395,9 @@ fn get_mut_in<'a, V: Keyed>(
                 hash,
             )
         }
-        Child::Sparse(node) => {
+        Child::Sparse(frags, node) => {
+            let position = frags.find(fragment(hash, shift))?;
             let node = WriterRc::make_mut(node);
-            let position = node.find(fragment(hash, shift))?;
             get_mut_in(&mut node.children[position], shift + BITS, key, hash)
         }
         Child::Collision(entries) => WriterRc::make_mut(entries)
@@ -406,17 +427,17 @@ fn insert_in<V: Keyed>(slot: &mut Child<V>, shift: u32, hash: u64, value: Writer
             true
         }
         Child::Dense(node) => insert_below(WriterRc::make_mut(node), shift, hash, value),
-        Child::Sparse(node) => {
+        Child::Sparse(frags, node) => {
             let node = WriterRc::make_mut(node);
             let frag = fragment(hash, shift);
-            if let Some(position) = node.find(frag) {
+            if let Some(position) = frags.find(frag) {
                 return insert_in(&mut node.children[position], shift + BITS, hash, value);
             }
-            if node.len() < SPARSE_MAX {
-                node.push(frag, Child::Leaf(value));
+            if frags.len() < SPARSE_MAX {
+                node.push(frags, frag, Child::Leaf(value));
                 return true;
             }
-            let mut dense = node.take_into_dense();
+            let mut dense = node.take_into_dense(*frags);
             dense.children[frag] = Child::Leaf(value);
             dense.occupied += 1;
             *slot = Child::Dense(WriterRc::new(dense));
@@ -469,14 +490,15 @@ fn split<V>(
     hash: u64,
 ) -> Child<V> {
     let (a, b) = (fragment(existing_hash, shift), fragment(hash, shift));
-    let mut node = Sparse::empty();
+    let (mut frags, mut node) = (Frags::NONE, Sparse::empty());
     if a == b {
-        node.push(a, split(shift + BITS, existing, existing_hash, value, hash));
+        let below = split(shift + BITS, existing, existing_hash, value, hash);
+        node.push(&mut frags, a, below);
     } else {
-        node.push(a, existing);
-        node.push(b, Child::Leaf(value));
+        node.push(&mut frags, a, existing);
+        node.push(&mut frags, b, Child::Leaf(value));
     }
-    Child::Sparse(WriterRc::new(node))
+    Child::Sparse(frags, WriterRc::new(node))
 }
 
 /// Removes from dense node `node`, which starts at bit `shift`.
@@ -524,12 +546,12 @@ fn remove_in<V: Keyed>(
             return Some(removed);
         }
         Child::Dense(node) => remove_below(WriterRc::make_mut(node), shift, key, hash)?,
-        Child::Sparse(node) => {
+        Child::Sparse(frags, node) => {
+            let position = frags.find(fragment(hash, shift))?;
             let node = WriterRc::make_mut(node);
-            let position = node.find(fragment(hash, shift))?;
             let removed = remove_in(&mut node.children[position], shift + BITS, key, hash)?;
             if matches!(node.children[position], Child::Empty) {
-                node.remove_at(position);
+                node.remove_at(frags, position);
             }
             removed
         }
@@ -544,13 +566,13 @@ fn remove_in<V: Keyed>(
 fn tidy<V>(slot: &mut Child<V>) {
     match slot {
         Child::Dense(node) if node.occupied <= DENSE_MIN => {
-            let sparse = WriterRc::make_mut(node).take_into_sparse();
-            *slot = Child::Sparse(WriterRc::new(sparse));
+            let (frags, sparse) = WriterRc::make_mut(node).take_into_sparse();
+            *slot = Child::Sparse(frags, WriterRc::new(sparse));
             tidy(slot);
         }
-        Child::Sparse(node) if node.len() <= 1 => {
+        Child::Sparse(frags, node) if frags.len() <= 1 => {
             let node = WriterRc::make_mut(node);
-            if node.len() == 0 {
+            if frags.len() == 0 {
                 *slot = Child::Empty;
             } else if !node.children[0].is_node() {
                 let only = std::mem::take(&mut node.children[0]);
@@ -670,18 +692,18 @@ mod tests {
                     assert!(list.iter().all(|e| e.hash == list[0].hash));
                     assert_eq!(prefix(list[0].hash), path);
                 }
-                Child::Sparse(node) => {
+                Child::Sparse(frags, node) => {
                     shapes.0 += 1;
-                    let len = node.len();
+                    let len = frags.len();
                     assert!(len >= 1 && len <= SPARSE_MAX);
                     assert!(len >= 2 || node.children[0].is_node(), "untidy sparse node");
                     for (position, c) in node.children.iter().enumerate() {
                         assert_eq!(position < len, !matches!(c, Child::Empty));
                         if position < len {
-                            let frag = (node.frags >> (8 * position)) as u8;
-                            assert!(usize::from(frag) < WIDTH);
-                            assert_eq!(node.find(usize::from(frag)), Some(position));
-                            walk(c, shift + BITS, path | (u64::from(frag) << shift), shapes);
+                            let frag = frags.get(position);
+                            assert!(frag < WIDTH);
+                            assert_eq!(frags.find(frag), Some(position));
+                            walk(c, shift + BITS, path | ((frag as u64) << shift), shapes);
                         }
                     }
                 }
