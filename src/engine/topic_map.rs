@@ -81,8 +81,10 @@ impl<V> Clone for TopicMap<V> {
 }
 
 /// A child slot. Sixteen bytes: a tag and a pointer.
+#[derive(Default)]
 enum Child<V> {
     /// Nothing here.
+    #[default]
     Empty,
     /// One entry.
     Leaf(WriterRc<V>),
@@ -94,12 +96,6 @@ enum Child<V> {
     Dense(WriterRc<Dense<V>>),
     /// Entries whose full 64-bit hashes are equal (different names).
     Collision(WriterRc<Vec<WriterRc<V>>>),
-}
-
-impl<V> Default for Child<V> {
-    fn default() -> Self {
-        Child::Empty
-    }
 }
 
 impl<V> Clone for Child<V> {
@@ -712,7 +708,7 @@ mod tests {
                 Child::Sparse(frags, node) => {
                     shapes.0 += 1;
                     let len = frags.len();
-                    assert!(len >= 1 && len <= SPARSE_MAX);
+                    assert!((1..=SPARSE_MAX).contains(&len));
                     assert!(len >= 2 || node.children[0].is_node(), "untidy sparse node");
                     for (position, c) in node.children.iter().enumerate() {
                         assert_eq!(position < len, !matches!(c, Child::Empty));
