@@ -42,10 +42,6 @@ pub(crate) struct WriterRc<T> {
     _owns: PhantomData<Inner<T>>,
 }
 
-/// `repr(C)`, the count first: every `WriterRc` keeps its count at offset 0 whatever
-/// `T`, so code that clones or drops one of several kinds (a trie slot's variants) does
-/// the same increment for all of them instead of a jump per kind.
-#[repr(C)]
 struct Inner<T> {
     /// Handles to this value. Touched only under the writer role (module docs).
     count: UnsafeCell<usize>,
