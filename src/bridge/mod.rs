@@ -518,13 +518,7 @@ impl BridgeBuilder {
                     self.ping_interval,
                     self.io_timeout,
                 )?;
-                // Presence needs a control subject every node subscribes to, which the
-                // NATS backend does not have yet: over NATS, `list` stays per engine.
-                let this = Self {
-                    presence: None,
-                    ..self
-                };
-                this.attach_with(pubsub, node, backend)
+                self.attach_with(pubsub, node, backend)
             }
             _ => Err(BridgeError::InvalidUrl(format!(
                 "{:?}: not a URL of a backend this build has (features `redis`, `nats`)",
@@ -689,6 +683,7 @@ impl BridgeBuilder {
             events,
             backoff: Backoff::new(self.backoff_min, self.backoff_max),
             presence: presence_link,
+            max_message_len: self.max_message_len,
         };
         let spawned = std::thread::Builder::new()
             .name("fanout-bridge-pub".to_owned())

@@ -16,6 +16,13 @@
 //! main task applies interest changes from the publisher thread: a subscription per
 //! topic and per pattern with local subscribers; it leaves when the publisher thread
 //! drops its end (the bridge is detached) or the engine is gone.
+//!
+//! Presence: one more subscription, made at start and kept for the bridge's life, to
+//! the namespace's control subject (the client subscribes again after each reconnect,
+//! as it does every subscription); the main task also publishes the presence messages
+//! the publisher thread makes (heartbeats, deltas, states, the goodbye) on it, in the
+//! order they were made. A pattern's subscription that matches the control subject
+//! (`NAMESPACE.>`) skips what arrives on it: the control subscription reads it.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -29,15 +36,17 @@ use std::time::Duration;
 
 use async_nats::connection::State;
 use async_nats::{Client, ConnectOptions, Event, ServerAddr, Subject, Subscriber};
+use bytes::Bytes;
 use futures_core::Stream;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use super::outlet::ToIo;
 use super::subject::Subjects;
 use super::MAX_SUBJECT_LEN;
 use crate::bridge::backend::Feed;
-use crate::bridge::batch::Batch;
+use crate::bridge::batch::{Batch, Item};
 use crate::bridge::inbound::{Flow, Inbound};
 use crate::bridge::interest::{Interest, InterestChange};
 use crate::bridge::outbound::MAX_BATCH;
@@ -62,8 +71,9 @@ pub(crate) struct Io<M: ?Sized> {
     pub(crate) counters: Arc<Counters>,
     /// The node's interest when the bridge was attached.
     pub(crate) interest: Vec<Interest>,
-    /// Later changes, from the publisher thread; closed when it stops.
-    pub(crate) changes: UnboundedReceiver<Vec<InterestChange>>,
+    /// Later changes and presence messages, from the publisher thread; closed when it
+    /// stops.
+    pub(crate) changes: UnboundedReceiver<ToIo>,
     /// Where the connected client goes (to the publisher thread's outlet).
     pub(crate) client: crossbeam_channel::Sender<Client>,
     /// The tap's queue, drained here.
@@ -74,6 +84,8 @@ pub(crate) struct Io<M: ?Sized> {
 struct Shared<M: ?Sized> {
     inbound: RefCell<Inbound<M>>,
     subjects: Subjects,
+    /// The namespace's control subject.
+    control: Subject,
     /// Signalled when a task finds the engine gone.
     engine_gone: Notify,
 }
@@ -104,11 +116,22 @@ impl<M: ?Sized + 'static> Io<M> {
         if self.client.send(client.clone()).is_err() {
             return;
         }
+        let control = Subject::from(self.subjects.control());
         let shared = Rc::new(Shared {
             inbound: RefCell::new(self.inbound),
             subjects: self.subjects,
+            control: control.clone(),
             engine_gone: Notify::new(),
         });
+        // Every node reads the control subject, whatever its interest; the client
+        // subscribes again after each reconnect.
+        let control_task = match client.subscribe(control.clone()).await {
+            Ok(subscriber) => Some(tokio::task::spawn_local(read_control(
+                subscriber,
+                Rc::clone(&shared),
+            ))),
+            Err(_) => None, // the client is closed already: we are stopping
+        };
         let mut forwarder = Forwarder {
             feed: self.feed,
             client: client.clone(),
@@ -143,6 +166,21 @@ impl<M: ?Sized + 'static> Io<M> {
             let Some(changes) = changes else {
                 break; // detached, or the engine is gone
             };
+            let changes = match changes {
+                ToIo::Follow(changes) => changes,
+                ToIo::Publish(buffer, items) => {
+                    publish(
+                        &client,
+                        &shared.subjects,
+                        &control,
+                        &buffer,
+                        items,
+                        &self.connect,
+                    )
+                    .await;
+                    continue;
+                }
+            };
             for change in changes {
                 match change {
                     InterestChange::Subscribe(interest) => {
@@ -161,6 +199,9 @@ impl<M: ?Sized + 'static> Io<M> {
                 .store(subscriptions.len(), Ordering::Relaxed);
         }
         for (_, task) in subscriptions.drain() {
+            task.abort();
+        }
+        if let Some(task) = control_task {
             task.abort();
         }
         // Detached (the tap no longer feeds the queue) or the engine is gone: the
@@ -241,9 +282,53 @@ async fn subscribe<M: ?Sized + 'static>(
     subscriptions.insert(interest, task);
 }
 
+/// Publishes envelopes the publisher thread made (presence messages): an item with an
+/// empty topic on the control subject. Lost if the client cannot take them within the
+/// io timeout (the heartbeats that follow let the others catch up).
+async fn publish(
+    client: &Client,
+    subjects: &Subjects,
+    control: &Subject,
+    buffer: &Bytes,
+    items: Vec<Item>,
+    connect: &Connect,
+) {
+    for item in items {
+        let (topic, envelope) = item.parts(buffer);
+        let subject = if topic.is_empty() {
+            control.clone()
+        } else {
+            Subject::from(subjects.topic(topic))
+        };
+        let publish = client.publish(subject, envelope);
+        match tokio::time::timeout(connect.io_timeout, publish).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => return,
+        }
+    }
+}
+
+/// Hands every message of the control subscription to the shared receiving end (no
+/// topic's subject is the control subject, so only presence envelopes are accepted).
+async fn read_control<M: ?Sized>(mut subscriber: Subscriber, shared: Rc<Shared<M>>) {
+    while let Some(message) = poll_fn(|cx| Pin::new(&mut subscriber).poll_next(cx)).await {
+        let flow = shared
+            .inbound
+            .borrow_mut()
+            .accept_owned(&message.payload, |_| false);
+        if flow == Flow::Stop {
+            shared.engine_gone.notify_one();
+            return;
+        }
+    }
+}
+
 /// Hands every message of one subscription to the shared receiving end.
 async fn read<M: ?Sized>(mut subscriber: Subscriber, shared: Rc<Shared<M>>) {
     while let Some(message) = poll_fn(|cx| Pin::new(&mut subscriber).poll_next(cx)).await {
+        if message.subject == shared.control {
+            continue; // a pattern that matches the control subject: read once, there
+        }
         let subjects = &shared.subjects;
         let subject: &str = &message.subject;
         let flow = shared
