@@ -123,14 +123,18 @@ impl<M: ?Sized + 'static> Io<M> {
             control: control.clone(),
             engine_gone: Notify::new(),
         });
-        // Every node reads the control subject, whatever its interest; the client
-        // subscribes again after each reconnect.
-        let control_task = match client.subscribe(control.clone()).await {
-            Ok(subscriber) => Some(tokio::task::spawn_local(read_control(
-                subscriber,
-                Rc::clone(&shared),
-            ))),
-            Err(_) => None, // the client is closed already: we are stopping
+        // With presence on, every node reads the control subject, whatever its
+        // interest; the client subscribes again after each reconnect.
+        let presence = shared.inbound.borrow().presence.is_some();
+        let control_task = match presence {
+            true => match client.subscribe(control.clone()).await {
+                Ok(subscriber) => Some(tokio::task::spawn_local(read_control(
+                    subscriber,
+                    Rc::clone(&shared),
+                ))),
+                Err(_) => None, // the client is closed already: we are stopping
+            },
+            false => None,
         };
         let mut forwarder = Forwarder {
             feed: self.feed,
