@@ -21,7 +21,6 @@ use common::cluster_node::{self, is_node, Config, Node, WAIT};
 use common::eventually;
 use redis_server::RedisServer;
 
-
 /// Runs a node when started by a test below; a no-op otherwise.
 #[test]
 fn cluster_node() {

@@ -486,12 +486,18 @@ fn a_partial_state_changes_nothing_until_it_is_whole() {
         b.receive(part, t0, &mut events);
         b.receive(part, t0, &mut events); // twice
         assert_eq!(events.len(), 40, "a part alone changed the list");
-        assert_eq!((0..100).map(|t| b.count(&format!("t{t}"))).sum::<usize>(), 40);
+        assert_eq!(
+            (0..100).map(|t| b.count(&format!("t{t}"))).sum::<usize>(),
+            40
+        );
     }
     b.receive(&last, t0, &mut events);
     assert_eq!(events.len(), 80, "20 leaves and 20 joins, once each");
     assert_eq!(b.count("new"), 20);
-    assert_eq!((0..100).map(|t| b.count(&format!("t{t}"))).sum::<usize>(), 20);
+    assert_eq!(
+        (0..100).map(|t| b.count(&format!("t{t}"))).sum::<usize>(),
+        20
+    );
     // The same state again, cut elsewhere: nothing more.
     for part in split(a.state(), 300) {
         b.receive(&part, t0, &mut events);

@@ -51,6 +51,8 @@ use crate::bridge::inbound::{Flow, Inbound};
 use crate::bridge::interest::{Interest, InterestChange};
 use crate::bridge::outbound::MAX_BATCH;
 use crate::bridge::stats::Counters;
+use crate::transport::envelope::encode_presence_envelope;
+use crate::transport::presence_sync::Message;
 use crate::vocab::trace;
 
 /// What the io thread needs to connect.
@@ -105,8 +107,10 @@ impl<M: ?Sized + 'static> Io<M> {
     }
 
     async fn serve(mut self) {
+        // The connection handler says when the connection is (again) up.
+        let (connected_tx, mut connected) = tokio::sync::mpsc::unbounded_channel();
         let client = match self
-            .options()
+            .options(connected_tx)
             .connect(self.connect.servers.as_slice())
             .await
         {
@@ -125,17 +129,19 @@ impl<M: ?Sized + 'static> Io<M> {
         });
         // With presence on, every node reads the control subject, whatever its
         // interest; the client subscribes again after each reconnect.
-        let presence = shared.inbound.borrow().presence.is_some();
-        let control_task = match presence {
-            true => match client.subscribe(control.clone()).await {
+        let exchange = shared.inbound.borrow().presence.clone();
+        let control_task = if exchange.is_some() {
+            match client.subscribe(control.clone()).await {
                 Ok(subscriber) => Some(tokio::task::spawn_local(read_control(
                     subscriber,
                     Rc::clone(&shared),
                 ))),
                 Err(_) => None, // the client is closed already: we are stopping
-            },
-            false => None,
+            }
+        } else {
+            None
         };
+        let mut greeted = false;
         let mut forwarder = Forwarder {
             feed: self.feed,
             client: client.clone(),
@@ -166,6 +172,21 @@ impl<M: ?Sized + 'static> Io<M> {
             let changes = tokio::select! {
                 changes = self.changes.recv() => changes,
                 () = shared.engine_gone.notified() => None,
+                Some(()) = connected.recv() => {
+                    // Presence: the publisher thread's hello went nowhere if it ran
+                    // before the first connection was up (it usually does). Ask for
+                    // everyone's state once, and after every (re)connection tell our
+                    // version at once: whoever missed our changes asks for our state.
+                    if let Some(exchange) = &exchange {
+                        let mut out = Vec::with_capacity(2);
+                        if !std::mem::replace(&mut greeted, true) {
+                            out.push(exchange.hello());
+                        }
+                        out.push(exchange.heartbeat());
+                        greet(&client, &control, &out, &self.connect).await;
+                    }
+                    continue;
+                }
             };
             let Some(changes) = changes else {
                 break; // detached, or the engine is gone
@@ -218,8 +239,9 @@ impl<M: ?Sized + 'static> Io<M> {
         self.counters.channels.store(0, Ordering::Relaxed);
     }
 
-    /// The client's options: no echo, our backoff, our counters on its events.
-    fn options(&self) -> ConnectOptions {
+    /// The client's options: no echo, our backoff, our counters on its events, and a
+    /// signal on `connected` each time the connection is up.
+    fn options(&self, connected: tokio::sync::mpsc::UnboundedSender<()>) -> ConnectOptions {
         let counters = Arc::clone(&self.counters);
         let was_up = Arc::new(AtomicBool::new(false));
         let (min, max) = self.connect.backoff;
@@ -239,6 +261,7 @@ impl<M: ?Sized + 'static> Io<M> {
             .event_callback(move |event| {
                 let counters = Arc::clone(&counters);
                 let was_up = Arc::clone(&was_up);
+                let connected = connected.clone();
                 async move {
                     match event {
                         // One connection carries both directions.
@@ -250,6 +273,7 @@ impl<M: ?Sized + 'static> Io<M> {
                             trace::bridge_up("nats", "connection", again);
                             counters.publisher_up.store(true, Ordering::Relaxed);
                             counters.subscriber_up.store(true, Ordering::Relaxed);
+                            let _ = connected.send(()); // the io thread is gone: stopping
                         }
                         Event::Disconnected => {
                             trace::bridge_lost("nats", "connection", &"disconnected");
@@ -305,6 +329,19 @@ async fn publish(
             Subject::from(subjects.topic(topic))
         };
         let publish = client.publish(subject, envelope);
+        match tokio::time::timeout(connect.io_timeout, publish).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => return,
+        }
+    }
+}
+
+/// Publishes presence messages made on this thread on the control subject.
+async fn greet(client: &Client, control: &Subject, messages: &[Message], connect: &Connect) {
+    for message in messages {
+        let mut envelope = Vec::new();
+        encode_presence_envelope(message, &mut envelope);
+        let publish = client.publish(control.clone(), Bytes::from(envelope));
         match tokio::time::timeout(connect.io_timeout, publish).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) | Err(_) => return,
