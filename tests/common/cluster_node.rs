@@ -415,9 +415,12 @@ pub fn presence_lifecycle(
     // A late joiner converges.
     let joined = Instant::now();
     let mut d = Node::start(config, "d");
+    let attached = Instant::now();
+    assert!(eventually(WAIT, || d.stats()["connected"] == 1));
+    let connected = attached.elapsed();
     let took = converge(&mut [&mut b, &mut d], 40);
     eprintln!(
-        "[{label}] a late joiner listed the 40 others {took:?} after its bridge attached ({:?} with the process start)",
+        "[{label}] a late joiner listed the 40 others {took:?} after it was connected ({connected:?} to connect after attaching, {:?} in all with the process start)",
         joined.elapsed()
     );
     assert_eq!(d.ask("join 50"), "ok");
