@@ -112,3 +112,31 @@ fn per_topic_layout() {
     }
     presence_and_counts_across_processes(ChannelLayout::PerTopic);
 }
+
+/// Bytes through `redis-server` per join (the same measurement as the NATS version's:
+/// `tests/presence_cluster_nats.rs`), both layouts.
+#[test]
+fn bytes_per_join() {
+    if is_node() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let info = |field: &str| -> u64 {
+        let client = ::redis::Client::open(redis.url()).unwrap();
+        let mut con = client.get_connection().unwrap();
+        let text: String = ::redis::cmd("INFO").arg("stats").query(&mut con).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{field}:")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap()
+    };
+    for layout in ["namespace", "per_topic"] {
+        let config = Config::new(&redis.url(), layout, Duration::from_secs(5));
+        cluster_node::bytes_per_join(&config, layout, true, || {
+            (
+                info("total_net_input_bytes"),
+                info("total_net_output_bytes"),
+            )
+        });
+    }
+}

@@ -105,9 +105,8 @@ fn a_hundred_thousand_members_in_a_state_split_to_fit() {
     b.quit();
 }
 
-/// Bytes through one `nats-server` per join: three engines, one tracks 10,000 members
-/// (each delta a batch of joins), the two others list them; the server's byte counts
-/// over that period, heartbeats included.
+/// Bytes through one `nats-server` per join (the same measurement as the Redis
+/// version's: `tests/presence_cluster.rs`).
 #[test]
 fn bytes_per_join() {
     if is_node() {
@@ -115,30 +114,5 @@ fn bytes_per_join() {
     }
     let cluster = NatsCluster::start(1);
     let config = Config::new(&cluster.url_of(0), "namespace", Duration::from_secs(5));
-    let mut nodes: Vec<Node> = ["a", "b", "c"]
-        .iter()
-        .map(|name| Node::start(&config, name))
-        .collect();
-    {
-        let mut all: Vec<&mut Node> = nodes.iter_mut().collect();
-        converge(&mut all, 0);
-    }
-    std::thread::sleep(Duration::from_millis(500));
-    let (in0, out0) = cluster.bytes(0).unwrap();
-    let start = Instant::now();
-    assert_eq!(nodes[0].ask("join 10000"), "ok");
-    {
-        let mut all: Vec<&mut Node> = nodes.iter_mut().collect();
-        converge(&mut all, 10_000);
-    }
-    let (in1, out1) = cluster.bytes(0).unwrap();
-    eprintln!(
-        "[nats] bytes through nats-server per join: {:.1} in (engines to the server), {:.1} out per receiving engine (2 receivers), over {:?}, heartbeats included",
-        (in1 - in0) as f64 / 10_000.0,
-        (out1 - out0) as f64 / 20_000.0,
-        start.elapsed()
-    );
-    for node in nodes {
-        node.quit();
-    }
+    cluster_node::bytes_per_join(&config, "nats", false, || cluster.bytes(0).unwrap());
 }

@@ -751,7 +751,10 @@ mod tests {
             base: 40,
             ops: ops.clone(),
         };
-        assert_eq!(split(delta.clone(), usize::MAX), std::slice::from_ref(&delta));
+        assert_eq!(
+            split(delta.clone(), usize::MAX),
+            std::slice::from_ref(&delta)
+        );
         let parts = split(delta, 300);
         assert!(parts.len() > 10);
         let mut next = 40;
@@ -791,7 +794,10 @@ mod tests {
             version: 9,
             entries: entries.clone(),
         };
-        assert_eq!(split(state.clone(), body_len(&state)), std::slice::from_ref(&state));
+        assert_eq!(
+            split(state.clone(), body_len(&state)),
+            std::slice::from_ref(&state)
+        );
         let parts = split(state, 1000);
         assert!(parts.len() > 20);
         let mut all = Vec::new();

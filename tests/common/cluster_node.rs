@@ -429,3 +429,51 @@ pub fn presence_lifecycle(
     b.quit();
     d.quit();
 }
+
+/// Bytes through the broker per join: three engines, one tracks 10,000 members (each
+/// delta a batch of joins), the two others list them. `bytes()` reads the broker's
+/// (read, written) byte counters; heartbeats over the period are included. `echo`: the
+/// broker sends a node its own messages too (Redis), so three engines receive, not two.
+/// Prints and returns (in per join, out per join per receiving engine).
+pub fn bytes_per_join(
+    config: &Config,
+    label: &str,
+    echo: bool,
+    bytes: impl Fn() -> (u64, u64),
+) -> (f64, f64) {
+    let mut nodes: Vec<Node> = ["a", "b", "c"]
+        .iter()
+        .map(|name| Node::start(config, name))
+        .collect();
+    assert!(eventually(WAIT, || nodes
+        .iter_mut()
+        .all(|n| n.stats()["connected"] == 1)));
+    {
+        let mut all: Vec<&mut Node> = nodes.iter_mut().collect();
+        converge(&mut all, 0);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let (in0, out0) = bytes();
+    let start = Instant::now();
+    assert_eq!(nodes[0].ask("join 10000"), "ok");
+    {
+        let mut all: Vec<&mut Node> = nodes.iter_mut().collect();
+        converge(&mut all, 10_000);
+    }
+    let (in1, out1) = bytes();
+    let receivers = if echo { 3.0 } else { 2.0 };
+    let per_join = (
+        (in1 - in0) as f64 / 10_000.0,
+        (out1 - out0) as f64 / 10_000.0 / receivers,
+    );
+    eprintln!(
+        "[{label}] bytes through the broker per join: {:.1} in (engines to the broker), {:.1} out per receiving engine ({receivers} receivers), over {:?}, heartbeats included",
+        per_join.0,
+        per_join.1,
+        start.elapsed()
+    );
+    for node in nodes {
+        node.quit();
+    }
+    per_join
+}
