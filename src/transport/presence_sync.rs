@@ -66,7 +66,10 @@
 //!   not a part number, so parts cut for different limits (a cluster whose servers
 //!   differ) still assemble correctly.
 //!
-//! A state that fits goes out whole, as kind `0x02`, exactly as before parts existed. An
+//! A state that fits goes out whole, as kind `0x02`, exactly as before parts existed,
+//! and the envelope's version stays `0x01`: a node that predates parts takes kind `0x06`
+//! as an unknown kind — bad input, counted and skipped — and still gets every state that
+//! fits one message. An
 //! entry too long for any part on its own (a metadata of about the limit) is left out of
 //! split states: receivers list every other member rather than none.
 //!
