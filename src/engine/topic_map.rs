@@ -34,8 +34,10 @@
 //! a node of more than four kept its children in a second allocation, so a lookup at
 //! 100,000 topics followed seven pointers to reach an entry, not four. Measured with
 //! callgrind's cache simulation over 4,096 cold topics among 100,000
-//! (`benches/one_subscriber.rs`, `--ir fanout_topic spread`): 11.8 L1 misses per
-//! broadcast before, against 4.3 for a `HashMap`.
+//! (`benches/one_subscriber.rs`, `--ir fanout_topic spread`): 11.8 L1 data misses per
+//! whole broadcast before, 6.7 now, against 4.3 for a naive `RwLock<HashMap>` (whose
+//! callbacks need no sink of their own); 711 instructions per broadcast to a hot topic
+//! before, 671 now.
 //!
 //! Lookups take `&self` and never allocate: the broadcast hot path.
 
