@@ -1,14 +1,51 @@
 //! [`Framer`]: numbers each frame of its topic's stream and wraps it in an envelope —
 //! the part of publishing every backend shares, whichever thread drains the tap's queue
 //! (the publisher thread, or a backend's own task).
+//!
+//! # Coalescing
+//!
+//! Frames that were already queued together and go to the same channel or subject are
+//! wrapped in one batch envelope (mode 3) instead of one envelope each: the broker then
+//! pays its per-message costs (a `PUBLISH` parsed and fanned out, a NATS message routed
+//! and read) once per run of frames, and receivers once per run too. Only *consecutive*
+//! frames for one route are joined, so the messages leave in the order the broadcasts
+//! queued them, and nothing waits for company: a frame alone in the queue goes at once,
+//! as a plain envelope. Measured in `benches/bridge.rs` and `benches/bridge_nats.rs`
+//! (PERFORMANCE.md, "Across hosts").
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use super::batch::Batch;
 use super::sequences::Numbering;
 use crate::face::tap::{Tap, Tapped};
-use crate::transport::envelope::{Audience, EnvelopeHeader, NodeId};
+use crate::transport::envelope::{
+    Audience, EnvelopeHeader, NodeId, BATCH_HEADER_LEN, BATCH_ITEM_HEADER_LEN,
+};
 use crate::transport::frame::decode;
+
+/// Longest batch envelope the framer writes (a run of frames longer than this is cut):
+/// far below every receiver's message limit (16 MiB by default) and NATS's default
+/// payload limit (1 MiB), and long enough that the per-message costs are spread thin.
+pub(crate) const MAX_COALESCED_LEN: usize = 64 << 10;
+
+/// Where frames go, which decides which frames may share a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Routes {
+    /// One channel for every topic (Redis's namespace layout): any run of frames.
+    OneChannel,
+    /// A channel or subject per topic (Redis per-topic, NATS): runs of one topic.
+    PerTopic,
+}
+
+/// One numbered frame of the batch being wrapped.
+struct Numbered {
+    header: EnvelopeHeader,
+    /// The topic's bytes in the frame.
+    topic: Range<usize>,
+    /// Index in the frames being wrapped.
+    index: usize,
+}
 
 /// Numbers and wraps frames into envelopes: the part of publishing every backend
 /// shares, whichever thread drains the queue (the publisher thread, or a backend's own
@@ -18,39 +55,89 @@ pub(crate) struct Framer {
     pub(crate) numbering: Numbering,
     /// The tap, for the frames its full queue refused.
     tap: Arc<Tap>,
+    routes: Routes,
+    /// The frames being wrapped, numbered (kept for its allocation).
+    numbered: Vec<Numbered>,
 }
 
 impl Framer {
-    pub(crate) fn new(node: NodeId, tap: Arc<Tap>) -> Self {
+    pub(crate) fn new(node: NodeId, tap: Arc<Tap>, routes: Routes) -> Self {
         Self {
             node,
             numbering: Numbering::default(),
             tap,
+            routes,
+            numbered: Vec::new(),
         }
     }
 
     /// Numbers every frame of `frames` (emptying it) — sent or not, so receivers count
-    /// what is not sent as a gap — and, if `connected`, appends its envelope to `batch`.
-    /// First, the frames the tap's full queue refused since the last call use up their
-    /// numbers: receivers count them as gaps too (see `face::dropped_topics`).
+    /// what is not sent as a gap — and, if `connected`, appends their envelopes to
+    /// `batch`, coalescing runs of frames for one route. First, the frames the tap's full
+    /// queue refused since the last call use up their numbers: receivers count them as
+    /// gaps too (see `face::dropped_topics`).
     pub(crate) fn wrap(&mut self, frames: &mut Vec<Tapped>, batch: &mut Batch, connected: bool) {
         if let Some(refused) = self.tap.refused() {
             let numbering = &mut self.numbering;
             refused.drain(|key, count| numbering.skip(key, count));
         }
-        for item in frames.drain(..) {
+        self.numbered.clear();
+        for (index, item) in frames.iter().enumerate() {
             // The engine built or checked every frame it forwards: this always decodes.
             let Ok(push) = decode(&item.frame) else {
                 continue;
             };
-            let header = EnvelopeHeader {
-                audience: item.from.map_or(Audience::Everyone, Audience::AllBut),
-                origin: self.node,
-                sequence: self.numbering.next(push.topic),
-            };
-            if connected {
-                batch.push(&header, &item.frame, push.topic);
+            let at = push.topic.as_ptr() as usize - item.frame.as_ptr() as usize;
+            self.numbered.push(Numbered {
+                header: EnvelopeHeader {
+                    audience: item.from.map_or(Audience::Everyone, Audience::AllBut),
+                    origin: self.node,
+                    sequence: self.numbering.next(push.topic),
+                },
+                topic: at..at + push.topic.len(),
+                index,
+            });
+        }
+        if connected {
+            let mut run = 0;
+            while run < self.numbered.len() {
+                let end = self.run_end(run, frames);
+                let first = &self.numbered[run];
+                if end - run == 1 {
+                    let frame = &frames[first.index].frame;
+                    batch.push(&first.header, frame, first.topic.clone());
+                } else {
+                    let parts = self.numbered[run..end]
+                        .iter()
+                        .map(|n| (n.header, &frames[n.index].frame[..], n.topic.clone()));
+                    batch.push_coalesced(self.node, parts);
+                }
+                run = end;
             }
         }
+        frames.clear();
+    }
+
+    /// The end of the run of frames that starts at `numbered[start]` and may share one
+    /// message: same route, at most [`MAX_COALESCED_LEN`] bytes.
+    fn run_end(&self, start: usize, frames: &[Tapped]) -> usize {
+        let first = &self.numbered[start];
+        let first_frame = &frames[first.index].frame;
+        let topic = &first_frame[first.topic.clone()];
+        let mut len = BATCH_HEADER_LEN + BATCH_ITEM_HEADER_LEN + first_frame.len();
+        let mut end = start + 1;
+        while let Some(next) = self.numbered.get(end) {
+            let frame = &frames[next.index].frame;
+            len += BATCH_ITEM_HEADER_LEN + frame.len();
+            let same_route = match self.routes {
+                Routes::OneChannel => true,
+                Routes::PerTopic => &frame[next.topic.clone()] == topic,
+            };
+            if !same_route || len > MAX_COALESCED_LEN {
+                break;
+            }
+            end += 1;
+        }
+        end
     }
 }

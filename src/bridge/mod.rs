@@ -225,7 +225,7 @@ use crate::transport::envelope::NodeId;
 use crate::vocab::error::Error;
 use backend::{Backend, Feed};
 use backoff::Backoff;
-use framer::Framer;
+use framer::{Framer, Routes};
 use inbound::Inbound;
 use interest::InterestChange;
 use outbound::{PresenceLink, Publisher};
@@ -666,12 +666,19 @@ impl BridgeBuilder {
                 .as_ref()
                 .map(|link| Arc::clone(&link.exchange)),
         };
+        // A backend that routes by interest puts each topic on its own channel or
+        // subject; the others put every topic on one (what may share a batch envelope).
+        let routes = if backend.routes_by_interest() {
+            Routes::PerTopic
+        } else {
+            Routes::OneChannel
+        };
         // On a failure below `bridge` drops: detached, the spawned threads joined.
         let (feed, queue) = if drains {
             let feed = Feed {
                 tap: Arc::clone(&bridge.tap),
                 queue,
-                framer: Framer::new(node, Arc::clone(&bridge.tap)),
+                framer: Framer::new(node, Arc::clone(&bridge.tap), routes),
             };
             (Some(feed), crossbeam_channel::never())
         } else {
@@ -681,7 +688,7 @@ impl BridgeBuilder {
         bridge.threads.extend(threads);
         let publisher = Publisher {
             outlet,
-            framer: Framer::new(node, Arc::clone(&bridge.tap)),
+            framer: Framer::new(node, Arc::clone(&bridge.tap), routes),
             queue,
             manages_connection: !drains,
             stop,
