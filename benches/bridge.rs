@@ -3,21 +3,26 @@
 //! its own server on a free loopback port.
 //!
 //! ```text
-//! cargo bench --features redis --bench bridge            # everything, ~15 s
-//! cargo bench --features redis --bench bridge -- tap     # broadcast cost only
-//! cargo bench --features redis --bench bridge -- layout  # channel layouts only
+//! cargo bench -p fanout-benches --features redis --bench bridge               # everything
+//! cargo bench -p fanout-benches --features redis --bench bridge -- throughput # raw vs bridge
+//! cargo bench -p fanout-benches --features redis --bench bridge -- tap        # broadcast cost only
+//! cargo bench -p fanout-benches --features redis --bench bridge -- layout     # channel layouts only
+//! ROUNDS=5 SUBSCRIBERS=1 cargo bench … -- throughput    # rounds, remote subscriber counts
 //! ```
 //!
 //! Scenarios, 64 B payloads:
-//! - `throughput`: frames/s from one publisher to 1, 10, 100 remote subscribers. Raw: a
-//!   PUBLISH loop (one round trip each) and that many SUBSCRIBE connections. Bridge:
-//!   engine A broadcasts as fast as it can, engine B has that many callback subscribers;
-//!   timed until the last frame reached every subscriber.
+//! - `throughput`: frames/s from one publisher to 1, 10, 100 remote subscribers, flat
+//!   out (20,000 frames), per subscriber. Raw: what a user would write with the `redis`
+//!   crate — one connection pipelining 256 `PUBLISH`es per round trip (as many as the
+//!   bridge hands Redis at once), and that many `SUBSCRIBE` connections. Bridge: engine
+//!   A broadcasts as fast as it can, engine B has that many callback subscribers, under
+//!   each channel layout; timed until the last frame reached every subscriber.
 //! - `latency`: one frame in flight at a time, publish → receive, p50/p99 over all
 //!   deliveries (2,000 frames).
 //!
-//!   Both are the median of 3 interleaved rounds (raw, bridge with one channel, bridge
-//!   with per-topic channels), so a noisy neighbour skews all three alike.
+//!   Both run in interleaved rounds (raw, then bridge; `ROUNDS`, default 3), so a noisy
+//!   neighbour skews both alike; each round is printed with the load average, then the
+//!   median ratio with its min and max (`bridge_common.rs`).
 //! - `layout`: both channel layouts end to end (raw clients: 2/4/8 nodes each serving a
 //!   share of 96 topics, one channel vs per-topic channels), and what per-topic channels
 //!   cost Redis: SUBSCRIBE+UNSUBSCRIBE round trip, memory per subscribed channel,
@@ -28,7 +33,10 @@
 //! `floor` modes for callgrind: `bridge tap_plain` / `bridge tap_bridged` run `ITERS`
 //! broadcasts inside `measure_tap`:
 //! `valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*measure_tap*'
-//! target/release/deps/bridge-<hash> tap_bridged`.
+//! target/release/deps/bridge-<hash> tap_bridged`. `bridge profile_bridge [FRAMES]` and
+//! `bridge profile_raw [FRAMES]` run one throughput run each (one remote subscriber,
+//! namespace layout), for `valgrind --tool=callgrind --separate-threads=yes` (each
+//! thread's instructions per frame) or `strace -c -f` (system calls).
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -154,8 +162,16 @@ fn bridge_run(
     )
 }
 
+/// Remote subscriber counts: `SUBSCRIBERS` in the environment (`1,10`), or 1, 10, 100.
+fn subscriber_counts() -> Vec<usize> {
+    std::env::var("SUBSCRIBERS")
+        .ok()
+        .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 10, 100])
+}
+
 fn throughput_and_latency(url: &str, rounds: usize) {
-    for subscribers in [1usize, 10, 100] {
+    for subscribers in subscriber_counts() {
         for layout in [ChannelLayout::Namespace, ChannelLayout::PerTopic] {
             let frames = 20_000;
             let paced_frames = 2_000;

@@ -3,24 +3,32 @@
 //! installed; starts its own servers on free loopback ports.
 //!
 //! ```text
-//! cargo bench --features nats --bench bridge_nats              # everything, ~1 min
-//! cargo bench --features nats --bench bridge_nats -- quarter   # interest routing only
+//! cargo bench -p fanout-benches --features nats --bench bridge_nats              # everything
+//! cargo bench -p fanout-benches --features nats --bench bridge_nats -- throughput
+//! cargo bench -p fanout-benches --features nats --bench bridge_nats -- quarter   # interest routing only
+//! ROUNDS=5 cargo bench … -- throughput                                           # more rounds
 //! ```
 //!
 //! Scenarios, 64 B payloads, one server:
-//! - `throughput`: frames/s from one publisher to one remote subscriber, in bursts of
-//!   1,000 frames each waited for (a subscriber that falls behind gets frames dropped
-//!   by NATS: flat out, both loops measure their receiver's losses). Raw: one client
-//!   publishing a burst with `publish().await` then `flush()` (on its own thread and
-//!   current-thread runtime), another client on another thread receiving. Bridge:
-//!   engine A broadcasts a burst, engine B has one callback subscriber.
-//! - `latency`: one frame in flight at a time, publish → receive, p50/p99 over 2,000.
+//! - `throughput`: frames/s from one publisher to one remote subscriber, 200,000 frames
+//!   in bursts of 1,000 each waited for (a subscriber that falls behind gets frames
+//!   dropped by NATS: flat out, both loops would measure their receiver's losses). Raw:
+//!   one client publishing a burst with `publish().await` then one `flush()` (on its own
+//!   thread and current-thread runtime), another client on another thread receiving.
+//!   Bridge: engine A broadcasts a burst, engine B has one callback subscriber.
+//! - `latency`: one frame in flight at a time, publish (raw: and `flush()`) → receive,
+//!   p50/p99 over 2,000.
 //!
-//!   Both are the median of 3 interleaved rounds (raw, bridge), so a noisy neighbour
-//!   skews both alike.
+//!   Both run in interleaved rounds (raw, then bridge; `ROUNDS`, default 3), so a noisy
+//!   neighbour skews both alike; each round is printed with the load average, then the
+//!   median ratio with its min and max (`bridge_common.rs`).
 //! - `quarter`: a publisher and four nodes on a 3-server cluster, 96 topics; each node
 //!   serves a quarter of them, node 0 through one pattern (`q.0.*`), the others by
 //!   name; what share of the frames each node receives, and frames/s.
+//!
+//! `bridge_nats profile_bridge [FRAMES]` and `bridge_nats profile_raw [FRAMES]` run one
+//! throughput run each, for `valgrind --tool=callgrind --separate-threads=yes` or
+//! `strace -c -f`.
 
 use std::future::poll_fn;
 use std::pin::Pin;

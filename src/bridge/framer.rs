@@ -24,9 +24,10 @@ use crate::transport::envelope::{
 };
 use crate::transport::frame::decode;
 
-/// Longest batch envelope the framer writes (a run of frames longer than this is cut):
-/// far below every receiver's message limit (16 MiB by default) and NATS's default
-/// payload limit (1 MiB), and long enough that the per-message costs are spread thin.
+/// Longest batch envelope the framer writes (a run of frames longer than this is cut),
+/// unless the bridge's message limit is lower: far below a receiver's default limit
+/// (16 MiB) and NATS's default payload limit (1 MiB), and long enough that the
+/// per-message costs are spread thin (a batch of 256 frames of 64 bytes is 24 KiB).
 pub(crate) const MAX_COALESCED_LEN: usize = 64 << 10;
 
 /// Where frames go, which decides which frames may share a message.
@@ -56,17 +57,23 @@ pub(crate) struct Framer {
     /// The tap, for the frames its full queue refused.
     tap: Arc<Tap>,
     routes: Routes,
+    /// Longest batch envelope to write.
+    max_len: usize,
     /// The frames being wrapped, numbered (kept for its allocation).
     numbered: Vec<Numbered>,
 }
 
 impl Framer {
-    pub(crate) fn new(node: NodeId, tap: Arc<Tap>, routes: Routes) -> Self {
+    /// A framer for `node`'s frames from `tap`; batch envelopes no longer than
+    /// `max_message_len` (the bridge's limit, which its peers share) or
+    /// [`MAX_COALESCED_LEN`].
+    pub(crate) fn new(node: NodeId, tap: Arc<Tap>, routes: Routes, max_message_len: usize) -> Self {
         Self {
             node,
             numbering: Numbering::default(),
             tap,
             routes,
+            max_len: max_message_len.min(MAX_COALESCED_LEN),
             numbered: Vec::new(),
         }
     }
@@ -119,7 +126,7 @@ impl Framer {
     }
 
     /// The end of the run of frames that starts at `numbered[start]` and may share one
-    /// message: same route, at most [`MAX_COALESCED_LEN`] bytes.
+    /// message: same route, at most `max_len` bytes.
     fn run_end(&self, start: usize, frames: &[Tapped]) -> usize {
         let first = &self.numbered[start];
         let first_frame = &frames[first.index].frame;
@@ -133,7 +140,7 @@ impl Framer {
                 Routes::OneChannel => true,
                 Routes::PerTopic => &frame[next.topic.clone()] == topic,
             };
-            if !same_route || len > MAX_COALESCED_LEN {
+            if !same_route || len > self.max_len {
                 break;
             }
             end += 1;

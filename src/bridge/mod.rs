@@ -58,8 +58,12 @@
 //! a broadcast and the socket, not two). Frames from one publishing thread keep their
 //! order on every node. Each goes out in an [envelope](crate::transport::envelope):
 //! version, mode, this node's random 128-bit id, a sequence number per (node, topic),
-//! the Push frame. The backends share the numbering, the envelopes and the counting;
-//! they differ only in the transport.
+//! the Push frame. Frames that were already queued together and go to the same channel
+//! or subject share one *batch envelope* (each keeps its own sequence number), so the
+//! broker and every receiver pay their per-message costs once per run of frames; a
+//! frame alone in the queue goes at once in its own envelope (batching never makes a
+//! frame wait). The backends share the numbering, the envelopes and the counting; they
+//! differ only in the transport.
 //!
 //! # What a receiving node does
 //!
@@ -678,7 +682,7 @@ impl BridgeBuilder {
             let feed = Feed {
                 tap: Arc::clone(&bridge.tap),
                 queue,
-                framer: Framer::new(node, Arc::clone(&bridge.tap), routes),
+                framer: Framer::new(node, Arc::clone(&bridge.tap), routes, self.max_message_len),
             };
             (Some(feed), crossbeam_channel::never())
         } else {
@@ -688,7 +692,7 @@ impl BridgeBuilder {
         bridge.threads.extend(threads);
         let publisher = Publisher {
             outlet,
-            framer: Framer::new(node, Arc::clone(&bridge.tap), routes),
+            framer: Framer::new(node, Arc::clone(&bridge.tap), routes, self.max_message_len),
             queue,
             manages_connection: !drains,
             stop,
