@@ -145,7 +145,12 @@ fn throughput_and_latency(rounds: usize) {
         "nats, 1 remote subscriber",
         rounds,
         || (raw(&url, frames, false), raw(&url, 2_000, true)),
-        || (bridge_run(&url, frames, false), bridge_run(&url, 2_000, true)),
+        || {
+            (
+                bridge_run(&url, frames, false),
+                bridge_run(&url, 2_000, true),
+            )
+        },
     );
 }
 

@@ -468,7 +468,7 @@ fn batch_envelopes_from_a_raw_client_are_checked_whole(layout: ChannelLayout) {
         &[
             (5, 0, push("b1")),
             (6, 3, push("b2")),
-            (9, 0, push("b3")), // 7 and 8 missed
+            (9, 0, push("b3")),    // 7 and 8 missed
             (9, 0, push("again")), // a replay
         ],
     );

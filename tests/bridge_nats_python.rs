@@ -144,10 +144,7 @@ fn a_python_client_reads_and_writes_envelopes_from_the_docs() {
         .register(id, move |frame: &Bytes| {
             if let Some(entered) = entered_tx.lock().unwrap().take() {
                 entered.send(()).unwrap();
-                let _ = gate
-                    .lock()
-                    .unwrap()
-                    .recv_timeout(Duration::from_secs(20));
+                let _ = gate.lock().unwrap().recv_timeout(Duration::from_secs(20));
             }
             sink(frame);
         })

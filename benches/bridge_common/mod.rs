@@ -236,7 +236,10 @@ pub fn compare(
     mut peer: impl FnMut() -> (Run, Run),
     mut bridge: impl FnMut() -> (Run, Run),
 ) {
-    println!("{label}: {rounds} interleaved rounds, load before {}", load());
+    println!(
+        "{label}: {rounds} interleaved rounds, load before {}",
+        load()
+    );
     println!("| round | raw frames/s | bridge frames/s | ratio | raw p50 / p99 µs | bridge p50 / p99 µs | p50 ratio | load |");
     println!("|---|---|---|---|---|---|---|---|");
     let (mut ratios, mut p50_ratios) = (Vec::new(), Vec::new());

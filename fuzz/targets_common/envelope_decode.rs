@@ -372,7 +372,10 @@ pub fn check_batch_decode(data: &[u8], allocated: fn() -> u64) {
                 assert_eq!(again, input, "a batch re-encodes to its input");
             }
             (Err(e), Err(want)) => {
-                assert_eq!(e, want, "decode_batch_envelope error differs from the reference");
+                assert_eq!(
+                    e, want,
+                    "decode_batch_envelope error differs from the reference"
+                );
                 let _ = e.to_string();
             }
             (got, want) => {
@@ -397,7 +400,10 @@ pub fn check_batch_round_trip(data: &[u8]) {
         probe.extend_from_slice(&[0; 24]);
         probe.extend_from_slice(&raw.max(1).to_be_bytes());
         probe.extend_from_slice(&frame);
-        decode_envelope(&probe).expect("a mode-1 probe decodes").header.audience
+        decode_envelope(&probe)
+            .expect("a mode-1 probe decodes")
+            .header
+            .audience
     };
     let mut frames = Vec::new();
     for (i, chunk) in rest.chunks(9).take(4).enumerate() {
@@ -410,7 +416,12 @@ pub fn check_batch_round_trip(data: &[u8]) {
             client(be(payload) as u64)
         };
         let sequence = be(chunk) as u64 + i as u64;
-        frames.push((audience, sequence, encode_push(&topic, payload).unwrap(), topic));
+        frames.push((
+            audience,
+            sequence,
+            encode_push(&topic, payload).unwrap(),
+            topic,
+        ));
     }
     let parts: Vec<(Audience, u64, &[u8])> = frames
         .iter()
@@ -538,7 +549,10 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     batch_long_length[38 + 19] = 0xff;
     vec![
         ("batch-two", two),
-        ("batch-mixed-topics", batch(&[(1, 0, "a", b"x"), (1, 0, "b", b"y"), (2, 3, "a", b"")])),
+        (
+            "batch-mixed-topics",
+            batch(&[(1, 0, "a", b"x"), (1, 0, "b", b"y"), (2, 3, "a", b"")]),
+        ),
         ("batch-one", batch(&[(42, 0, "t", b"p")])),
         ("batch-empty", batch(&[])),
         ("batch-count-high", batch_count_high),

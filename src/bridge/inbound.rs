@@ -18,8 +18,8 @@ use super::sequences::{Tracker, Verdict};
 use super::stats::Counters;
 use crate::face::pubsub::WeakPubSub;
 use crate::transport::envelope::{
-    decode_batch_envelope, decode_envelope, decode_presence_envelope, NodeId,
-    ENVELOPE_HEADER_LEN, MODE_BATCH, MODE_PRESENCE,
+    decode_batch_envelope, decode_envelope, decode_presence_envelope, NodeId, ENVELOPE_HEADER_LEN,
+    MODE_BATCH, MODE_PRESENCE,
 };
 use crate::vocab::error::Error;
 
@@ -165,7 +165,10 @@ impl<M: ?Sized> Inbound<M> {
         let mut flow = Flow::Continue;
         for envelope in batch.iter() {
             let topic = envelope.push.topic;
-            match self.streams.check(batch.origin, topic, envelope.header.sequence) {
+            match self
+                .streams
+                .check(batch.origin, topic, envelope.header.sequence)
+            {
                 Verdict::Duplicate => {
                     duplicates += 1;
                     continue;

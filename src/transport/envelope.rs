@@ -263,10 +263,15 @@ impl fmt::Display for EnvelopeError {
                 f.write_str("presence envelope with a sequence or client")
             }
             EnvelopeError::Presence(e) => write!(f, "presence envelope body: {e}"),
-            EnvelopeError::BadBatchHeader => f.write_str("batch envelope with a sequence or client"),
+            EnvelopeError::BadBatchHeader => {
+                f.write_str("batch envelope with a sequence or client")
+            }
             EnvelopeError::EmptyBatch => f.write_str("batch envelope with no frame"),
             EnvelopeError::BatchTruncated { needed, got } => {
-                write!(f, "batch envelope truncated: needs {needed} bytes, has {got}")
+                write!(
+                    f,
+                    "batch envelope truncated: needs {needed} bytes, has {got}"
+                )
             }
             EnvelopeError::BatchTrailingBytes { extra } => {
                 write!(f, "batch envelope with {extra} bytes after its last frame")
@@ -625,7 +630,10 @@ mod tests {
 
     #[test]
     fn batch_layout_is_byte_exact() {
-        let (a, b) = (encode_push("t", b"p").unwrap(), encode_push("u", b"").unwrap());
+        let (a, b) = (
+            encode_push("t", b"p").unwrap(),
+            encode_push("u", b"").unwrap(),
+        );
         let origin = NodeId(0x1112_1314_1516_1718_191a_1b1c_1d1e_1f20);
         let mut out = Vec::new();
         encode_batch_envelope(
@@ -692,7 +700,10 @@ mod tests {
         assert_eq!(decode_batch_envelope(&out), Err(EnvelopeError::EmptyBatch));
         out[37] = 1;
         out[20] = 1; // a sequence in the header
-        assert_eq!(decode_batch_envelope(&out), Err(EnvelopeError::BadBatchHeader));
+        assert_eq!(
+            decode_batch_envelope(&out),
+            Err(EnvelopeError::BadBatchHeader)
+        );
         out[20] = 0;
         out[BATCH_HEADER_LEN + 19] += 1; // a frame length one past the end
         assert_eq!(
