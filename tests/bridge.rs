@@ -442,7 +442,7 @@ fn batch_envelopes_from_a_raw_client_are_checked_whole(layout: ChannelLayout) {
     trailing.push(0);
     let mut bad = vec![
         batch(0, &[]),
-        batch(2, &[early.clone()]),
+        batch(2, std::slice::from_ref(&early)),
         batch(1, &[early.clone(), (101, 0, push("never"))]),
         batch(2, &[early.clone(), (101, 0, b"\x01\x01\x00".to_vec())]),
         with_sequence,
