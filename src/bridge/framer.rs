@@ -148,3 +148,95 @@ impl Framer {
         end
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::envelope::{decode_batch_envelope, decode_envelope, MODE_BATCH};
+    use crate::transport::frame::encode_push;
+    use crate::vocab::client::ClientId;
+
+    /// Wraps frames of `topics` (payload = index; frame 1 from a `broadcast_from`) and
+    /// returns each envelope as (its item's topic, [(topic, sequence, payload)] of its
+    /// frames).
+    fn wrap(
+        routes: Routes,
+        max_len: usize,
+        topics: &[&str],
+    ) -> Vec<(String, Vec<(String, u64, u8)>)> {
+        let mut framer = Framer::new(NodeId(7), Arc::new(Tap::default()), routes, max_len);
+        let mut frames: Vec<Tapped> = topics
+            .iter()
+            .enumerate()
+            .map(|(i, topic)| Tapped {
+                from: (i == 1).then(|| ClientId::from_raw(3)),
+                frame: encode_push(topic, &[i as u8]).unwrap(),
+            })
+            .collect();
+        let mut batch = Batch::default();
+        framer.wrap(&mut frames, &mut batch, true);
+        assert!(frames.is_empty());
+        batch
+            .iter()
+            .map(|(topic, envelope)| {
+                let frames: Vec<_> = if envelope[1] == MODE_BATCH {
+                    decode_batch_envelope(envelope).unwrap().iter().collect()
+                } else {
+                    vec![decode_envelope(envelope).unwrap()]
+                };
+                let frames = frames
+                    .iter()
+                    .map(|e| {
+                        assert_eq!(e.header.origin, NodeId(7));
+                        let from = e.header.audience != Audience::Everyone;
+                        assert_eq!(from, e.push.payload[0] == 1, "the audience travels");
+                        (
+                            e.push.topic.to_owned(),
+                            e.header.sequence,
+                            e.push.payload[0],
+                        )
+                    })
+                    .collect();
+                (topic.to_owned(), frames)
+            })
+            .collect()
+    }
+
+    fn f(topic: &str, sequence: u64, index: u8) -> (String, u64, u8) {
+        (topic.to_owned(), sequence, index)
+    }
+
+    #[test]
+    fn runs_for_one_topic_share_an_envelope_in_order() {
+        let topics = ["t", "t", "u", "u", "u", "t"];
+        let got = wrap(Routes::PerTopic, MAX_COALESCED_LEN, &topics);
+        assert_eq!(
+            got,
+            [
+                ("t".to_owned(), vec![f("t", 1, 0), f("t", 2, 1)]),
+                (
+                    "u".to_owned(),
+                    vec![f("u", 3, 2), f("u", 4, 3), f("u", 5, 4)]
+                ),
+                ("t".to_owned(), vec![f("t", 3, 5)]),
+            ]
+        );
+    }
+
+    #[test]
+    fn one_channel_takes_any_run_and_the_length_cap_cuts_it() {
+        let topics = ["t", "t", "u", "u", "u", "t"];
+        let got = wrap(Routes::OneChannel, MAX_COALESCED_LEN, &topics);
+        assert_eq!(got.len(), 1, "one envelope for the whole run: {got:?}");
+        assert_eq!(got[0].1.len(), 6);
+        assert_eq!(got[0].1[5], f("t", 3, 5));
+        // Room for the batch header and two frames of 10 bytes (topic 1, payload 1).
+        let cap = BATCH_HEADER_LEN + 2 * (BATCH_ITEM_HEADER_LEN + 10);
+        let got = wrap(Routes::OneChannel, cap, &topics);
+        let sizes: Vec<usize> = got.iter().map(|(_, frames)| frames.len()).collect();
+        assert_eq!(sizes, [2, 2, 2]);
+        let all: Vec<_> = got.into_iter().flat_map(|(_, frames)| frames).collect();
+        let indices: Vec<u8> = all.iter().map(|(_, _, i)| *i).collect();
+        assert_eq!(indices, [0, 1, 2, 3, 4, 5], "order kept across envelopes");
+    }
+}
