@@ -156,14 +156,13 @@ mod tests {
     use crate::transport::frame::encode_push;
     use crate::vocab::client::ClientId;
 
+    /// A frame as a receiver reads it: topic, sequence, payload (its index).
+    type Seen = (String, u64, u8);
+
     /// Wraps frames of `topics` (payload = index; frame 1 from a `broadcast_from`) and
     /// returns each envelope as (its item's topic, [(topic, sequence, payload)] of its
     /// frames).
-    fn wrap(
-        routes: Routes,
-        max_len: usize,
-        topics: &[&str],
-    ) -> Vec<(String, Vec<(String, u64, u8)>)> {
+    fn wrap(routes: Routes, max_len: usize, topics: &[&str]) -> Vec<(String, Vec<Seen>)> {
         let mut framer = Framer::new(NodeId(7), Arc::new(Tap::default()), routes, max_len);
         let mut frames: Vec<Tapped> = topics
             .iter()
@@ -202,7 +201,7 @@ mod tests {
             .collect()
     }
 
-    fn f(topic: &str, sequence: u64, index: u8) -> (String, u64, u8) {
+    fn f(topic: &str, sequence: u64, index: u8) -> Seen {
         (topic.to_owned(), sequence, index)
     }
 
