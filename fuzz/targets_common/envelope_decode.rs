@@ -435,7 +435,7 @@ pub fn check_batch_round_trip(data: &[u8]) {
         } else {
             client(be(payload) as u64)
         };
-        let sequence = be(chunk) as u64 + i as u64;
+        let sequence = (be(chunk) as u64).wrapping_add(i as u64);
         frames.push((
             audience,
             sequence,
