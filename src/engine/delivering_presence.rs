@@ -4,9 +4,13 @@
 
 use std::cell::Cell;
 
+use crate::sync::thread_local;
+
+// Not `const { .. }`-initialised: loom's `thread_local!` (one per modelled thread, picked
+// in `crate::sync`) takes an ordinary expression only.
 thread_local! {
     /// Whether this thread is delivering presence events now.
-    static DELIVERING: Cell<bool> = const { Cell::new(false) };
+    static DELIVERING: Cell<bool> = Cell::new(false);
 }
 
 /// Marks this thread as delivering presence events until dropped.
