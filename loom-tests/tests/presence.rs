@@ -178,7 +178,11 @@ fn snapshot_then_changes(remote: Vec<Message>, expected: fn(ClientId) -> Members
 
         let now = listed(&pubsub);
         assert_eq!(now, expected(a), "the engine's list");
-        assert_eq!(replay(frames.try_iter()), now, "what the subscriber was told");
+        assert_eq!(
+            replay(frames.try_iter()),
+            now,
+            "what the subscriber was told"
+        );
         drop(seam);
     });
 }
@@ -211,12 +215,7 @@ fn a_subscriber_gets_the_members_then_every_change_across_hosts() {
                 },
             ],
         }],
-        |a| {
-            Members::from([
-                ((ME, a.as_u64()), meta("a")),
-                ((OTHER, 8), meta("eight")),
-            ])
-        },
+        |a| Members::from([((ME, a.as_u64()), meta("a")), ((OTHER, 8), meta("eight"))]),
     );
 }
 
@@ -304,7 +303,11 @@ fn the_merged_list_is_the_replicated_states_answer() {
                 .map(|(k, v)| (*k, v.clone()))
                 .collect()
         };
-        assert_eq!(own(&listed), own(&answer), "what the other engines learn of ours");
+        assert_eq!(
+            own(&listed),
+            own(&answer),
+            "what the other engines learn of ours"
+        );
         assert_eq!(listed, answer);
         drop(seam);
     });
