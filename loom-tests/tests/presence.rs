@@ -10,6 +10,8 @@
 //!   (`subscribe_with_members`) while a user thread tracks a member and the receiving
 //!   thread applies another engine's delta, or that engine's restart: the joins it gets
 //!   first plus the events after them give the final list, no join doubled or missed;
+//! - the bridge detaching (the other engines' members leave) while a subscriber takes
+//!   the list then the changes;
 //! - a bridge attaching while a user thread tracks and while the receiving thread applies
 //!   another engine's state, duplicated: afterwards the engine lists exactly what the
 //!   replicated state says — its own members as the other engines learn them from what
@@ -310,5 +312,40 @@ fn the_merged_list_is_the_replicated_states_answer() {
         );
         assert_eq!(listed, answer);
         drop(seam);
+    });
+}
+
+/// Model 3. The bridge detaches while a subscriber takes the list then the changes: the
+/// other engine's members leave this engine's list (with the leave events) as the
+/// subscriber subscribes. Whichever comes first, what it was told replays, with no leave
+/// of a member it was never told joined, to the list afterwards: this engine's members.
+///
+/// This model found a bug: the detach took the bridge's view out of the engine's
+/// remote-members slot *before* the other engine's members left, so a subscriber in
+/// between copied a list without client 7 and then got its leave ("leave of
+/// (NodeId(2), 7), whose join the subscriber never got"). Now `unlink_presence` lets
+/// them leave first; putting the two steps back in the old order fails the model again.
+#[test]
+fn a_subscriber_gets_the_members_then_every_change_across_a_detach() {
+    model(|| {
+        let pubsub = pubsub();
+        let mut seam = PresenceSeam::attach(&pubsub, ME).unwrap();
+        assert!(seam.accept(&envelope(&other_state())));
+        let a = client(&pubsub);
+        pubsub.track(a, ROOM, meta("a")).unwrap();
+        let watcher = pubsub.generate_client_id();
+        let frames = pubsub
+            .register_channel_with(watcher, ChannelConfig::new(8, OverflowPolicy::DropNewest))
+            .unwrap();
+
+        let detach = thread::spawn(move || drop(seam));
+        pubsub.subscribe_with_members(watcher, ROOM).unwrap();
+        detach.join().unwrap();
+
+        let now = listed(&pubsub);
+        assert_eq!(now, Members::from([((NodeId(0), a.as_u64()), meta("a"))]));
+        let told = replay(frames.try_iter());
+        // This engine's member was named by the bridge's node id while it was attached.
+        assert_eq!(told.len(), 1, "what the subscriber was told: {told:?}");
     });
 }

@@ -20,7 +20,7 @@ use super::inbound::{Flow, Inbound};
 use super::outbound::PresenceLink;
 use super::sequences::Tracker;
 use super::stats::Counters;
-use super::{link_presence, BridgeError, Unwatch};
+use super::{link_presence, unlink_presence, BridgeError, Unwatch};
 use crate::face::pubsub::PubSub;
 use crate::presence::replica::Timing;
 use crate::transport::envelope::NodeId;
@@ -75,8 +75,7 @@ impl<M: ?Sized + 'static> PresenceSeam<M> {
 
 impl<M: ?Sized> Drop for PresenceSeam<M> {
     fn drop(&mut self) {
-        // As `Bridge::detach`: the engine stops watching, other engines' members leave.
-        (self.unwatch)();
-        self.link.exchange.forget_all();
+        // As `Bridge::detach`: other engines' members leave, the engine stops watching.
+        unlink_presence(&self.link.exchange, &self.unwatch);
     }
 }

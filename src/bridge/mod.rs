@@ -357,8 +357,7 @@ impl Bridge {
         }
         if let Some((exchange, unwatch)) = self.presence.take() {
             // The others were told (a goodbye); here, their members leave the list.
-            unwatch();
-            exchange.forget_all();
+            unlink_presence(&exchange, &unwatch);
         }
         self.tap.release();
     }
@@ -714,6 +713,16 @@ fn link_presence<M: ?Sized + 'static>(
         },
         unwatch,
     ))
+}
+
+/// Undoes [`link_presence`] once the bridge's threads are gone: the other engines'
+/// members leave this engine's list, with the events, while the engine still lists them
+/// through the exchange; then the engine stops watching and forgets the exchange. In the
+/// other order a `subscribe_with_members` in between copied a list without them and then
+/// got their leaves (found by the loom model of a detach, `loom-tests/tests/presence.rs`).
+fn unlink_presence(exchange: &Exchange, unwatch: &Unwatch) {
+    exchange.forget_all();
+    unwatch();
 }
 
 /// 128 bits no other engine is likely to draw: two hashes keyed by `ahash`'s random
