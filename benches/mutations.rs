@@ -530,13 +530,19 @@ fn focus() {
                     |t| pubsub.unsubscribe(id, t).unwrap(),
                 );
                 let w = fanout_work;
-                let per_call = [rate(1, w(&pubsub, &sample, 1)), rate(2, w(&pubsub, &sample, 1))];
+                let per_call = [
+                    rate(1, w(&pubsub, &sample, 1)),
+                    rate(2, w(&pubsub, &sample, 1)),
+                ];
                 drop(pubsub);
                 let (big, _) = preload_fanout(100_000);
                 let sample: Vec<Topic> = (0..LATENCY_OPS)
                     .map(|i| big.topic(&topic_name((i * 7_919) % 100_000)).unwrap())
                     .collect();
-                let apply = [rate(1, w(&big, &sample, BATCH)), rate(2, w(&big, &sample, BATCH))];
+                let apply = [
+                    rate(1, w(&big, &sample, BATCH)),
+                    rate(2, w(&big, &sample, BATCH)),
+                ];
                 (sub.value_at_quantile(0.5), per_call, apply)
             } else {
                 let reg = Dash::default();
@@ -557,7 +563,10 @@ fn focus() {
                 let sample: Vec<String> = (0..LATENCY_OPS)
                     .map(|i| topic_name((i * 7_919) % 100_000))
                     .collect();
-                let apply = [rate(1, w(&big, &sample, BATCH)), rate(2, w(&big, &sample, BATCH))];
+                let apply = [
+                    rate(1, w(&big, &sample, BATCH)),
+                    rate(2, w(&big, &sample, BATCH)),
+                ];
                 (sub.value_at_quantile(0.5), per_call, apply)
             };
             println!(

@@ -159,6 +159,10 @@ impl<T> Writer<T> {
         {
             self.last_batch_thread = Some(std::thread::current().id());
         }
+        // The snapshot the previous batch replaced, if it kept it (see `retired`): freed
+        // before this batch allocates. Its sinks, if any, are dropped with this batch's.
+        let mut freed_early = Vec::new();
+        self.retired.settle(&mut freed_early, false);
         let brought_own = own.is_some();
         let mut own_result = None;
         let mut changed = false;
@@ -200,7 +204,17 @@ impl<T> Writer<T> {
                 if changed {
                     self.publish(shared);
                 }
-                let retired_pending = self.retired.settle(&mut aftermath.retired_sinks);
+                // A batch that removed sinks frees what it can now (they are dropped
+                // before its callers return); any other that published leaves the
+                // snapshot it replaced to the next batch. (Not an older one: that may
+                // wait for a broadcast, with sinks attached, and needs the janitor.)
+                let keep_newest = changed && aftermath.retired_sinks.is_empty();
+                let retired_pending = self
+                    .retired
+                    .settle(&mut aftermath.retired_sinks, keep_newest);
+                if !freed_early.is_empty() {
+                    aftermath.retired_sinks.append(&mut freed_early);
+                }
                 Batch {
                     own: own_result,
                     presence_changed: std::mem::take(&mut self.presence_changed),
@@ -214,6 +228,7 @@ impl<T> Writer<T> {
                 // Nothing of this batch was published: unanswered, every caller in it
                 // reads `Closed` (dropping a `Reply` answers so).
                 aftermath.answers.clear();
+                aftermath.retired_sinks.append(&mut freed_early);
                 let retired_pending = self.close(shared, queue, Status::Shutdown, &mut aftermath);
                 self.presence_changed = false;
                 Batch {
@@ -250,7 +265,7 @@ impl<T> Writer<T> {
             lock(&self.presence).clear();
             self.publish(shared);
         }
-        let pending = self.retired.settle(&mut aftermath.retired_sinks);
+        let pending = self.retired.settle(&mut aftermath.retired_sinks, false);
         aftermath.unapplied.extend(queue.try_iter());
         pending
     }
