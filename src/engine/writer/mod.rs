@@ -147,7 +147,7 @@ impl<T> Writer<T> {
         if self.closed {
             aftermath.unapplied.extend(queue.try_iter());
             // Snapshots replaced before the close may still wait for broadcasts.
-            let retired_pending = self.retired.settle(&mut aftermath.retired_sinks);
+            let retired_pending = self.retired.settle(&mut aftermath.retired_sinks, false);
             return Batch {
                 own: own.map(|_| Err(Error::Closed)),
                 presence_changed: false,
