@@ -106,6 +106,10 @@ pub(crate) struct Writer<T> {
     presence: Arc<Mutex<PresenceTable>>,
     /// Whether this batch queued presence changes to deliver.
     pub(crate) presence_changed: bool,
+    /// Which thread ran the previous batch ([`thread_marker`]): a batch leaves the
+    /// snapshot it replaced to the next one only on a run of batches by one thread (see
+    /// `retired`, "Freed by the next batch").
+    last_batch_on: usize,
     /// Fault injection for the tests of a panicking batch.
     #[cfg(any(test, loom))]
     pub(crate) panic_in_next_batch: bool,
@@ -128,6 +132,7 @@ impl<T> Writer<T> {
             topic_index: None,
             presence,
             presence_changed: false,
+            last_batch_on: 0,
             #[cfg(any(test, loom))]
             panic_in_next_batch: false,
             #[cfg(test)]
@@ -206,9 +211,14 @@ impl<T> Writer<T> {
                 }
                 // A batch that removed sinks frees what it can now (they are dropped
                 // before its callers return); any other that published leaves the
-                // snapshot it replaced to the next batch. (Not an older one: that may
-                // wait for a broadcast, with sinks attached, and needs the janitor.)
-                let keep_newest = changed && aftermath.retired_sinks.is_empty();
+                // snapshot it replaced to the next batch — if the previous batch ran on
+                // this thread too, so the next one likely will: on another core the free
+                // would pull every count this batch just wrote across. (Never an older
+                // snapshot: that may wait for a broadcast, with sinks attached, and
+                // needs the janitor.)
+                let here = thread_marker();
+                let streak = std::mem::replace(&mut self.last_batch_on, here) == here;
+                let keep_newest = changed && streak && aftermath.retired_sinks.is_empty();
                 let retired_pending = self
                     .retired
                     .settle(&mut aftermath.retired_sinks, keep_newest);
@@ -381,6 +391,13 @@ impl<T> Writer<T> {
         let previous = shared.snapshot.swap(Arc::new(self.working.clone()));
         self.retired.retire(previous);
     }
+}
+
+/// An id of the calling thread, cheap enough for every batch (the address of a
+/// thread-local; never 0).
+fn thread_marker() -> usize {
+    thread_local!(static MARKER: u8 = const { 0 });
+    MARKER.with(|marker| marker as *const u8 as usize)
 }
 
 /// The hasher of the writer's client map: random normally; fixed under loom, which

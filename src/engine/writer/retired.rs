@@ -23,9 +23,11 @@
 //!
 //! # Freed by the next batch
 //!
-//! A batch that removed no sink (subscribes and unsubscribes, the common case) does not
-//! free the snapshot it just replaced: the next batch frees it first thing, before it
-//! allocates its own copies. The allocator then hands the chunks just freed straight back
+//! A batch that removed no sink (subscribes and unsubscribes, the common case), run by
+//! the thread that ran the batch before it, does not free the snapshot it just replaced:
+//! the next batch frees it first thing, before it allocates its own copies. (When the
+//! writer role moves between threads, a batch frees at once: freeing from another core
+//! would pull across every reference count this batch just wrote.) The allocator then hands the chunks just freed straight back
 //! (cache-hot, from its per-thread cache) instead of finding them merged away: a batch
 //! of `apply` allocates a large buffer (the commands) between the frees of one batch and
 //! the copies of the next, and glibc merges all its small free chunks on such a request.
