@@ -31,10 +31,11 @@
 //! (cache-hot, from its per-thread cache) instead of finding them merged away: a batch
 //! of `apply` allocates a large buffer (the commands) between the frees of one batch and
 //! the copies of the next, and glibc merges all its small free chunks on such a request.
-//! Measured with callgrind (`floor_callgrind apply_pre`, `apply` batches of 256): 3,206
-//! → 2,955 instructions and 97 → 89 L1 data misses per mutation at 100,000 topics, 2,175 →
-//! 1,962 instructions at 1,000; one call per mutation (`mutate_pre`, 1,000 topics) is
-//! unchanged (5,085 → 5,106, the second look at the queue of old snapshots). It also
+//! Measured with callgrind (`floor_callgrind apply_pre`, `apply` batches of 256, one
+//! caller): 3,206 → 2,946 instructions and 97 → 89 L1 data misses per mutation at
+//! 100,000 topics, 2,175 → 1,962 instructions at 1,000; one call per mutation
+//! (`mutate_pre`, 1,000 topics) is unchanged (5,085 → 5,115: the second look at the queue
+//! of old snapshots, and the thread check). It also
 //! gives the broadcasts still reading that snapshot one more batch to finish, so fewer are
 //! left for the janitor. Nothing waits on
 //! it: a batch that removed sinks frees everything it can at once, so a removed sink is
