@@ -32,7 +32,9 @@
 //! `register` call each from one thread (wall time).
 //!
 //! Run: `cargo bench --bench mutations` (2–3 minutes; `-- quick` skips 1M topics and
-//! registers 100k clients).
+//! registers 100k clients; `-- focus` measures only the mutation path's targets — subscribe
+//! p50 and one call per mutation with 1 and 2 callers at 1k topics, `apply` with 1 and 2
+//! callers at 100k — for fanout and the DashMap registry in the same run, about 30 s).
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -488,7 +490,104 @@ fn registration(clients: usize) {
     }
 }
 
+/// `fanout_worker` over `sample` in batches of `batch`, as `rate` takes it.
+fn fanout_work<'a>(
+    pubsub: &'a PubSub<[u8]>,
+    sample: &'a [Topic],
+    batch: usize,
+) -> impl Fn(usize, &AtomicBool) -> u64 + Sync + 'a {
+    move |c, stop| fanout_worker(pubsub, sample, batch, c, stop)
+}
+
+/// `peer_worker` over `sample` in batches of `batch`, as `rate` takes it.
+fn peer_work<'a, R: Registry>(
+    reg: &'a R,
+    sample: &'a [String],
+    batch: usize,
+) -> impl Fn(usize, &AtomicBool) -> u64 + Sync + 'a {
+    move |c, stop| peer_worker(reg, sample, batch, c, stop)
+}
+
+/// The `focus` run: the mutation path's targets only, fanout and DashMap in the same run,
+/// alternated (fanout, DashMap, fanout, DashMap) so a change in the machine's load shows.
+fn focus() {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("\n## focus (load average at start: {})\n", load.trim());
+    println!("| run | impl    | sub p50 µs @1k | 1 caller op/s @1k | 2 callers op/s @1k | apply 1 caller op/s @100k | apply 2 callers op/s @100k |");
+    println!("|-----|---------|----------------|-------------------|--------------------|---------------------------|----------------------------|");
+    for run in 0..2 {
+        for name in ["fanout", "dashmap"] {
+            let (p50, per_call, apply) = if name == "fanout" {
+                let (pubsub, _) = preload_fanout(1_000);
+                let sample: Vec<Topic> = (0..LATENCY_OPS)
+                    .map(|i| pubsub.topic(&topic_name((i * 7_919) % 1_000)).unwrap())
+                    .collect();
+                let id = pubsub.generate_client_id();
+                pubsub.register(id, sink).unwrap();
+                let [(_, sub), _] = latency(
+                    &sample,
+                    |t| pubsub.subscribe(id, t).unwrap(),
+                    |t| pubsub.unsubscribe(id, t).unwrap(),
+                );
+                let w = fanout_work;
+                let per_call = [
+                    rate(1, w(&pubsub, &sample, 1)),
+                    rate(2, w(&pubsub, &sample, 1)),
+                ];
+                drop(pubsub);
+                let (big, _) = preload_fanout(100_000);
+                let sample: Vec<Topic> = (0..LATENCY_OPS)
+                    .map(|i| big.topic(&topic_name((i * 7_919) % 100_000)).unwrap())
+                    .collect();
+                let apply = [
+                    rate(1, w(&big, &sample, BATCH)),
+                    rate(2, w(&big, &sample, BATCH)),
+                ];
+                (sub.value_at_quantile(0.5), per_call, apply)
+            } else {
+                let reg = Dash::default();
+                preload_peer(&reg, 1_000);
+                let sample: Vec<String> = (0..LATENCY_OPS)
+                    .map(|i| topic_name((i * 7_919) % 1_000))
+                    .collect();
+                let client = u64::MAX - 1_000;
+                let [(_, sub), _] = latency(
+                    &sample,
+                    |t| reg.subscribe(client, t),
+                    |t| reg.unsubscribe(client, t),
+                );
+                let w = peer_work::<Dash>;
+                let per_call = [rate(1, w(&reg, &sample, 1)), rate(2, w(&reg, &sample, 1))];
+                let big = Dash::default();
+                preload_peer(&big, 100_000);
+                let sample: Vec<String> = (0..LATENCY_OPS)
+                    .map(|i| topic_name((i * 7_919) % 100_000))
+                    .collect();
+                let apply = [
+                    rate(1, w(&big, &sample, BATCH)),
+                    rate(2, w(&big, &sample, BATCH)),
+                ];
+                (sub.value_at_quantile(0.5), per_call, apply)
+            };
+            println!(
+                "| {run:>3} | {name:<7} | {:>14.3} | {:>17.0} | {:>18.0} | {:>25.0} | {:>26.0} |",
+                p50 as f64 / 1e3,
+                per_call[0],
+                per_call[1],
+                apply[0],
+                apply[1]
+            );
+        }
+    }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("\nload average at the end: {}", load.trim());
+}
+
 fn main() {
+    if std::env::args().any(|a| a == "focus") {
+        focus();
+        return;
+    }
     let quick = std::env::args().any(|a| a == "quick");
     let sizes: &[usize] = if quick {
         &[1_000, 100_000]

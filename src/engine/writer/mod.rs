@@ -106,6 +106,10 @@ pub(crate) struct Writer<T> {
     presence: Arc<Mutex<PresenceTable>>,
     /// Whether this batch queued presence changes to deliver.
     pub(crate) presence_changed: bool,
+    /// Which thread ran the previous batch ([`thread_marker`]): a batch leaves the
+    /// snapshot it replaced to the next one only on a run of batches by one thread (see
+    /// `retired`, "Freed by the next batch").
+    last_batch_on: usize,
     /// Fault injection for the tests of a panicking batch.
     #[cfg(any(test, loom))]
     pub(crate) panic_in_next_batch: bool,
@@ -128,6 +132,7 @@ impl<T> Writer<T> {
             topic_index: None,
             presence,
             presence_changed: false,
+            last_batch_on: 0,
             #[cfg(any(test, loom))]
             panic_in_next_batch: false,
             #[cfg(test)]
@@ -147,7 +152,7 @@ impl<T> Writer<T> {
         if self.closed {
             aftermath.unapplied.extend(queue.try_iter());
             // Snapshots replaced before the close may still wait for broadcasts.
-            let retired_pending = self.retired.settle(&mut aftermath.retired_sinks);
+            let retired_pending = self.retired.settle(&mut aftermath.retired_sinks, false);
             return Batch {
                 own: own.map(|_| Err(Error::Closed)),
                 presence_changed: false,
@@ -159,6 +164,10 @@ impl<T> Writer<T> {
         {
             self.last_batch_thread = Some(std::thread::current().id());
         }
+        // The snapshot the previous batch replaced, if it kept it (see `retired`): freed
+        // before this batch allocates. Its sinks, if any, are dropped with this batch's.
+        let mut freed_early = Vec::new();
+        self.retired.settle(&mut freed_early, false);
         let brought_own = own.is_some();
         let mut own_result = None;
         let mut changed = false;
@@ -200,7 +209,22 @@ impl<T> Writer<T> {
                 if changed {
                     self.publish(shared);
                 }
-                let retired_pending = self.retired.settle(&mut aftermath.retired_sinks);
+                // A batch that removed sinks frees what it can now (they are dropped
+                // before its callers return); any other that published leaves the
+                // snapshot it replaced to the next batch — if the previous batch ran on
+                // this thread too, so the next one likely will: on another core the free
+                // would pull every count this batch just wrote across. (Never an older
+                // snapshot: that may wait for a broadcast, with sinks attached, and
+                // needs the janitor.)
+                let here = thread_marker();
+                let streak = std::mem::replace(&mut self.last_batch_on, here) == here;
+                let keep_newest = changed && streak && aftermath.retired_sinks.is_empty();
+                let retired_pending = self
+                    .retired
+                    .settle(&mut aftermath.retired_sinks, keep_newest);
+                if !freed_early.is_empty() {
+                    aftermath.retired_sinks.append(&mut freed_early);
+                }
                 Batch {
                     own: own_result,
                     presence_changed: std::mem::take(&mut self.presence_changed),
@@ -214,6 +238,7 @@ impl<T> Writer<T> {
                 // Nothing of this batch was published: unanswered, every caller in it
                 // reads `Closed` (dropping a `Reply` answers so).
                 aftermath.answers.clear();
+                aftermath.retired_sinks.append(&mut freed_early);
                 let retired_pending = self.close(shared, queue, Status::Shutdown, &mut aftermath);
                 self.presence_changed = false;
                 Batch {
@@ -250,7 +275,7 @@ impl<T> Writer<T> {
             lock(&self.presence).clear();
             self.publish(shared);
         }
-        let pending = self.retired.settle(&mut aftermath.retired_sinks);
+        let pending = self.retired.settle(&mut aftermath.retired_sinks, false);
         aftermath.unapplied.extend(queue.try_iter());
         pending
     }
@@ -366,6 +391,13 @@ impl<T> Writer<T> {
         let previous = shared.snapshot.swap(Arc::new(self.working.clone()));
         self.retired.retire(previous);
     }
+}
+
+/// An id of the calling thread, cheap enough for every batch (the address of a
+/// thread-local; never 0).
+fn thread_marker() -> usize {
+    thread_local!(static MARKER: u8 = const { 0 });
+    MARKER.with(|marker| marker as *const u8 as usize)
 }
 
 /// The hasher of the writer's client map: random normally; fixed under loom, which

@@ -20,6 +20,28 @@
 //! janitor, which settles again shortly after any batch that left one behind (otherwise
 //! an engine whose last handle is inside a sink of such a snapshot would never be
 //! dropped).
+//!
+//! # Freed by the next batch
+//!
+//! A batch that removed no sink (subscribes and unsubscribes, the common case), run by
+//! the thread that ran the batch before it, does not free the snapshot it just replaced:
+//! the next batch frees it first thing, before it allocates its own copies. (When the
+//! writer role moves between threads, a batch frees at once: freeing from another core
+//! would pull across every reference count this batch just wrote.) The allocator then hands the chunks just freed straight back
+//! (cache-hot, from its per-thread cache) instead of finding them merged away: a batch
+//! of `apply` allocates a large buffer (the commands) between the frees of one batch and
+//! the copies of the next, and glibc merges all its small free chunks on such a request.
+//! Measured with callgrind (`floor_callgrind apply_pre`, `apply` batches of 256, one
+//! caller): 3,206 → 2,946 instructions and 97 → 89 L1 data misses per mutation at
+//! 100,000 topics, 2,175 → 1,962 instructions at 1,000; one call per mutation
+//! (`mutate_pre`, 1,000 topics) is unchanged (5,085 → 5,115: the second look at the queue
+//! of old snapshots, and the thread check). It also
+//! gives the broadcasts still reading that snapshot one more batch to finish, so fewer are
+//! left for the janitor. Nothing waits on
+//! it: a batch that removed sinks frees everything it can at once, so a removed sink is
+//! still dropped before the call that removed it returns (when no broadcast holds an old
+//! snapshot), and an idle engine keeps at most one superseded snapshot, which holds no
+//! removed sink.
 
 use std::collections::VecDeque;
 
@@ -62,11 +84,24 @@ impl<T> Retired<T> {
     /// after releasing the role. Returns whether snapshots are still held by broadcasts
     /// (then somebody must settle again later: the janitor does, see
     /// [`janitor`](crate::engine::janitor)).
-    pub(crate) fn settle(&mut self, released: &mut Vec<Arc<Sink<T>>>) -> bool {
-        if let Some(newest) = self.records.back_mut() {
-            newest.sinks.append(released);
+    ///
+    /// `keep_newest`: leave the newest snapshot for the next batch to free (see
+    /// "Freed by the next batch" in the module docs). Only for a batch that removed no
+    /// sink (`released` empty); a kept snapshot does not count as held.
+    pub(crate) fn settle(&mut self, released: &mut Vec<Arc<Sink<T>>>, keep_newest: bool) -> bool {
+        debug_assert!(!keep_newest || released.is_empty());
+        let candidates = self.records.len() - usize::from(keep_newest && !self.records.is_empty());
+        if candidates == 0 {
+            // Nothing to free (every call of a busy writer comes here once); a sink
+            // removed with no snapshot retired is listed nowhere any more.
+            return false;
         }
-        for record in &mut self.records {
+        if !released.is_empty() {
+            if let Some(newest) = self.records.back_mut() {
+                newest.sinks.append(released);
+            }
+        }
+        for record in self.records.iter_mut().take(candidates) {
             if let Some(snapshot) = &mut record.snapshot {
                 // Acquire (inside `get_mut`) pairs with the Release of every broadcast's
                 // drop of its reference: their reads of the snapshot happen before the
@@ -81,9 +116,53 @@ impl<T> Retired<T> {
                 break;
             }
             if let Some(mut freed) = self.records.pop_front() {
-                released.append(&mut freed.sinks);
+                if !freed.sinks.is_empty() {
+                    released.append(&mut freed.sinks);
+                }
             }
         }
-        !self.records.is_empty()
+        // Still held by a broadcast: any record left but a kept newest one.
+        self.records.len() > usize::from(keep_newest)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use crate::engine::command::Change;
+    use crate::engine::{Engine, EngineConfig};
+    use crate::sink::{CallbackSink, Sink};
+    use crate::vocab::subscription::Subscription;
+    use crate::vocab::topic::Topic;
+
+    /// A batch that removes a sink frees every snapshot no broadcast holds, the one the
+    /// previous batch kept included: with no broadcast in flight, the sink (and what its
+    /// callback captured) is dropped before the call that removed it returns. Broken on
+    /// purpose once (scratch copy: every batch keeps its newest snapshot, `keep_newest =
+    /// changed`): fails here, the witness still held by the kept snapshot's sink.
+    #[test]
+    fn a_removed_sink_is_dropped_before_the_call_returns_after_a_kept_snapshot() {
+        let engine: Engine<u32> = Engine::start(EngineConfig::default(), None).unwrap();
+        let witness = std::sync::Arc::new(());
+        let id = engine.generate_client_id();
+        let held = std::sync::Arc::clone(&witness);
+        let sink = Sink::callback(CallbackSink::new(move |_: &u32| {
+            let _ = &held;
+        }));
+        engine.register(id, sink, None).unwrap();
+        let room = Subscription::Topic(Topic::new("room", 256).unwrap());
+        // Each leaves the snapshot it replaced to the next batch; the last one kept lists
+        // the client.
+        engine.mutate(Change::Subscribe(id, room.clone())).unwrap();
+        engine
+            .mutate(Change::Unsubscribe(id, room.clone()))
+            .unwrap();
+        engine.mutate(Change::Subscribe(id, room)).unwrap();
+        assert_eq!(std::sync::Arc::strong_count(&witness), 2);
+        engine.mutate(Change::Unregister(id)).unwrap();
+        assert_eq!(
+            std::sync::Arc::strong_count(&witness),
+            1,
+            "the unregistered client's sink outlived the call"
+        );
     }
 }
