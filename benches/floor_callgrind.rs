@@ -315,11 +315,11 @@ fn e2e_ratios(threaded: bool) {
     };
     println!("\n## floor_callgrind {title}: median of {PAIRS} same-run batch ratios (ns per delivery: median)\n");
     if threaded {
-        println!("| n | e2e_pubsub | e2e_broadcaster | e2e_crossbeam | pubsub / crossbeam | broadcaster / crossbeam | consumer parks per 1k deliveries (pubsub / broadcaster / crossbeam) |");
-        println!("|---|---|---|---|---|---|---|");
+        println!("| n | e2e_pubsub | e2e_broadcaster | e2e_crossbeam | pubsub / crossbeam | broadcaster / crossbeam | e2e_crossbeam_churn | pubsub / crossbeam_churn | consumer parks per 1k deliveries (pubsub / broadcaster / crossbeam) |");
+        println!("|---|---|---|---|---|---|---|---|---|");
     } else {
-        println!("| n | e2e_pubsub | e2e_broadcaster | e2e_crossbeam | pubsub / crossbeam | broadcaster / crossbeam |");
-        println!("|---|---|---|---|---|---|");
+        println!("| n | e2e_pubsub | e2e_broadcaster | e2e_crossbeam | pubsub / crossbeam | broadcaster / crossbeam | e2e_crossbeam_churn | pubsub / crossbeam_churn |");
+        println!("|---|---|---|---|---|---|---|---|");
     }
     for n in [16, 256, 4096] {
         let iters = E2E_BATCH / n;
@@ -328,9 +328,9 @@ fn e2e_ratios(threaded: bool) {
         let b_channels: Vec<_> = (0..n)
             .map(|_| broadcaster.subscribe_with(e2e_config()).unwrap())
             .collect();
-        let (senders, receivers): (Vec<_>, Vec<_>) = (0..n)
-            .map(|_| crossbeam_channel::bounded(e2e_config().capacity))
-            .unzip();
+        let (senders, receivers): (Vec<_>, Vec<_>) = crossbeam_queues(n, false).into_iter().unzip();
+        let (churned_tx, churned_rx): (Vec<_>, Vec<_>) =
+            crossbeam_queues(n, true).into_iter().unzip();
         // ns per delivery of one batch: `publish` and, on this thread, `drain` (one frame
         // from every queue) each time; or `publish` while another thread runs `consume`
         // (THREAD_BATCH frames from every queue, blocking) once per THREAD_BATCH publishes.
@@ -390,21 +390,45 @@ fn e2e_ratios(threaded: bool) {
                 }
             }
         };
+        let mut h_pub = || {
+            let frame = encode_push(TOPIC, black_box(&PAYLOAD)).unwrap();
+            for tx in &churned_tx {
+                tx.try_send(frame.clone()).unwrap();
+            }
+        };
+        let h_drain = || {
+            for rx in &churned_rx {
+                consume(&rx.try_recv().unwrap());
+            }
+            churned_rx.len()
+        };
+        let h_consume = || {
+            for rx in &churned_rx {
+                for _ in 0..THREAD_BATCH {
+                    consume(&rx.recv().unwrap());
+                }
+            }
+        };
         // Warm-up: one batch each.
         time(&mut p_pub, &p_drain, &p_consume);
         time(&mut b_pub, &b_drain, &b_consume);
         time(&mut c_pub, &c_drain, &c_consume);
+        time(&mut h_pub, &h_drain, &h_consume);
         let (mut p, mut b, mut c, mut pc, mut bc) = (vec![], vec![], vec![], vec![], vec![]);
+        let (mut h, mut ph) = (vec![], vec![]);
         let mut parks = [vec![], vec![], vec![]];
         for _ in 0..PAIRS {
             let (tp, sp) = time(&mut p_pub, &p_drain, &p_consume);
             let (tc, sc) = time(&mut c_pub, &c_drain, &c_consume);
             let (tb, sb) = time(&mut b_pub, &b_drain, &b_consume);
+            let (th, _) = time(&mut h_pub, &h_drain, &h_consume);
             p.push(tp);
             b.push(tb);
             c.push(tc);
+            h.push(th);
             pc.push(tp / tc);
             bc.push(tb / tc);
+            ph.push(tp / th);
             for (v, s) in parks.iter_mut().zip([sp, sb, sc]) {
                 v.push(s);
             }
@@ -425,12 +449,14 @@ fn e2e_ratios(threaded: bool) {
             String::new()
         };
         println!(
-            "| {n} | {:.2} | {:.2} | {:.2} | **{:.3}×** | {:.3}× |{parked}",
+            "| {n} | {:.2} | {:.2} | {:.2} | **{:.3}×** | {:.3}× | {:.2} | {:.3}× |{parked}",
             median(&mut p),
             median(&mut b),
             median(&mut c),
             median(&mut pc),
-            median(&mut bc)
+            median(&mut bc),
+            median(&mut h),
+            median(&mut ph)
         );
     }
 }
@@ -442,6 +468,32 @@ fn consume_channels(channels: &[Channel<Bytes>]) {
             consume(&channel.recv().unwrap());
         }
     }
+}
+
+/// `n` raw crossbeam queues of the `e2e_*` capacity. With `churn`, between two queues a
+/// list of 16-byte entries, one per queue so far, is copied and the previous copy freed
+/// — what a copy-on-write subscriber list does when clients subscribe one by one — so
+/// the queues land in the freed copies, scattered, as `PubSub` channel clients
+/// registered and subscribed one by one do, instead of at one regular stride.
+fn crossbeam_queues(
+    n: usize,
+    churn: bool,
+) -> Vec<(crossbeam_channel::Sender<Bytes>, crossbeam_channel::Receiver<Bytes>)> {
+    let mut copy: Vec<[u64; 2]> = Vec::new();
+    let queues = (0..n)
+        .map(|i| {
+            let pair = crossbeam_channel::bounded(e2e_config().capacity);
+            if churn {
+                let mut next = Vec::with_capacity(i + 1 + i / 2);
+                next.extend_from_slice(&copy);
+                next.push([i as u64, 0]);
+                copy = black_box(next);
+            }
+            pair
+        })
+        .collect();
+    drop(copy);
+    queues
 }
 
 fn drain_channels(channels: &[Channel<Bytes>]) -> usize {
@@ -687,10 +739,21 @@ fn run(mode: &str, n: usize, iters: usize, pairs: usize) -> (usize, std::time::D
             };
             return run_e2e(n, publish, || drain_channels(&channels));
         }
-        "e2e_crossbeam" => {
-            let (senders, receivers): (Vec<_>, Vec<_>) = (0..n)
-                .map(|_| crossbeam_channel::bounded(e2e_config().capacity))
-                .unzip();
+        "e2e_crossbeam" | "e2e_crossbeam_shuffled" | "e2e_crossbeam_churn" => {
+            let mut pairs = crossbeam_queues(n, mode == "e2e_crossbeam_churn");
+            if mode == "e2e_crossbeam_shuffled" {
+                // The same queues walked in a scrambled order (publisher and consumer
+                // alike): what a walk costs when consecutive queues are not laid out
+                // at a regular stride the hardware prefetcher can follow.
+                let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+                for i in (1..pairs.len()).rev() {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    pairs.swap(i, (x % (i as u64 + 1)) as usize);
+                }
+            }
+            let (senders, receivers): (Vec<_>, Vec<_>) = pairs.into_iter().unzip();
             let publish = || {
                 let frame = encode_push(TOPIC, black_box(&PAYLOAD)).unwrap();
                 for tx in &senders {
@@ -848,6 +911,9 @@ fn main() {
             ),
             "e2e_ratios" => e2e_ratios(false),
             "e2e_thread_ratios" => e2e_ratios(true),
+            "model_ratios" => model_ratios(
+                std::env::var("MODEL_N").map_or(4096, |v| v.parse().unwrap()),
+            ),
             other => panic!("unknown table {other} (e2e, e2e_ratios, e2e_thread_ratios)"),
         }
         return;
@@ -903,4 +969,100 @@ fn wall_clock_table(modes: &[&str], ns: [usize; 3]) {
         }
         println!("{line}");
     }
+}
+
+/// Same-run ratios of the layout models at `n` (default 4,096) subscribers: raw
+/// crossbeam senders in a `Vec` (the floor), senders behind their own `Arc` holder with
+/// an open flag (`boxed`: fanout's layout before the sender moved into the subscriber
+/// list), and `split`: each entry holds an id, the `Arc` holder (open flag read from it)
+/// and a clone of the sender, so the queue's address does not wait for the holder's line.
+fn model_ratios(n: usize) {
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    use std::sync::Arc;
+    const PAIRS: usize = 41;
+    const BATCH: usize = 1 << 18;
+    struct Holder {
+        open: AtomicBool,
+        tx: crossbeam_channel::Sender<Bytes>,
+        _state: Arc<[u64; 2]>,
+    }
+    let capacity = e2e_config().capacity;
+    let mut plain = Vec::new();
+    let mut boxed = Vec::new();
+    let mut split = Vec::new();
+    let mut rx_plain = Vec::new();
+    let mut rx_boxed = Vec::new();
+    let mut rx_split = Vec::new();
+    for i in 0..n {
+        let (tx, rx) = crossbeam_channel::bounded::<Bytes>(capacity);
+        plain.push(tx);
+        rx_plain.push(rx);
+        let (tx, rx) = crossbeam_channel::bounded::<Bytes>(capacity);
+        let state = Arc::new([0u64; 2]);
+        boxed.push(Arc::new(Holder { open: AtomicBool::new(true), tx, _state: state }));
+        rx_boxed.push(rx);
+        let (tx, rx) = crossbeam_channel::bounded::<Bytes>(capacity);
+        let state = Arc::new([0u64; 2]);
+        let holder = Arc::new(Holder { open: AtomicBool::new(true), tx: tx.clone(), _state: state });
+        split.push((i as u64 + 1, holder, tx));
+        rx_split.push(rx);
+    }
+    let iters = BATCH / n;
+    let time = |publish: &mut dyn FnMut(&Bytes), rxs: &[crossbeam_channel::Receiver<Bytes>]| {
+        let start = Instant::now();
+        for _ in 0..iters {
+            let frame = encode_push(TOPIC, black_box(&PAYLOAD)).unwrap();
+            publish(&frame);
+            for rx in rxs {
+                consume(&rx.try_recv().unwrap());
+            }
+        }
+        start.elapsed().as_nanos() as f64 / (iters * n) as f64
+    };
+    let mut p_plain = |f: &Bytes| {
+        for tx in &plain {
+            tx.try_send(f.clone()).unwrap();
+        }
+    };
+    let mut p_boxed = |f: &Bytes| {
+        for h in &boxed {
+            if h.open.load(Relaxed) {
+                h.tx.try_send(f.clone()).unwrap();
+            }
+        }
+    };
+    let mut p_split = |f: &Bytes| {
+        for (id, h, tx) in &split {
+            if *id != 0 && h.open.load(Relaxed) {
+                tx.try_send(f.clone()).unwrap();
+            }
+        }
+    };
+    let (mut b, mut s, mut c) = (vec![], vec![], vec![]);
+    let (mut bc, mut sc) = (vec![], vec![]);
+    for round in 0..=PAIRS {
+        let tc = time(&mut p_plain, &rx_plain);
+        let tb = time(&mut p_boxed, &rx_boxed);
+        let ts = time(&mut p_split, &rx_split);
+        if round == 0 {
+            continue;
+        }
+        c.push(tc);
+        b.push(tb);
+        s.push(ts);
+        bc.push(tb / tc);
+        sc.push(ts / tc);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "model n={n}: crossbeam {:.1} ns, boxed {:.1} ns ({:.3}×), split {:.1} ns ({:.3}×)",
+        median(&mut c),
+        median(&mut b),
+        median(&mut bc),
+        median(&mut s),
+        median(&mut sc)
+    );
 }

@@ -74,6 +74,16 @@ impl<T: Clone> ChannelSink<T> {
         }
     }
 
+    /// [`send`](Self::send) through `tx`, a clone of this sink's own sender that the
+    /// caller holds closer at hand (the subscriber list's copy).
+    #[inline]
+    pub(crate) fn send_via(&self, tx: &Sender<T>, item: &T, sink: &Sink<T>) -> Delivery {
+        match tx.try_send(item.clone()) {
+            Ok(()) => Delivery::Delivered,
+            Err(refused) => self.refused(refused, sink),
+        }
+    }
+
     /// The queue refused the item: full (apply the policy) or its consumer is gone.
     #[cold]
     #[inline(never)]
@@ -135,6 +145,11 @@ impl<T: Clone> ChannelSink<T> {
 }
 
 impl<T> ChannelSink<T> {
+    /// The queue's sending end.
+    pub(crate) fn sender(&self) -> &Sender<T> {
+        &self.tx
+    }
+
     /// The policy that drops this queue's frames.
     pub(crate) fn drop_cause(&self) -> DropCause {
         match self.overflow {

@@ -25,6 +25,7 @@ pub(crate) use channel_sink::{ChannelSink, SinkCloser};
 pub(crate) use conflating_sink::{ConflatingSink, Pending};
 pub(crate) use state::{SinkState, Status};
 
+use crate::sync::queue::Sender;
 use crate::sync::{Arc, AtomicBool, Ordering};
 use crate::vocab::stats::DropCause;
 
@@ -160,11 +161,13 @@ impl<T: Clone> Sink<T> {
         }
     }
 
-    /// Hands `item` to this sink. May panic only if a user callback (or `T::clone`)
-    /// panics; the engine's broadcast loop catches that. Always inlined into the walk;
-    /// the channel flavour's body stays a call.
+    /// Hands `item` to this sink. `queue` is the copy of a plain queue's sender the
+    /// subscriber list keeps (see `engine/recipient.rs`): the delivery pushes through it,
+    /// so the queue's address does not wait for this sink's line. May panic only if a
+    /// user callback (or `T::clone`) panics; the engine's broadcast loop catches that.
+    /// Always inlined into the walk; the channel flavour's body stays a call.
     #[inline(always)]
-    pub(crate) fn deliver(&self, item: &T) -> Delivery {
+    pub(crate) fn deliver(&self, item: &T, queue: Option<&Sender<T>>) -> Delivery {
         match &self.kind {
             // A callback checks its own inline flag, not the shared state: one dependent
             // load fewer per delivery on the hottest path. Only a panic closes a callback
@@ -182,7 +185,10 @@ impl<T: Clone> Sink<T> {
                     // Under loom, whose `Arc` has no `Weak` for the consumer to close
                     // `open` with, a queue checks the state as well.
                     ChannelKind::Queue(sink) if !cfg!(loom) || parts.state.is_open() => {
-                        sink.send(item, self)
+                        match queue {
+                            Some(tx) => sink.send_via(tx, item, self),
+                            None => sink.send(item, self),
+                        }
                     }
                     // An async consumer closes `open` too, as a `Channel` does.
                     #[cfg(feature = "async")]
@@ -215,6 +221,18 @@ impl<T: Clone> Sink<T> {
 }
 
 impl<T> Sink<T> {
+    /// A clone of a plain queue sink's sender, for the subscriber list to keep; `None`
+    /// for every other flavour.
+    pub(crate) fn queue_sender(&self) -> Option<Sender<T>> {
+        match &self.kind {
+            SinkKind::Channel(ChannelParts {
+                kind: ChannelKind::Queue(sink),
+                ..
+            }) => Some(sink.sender().clone()),
+            _ => None,
+        }
+    }
+
     /// Whether this is an async channel's sink (whose consumer may be parked: see
     /// [`wake_if_parked`](Self::wake_if_parked)).
     #[cfg(feature = "async")]
