@@ -478,7 +478,10 @@ fn consume_channels(channels: &[Channel<Bytes>]) {
 fn crossbeam_queues(
     n: usize,
     churn: bool,
-) -> Vec<(crossbeam_channel::Sender<Bytes>, crossbeam_channel::Receiver<Bytes>)> {
+) -> Vec<(
+    crossbeam_channel::Sender<Bytes>,
+    crossbeam_channel::Receiver<Bytes>,
+)> {
     let mut copy: Vec<[u64; 2]> = Vec::new();
     let queues = (0..n)
         .map(|i| {
@@ -911,9 +914,9 @@ fn main() {
             ),
             "e2e_ratios" => e2e_ratios(false),
             "e2e_thread_ratios" => e2e_ratios(true),
-            "model_ratios" => model_ratios(
-                std::env::var("MODEL_N").map_or(4096, |v| v.parse().unwrap()),
-            ),
+            "model_ratios" => {
+                model_ratios(std::env::var("MODEL_N").map_or(4096, |v| v.parse().unwrap()))
+            }
             other => panic!("unknown table {other} (e2e, e2e_ratios, e2e_thread_ratios)"),
         }
         return;
@@ -999,11 +1002,19 @@ fn model_ratios(n: usize) {
         rx_plain.push(rx);
         let (tx, rx) = crossbeam_channel::bounded::<Bytes>(capacity);
         let state = Arc::new([0u64; 2]);
-        boxed.push(Arc::new(Holder { open: AtomicBool::new(true), tx, _state: state }));
+        boxed.push(Arc::new(Holder {
+            open: AtomicBool::new(true),
+            tx,
+            _state: state,
+        }));
         rx_boxed.push(rx);
         let (tx, rx) = crossbeam_channel::bounded::<Bytes>(capacity);
         let state = Arc::new([0u64; 2]);
-        let holder = Arc::new(Holder { open: AtomicBool::new(true), tx: tx.clone(), _state: state });
+        let holder = Arc::new(Holder {
+            open: AtomicBool::new(true),
+            tx: tx.clone(),
+            _state: state,
+        });
         split.push((i as u64 + 1, holder, tx));
         rx_split.push(rx);
     }

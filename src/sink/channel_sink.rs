@@ -74,13 +74,19 @@ impl<T: Clone> ChannelSink<T> {
         }
     }
 
-    /// [`send`](Self::send) through `tx`, a clone of this sink's own sender that the
-    /// caller holds closer at hand (the subscriber list's copy).
+    /// Hands `item` to the queue through `tx`, the copy of its sender that the
+    /// subscriber list keeps, so that nothing of the sink but its open flag is read on
+    /// the way in. `sink` is the plain queue sink `tx` belongs to; its parts are read
+    /// only if the queue refuses the item.
     #[inline]
-    pub(crate) fn send_via(&self, tx: &Sender<T>, item: &T, sink: &Sink<T>) -> Delivery {
+    pub(crate) fn send_via(tx: &Sender<T>, item: &T, sink: &Sink<T>) -> Delivery {
         match tx.try_send(item.clone()) {
             Ok(()) => Delivery::Delivered,
-            Err(refused) => self.refused(refused, sink),
+            Err(refused) => match sink.queue() {
+                Some(queue) => queue.refused(refused, sink),
+                // Only a plain queue's sender is ever kept in a subscriber list.
+                None => Delivery::Skipped,
+            },
         }
     }
 
