@@ -30,7 +30,14 @@
 //!   `e2e_crossbeam_boxed` (each sender behind its own `Arc`, as fanout's sink),
 //!   `e2e_crossbeam_boxed_pf` (the same, prefetching the sender 4 ahead),
 //!   `e2e_crossbeam_inline` (the same holders side by side in the publisher's `Vec`) and
-//!   `e2e_crossbeam_fat` (receivers 48 bytes apart on the consumer's side);
+//!   `e2e_crossbeam_fat` (receivers 48 bytes apart on the consumer's side); and the
+//!   allocation-layout experiments `e2e_crossbeam_churn` (the raw queues allocated while
+//!   a list of one entry per queue is copied and the old copy freed, as a copy-on-write
+//!   subscriber list is when clients subscribe one by one: the queues land scattered in
+//!   the freed copies, as fanout's do) and `e2e_crossbeam_shuffled` (regular queues
+//!   walked in a scrambled order); `e2e_pubsub_frame` and `e2e_crossbeam_frame`: one
+//!   frame encoded beforehand, handed on by every broadcast (`broadcast_frame`) or cloned
+//!   into every queue;
 //! - mutations: `mutate` (`n` subscribe/unsubscribe round trips), `mutate_pre` (`n` topics
 //!   preloaded, then `[pairs]` (default 1,000) subscribe/unsubscribe pairs on them, one
 //!   round trip each), `apply_pre` (the same pairs through `PubSub::apply`, 256 per call). For
@@ -731,6 +738,35 @@ fn run(mode: &str, n: usize, iters: usize, pairs: usize) -> (usize, std::time::D
             };
             return run_e2e(n, publish, || drain_channels(&channels));
         }
+        "e2e_pubsub_frame" => {
+            // A frame encoded once, handed on by every broadcast (`broadcast_frame`).
+            let (pubsub, topic, channels) = e2e_pubsub(n);
+            let frame = encode_push(TOPIC, &PAYLOAD).unwrap();
+            let publish = || {
+                pubsub
+                    .broadcast_frame(black_box(&topic), black_box(&frame))
+                    .unwrap();
+            };
+            return run_e2e(n, publish, || drain_channels(&channels));
+        }
+        "e2e_crossbeam_frame" => {
+            // Raw queues, each sent a clone of one frame encoded beforehand.
+            let (senders, receivers): (Vec<_>, Vec<_>) =
+                crossbeam_queues(n, false).into_iter().unzip();
+            let frame = encode_push(TOPIC, &PAYLOAD).unwrap();
+            let publish = || {
+                for tx in &senders {
+                    tx.try_send(black_box(&frame).clone()).unwrap();
+                }
+            };
+            let drain = || {
+                for rx in &receivers {
+                    consume(&rx.try_recv().unwrap());
+                }
+                receivers.len()
+            };
+            return run_e2e(n, publish, drain);
+        }
         "e2e_broadcaster" => {
             let broadcaster = Broadcaster::<Bytes>::start().unwrap();
             let channels: Vec<_> = (0..n)
@@ -974,106 +1010,3 @@ fn wall_clock_table(modes: &[&str], ns: [usize; 3]) {
     }
 }
 
-/// Same-run ratios of the layout models at `n` (default 4,096) subscribers: raw
-/// crossbeam senders in a `Vec` (the floor), senders behind their own `Arc` holder with
-/// an open flag (`boxed`: fanout's layout before the sender moved into the subscriber
-/// list), and `split`: each entry holds an id, the `Arc` holder (open flag read from it)
-/// and a clone of the sender, so the queue's address does not wait for the holder's line.
-fn model_ratios(n: usize) {
-    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-    use std::sync::Arc;
-    const PAIRS: usize = 41;
-    const BATCH: usize = 1 << 18;
-    struct Holder {
-        open: AtomicBool,
-        tx: crossbeam_channel::Sender<Bytes>,
-        _state: Arc<[u64; 2]>,
-    }
-    let capacity = e2e_config().capacity;
-    let mut plain = Vec::new();
-    let mut boxed = Vec::new();
-    let mut split = Vec::new();
-    let mut rx_plain = Vec::new();
-    let mut rx_boxed = Vec::new();
-    let mut rx_split = Vec::new();
-    for i in 0..n {
-        let (tx, rx) = crossbeam_channel::bounded::<Bytes>(capacity);
-        plain.push(tx);
-        rx_plain.push(rx);
-        let (tx, rx) = crossbeam_channel::bounded::<Bytes>(capacity);
-        let state = Arc::new([0u64; 2]);
-        boxed.push(Arc::new(Holder {
-            open: AtomicBool::new(true),
-            tx,
-            _state: state,
-        }));
-        rx_boxed.push(rx);
-        let (tx, rx) = crossbeam_channel::bounded::<Bytes>(capacity);
-        let state = Arc::new([0u64; 2]);
-        let holder = Arc::new(Holder {
-            open: AtomicBool::new(true),
-            tx: tx.clone(),
-            _state: state,
-        });
-        split.push((i as u64 + 1, holder, tx));
-        rx_split.push(rx);
-    }
-    let iters = BATCH / n;
-    let time = |publish: &mut dyn FnMut(&Bytes), rxs: &[crossbeam_channel::Receiver<Bytes>]| {
-        let start = Instant::now();
-        for _ in 0..iters {
-            let frame = encode_push(TOPIC, black_box(&PAYLOAD)).unwrap();
-            publish(&frame);
-            for rx in rxs {
-                consume(&rx.try_recv().unwrap());
-            }
-        }
-        start.elapsed().as_nanos() as f64 / (iters * n) as f64
-    };
-    let mut p_plain = |f: &Bytes| {
-        for tx in &plain {
-            tx.try_send(f.clone()).unwrap();
-        }
-    };
-    let mut p_boxed = |f: &Bytes| {
-        for h in &boxed {
-            if h.open.load(Relaxed) {
-                h.tx.try_send(f.clone()).unwrap();
-            }
-        }
-    };
-    let mut p_split = |f: &Bytes| {
-        for (id, h, tx) in &split {
-            if *id != 0 && h.open.load(Relaxed) {
-                tx.try_send(f.clone()).unwrap();
-            }
-        }
-    };
-    let (mut b, mut s, mut c) = (vec![], vec![], vec![]);
-    let (mut bc, mut sc) = (vec![], vec![]);
-    for round in 0..=PAIRS {
-        let tc = time(&mut p_plain, &rx_plain);
-        let tb = time(&mut p_boxed, &rx_boxed);
-        let ts = time(&mut p_split, &rx_split);
-        if round == 0 {
-            continue;
-        }
-        c.push(tc);
-        b.push(tb);
-        s.push(ts);
-        bc.push(tb / tc);
-        sc.push(ts / tc);
-    }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    println!(
-        "model n={n}: crossbeam {:.1} ns, boxed {:.1} ns ({:.3}×), split {:.1} ns ({:.3}×)",
-        median(&mut c),
-        median(&mut b),
-        median(&mut bc),
-        median(&mut s),
-        median(&mut sc)
-    );
-}
