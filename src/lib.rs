@@ -162,8 +162,8 @@
 //! every node; the broker being slow or down never blocks a broadcast; missed frames
 //! are never replayed, and every loss is counted — for each origin and receiver,
 //! frames published for topics the receiver serves − frames received = gaps counted by
-//! the receiver, whatever the cause. Over Redis, presence spans the bridged engines
-//! (see [`presence`]). The envelope is documented byte by byte in
+//! the receiver, whatever the cause. Presence spans the bridged engines on both
+//! backends (see [`presence`]). The envelope is documented byte by byte in
 //! [`transport::envelope`]; the bridge module's docs compare the two backends.
 //!
 //! # Costs

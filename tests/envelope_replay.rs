@@ -135,7 +135,7 @@ fn presence_envelope_random() {
             )
         };
         let n = rng.below(5);
-        let message = match case % 5 {
+        let message = match case % 6 {
             0 => Message::Delta {
                 origin,
                 base: rng.next(),
@@ -176,6 +176,25 @@ fn presence_envelope_random() {
                 origin,
                 of: (0..n).map(|_| NodeId(u128::from(rng.next()))).collect(),
             },
+            4 => {
+                let offset = rng.below(1000) as u32;
+                Message::StatePart {
+                    origin,
+                    version: rng.next(),
+                    total: offset + n as u32 + 1 + rng.below(3) as u32,
+                    offset,
+                    entries: (0..n + 1)
+                        .map(|_| {
+                            let (topic, client, meta) = member(&mut rng);
+                            Entry {
+                                topic,
+                                client,
+                                meta,
+                            }
+                        })
+                        .collect(),
+                }
+            }
             _ => Message::Goodbye { origin },
         };
         let mut data = Vec::new();

@@ -1,7 +1,8 @@
 //! The merge semantics of replicated presence, checked by simulation: several nodes
 //! track and untrack members, and their deltas, heartbeats, states, requests and
-//! goodbyes reach the other nodes' replicas in random order, duplicated or not at all,
-//! while nodes crash or leave and new ones start. Once the losses stop, every live node
+//! goodbyes — deltas and states split to fit a message limit drawn per send, so a state
+//! comes as parts cut in different places — reach the other nodes' replicas in random
+//! order, duplicated or not at all, while nodes crash or leave and new ones start. Once the losses stop, every live node
 //! must list exactly the live nodes' entries, and each node's join/leave events, replayed
 //! from empty, must give its list with no event that changes nothing.
 //!
@@ -33,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::Rng;
-use fanout::transport::presence_sync::Message;
+use fanout::transport::presence_sync::{split, Entry, Message};
 use fanout::transport::NodeId;
 use replica::{Change, Event, Local, Replica, Timing};
 
@@ -122,14 +123,18 @@ impl World {
     }
 
     /// Sends `message` from node `from` to every other live node (pub/sub: nodes that
-    /// start later do not get it).
+    /// start later do not get it), split to fit a limit drawn for this send: one or two
+    /// entries per part, a few, or no limit.
     fn broadcast(&mut self, from: usize, message: Message) {
         if self.nodes[from].muted_until > self.now {
             return;
         }
-        for to in self.alive() {
-            if to != from {
-                self.in_flight.push((to, message.clone()));
+        let limit = [50, 60, 90, 150, usize::MAX][self.rng.below(5)];
+        for part in split(message, limit) {
+            for to in self.alive() {
+                if to != from {
+                    self.in_flight.push((to, part.clone()));
+                }
             }
         }
     }
@@ -444,4 +449,136 @@ fn a_goodbye_is_final() {
         "nothing brings back a node that said goodbye"
     );
     assert_eq!(events.len(), 2);
+}
+
+/// Tracks `n` members of node 1 (topic `t{i % 100}`, metadata `i`).
+fn local_with(n: u64) -> Local {
+    let mut a = Local::new(NodeId(1));
+    for i in 0..n {
+        let topic: Arc<str> = Arc::from(format!("t{}", i % 100).as_str());
+        a.track(topic, i, Bytes::from(i.to_string()));
+    }
+    a
+}
+
+/// A state in parts, applied part by part: no member leaves and none joins until the
+/// last part is in; then exactly the changes.
+#[test]
+fn a_partial_state_changes_nothing_until_it_is_whole() {
+    let t0 = Instant::now();
+    let mut a = local_with(40);
+    let mut b = Replica::new(NodeId(2), timing());
+    let mut events = Vec::new();
+    b.receive(&a.state(), t0, &mut events);
+    assert_eq!(events.len(), 40);
+    // 20 members leave and 20 join while b hears nothing.
+    for i in 0..20 {
+        let topic: Arc<str> = Arc::from(format!("t{}", i % 100).as_str());
+        a.untrack(&topic, i);
+        a.track(Arc::from("new"), 1000 + i, Bytes::new());
+    }
+    let _lost = a.take_delta();
+    let mut parts = split(a.state(), 120);
+    assert!(parts.len() > 5);
+    parts.reverse(); // the last part first
+    let last = parts.pop().unwrap();
+    for part in &parts {
+        b.receive(part, t0, &mut events);
+        b.receive(part, t0, &mut events); // twice
+        assert_eq!(events.len(), 40, "a part alone changed the list");
+        assert_eq!(
+            (0..100).map(|t| b.count(&format!("t{t}"))).sum::<usize>(),
+            40
+        );
+    }
+    b.receive(&last, t0, &mut events);
+    assert_eq!(events.len(), 80, "20 leaves and 20 joins, once each");
+    assert_eq!(b.count("new"), 20);
+    assert_eq!(
+        (0..100).map(|t| b.count(&format!("t{t}"))).sum::<usize>(),
+        20
+    );
+    // The same state again, cut elsewhere: nothing more.
+    for part in split(a.state(), 300) {
+        b.receive(&part, t0, &mut events);
+    }
+    assert_eq!(events.len(), 80);
+}
+
+/// A lost part leaves the replica behind (it asks again); a newer state's parts replace
+/// an older one's unfinished parts; deltas that catch up make the parts moot.
+#[test]
+fn lost_parts_are_asked_for_again_and_newer_states_win() {
+    let t0 = Instant::now();
+    let mut a = local_with(30);
+    let mut b = Replica::new(NodeId(2), timing());
+    let mut events = Vec::new();
+    let _lost = a.take_delta();
+    let parts = split(a.state(), 100);
+    for part in &parts[1..] {
+        b.receive(part, t0, &mut events);
+    }
+    assert!(events.is_empty());
+    let Some(Message::Request { of, .. }) = b.request(t0) else {
+        panic!("a replica missing a part asks for the state");
+    };
+    assert_eq!(of, [NodeId(1)]);
+    // A newer version: its first part to arrive drops the older state's parts, so the
+    // older state's missing part, arriving late, completes nothing.
+    a.track(Arc::from("t0"), 999, Bytes::from_static(b"late"));
+    let _lost = a.take_delta();
+    let newer = split(a.state(), 100);
+    b.receive(newer.last().unwrap(), t0, &mut events);
+    b.receive(&parts[0], t0, &mut events);
+    assert!(events.is_empty(), "the older state is no longer assembled");
+    for part in newer.iter().rev() {
+        b.receive(part, t0, &mut events);
+    }
+    assert_eq!(events.len(), 31);
+    assert_eq!(b.count("t0"), 2);
+}
+
+/// 100,000 members in parts of at most 16 KiB, delivered shuffled with duplicates: the
+/// replica lists all of them, after the last part only.
+#[test]
+fn a_hundred_thousand_members_in_small_parts() {
+    let t0 = Instant::now();
+    let a = local_with(100_000);
+    let mut parts = split(a.state(), 16 << 10);
+    for part in &parts {
+        let mut body = Vec::new();
+        fanout::transport::presence_sync::encode_into(part, &mut body);
+        assert!(body.len() <= 16 << 10);
+    }
+    let n = parts.len();
+    assert!(n > 100, "{n} parts");
+    let mut rng = Rng(7);
+    for i in (1..n).rev() {
+        parts.swap(i, rng.below(i + 1));
+    }
+    for k in 0..n / 10 {
+        parts.push(parts[k * 7 % n].clone());
+    }
+    let mut b = Replica::new(NodeId(2), timing());
+    let mut events = Vec::new();
+    let total: u32 = 100_000;
+    let mut complete = false;
+    for part in &parts {
+        assert!(!complete || events.len() == 100_000);
+        b.receive(part, t0, &mut events);
+        if !events.is_empty() {
+            complete = true;
+        }
+    }
+    assert_eq!(events.len(), total as usize);
+    assert_eq!(b.count("t7"), 1000);
+    let Message::StatePart { total: t, .. } = &parts[0] else {
+        panic!("parts");
+    };
+    assert_eq!(*t, total);
+    let _ = Entry {
+        topic: Arc::from("unused"),
+        client: 0,
+        meta: Bytes::new(),
+    };
 }

@@ -210,7 +210,7 @@ pub fn check_presence_round_trip(data: &[u8]) {
         members.push((topic, be(tail) as u64, Bytes::copy_from_slice(tail)));
     }
     let version = be(rest.get(16..24).unwrap_or(&[])) as u64;
-    let message = match kind % 5 {
+    let message = match kind % 6 {
         0 => Message::Delta {
             origin,
             base: version,
@@ -247,6 +247,26 @@ pub fn check_presence_round_trip(data: &[u8]) {
             origin,
             of: rest.chunks(16).take(4).map(|c| NodeId(be(c))).collect(),
         },
+        4 if !members.is_empty() => {
+            // A part somewhere inside a state of at least its own length.
+            let n = members.len() as u32;
+            let offset = ((version >> 40) as u32).min(u32::MAX - n - 7);
+            let total = offset + n + (version & 7) as u32;
+            Message::StatePart {
+                origin,
+                version,
+                total,
+                offset,
+                entries: members
+                    .into_iter()
+                    .map(|(topic, client, meta)| Entry {
+                        topic,
+                        client,
+                        meta,
+                    })
+                    .collect(),
+            }
+        }
         _ => Message::Goodbye { origin },
     };
     let mut envelope = Vec::new();
@@ -333,6 +353,20 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         entries: Vec::new(),
     });
     huge_count[43..47].copy_from_slice(&[0xff; 4]);
+    let state_part = presence(Message::StatePart {
+        origin,
+        version: 9,
+        total: 3,
+        offset: 1,
+        entries: vec![Entry {
+            topic: Arc::from("room/1"),
+            client: 3,
+            meta: Bytes::from_static(b"Alice"),
+        }],
+    });
+    // The same part claiming to start at entry 3 of 3: past the total.
+    let mut part_past_total = state_part.clone();
+    part_past_total[34 + 13..34 + 17].copy_from_slice(&3u32.to_be_bytes());
     vec![
         ("everyone", envelope(0, 0, "room/1", b"hello")),
         ("all-but", envelope(1, 5, "room/1", b"hello")),
@@ -351,6 +385,8 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         ("presence-delta", delta),
         ("presence-state", state),
         ("presence-huge-count", huge_count),
+        ("presence-state-part", state_part),
+        ("presence-part-past-total", part_past_total),
         (
             "presence-heartbeat",
             presence(Message::Heartbeat { origin, version: 1 }),

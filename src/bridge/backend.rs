@@ -56,6 +56,12 @@ pub(crate) trait Outlet: Send + 'static {
     /// The node's interest changed: `delta` is the net change since the last call, in
     /// order. Backends that route by interest pass it on to their receiving side.
     fn follow(&mut self, delta: Vec<InterestChange>);
+
+    /// The longest message the broker takes now, if it has a limit below the bridge's
+    /// own (a NATS server's `max_payload`): presence messages are split to fit it.
+    fn max_payload(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// A transport: starts its receiving side and returns the publisher thread's outlet.

@@ -91,8 +91,13 @@
 //! on any bridged engine shows every bridged engine's members, and their joins and
 //! leaves reach this engine's subscribers once. What is promised is in
 //! [`crate::presence`]; presence messages travel in mode-2 envelopes
-//! ([`crate::transport::presence_sync`]) on the namespace's channel (Redis
-//! `NAMESPACE:c` under per-topic channels), heartbeats every second.
+//! ([`crate::transport::presence_sync`]) on a route every node of the namespace
+//! reads whatever topics it serves — Redis: the namespace's channel (`NAMESPACE:c`
+//! under per-topic channels); NATS: the control subject `NAMESPACE.%c`, which no
+//! topic's subject can be — with heartbeats every second. Deltas and states longer than
+//! the smaller of [`BridgeBuilder::max_message_len`] and the NATS server's
+//! `max_payload` are split to fit (a state into parts a receiver applies once all are
+//! in).
 //!
 //! # Backends
 //!
@@ -160,8 +165,11 @@
 //! pattern. A frame whose topic matches two of a node's subscriptions (`a.b` by name and
 //! `a.*`) is sent to it twice; the second copy is skipped (counted in `duplicates`), so
 //! a client still gets it once. The connection sets `no_echo`: the server never sends a
-//! node its own frames. A non-Rust client reads every frame of a namespace by
-//! subscribing to `NAMESPACE.>` and decoding the envelope.
+//! node its own frames. With presence on, every node also subscribes to the namespace's
+//! control subject, `NAMESPACE.%c` (no topic maps to it: a `%` in a topic's subject is a
+//! token alone or followed by two upper-case hex digits), where presence messages go. A
+//! non-Rust client reads every frame of a namespace by subscribing to `NAMESPACE.>` and
+//! decoding the envelope (presence envelopes, mode 2, included).
 //!
 //! The client runs on one io thread the bridge starts, inside a current-thread tokio
 //! runtime made for that thread: no runtime is visible to (or needed by) the program,
@@ -396,7 +404,7 @@ pub struct BridgeBuilder {
 }
 
 impl BridgeBuilder {
-    /// Presence across hosts (on by default with Redis; not yet carried over NATS):
+    /// Presence across hosts (on by default, over Redis and NATS):
     /// `list` on this engine shows every bridged engine's members, and their joins and leaves reach this engine's subscribers.
     /// The bridge sends a heartbeat every `heartbeat` (default 1 s) and takes an engine
     /// not heard from for `down_after` (default 30 s, as Phoenix.Tracker) as down: its
@@ -476,7 +484,9 @@ impl BridgeBuilder {
     }
 
     /// Longest message accepted from the broker (default 16 MiB); longer ones are
-    /// counted as bad envelopes and skipped.
+    /// counted as bad envelopes and skipped. Presence messages this bridge sends are
+    /// split to fit it (and a NATS server's `max_payload`, if smaller): every engine of a
+    /// namespace should use the same value.
     pub fn max_message_len(mut self, bytes: usize) -> Self {
         self.max_message_len = bytes;
         self
@@ -518,13 +528,7 @@ impl BridgeBuilder {
                     self.ping_interval,
                     self.io_timeout,
                 )?;
-                // Presence needs a control subject every node subscribes to, which the
-                // NATS backend does not have yet: over NATS, `list` stays per engine.
-                let this = Self {
-                    presence: None,
-                    ..self
-                };
-                this.attach_with(pubsub, node, backend)
+                self.attach_with(pubsub, node, backend)
             }
             _ => Err(BridgeError::InvalidUrl(format!(
                 "{:?}: not a URL of a backend this build has (features `redis`, `nats`)",
@@ -689,6 +693,7 @@ impl BridgeBuilder {
             events,
             backoff: Backoff::new(self.backoff_min, self.backoff_max),
             presence: presence_link,
+            max_message_len: self.max_message_len,
         };
         let spawned = std::thread::Builder::new()
             .name("fanout-bridge-pub".to_owned())

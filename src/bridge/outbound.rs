@@ -29,7 +29,8 @@ use super::presence::Exchange;
 use super::stats::Counters;
 use crate::engine::presence_table::PresenceChange;
 use crate::face::tap::Tapped;
-use crate::transport::presence_sync::Message;
+use crate::transport::envelope::ENVELOPE_HEADER_LEN;
+use crate::transport::presence_sync::{split, Message};
 use crate::vocab::topic_event::TopicEvent;
 
 /// Most envelopes in one batch.
@@ -52,6 +53,8 @@ pub(crate) struct Publisher<O: Outlet> {
     /// Presence across hosts: the exchange, the engine's presence changes, and the
     /// receiving thread's wake-ups.
     pub(crate) presence: Option<PresenceLink>,
+    /// The longest message receivers accept: presence messages are split to fit it.
+    pub(crate) max_message_len: usize,
 }
 
 /// What the publisher thread needs for presence.
@@ -168,9 +171,16 @@ impl<O: Outlet> Publisher<O> {
         if messages.is_empty() || !self.outlet.is_connected() {
             return;
         }
+        let limit = self
+            .outlet
+            .max_payload()
+            .map_or(self.max_message_len, |max| max.min(self.max_message_len));
+        let max_body = limit.saturating_sub(ENVELOPE_HEADER_LEN);
         batch.clear();
         for message in messages {
-            batch.push_presence(message);
+            for part in split(message.clone(), max_body) {
+                batch.push_presence(&part);
+            }
         }
         if self.outlet.publish(batch).is_err() {
             self.counters.publisher_up.store(false, Ordering::Relaxed);

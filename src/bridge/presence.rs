@@ -123,6 +123,12 @@ impl Exchange {
         }
     }
 
+    /// A heartbeat at this node's current version (takes nothing pending).
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))] // NATS, on (re)connection
+    pub(crate) fn heartbeat(&self) -> Message {
+        lock(&self.state).local.heartbeat()
+    }
+
     /// This node's goodbye.
     pub(crate) fn goodbye(&self) -> Message {
         lock(&self.state).local.goodbye()

@@ -12,7 +12,9 @@ pub struct BridgeStats {
     /// Channels or subjects the node is subscribed to now. Redis: 1 (the namespace's)
     /// or, under [`ChannelLayout::PerTopic`](super::ChannelLayout::PerTopic), one per
     /// topic with local subscribers; 0 while disconnected. NATS: one per topic and per
-    /// pattern with local subscribers (kept across reconnections).
+    /// pattern with local subscribers (kept across reconnections). The presence route
+    /// (Redis `NAMESPACE:c` under per-topic channels, the NATS control subject) is not
+    /// counted.
     pub channels: usize,
     /// Envelopes published: acknowledged by Redis; on NATS (no acknowledgment in core
     /// NATS), handed to the connected client.

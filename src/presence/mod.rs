@@ -28,8 +28,8 @@
 //!
 //! # Across hosts
 //!
-//! With a bridge (`fanout::bridge`) attached (feature `redis`; on by default, see
-//! `BridgeBuilder::presence`), presence spans every engine bridged to the namespace:
+//! With a bridge (`fanout::bridge`) attached (feature `redis` or `nats`; on by default,
+//! see `BridgeBuilder::presence`), presence spans every engine bridged to the namespace:
 //!
 //! - **One list everywhere.** [`PubSub::list`](crate::PubSub::list) on any engine returns
 //!   the members of every bridged engine; [`count_members`](crate::PubSub::count_members)
@@ -48,8 +48,10 @@
 //!   with the events.
 //! - **Late joiners and gaps.** An engine that attaches asks every engine for its
 //!   state; one that sees a gap in an engine's numbered changes (a Redis restart, a
-//!   dropped connection) asks for that engine's state; both converge within a heartbeat
-//!   or two. Push frames stay ephemeral: only members are exchanged.
+//!   dropped connection, a NATS server lost) asks for that engine's state; both
+//!   converge within a heartbeat or two. A state too long for one broker message (the
+//!   bridge's `max_message_len`, a NATS server's `max_payload`) travels in parts, applied
+//!   only once all are in. Push frames stay ephemeral: only members are exchanged.
 //!
 //! How: each engine owns its members and alone changes them; the bridge sends its
 //! changes as numbered deltas and its whole state on request, in presence envelopes

@@ -9,7 +9,10 @@
 //! - a [`Heartbeat`](Message::Heartbeat) with its current version when it is quiet;
 //! - its whole [`State`](Message::State) when someone asks ([`Request`](Message::Request)):
 //!   a node that joins late, or that sees a version it cannot reach from what it has
-//!   (a delta starting past its version, a heartbeat ahead of it);
+//!   (a delta starting past its version, a heartbeat ahead of it); a state too long for
+//!   one message comes as [`StatePart`](Message::StatePart)s, which a replica collects
+//!   and applies as one state once they cover it (never a part alone: a member in a part
+//!   still to come must not leave meanwhile);
 //! - a [`Goodbye`](Message::Goodbye) when it leaves on purpose.
 //!
 //! This is the model of Phoenix.Tracker (each node alone changes its entries, deltas, a
@@ -242,6 +245,62 @@ struct Origin {
     up: bool,
     /// When its state was last asked for.
     requested: Option<Instant>,
+    /// The parts of a newer state received so far.
+    assembly: Option<Assembly>,
+}
+
+/// The parts of one state (of one version) a replica has received, until they cover it.
+#[derive(Debug)]
+struct Assembly {
+    version: u64,
+    total: u32,
+    /// Entries by the offset of their part (a part sent twice replaces itself).
+    parts: BTreeMap<u32, Vec<Entry>>,
+    /// Entries held in `parts`.
+    held: usize,
+}
+
+impl Assembly {
+    fn new(version: u64, total: u32) -> Self {
+        Self {
+            version,
+            total,
+            parts: BTreeMap::new(),
+            held: 0,
+        }
+    }
+
+    /// Adds a part; the whole state's entries, in order, once the parts cover it.
+    fn add(&mut self, offset: u32, entries: &[Entry]) -> Option<Vec<Entry>> {
+        if let Some(old) = self.parts.insert(offset, entries.to_vec()) {
+            self.held -= old.len();
+        }
+        self.held += entries.len();
+        // Parts cut for different limits may overlap; many times the state's size held
+        // means a sender repeating itself: start over from this part.
+        if self.held > 2 * self.total as usize + 1 {
+            self.parts.clear();
+            self.parts.insert(offset, entries.to_vec());
+            self.held = entries.len();
+        }
+        let total = self.total as usize;
+        let mut covered = 0;
+        for (&offset, part) in &self.parts {
+            if offset as usize > covered {
+                return None;
+            }
+            covered = covered.max(offset as usize + part.len());
+        }
+        if covered < total {
+            return None;
+        }
+        let mut whole = Vec::with_capacity(total);
+        for (&offset, part) in &self.parts {
+            let skip = whole.len().saturating_sub(offset as usize);
+            whole.extend(part.iter().skip(skip).cloned());
+        }
+        Some(whole)
+    }
 }
 
 /// Every other node's entries, as this node knows them, and the events they make.
@@ -296,13 +355,16 @@ impl Replica {
             last_heard: now,
             up: true,
             requested: None,
+            assembly: None,
         });
         record.last_heard = record.last_heard.max(now);
         let was_down = !record.up;
         record.up = true;
         let have = record.version;
         record.seen = record.seen.max(match message {
-            Message::Heartbeat { version, .. } | Message::State { version, .. } => *version,
+            Message::Heartbeat { version, .. }
+            | Message::State { version, .. }
+            | Message::StatePart { version, .. } => *version,
             Message::Delta { base, ops, .. } => base + ops.len() as u64,
             Message::Request { .. } | Message::Goodbye { .. } => 0,
         });
@@ -311,8 +373,44 @@ impl Replica {
         } = message
         {
             if *version > have {
+                if record
+                    .assembly
+                    .as_ref()
+                    .is_some_and(|a| a.version <= *version)
+                {
+                    record.assembly = None;
+                }
                 self.apply_state(origin, *version, entries, was_down, events);
                 return;
+            }
+        }
+        if let Message::StatePart {
+            version,
+            total,
+            offset,
+            entries,
+            ..
+        } = message
+        {
+            let stale = record
+                .assembly
+                .as_ref()
+                .is_some_and(|a| a.version > *version);
+            if *version > have && !stale {
+                let same = |a: &Assembly| a.version == *version && a.total == *total;
+                if !record.assembly.as_ref().is_some_and(same) {
+                    // The first part of this state: the parts of an older one go.
+                    record.assembly = Some(Assembly::new(*version, *total));
+                }
+                let whole = record
+                    .assembly
+                    .as_mut()
+                    .and_then(|assembly| assembly.add(*offset, entries));
+                if let Some(whole) = whole {
+                    record.assembly = None;
+                    self.apply_state(origin, *version, &whole, was_down, events);
+                    return;
+                }
             }
         }
         if was_down {
@@ -339,6 +437,9 @@ impl Replica {
         }
         if let Some(record) = self.origins.get_mut(&origin) {
             record.version = end;
+            if record.assembly.as_ref().is_some_and(|a| a.version <= end) {
+                record.assembly = None; // the deltas got there first
+            }
         }
     }
 

@@ -23,8 +23,9 @@
 //! encoding is canonical (`encode(decode(x)) == x`).
 //!
 //! - **mode 2 (presence).** What bridged engines tell each other about the members
-//!   they track: deltas, heartbeats, whole states, requests, goodbyes (see
-//!   [`presence_sync`]). Never delivered to subscribers as such;
+//!   they track: deltas, heartbeats, whole states (or, too long for one message, state
+//!   parts: kind `0x06`), requests, goodbyes (see [`presence_sync`]). Never delivered
+//!   to subscribers as such;
 //!   the receiving engine turns them into its list and its own Presence frames.
 //!   [`decode_envelope`] reads broadcasts only and refuses mode 2 as
 //!   [`UnknownMode(2)`](EnvelopeError::UnknownMode); [`decode_presence_envelope`] reads

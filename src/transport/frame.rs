@@ -108,6 +108,8 @@ pub enum DecodeError {
     },
     /// A Presence frame's event byte is neither join nor leave.
     UnknownEvent(u8),
+    /// A presence state part with no entries, or with entries past the state's total.
+    PartOutOfRange,
 }
 
 impl fmt::Display for DecodeError {
@@ -124,6 +126,9 @@ impl fmt::Display for DecodeError {
                 write!(f, "{extra} bytes follow the end of the frame")
             }
             DecodeError::UnknownEvent(e) => write!(f, "unknown presence event {e}"),
+            DecodeError::PartOutOfRange => {
+                f.write_str("presence state part with no entries or entries past its total")
+            }
         }
     }
 }

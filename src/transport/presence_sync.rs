@@ -9,7 +9,7 @@
 //!
 //! | offset | size | field | value                                                        |
 //! |--------|------|-------|--------------------------------------------------------------|
-//! | 0      | 1    | kind  | `0x01` delta, `0x02` state, `0x03` heartbeat, `0x04` request, `0x05` goodbye |
+//! | 0      | 1    | kind  | `0x01` delta, `0x02` state, `0x03` heartbeat, `0x04` request, `0x05` goodbye, `0x06` state part |
 //!
 //! then, by kind:
 //!
@@ -31,10 +31,47 @@
 //!   | 4    | N: `u32`, entries                                                  |
 //!   | …    | N entries, each: topic length `u16` (1 ..= 65,535), topic (UTF-8), client `u64`, meta length `u32`, meta |
 //!
+//! - **state part** (`0x06`): a slice of a state too long for one message (see
+//!   [Splitting](#splitting)): entries `offset .. offset + N` of the `total` entries the
+//!   sender tracks at `version`, in the sender's order (by topic bytes, then client).
+//!
+//!   | size | field                                                              |
+//!   |------|--------------------------------------------------------------------|
+//!   | 8    | version: `u64`                                                     |
+//!   | 4    | total: `u32`, entries of the whole state (≥ 1)                     |
+//!   | 4    | offset: `u32`, index of this part's first entry in the whole state |
+//!   | 4    | N: `u32`, entries in this part (≥ 1; `offset + N ≤ total`, else the message is refused) |
+//!   | …    | N entries, each as in a state                                      |
+//!
 //! - **heartbeat** (`0x03`): version `u64` — the sender is alive and at this version.
 //! - **request** (`0x04`): N `u32`, then N node ids (`u128` each) whose states the sender
 //!   asks for; N = 0 asks every node (an engine that just attached).
 //! - **goodbye** (`0x05`): nothing more — the sender is leaving; its members leave now.
+//!
+//! # Splitting
+//!
+//! A message must fit the broker's and the receivers' limits (the bridge's
+//! `max_message_len`, a NATS server's `max_payload`: 1 MiB by default), and an engine
+//! with many members has a long state. [`split`] cuts a message to fit a body length:
+//!
+//! - a **delta** becomes consecutive deltas (`base`, `base + n₁`, …): no new kind, and a
+//!   receiver applies them one after the other as it would one delta;
+//! - a **state** that does not fit becomes **state parts**: each carries the version, the
+//!   entry count of the whole state, and where its entries start in it. A receiver
+//!   collects the parts of one (version, total) in any order, duplicates included, and
+//!   replaces the sender's entries only once the parts it holds cover every entry: a
+//!   partial state never removes a member that is in a part still to come. A part of a
+//!   newer version drops the parts of an older one; a lost part leaves the receiver
+//!   behind, so it asks again (a heartbeat ahead of it). Offsets index the whole state,
+//!   not a part number, so parts cut for different limits (a cluster whose servers
+//!   differ) still assemble correctly.
+//!
+//! A state that fits goes out whole, as kind `0x02`, exactly as before parts existed,
+//! and the envelope's version stays `0x01`: a node that predates parts takes kind `0x06`
+//! as an unknown kind — bad input, counted and skipped — and still gets every state that
+//! fits one message. An
+//! entry too long for any part on its own (a metadata of about the limit) is left out of
+//! split states: receivers list every other member rather than none.
 //!
 //! A message is exactly as long as its fields say: a decoder refuses trailing bytes, so
 //! the encoding is canonical. A client id is the sender's own
@@ -82,6 +119,8 @@ const KIND_HEARTBEAT: u8 = 3;
 const KIND_REQUEST: u8 = 4;
 /// Kind byte: a goodbye.
 const KIND_GOODBYE: u8 = 5;
+/// Kind byte: a part of a state.
+const KIND_STATE_PART: u8 = 6;
 /// Op byte: a join.
 const OP_JOIN: u8 = 1;
 /// Op byte: a leave.
@@ -90,6 +129,12 @@ const OP_LEAVE: u8 = 2;
 const MIN_OP_LEN: usize = 1 + 2 + 1 + 8;
 /// Fewest bytes a state's entry takes (a 1-byte topic, empty meta).
 const MIN_ENTRY_LEN: usize = 2 + 1 + 8 + 4;
+/// Bytes before a delta's ops: kind, base, count.
+const DELTA_HEAD_LEN: usize = 1 + 8 + 4;
+/// Bytes before a state's entries: kind, version, count.
+const STATE_HEAD_LEN: usize = 1 + 8 + 4;
+/// Bytes before a state part's entries: kind, version, total, offset, count.
+const PART_HEAD_LEN: usize = 1 + 8 + 4 + 4 + 4;
 
 /// One change a node made to its own entries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,6 +189,21 @@ pub enum Message {
         /// Its entries.
         entries: Vec<Entry>,
     },
+    /// Entries `offset .. offset + entries.len()` of the `total` entries `origin`
+    /// tracks at `version`: one part of a state too long for one message (see
+    /// [Splitting](self#splitting)).
+    StatePart {
+        /// The sender.
+        origin: NodeId,
+        /// The sender's version.
+        version: u64,
+        /// Entries in the whole state.
+        total: u32,
+        /// Index of the first entry of this part in the whole state.
+        offset: u32,
+        /// This part's entries (at least one).
+        entries: Vec<Entry>,
+    },
     /// `origin` is alive and at `version`.
     Heartbeat {
         /// The sender.
@@ -171,6 +231,7 @@ impl Message {
         match self {
             Message::Delta { origin, .. }
             | Message::State { origin, .. }
+            | Message::StatePart { origin, .. }
             | Message::Heartbeat { origin, .. }
             | Message::Request { origin, .. }
             | Message::Goodbye { origin } => *origin,
@@ -210,6 +271,23 @@ pub fn encode_into(message: &Message, out: &mut Vec<u8>) {
         } => {
             out.push(KIND_STATE);
             out.extend_from_slice(&version.to_be_bytes());
+            put_count(out, entries.len());
+            for entry in entries {
+                put_member(out, &entry.topic, entry.client);
+                put_meta(out, &entry.meta);
+            }
+        }
+        Message::StatePart {
+            version,
+            total,
+            offset,
+            entries,
+            ..
+        } => {
+            out.push(KIND_STATE_PART);
+            out.extend_from_slice(&version.to_be_bytes());
+            out.extend_from_slice(&total.to_be_bytes());
+            out.extend_from_slice(&offset.to_be_bytes());
             put_count(out, entries.len());
             for entry in entries {
                 put_member(out, &entry.topic, entry.client);
@@ -278,20 +356,27 @@ pub fn decode(origin: NodeId, body: &[u8]) -> Result<Message, DecodeError> {
         }
         KIND_STATE => {
             let version = at.u64()?;
-            let n = at.count(MIN_ENTRY_LEN)?;
-            let mut entries = Vec::with_capacity(n);
-            for _ in 0..n {
-                let (topic, client) = at.member()?;
-                let meta = at.meta()?;
-                entries.push(Entry {
-                    topic,
-                    client,
-                    meta,
-                });
-            }
+            let entries = at.entries()?;
             Message::State {
                 origin,
                 version,
+                entries,
+            }
+        }
+        KIND_STATE_PART => {
+            let version = at.u64()?;
+            let total = at.u32()?;
+            let offset = at.u32()?;
+            let entries = at.entries()?;
+            let end = u64::from(offset) + entries.len() as u64;
+            if entries.is_empty() || end > u64::from(total) {
+                return Err(DecodeError::PartOutOfRange);
+            }
+            Message::StatePart {
+                origin,
+                version,
+                total,
+                offset,
                 entries,
             }
         }
@@ -383,6 +468,130 @@ impl<'a> Cursor<'a> {
     fn meta(&mut self) -> Result<Bytes, DecodeError> {
         let len = self.u32()? as usize;
         Ok(Bytes::copy_from_slice(self.take(len)?))
+    }
+
+    /// A count, then that many state entries.
+    fn entries(&mut self) -> Result<Vec<Entry>, DecodeError> {
+        let n = self.count(MIN_ENTRY_LEN)?;
+        let mut entries = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (topic, client) = self.member()?;
+            let meta = self.meta()?;
+            entries.push(Entry {
+                topic,
+                client,
+                meta,
+            });
+        }
+        Ok(entries)
+    }
+}
+
+/// Bytes `entry` takes in a state or state part.
+fn entry_len(entry: &Entry) -> usize {
+    2 + entry.topic.len() + 8 + 4 + entry.meta.len()
+}
+
+/// Bytes `op` takes in a delta.
+fn op_len(op: &Op) -> usize {
+    match op {
+        Op::Join { topic, meta, .. } => 1 + 2 + topic.len() + 8 + 4 + meta.len(),
+        Op::Leave { topic, .. } => 1 + 2 + topic.len() + 8,
+    }
+}
+
+/// Cuts `message` into messages whose bodies are at most `max_body` bytes each (see
+/// [Splitting](self#splitting)), in the order they are to be sent: a delta into
+/// consecutive deltas, a state into state parts (or one state, if it fits). Other
+/// messages, and messages that fit, come back as they are. A delta op longer than
+/// `max_body` on its own goes alone in a delta (longer than `max_body`: a receiver that
+/// refuses it sees a gap and asks for the state); a state entry too long for a part on
+/// its own is left out of a split state.
+pub fn split(message: Message, max_body: usize) -> Vec<Message> {
+    match message {
+        Message::Delta { origin, base, ops }
+            if DELTA_HEAD_LEN + ops.iter().map(op_len).sum::<usize>() > max_body =>
+        {
+            let mut out = Vec::new();
+            let mut base = base;
+            let mut part: Vec<Op> = Vec::new();
+            let mut len = DELTA_HEAD_LEN;
+            for op in ops {
+                let op_bytes = op_len(&op);
+                if !part.is_empty() && len + op_bytes > max_body {
+                    let n = part.len() as u64;
+                    out.push(Message::Delta {
+                        origin,
+                        base,
+                        ops: std::mem::take(&mut part),
+                    });
+                    base += n;
+                    len = DELTA_HEAD_LEN;
+                }
+                len += op_bytes;
+                part.push(op);
+            }
+            if !part.is_empty() {
+                out.push(Message::Delta {
+                    origin,
+                    base,
+                    ops: part,
+                });
+            }
+            out
+        }
+        Message::State {
+            origin,
+            version,
+            entries,
+        } if STATE_HEAD_LEN + entries.iter().map(entry_len).sum::<usize>() > max_body => {
+            let room = max_body.saturating_sub(PART_HEAD_LEN);
+            let kept: Vec<Entry> = entries
+                .into_iter()
+                .filter(|entry| entry_len(entry) <= room)
+                .collect();
+            if STATE_HEAD_LEN + kept.iter().map(entry_len).sum::<usize>() <= max_body {
+                // Only the entries too long for any part made it too long.
+                return vec![Message::State {
+                    origin,
+                    version,
+                    entries: kept,
+                }];
+            }
+            let total = u32::try_from(kept.len()).unwrap_or(u32::MAX);
+            let mut out = Vec::new();
+            let mut offset = 0u32;
+            let mut part: Vec<Entry> = Vec::new();
+            let mut len = 0;
+            for entry in kept.into_iter().take(total as usize) {
+                let entry_bytes = entry_len(&entry);
+                if !part.is_empty() && len + entry_bytes > room {
+                    let n = part.len() as u32;
+                    out.push(Message::StatePart {
+                        origin,
+                        version,
+                        total,
+                        offset,
+                        entries: std::mem::take(&mut part),
+                    });
+                    offset += n;
+                    len = 0;
+                }
+                len += entry_bytes;
+                part.push(entry);
+            }
+            if !part.is_empty() {
+                out.push(Message::StatePart {
+                    origin,
+                    version,
+                    total,
+                    offset,
+                    entries: part,
+                });
+            }
+            out
+        }
+        other => vec![other],
     }
 }
 
@@ -483,5 +692,158 @@ mod tests {
             1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 0, 1, 0xff, 0, 0, 0, 0, 0, 0, 0, 1,
         ];
         assert_eq!(decode(origin, &not_utf8), Err(DecodeError::TopicNotUtf8));
+    }
+
+    fn entry(topic: &str, client: u64, meta: &'static [u8]) -> Entry {
+        Entry {
+            topic: Arc::from(topic),
+            client,
+            meta: Bytes::from_static(meta),
+        }
+    }
+
+    #[test]
+    fn a_state_part_is_byte_exact_and_checked() {
+        let part = Message::StatePart {
+            origin: NodeId(1),
+            version: 5,
+            total: 3,
+            offset: 2,
+            entries: vec![entry("t", 3, b"")],
+        };
+        let body = round_trip(&part);
+        let mut expected = vec![
+            6, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0, 1,
+        ];
+        expected.extend_from_slice(&[0, 1, b't', 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0]);
+        assert_eq!(body, expected);
+        // Entries past the total, or none: refused.
+        let mut past = body.clone();
+        past[16] = 3; // offset 3 of 3
+        assert_eq!(decode(NodeId(1), &past), Err(DecodeError::PartOutOfRange));
+        let empty = [
+            6, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        assert_eq!(decode(NodeId(1), &empty), Err(DecodeError::PartOutOfRange));
+        let mut overflow = body;
+        overflow[13..17].copy_from_slice(&[0xff; 4]); // offset u32::MAX: no overflow
+        assert_eq!(
+            decode(NodeId(1), &overflow),
+            Err(DecodeError::PartOutOfRange)
+        );
+    }
+
+    fn body_len(message: &Message) -> usize {
+        let mut body = Vec::new();
+        encode_into(message, &mut body);
+        body.len()
+    }
+
+    #[test]
+    fn split_cuts_deltas_into_consecutive_deltas_that_fit() {
+        let origin = NodeId(1);
+        let ops: Vec<Op> = (0..100)
+            .map(|i| Op::Join {
+                topic: Arc::from(format!("room/{i}").as_str()),
+                client: i,
+                meta: Bytes::from(vec![b'm'; i as usize]),
+            })
+            .collect();
+        let delta = Message::Delta {
+            origin,
+            base: 40,
+            ops: ops.clone(),
+        };
+        assert_eq!(
+            split(delta.clone(), usize::MAX),
+            std::slice::from_ref(&delta)
+        );
+        let parts = split(delta, 300);
+        assert!(parts.len() > 10);
+        let mut next = 40;
+        let mut all = Vec::new();
+        for part in &parts {
+            assert!(body_len(part) <= 300, "{}", body_len(part));
+            let Message::Delta { base, ops, .. } = part else {
+                panic!("a delta splits into deltas");
+            };
+            assert_eq!(*base, next);
+            next += ops.len() as u64;
+            all.extend(ops.iter().cloned());
+        }
+        assert_eq!(all, ops);
+        // An op longer than the limit goes alone.
+        let long = Message::Delta {
+            origin,
+            base: 0,
+            ops: vec![ops[1].clone(), ops[99].clone(), ops[2].clone()],
+        };
+        let parts = split(long, 100);
+        assert_eq!(parts.len(), 3);
+    }
+
+    #[test]
+    fn split_cuts_states_into_parts_that_fit_and_cover_it() {
+        let origin = NodeId(1);
+        let entries: Vec<Entry> = (0..1000)
+            .map(|i| Entry {
+                topic: Arc::from(format!("room/{}", i % 7).as_str()),
+                client: i,
+                meta: Bytes::from(vec![b'm'; (i % 50) as usize]),
+            })
+            .collect();
+        let state = Message::State {
+            origin,
+            version: 9,
+            entries: entries.clone(),
+        };
+        assert_eq!(
+            split(state.clone(), body_len(&state)),
+            std::slice::from_ref(&state)
+        );
+        let parts = split(state, 1000);
+        assert!(parts.len() > 20);
+        let mut all = Vec::new();
+        for part in &parts {
+            assert!(body_len(part) <= 1000);
+            let Message::StatePart {
+                version,
+                total,
+                offset,
+                entries,
+                ..
+            } = part
+            else {
+                panic!("a long state splits into parts");
+            };
+            assert_eq!((*version, *total, *offset as usize), (9, 1000, all.len()));
+            all.extend(entries.iter().cloned());
+        }
+        assert_eq!(all, entries);
+        // An entry too long for any part is left out; the rest still arrives.
+        let with_huge = Message::State {
+            origin,
+            version: 9,
+            entries: vec![
+                entry("a", 1, b"x"),
+                Entry {
+                    topic: Arc::from("b"),
+                    client: 2,
+                    meta: Bytes::from(vec![0; 200]),
+                },
+                entry("c", 3, b"y"),
+            ],
+        };
+        let parts = split(with_huge, 60);
+        let kept: Vec<u64> = parts
+            .iter()
+            .flat_map(|p| match p {
+                Message::State { entries, .. } | Message::StatePart { entries, .. } => {
+                    entries.iter().map(|e| e.client).collect::<Vec<_>>()
+                }
+                _ => panic!("{p:?}"),
+            })
+            .collect();
+        assert_eq!(kept, [1, 3]);
     }
 }

@@ -98,3 +98,6 @@ impl Rng {
         (0..len).map(|_| self.next() as u8).collect()
     }
 }
+
+#[cfg(any(feature = "redis", feature = "nats"))]
+pub mod cluster_node;

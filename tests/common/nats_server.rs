@@ -131,6 +131,15 @@ impl NatsCluster {
 }
 
 impl NatsCluster {
+    /// Bytes server `i` has read from and written to its connections, clients and
+    /// routes (its monitoring endpoint's `in_bytes`, `out_bytes`).
+    pub fn bytes(&self, i: usize) -> Option<(u64, u64)> {
+        let body = http_get(self.servers[i].monitor_port, "/varz")?;
+        let read = json_number(&body, "\"in_bytes\"")?;
+        let written = json_number(&body, "\"out_bytes\"")?;
+        Some((read as u64, written as u64))
+    }
+
     /// Messages server `i` has sent to the client connection named `name` (from its
     /// monitoring endpoint), if it has one.
     pub fn out_msgs(&self, i: usize, name: &str) -> Option<u64> {

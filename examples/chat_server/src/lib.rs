@@ -120,8 +120,8 @@
 //! is named by its node and presence id together.
 //!
 //! With `--bridge URL` chat lines (with the speaker's name) reach every server bridged
-//! to the same broker. Over Redis the member lists span every server too; over NATS
-//! they are per server, since the library does not carry presence over NATS yet:
+//! to the same broker, and the member lists span every server, over Redis and over
+//! NATS alike:
 //!
 //! ```text
 //! cargo run --release --features redis --bin chat_server -- --port 8080 --bridge redis://127.0.0.1:6379/

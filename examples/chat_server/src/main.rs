@@ -32,8 +32,7 @@ usage: chat_server [--port N] [--time-interval-ms N] [--run-for-secs N]
   --bridge URL          share rooms with every chat server bridged to this broker:
                         redis://127.0.0.1:6379/ (needs `--features redis`) or
                         nats://127.0.0.1:4222 (needs `--features nats`); chat lines
-                        reach every server, member lists span every server over
-                        Redis but are per server over NATS
+                        reach every server, and member lists span every server
   --redis URL           the same as --bridge URL
   --max-message BYTES   largest message a client may send; larger: close 1009
                         (default 65536)

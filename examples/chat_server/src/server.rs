@@ -29,9 +29,8 @@ pub struct Config {
     pub time_interval: Duration,
     /// A broker URL: share rooms with every chat server bridged to the same broker.
     /// `redis://host:6379/` needs the crate feature `redis`, `nats://host:4222` (or a
-    /// cluster's servers, comma-separated) the feature `nats`. Member lists span every
-    /// server over Redis; over NATS they are per server (the library does not carry
-    /// presence over NATS yet), while chat lines reach every server on both.
+    /// cluster's servers, comma-separated) the feature `nats`. Chat lines and member
+    /// lists span every server on both.
     pub bridge: Option<String>,
     /// The token a connection sends (`{"moderate":"TOKEN"}`) to become a moderator.
     /// `None`: nobody can.

@@ -16,6 +16,13 @@
 //! main task applies interest changes from the publisher thread: a subscription per
 //! topic and per pattern with local subscribers; it leaves when the publisher thread
 //! drops its end (the bridge is detached) or the engine is gone.
+//!
+//! Presence: one more subscription, made at start and kept for the bridge's life, to
+//! the namespace's control subject (the client subscribes again after each reconnect,
+//! as it does every subscription); the main task also publishes the presence messages
+//! the publisher thread makes (heartbeats, deltas, states, the goodbye) on it, in the
+//! order they were made. A pattern's subscription that matches the control subject
+//! (`NAMESPACE.>`) skips what arrives on it: the control subscription reads it.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -29,19 +36,23 @@ use std::time::Duration;
 
 use async_nats::connection::State;
 use async_nats::{Client, ConnectOptions, Event, ServerAddr, Subject, Subscriber};
+use bytes::Bytes;
 use futures_core::Stream;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use super::outlet::ToIo;
 use super::subject::Subjects;
 use super::MAX_SUBJECT_LEN;
 use crate::bridge::backend::Feed;
-use crate::bridge::batch::Batch;
+use crate::bridge::batch::{Batch, Item};
 use crate::bridge::inbound::{Flow, Inbound};
 use crate::bridge::interest::{Interest, InterestChange};
 use crate::bridge::outbound::MAX_BATCH;
 use crate::bridge::stats::Counters;
+use crate::transport::envelope::encode_presence_envelope;
+use crate::transport::presence_sync::Message;
 use crate::vocab::trace;
 
 /// What the io thread needs to connect.
@@ -62,8 +73,9 @@ pub(crate) struct Io<M: ?Sized> {
     pub(crate) counters: Arc<Counters>,
     /// The node's interest when the bridge was attached.
     pub(crate) interest: Vec<Interest>,
-    /// Later changes, from the publisher thread; closed when it stops.
-    pub(crate) changes: UnboundedReceiver<Vec<InterestChange>>,
+    /// Later changes and presence messages, from the publisher thread; closed when it
+    /// stops.
+    pub(crate) changes: UnboundedReceiver<ToIo>,
     /// Where the connected client goes (to the publisher thread's outlet).
     pub(crate) client: crossbeam_channel::Sender<Client>,
     /// The tap's queue, drained here.
@@ -74,6 +86,8 @@ pub(crate) struct Io<M: ?Sized> {
 struct Shared<M: ?Sized> {
     inbound: RefCell<Inbound<M>>,
     subjects: Subjects,
+    /// The namespace's control subject.
+    control: Subject,
     /// Signalled when a task finds the engine gone.
     engine_gone: Notify,
 }
@@ -93,8 +107,10 @@ impl<M: ?Sized + 'static> Io<M> {
     }
 
     async fn serve(mut self) {
+        // The connection handler says when the connection is (again) up.
+        let (connected_tx, mut connected) = tokio::sync::mpsc::unbounded_channel();
         let client = match self
-            .options()
+            .options(connected_tx)
             .connect(self.connect.servers.as_slice())
             .await
         {
@@ -104,11 +120,28 @@ impl<M: ?Sized + 'static> Io<M> {
         if self.client.send(client.clone()).is_err() {
             return;
         }
+        let control = Subject::from(self.subjects.control());
         let shared = Rc::new(Shared {
             inbound: RefCell::new(self.inbound),
             subjects: self.subjects,
+            control: control.clone(),
             engine_gone: Notify::new(),
         });
+        // With presence on, every node reads the control subject, whatever its
+        // interest; the client subscribes again after each reconnect.
+        let exchange = shared.inbound.borrow().presence.clone();
+        let control_task = if exchange.is_some() {
+            match client.subscribe(control.clone()).await {
+                Ok(subscriber) => Some(tokio::task::spawn_local(read_control(
+                    subscriber,
+                    Rc::clone(&shared),
+                ))),
+                Err(_) => None, // the client is closed already: we are stopping
+            }
+        } else {
+            None
+        };
+        let mut greeted = false;
         let mut forwarder = Forwarder {
             feed: self.feed,
             client: client.clone(),
@@ -139,9 +172,39 @@ impl<M: ?Sized + 'static> Io<M> {
             let changes = tokio::select! {
                 changes = self.changes.recv() => changes,
                 () = shared.engine_gone.notified() => None,
+                Some(()) = connected.recv() => {
+                    // Presence: the publisher thread's hello went nowhere if it ran
+                    // before the first connection was up (it usually does). Ask for
+                    // everyone's state once, and after every (re)connection tell our
+                    // version at once: whoever missed our changes asks for our state.
+                    if let Some(exchange) = &exchange {
+                        let mut out = Vec::with_capacity(2);
+                        if !std::mem::replace(&mut greeted, true) {
+                            out.push(exchange.hello());
+                        }
+                        out.push(exchange.heartbeat());
+                        greet(&client, &control, &out, &self.connect).await;
+                    }
+                    continue;
+                }
             };
             let Some(changes) = changes else {
                 break; // detached, or the engine is gone
+            };
+            let changes = match changes {
+                ToIo::Follow(changes) => changes,
+                ToIo::Publish(buffer, items) => {
+                    publish(
+                        &client,
+                        &shared.subjects,
+                        &control,
+                        &buffer,
+                        items,
+                        &self.connect,
+                    )
+                    .await;
+                    continue;
+                }
             };
             for change in changes {
                 match change {
@@ -163,6 +226,9 @@ impl<M: ?Sized + 'static> Io<M> {
         for (_, task) in subscriptions.drain() {
             task.abort();
         }
+        if let Some(task) = control_task {
+            task.abort();
+        }
         // Detached (the tap no longer feeds the queue) or the engine is gone: the
         // forwarder sends what is left, then the client writes it out.
         stop.now();
@@ -173,8 +239,9 @@ impl<M: ?Sized + 'static> Io<M> {
         self.counters.channels.store(0, Ordering::Relaxed);
     }
 
-    /// The client's options: no echo, our backoff, our counters on its events.
-    fn options(&self) -> ConnectOptions {
+    /// The client's options: no echo, our backoff, our counters on its events, and a
+    /// signal on `connected` each time the connection is up.
+    fn options(&self, connected: tokio::sync::mpsc::UnboundedSender<()>) -> ConnectOptions {
         let counters = Arc::clone(&self.counters);
         let was_up = Arc::new(AtomicBool::new(false));
         let (min, max) = self.connect.backoff;
@@ -194,6 +261,7 @@ impl<M: ?Sized + 'static> Io<M> {
             .event_callback(move |event| {
                 let counters = Arc::clone(&counters);
                 let was_up = Arc::clone(&was_up);
+                let connected = connected.clone();
                 async move {
                     match event {
                         // One connection carries both directions.
@@ -205,6 +273,7 @@ impl<M: ?Sized + 'static> Io<M> {
                             trace::bridge_up("nats", "connection", again);
                             counters.publisher_up.store(true, Ordering::Relaxed);
                             counters.subscriber_up.store(true, Ordering::Relaxed);
+                            let _ = connected.send(()); // the io thread is gone: stopping
                         }
                         Event::Disconnected => {
                             trace::bridge_lost("nats", "connection", &"disconnected");
@@ -241,9 +310,66 @@ async fn subscribe<M: ?Sized + 'static>(
     subscriptions.insert(interest, task);
 }
 
+/// Publishes envelopes the publisher thread made (presence messages): an item with an
+/// empty topic on the control subject. Lost if the client cannot take them within the
+/// io timeout (the heartbeats that follow let the others catch up).
+async fn publish(
+    client: &Client,
+    subjects: &Subjects,
+    control: &Subject,
+    buffer: &Bytes,
+    items: Vec<Item>,
+    connect: &Connect,
+) {
+    for item in items {
+        let (topic, envelope) = item.parts(buffer);
+        let subject = if topic.is_empty() {
+            control.clone()
+        } else {
+            Subject::from(subjects.topic(topic))
+        };
+        let publish = client.publish(subject, envelope);
+        match tokio::time::timeout(connect.io_timeout, publish).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => return,
+        }
+    }
+}
+
+/// Publishes presence messages made on this thread on the control subject.
+async fn greet(client: &Client, control: &Subject, messages: &[Message], connect: &Connect) {
+    for message in messages {
+        let mut envelope = Vec::new();
+        encode_presence_envelope(message, &mut envelope);
+        let publish = client.publish(control.clone(), Bytes::from(envelope));
+        match tokio::time::timeout(connect.io_timeout, publish).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => return,
+        }
+    }
+}
+
+/// Hands every message of the control subscription to the shared receiving end (no
+/// topic's subject is the control subject, so only presence envelopes are accepted).
+async fn read_control<M: ?Sized>(mut subscriber: Subscriber, shared: Rc<Shared<M>>) {
+    while let Some(message) = poll_fn(|cx| Pin::new(&mut subscriber).poll_next(cx)).await {
+        let flow = shared
+            .inbound
+            .borrow_mut()
+            .accept_owned(&message.payload, |_| false);
+        if flow == Flow::Stop {
+            shared.engine_gone.notify_one();
+            return;
+        }
+    }
+}
+
 /// Hands every message of one subscription to the shared receiving end.
 async fn read<M: ?Sized>(mut subscriber: Subscriber, shared: Rc<Shared<M>>) {
     while let Some(message) = poll_fn(|cx| Pin::new(&mut subscriber).poll_next(cx)).await {
+        if message.subject == shared.control {
+            continue; // a pattern that matches the control subject: read once, there
+        }
         let subjects = &shared.subjects;
         let subject: &str = &message.subject;
         let flow = shared

@@ -3,8 +3,9 @@
 //!
 //! Subjects: see [`subject`]. The connection sets `no_echo`, so the server never sends
 //! a node its own frames; it subscribes to the subject of every topic and pattern its
-//! local clients use, and nothing else, so NATS routes each frame only to the nodes
-//! (and, in a cluster, the servers) that serve it.
+//! local clients use, so NATS routes each frame only to the nodes (and, in a cluster,
+//! the servers) that serve it, and to the namespace's control subject, where presence
+//! messages go to every node.
 
 mod io;
 mod outlet;

@@ -21,6 +21,16 @@
 //! Nothing is refused: every topic the engine accepts has a subject. Only the namespace
 //! is checked (it is written as is): one or more non-empty tokens separated by `.`,
 //! without whitespace, control bytes, `*`, `>` or `%`.
+//!
+//! # The control subject
+//!
+//! Messages for every node of the namespace, whatever topics it serves (presence:
+//! deltas, states, heartbeats, requests, goodbyes), go to `NAMESPACE.%c`, which every
+//! node subscribes to. No topic maps to it: in a topic's subject a `%` is either a whole
+//! token (an empty topic token) or followed by two upper-case hex digits, and `c` is
+//! neither. A wildcard pattern's subject can match it (`NAMESPACE.*`, `NAMESPACE.>`):
+//! what arrives on the control subject through a pattern's subscription is skipped
+//! there, and read once, through the control subscription.
 
 use std::fmt::Write as _;
 
@@ -32,6 +42,10 @@ pub(crate) struct Subjects {
     /// The engine's token separator.
     separator: char,
 }
+
+/// The last token of the control subject: no topic token is escaped to it (a `%` in a
+/// topic's subject is a token alone or followed by two upper-case hex digits).
+const CONTROL_TOKEN: &str = "%c";
 
 /// Whether `byte` is escaped in a subject token.
 fn escaped(byte: u8) -> bool {
@@ -53,6 +67,12 @@ impl Subjects {
             prefix: format!("{namespace}."),
             separator,
         }
+    }
+
+    /// The control subject: every node of the namespace subscribes to it, and no
+    /// topic's subject is it.
+    pub(crate) fn control(&self) -> String {
+        format!("{}{CONTROL_TOKEN}", self.prefix)
     }
 
     /// The subject of `topic`.
@@ -168,6 +188,57 @@ mod tests {
         assert!(!s.is_subject_of("n.a.b.c", "a/b"));
         assert!(!s.is_subject_of("m.a", "a"));
         assert!(!s.is_subject_of("n.a", "a/b"));
+    }
+
+    /// Every topic over an alphabet of the bytes that matter (`%`, `c`, hex digits, the
+    /// separators, a space, an escaped byte) up to 5 characters, under both separators:
+    /// none maps to the control subject, and the control subject is no topic's.
+    #[test]
+    fn no_topic_maps_to_the_control_subject() {
+        let alphabet = ['%', 'c', 'C', '2', '5', '.', '/', ' ', '*', 'x'];
+        for separator in ['.', '/'] {
+            let s = Subjects::new("n", separator);
+            let control = s.control();
+            assert_eq!(control, "n.%c");
+            let mut topics = vec![String::new()];
+            let mut checked = 0;
+            for _ in 0..5 {
+                let mut longer = Vec::with_capacity(topics.len() * alphabet.len());
+                for topic in &topics {
+                    for c in alphabet {
+                        let mut t = topic.clone();
+                        t.push(c);
+                        assert_ne!(s.topic(&t), control, "{t:?} under {separator:?}");
+                        assert!(!s.is_subject_of(&control, &t), "{t:?}");
+                        checked += 1;
+                        longer.push(t);
+                    }
+                }
+                topics = longer;
+            }
+            assert!(checked > 100_000);
+            // The claim the docs make, on the mapping's every token.
+            for topic in ["%c", "a.%c", "%", "%%c", "c%", "%2", "%25c"] {
+                for token in s.topic(topic)["n.".len()..].split('.') {
+                    let mut rest = token;
+                    if token == "%" {
+                        continue;
+                    }
+                    while let Some(at) = rest.find('%') {
+                        let hex = &rest[at + 1..];
+                        assert!(
+                            hex.len() >= 2
+                                && hex
+                                    .bytes()
+                                    .take(2)
+                                    .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b)),
+                            "{topic:?} → {token:?}"
+                        );
+                        rest = &hex[2..];
+                    }
+                }
+            }
+        }
     }
 
     #[test]
