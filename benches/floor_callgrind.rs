@@ -1009,4 +1009,3 @@ fn wall_clock_table(modes: &[&str], ns: [usize; 3]) {
         println!("{line}");
     }
 }
-
