@@ -950,9 +950,6 @@ fn main() {
             ),
             "e2e_ratios" => e2e_ratios(false),
             "e2e_thread_ratios" => e2e_ratios(true),
-            "model_ratios" => {
-                model_ratios(std::env::var("MODEL_N").map_or(4096, |v| v.parse().unwrap()))
-            }
             other => panic!("unknown table {other} (e2e, e2e_ratios, e2e_thread_ratios)"),
         }
         return;
