@@ -12,8 +12,9 @@
 //! from the list, which is read front to back; the sink's line is still read (its open
 //! flag), but only to decide a branch that is predicted, so its miss overlaps the
 //! queue's instead of preceding it. `floor_callgrind e2e_ratios` and the scoreboard's
-//! channel rows measure the effect (benches/NOTES-2026-12.md, "Senders in the
-//! subscriber list").
+//! channel rows measure the effect (benches/NOTES-2026-12.md, "2026-12-07: channel
+//! fan-out"): at 4,096 subscribers on one thread, 4.6× raw crossbeam's time became
+//! 2.0–2.3×. The cost is 16 bytes per subscription.
 
 use crate::sink::Sink;
 use crate::sync::queue::Sender;
