@@ -3,21 +3,26 @@
 //! its own server on a free loopback port.
 //!
 //! ```text
-//! cargo bench --features redis --bench bridge            # everything, ~15 s
-//! cargo bench --features redis --bench bridge -- tap     # broadcast cost only
-//! cargo bench --features redis --bench bridge -- layout  # channel layouts only
+//! cargo bench -p fanout-benches --features redis --bench bridge               # everything
+//! cargo bench -p fanout-benches --features redis --bench bridge -- throughput # raw vs bridge
+//! cargo bench -p fanout-benches --features redis --bench bridge -- tap        # broadcast cost only
+//! cargo bench -p fanout-benches --features redis --bench bridge -- layout     # channel layouts only
+//! ROUNDS=5 SUBSCRIBERS=1 cargo bench … -- throughput    # rounds, remote subscriber counts
 //! ```
 //!
 //! Scenarios, 64 B payloads:
-//! - `throughput`: frames/s from one publisher to 1, 10, 100 remote subscribers. Raw: a
-//!   PUBLISH loop (one round trip each) and that many SUBSCRIBE connections. Bridge:
-//!   engine A broadcasts as fast as it can, engine B has that many callback subscribers;
-//!   timed until the last frame reached every subscriber.
+//! - `throughput`: frames/s from one publisher to 1, 10, 100 remote subscribers, flat
+//!   out (20,000 frames), per subscriber. Raw: what a user would write with the `redis`
+//!   crate — one connection pipelining 256 `PUBLISH`es per round trip (as many as the
+//!   bridge hands Redis at once), and that many `SUBSCRIBE` connections. Bridge: engine
+//!   A broadcasts as fast as it can, engine B has that many callback subscribers, under
+//!   each channel layout; timed until the last frame reached every subscriber.
 //! - `latency`: one frame in flight at a time, publish → receive, p50/p99 over all
 //!   deliveries (2,000 frames).
 //!
-//!   Both are the median of 3 interleaved rounds (raw, bridge with one channel, bridge
-//!   with per-topic channels), so a noisy neighbour skews all three alike.
+//!   Both run in interleaved rounds (raw, then bridge; `ROUNDS`, default 3), so a noisy
+//!   neighbour skews both alike; each round is printed with the load average, then the
+//!   median ratio with its min and max (`bridge_common.rs`).
 //! - `layout`: both channel layouts end to end (raw clients: 2/4/8 nodes each serving a
 //!   share of 96 topics, one channel vs per-topic channels), and what per-topic channels
 //!   cost Redis: SUBSCRIBE+UNSUBSCRIBE round trip, memory per subscribed channel,
@@ -28,87 +33,44 @@
 //! `floor` modes for callgrind: `bridge tap_plain` / `bridge tap_bridged` run `ITERS`
 //! broadcasts inside `measure_tap`:
 //! `valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*measure_tap*'
-//! target/release/deps/bridge-<hash> tap_bridged`.
+//! target/release/deps/bridge-<hash> tap_bridged`. `bridge profile_bridge [FRAMES]` and
+//! `bridge profile_raw [FRAMES]` run one throughput run each (one remote subscriber,
+//! namespace layout), for `valgrind --tool=callgrind --separate-threads=yes` (each
+//! thread's instructions per frame) or `strace -c -f` (system calls).
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use fanout::bridge::{Bridge, ChannelLayout};
-use fanout::transport::{decode, RawPayload};
+use fanout::transport::RawPayload;
 use fanout::PubSub;
 
+mod bridge_common;
 #[path = "../tests/common/redis_server.rs"]
 mod redis_server;
 
+use bridge_common::{bridged, compare, now_ns, stamped, Received, Run, PAYLOAD};
 use redis_server::{free_port, url_for, RedisServer};
 
-const PAYLOAD: usize = 64;
-
-fn base() -> Instant {
-    static BASE: OnceLock<Instant> = OnceLock::new();
-    *BASE.get_or_init(Instant::now)
-}
-
-fn now_ns() -> u64 {
-    base().elapsed().as_nanos() as u64
-}
-
-/// A 64-byte payload whose first 8 bytes are the send time.
-fn stamped() -> [u8; PAYLOAD] {
-    let mut p = [7u8; PAYLOAD];
-    p[..8].copy_from_slice(&now_ns().to_be_bytes());
-    p
-}
-
-fn sent_at(payload: &[u8]) -> u64 {
-    u64::from_be_bytes(payload[..8].try_into().unwrap())
-}
-
-/// Deliveries counted and latencies recorded by every receiver.
-#[derive(Default)]
-struct Received {
-    count: AtomicU64,
-    latencies: Mutex<Vec<u64>>,
-}
-
-impl Received {
-    fn record(&self, payload: &[u8], keep_latency: bool) {
-        if keep_latency {
-            let lat = now_ns().saturating_sub(sent_at(payload));
-            self.latencies.lock().unwrap().push(lat);
-        }
-        self.count.fetch_add(1, Ordering::Release);
-    }
-
-    fn wait_for(&self, n: u64, limit: Duration) -> bool {
-        let start = Instant::now();
-        while self.count.load(Ordering::Acquire) < n {
-            if start.elapsed() > limit {
-                return false;
-            }
-            thread::sleep(Duration::from_micros(50));
-        }
-        true
-    }
-
-    fn percentiles(&self) -> (f64, f64) {
-        let mut l = self.latencies.lock().unwrap().clone();
-        l.sort_unstable();
-        let at = |q: f64| l[((l.len() as f64 * q) as usize).min(l.len() - 1)] as f64 / 1000.0;
-        (at(0.5), at(0.99))
-    }
-}
+/// Most `PUBLISH`es the raw loop pipelines in one round trip (as many as the bridge's
+/// publisher thread hands Redis at once).
+const PIPELINE: u64 = 256;
 
 /// `subscribers` raw SUBSCRIBE connections, each on its own thread.
 fn raw_subscribers(
     url: &str,
     subscribers: usize,
     keep_latency: bool,
-) -> (Arc<Received>, Vec<thread::JoinHandle<()>>, Arc<AtomicU64>) {
-    let received = Arc::new(Received::default());
+) -> (
+    Arc<Received>,
+    std::sync::mpsc::Receiver<()>,
+    Vec<thread::JoinHandle<()>>,
+    Arc<AtomicU64>,
+) {
+    let (received, arrivals) = Received::paced();
     let stop = Arc::new(AtomicU64::new(0));
     let ready = Arc::new(AtomicU64::new(0));
     let threads = (0..subscribers)
@@ -133,129 +95,101 @@ fn raw_subscribers(
     while ready.load(Ordering::Acquire) < subscribers as u64 {
         thread::sleep(Duration::from_millis(1));
     }
-    (received, threads, stop)
+    (received, arrivals, threads, stop)
 }
 
-fn raw(url: &str, subscribers: usize, frames: u64, paced: bool) -> (f64, f64, f64) {
-    let (received, threads, stop) = raw_subscribers(url, subscribers, paced);
+/// The raw loop a user would write: one connection publishing, `PIPELINE` `PUBLISH`es
+/// per round trip flat out (paced: one `PUBLISH` and wait for every subscriber), and
+/// `subscribers` SUBSCRIBE connections.
+fn raw(url: &str, subscribers: usize, frames: u64, paced: bool) -> Run {
+    let (received, arrivals, threads, stop) = raw_subscribers(url, subscribers, paced);
     let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
-    let start = Instant::now();
-    for i in 0..frames {
-        redis::cmd("PUBLISH")
-            .arg("raw")
-            .arg(&stamped()[..])
-            .exec(&mut con)
-            .unwrap();
-        if paced {
-            received.wait_for((i + 1) * subscribers as u64, Duration::from_secs(10));
+    let each = subscribers as u64;
+    let start = now_ns();
+    if paced {
+        for _ in 0..frames {
+            redis::cmd("PUBLISH")
+                .arg("raw")
+                .arg(&stamped()[..])
+                .exec(&mut con)
+                .unwrap();
+            for _ in 0..each {
+                arrivals.recv().unwrap();
+            }
+        }
+    } else {
+        let mut sent = 0;
+        let mut pipe = redis::pipe();
+        while sent < frames {
+            pipe.clear();
+            for _ in 0..PIPELINE.min(frames - sent) {
+                pipe.cmd("PUBLISH").arg("raw").arg(&stamped()[..]).ignore();
+                sent += 1;
+            }
+            pipe.exec(&mut con).unwrap();
         }
     }
-    assert!(received.wait_for(frames * subscribers as u64, Duration::from_secs(60)));
-    let rate = frames as f64 / start.elapsed().as_secs_f64();
+    let (arrived, rate) = received.settle(frames * each, start);
+    assert_eq!(arrived, frames * each);
     stop.store(1, Ordering::Relaxed);
     threads.into_iter().for_each(|t| t.join().unwrap());
-    let (p50, p99) = if paced {
-        received.percentiles()
-    } else {
-        (0.0, 0.0)
-    };
-    (rate, p50, p99)
+    let (p50, p99) = received.percentiles();
+    Run {
+        rate: if paced { 0.0 } else { rate / each as f64 },
+        p50,
+        p99,
+    }
 }
 
-fn bridged(
+/// The bridge between two engines on `url`, `subscribers` callbacks on the receiving
+/// engine; throughput flat out (the queue holds every frame), or paced.
+fn bridge_run(
     url: &str,
     subscribers: usize,
     frames: u64,
     paced: bool,
     layout: ChannelLayout,
-) -> (f64, f64, f64) {
-    let (a, b) = (
-        PubSub::<[u8]>::new().unwrap(),
-        PubSub::<[u8]>::new().unwrap(),
-    );
-    let ns = format!("bench-{subscribers}-{paced}-{layout:?}");
-    let bridge_a = Bridge::builder(url, &ns)
-        .layout(layout)
-        .queue_capacity(frames as usize)
-        .attach(&a)
-        .unwrap();
-    let bridge_b = Bridge::builder(url, &ns).layout(layout).attach(&b).unwrap();
-    while !(bridge_a.stats().connected && bridge_b.stats().connected) {
-        thread::sleep(Duration::from_millis(5));
-    }
-    let received = Arc::new(Received::default());
-    for _ in 0..subscribers {
-        let id = b.generate_client_id();
-        let r = received.clone();
-        b.register(id, move |f| r.record(decode(f).unwrap().payload, paced))
-            .unwrap();
-        b.subscribe(id, "t").unwrap();
-    }
-    while bridge_b.stats().channels != 1 {
-        thread::sleep(Duration::from_millis(1));
-    }
-    let topic = a.topic("t").unwrap();
-    let start = Instant::now();
-    for i in 0..frames {
-        a.broadcast(&topic, &stamped()[..], &RawPayload).unwrap();
-        if paced {
-            received.wait_for((i + 1) * subscribers as u64, Duration::from_secs(10));
-        }
-    }
-    assert!(
-        received.wait_for(frames * subscribers as u64, Duration::from_secs(60)),
-        "{:?} {:?}",
-        bridge_a.stats(),
-        bridge_b.stats()
-    );
-    let rate = frames as f64 / start.elapsed().as_secs_f64();
-    assert_eq!(bridge_a.stats().dropped, 0);
-    let (p50, p99) = if paced {
-        received.percentiles()
-    } else {
-        (0.0, 0.0)
-    };
-    (rate, p50, p99)
+) -> Run {
+    static RUN: AtomicU64 = AtomicU64::new(0);
+    let ns = format!("bench-{}", RUN.fetch_add(1, Ordering::Relaxed));
+    bridged(
+        || Bridge::builder(url, &ns).layout(layout),
+        subscribers,
+        frames,
+        frames,
+        paced,
+        |b| b.stats().channels == 1,
+    )
 }
 
-/// The median of `runs` values.
-fn median(mut runs: Vec<f64>) -> f64 {
-    runs.sort_by(f64::total_cmp);
-    runs[runs.len() / 2]
+/// Remote subscriber counts: `SUBSCRIBERS` in the environment (`1,10`), or 1, 10, 100.
+fn subscriber_counts() -> Vec<usize> {
+    std::env::var("SUBSCRIBERS")
+        .ok()
+        .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 10, 100])
 }
 
-fn throughput_and_latency(url: &str) {
-    const ROUNDS: usize = 3;
-    println!("| remote subscribers | layout | raw frames/s | bridge frames/s | ratio | raw p50 / p99 µs | bridge p50 / p99 µs | p50 ratio |");
-    println!("|---|---|---|---|---|---|---|---|");
-    for subscribers in [1usize, 10, 100] {
-        let frames = 20_000;
-        let layouts = [ChannelLayout::Namespace, ChannelLayout::PerTopic];
-        // Medians of ROUNDS interleaved runs: [raw, namespace, per-topic] × (rate, p50, p99).
-        let mut runs = vec![[Vec::new(), Vec::new(), Vec::new()]; 3];
-        for _ in 0..ROUNDS {
-            let (rate, _, _) = raw(url, subscribers, frames, false);
-            let (_, p50, p99) = raw(url, subscribers, 2_000, true);
-            for (v, x) in runs[0].iter_mut().zip([rate, p50, p99]) {
-                v.push(x);
-            }
-            for (i, layout) in layouts.into_iter().enumerate() {
-                let (rate, _, _) = bridged(url, subscribers, frames, false, layout);
-                let (_, p50, p99) = bridged(url, subscribers, 2_000, true, layout);
-                for (v, x) in runs[i + 1].iter_mut().zip([rate, p50, p99]) {
-                    v.push(x);
-                }
-            }
-        }
-        let m: Vec<[f64; 3]> = runs
-            .into_iter()
-            .map(|[a, b, c]| [median(a), median(b), median(c)])
-            .collect();
-        for (i, layout) in layouts.into_iter().enumerate() {
-            let (raw, br) = (m[0], m[i + 1]);
-            println!(
-                "| {subscribers} | {layout:?} | {:.0} | {:.0} | {:.2}× | {:.1} / {:.1} | {:.1} / {:.1} | {:.2}× |",
-                raw[0], br[0], br[0] / raw[0], raw[1], raw[2], br[1], br[2], br[1] / raw[1]
+fn throughput_and_latency(url: &str, rounds: usize) {
+    for subscribers in subscriber_counts() {
+        for layout in [ChannelLayout::Namespace, ChannelLayout::PerTopic] {
+            let frames = 20_000;
+            let paced_frames = 2_000;
+            compare(
+                &format!("redis, {subscribers} remote subscriber(s), {layout:?}"),
+                rounds,
+                || {
+                    (
+                        raw(url, subscribers, frames, false),
+                        raw(url, subscribers, paced_frames, true),
+                    )
+                },
+                || {
+                    (
+                        bridge_run(url, subscribers, frames, false, layout),
+                        bridge_run(url, subscribers, paced_frames, true, layout),
+                    )
+                },
             );
         }
     }
@@ -441,11 +375,20 @@ fn tap() {
     );
 }
 
+/// Rounds of the throughput and latency comparison: `ROUNDS` in the environment, or 3.
+fn rounds() -> usize {
+    std::env::var("ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| a != "--bench")
         .collect();
+    let frames = || args.get(1).and_then(|n| n.parse().ok()).unwrap_or(20_000);
     match args.first().map(String::as_str) {
         Some("tap_plain") | Some("tap_bridged") => {
             let (pubsub, _bridge) = tap_engine(args[0] == "tap_bridged");
@@ -457,12 +400,28 @@ fn main() {
             let redis = RedisServer::start();
             return layout(&redis.url());
         }
+        // One run each, for callgrind or `strace -c -f`: `profile_bridge [FRAMES]`,
+        // `profile_raw [FRAMES]` (one remote subscriber, namespace layout, flat out).
+        Some("profile_bridge") => {
+            let redis = RedisServer::start();
+            let run = bridge_run(&redis.url(), 1, frames(), false, ChannelLayout::Namespace);
+            return println!("bridge: {:.0} frames/s", run.rate);
+        }
+        Some("profile_raw") => {
+            let redis = RedisServer::start();
+            let run = raw(&redis.url(), 1, frames(), false);
+            return println!("raw: {:.0} frames/s", run.rate);
+        }
+        Some("throughput") | Some("latency") => {
+            let redis = RedisServer::start();
+            return throughput_and_latency(&redis.url(), rounds());
+        }
         _ => {}
     }
     let redis = RedisServer::start();
     let url = redis.url();
     println!("redis-server on {url}, {PAYLOAD} B payloads");
-    throughput_and_latency(&url);
+    throughput_and_latency(&url, rounds());
     layout(&url);
     tap();
 }

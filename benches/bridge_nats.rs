@@ -3,145 +3,52 @@
 //! installed; starts its own servers on free loopback ports.
 //!
 //! ```text
-//! cargo bench --features nats --bench bridge_nats              # everything, ~1 min
-//! cargo bench --features nats --bench bridge_nats -- quarter   # interest routing only
+//! cargo bench -p fanout-benches --features nats --bench bridge_nats              # everything
+//! cargo bench -p fanout-benches --features nats --bench bridge_nats -- throughput
+//! cargo bench -p fanout-benches --features nats --bench bridge_nats -- quarter   # interest routing only
+//! ROUNDS=5 cargo bench … -- throughput                                           # more rounds
 //! ```
 //!
 //! Scenarios, 64 B payloads, one server:
-//! - `throughput`: frames/s from one publisher to one remote subscriber, in bursts of
-//!   1,000 frames each waited for (a subscriber that falls behind gets frames dropped
-//!   by NATS: flat out, both loops measure their receiver's losses). Raw: one client
-//!   publishing a burst with `publish().await` then `flush()` (on its own thread and
-//!   current-thread runtime), another client on another thread receiving. Bridge:
-//!   engine A broadcasts a burst, engine B has one callback subscriber.
-//! - `latency`: one frame in flight at a time, publish → receive, p50/p99 over 2,000.
+//! - `throughput`: frames/s from one publisher to one remote subscriber, 200,000 frames
+//!   in bursts of 1,000 each waited for (a subscriber that falls behind gets frames
+//!   dropped by NATS: flat out, both loops would measure their receiver's losses). Raw:
+//!   one client publishing a burst with `publish().await` then one `flush()` (on its own
+//!   thread and current-thread runtime), another client on another thread receiving.
+//!   Bridge: engine A broadcasts a burst, engine B has one callback subscriber.
+//! - `latency`: one frame in flight at a time, publish (raw: and `flush()`) → receive,
+//!   p50/p99 over 2,000.
 //!
-//!   Both are the median of 3 interleaved rounds (raw, bridge), so a noisy neighbour
-//!   skews both alike.
+//!   Both run in interleaved rounds (raw, then bridge; `ROUNDS`, default 3), so a noisy
+//!   neighbour skews both alike; each round is printed with the load average, then the
+//!   median ratio with its min and max (`bridge_common.rs`).
 //! - `quarter`: a publisher and four nodes on a 3-server cluster, 96 topics; each node
 //!   serves a quarter of them, node 0 through one pattern (`q.0.*`), the others by
 //!   name; what share of the frames each node receives, and frames/s.
+//!
+//! `bridge_nats profile_bridge [FRAMES]` and `bridge_nats profile_raw [FRAMES]` run one
+//! throughput run each, for `valgrind --tool=callgrind --separate-threads=yes` or
+//! `strace -c -f`.
 
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use fanout::bridge::Bridge;
-use fanout::transport::{decode, RawPayload};
+use fanout::transport::RawPayload;
 use fanout::PubSub;
 use futures_core::Stream;
 
+mod bridge_common;
 #[path = "../tests/common/nats_server.rs"]
 mod nats_server;
 
+use bridge_common::{bridged, compare, now_ns, stamped, Received, Run, BURST};
 use nats_server::NatsCluster;
-
-const PAYLOAD: usize = 64;
-/// Throughput runs send bursts of this many frames and wait for each to arrive before
-/// the next, so that neither side outruns the receiver (a NATS server or client drops
-/// frames for a subscriber that falls behind: that would measure drops, not delivery).
-const BURST: u64 = 1000;
-
-fn base() -> Instant {
-    static BASE: OnceLock<Instant> = OnceLock::new();
-    *BASE.get_or_init(Instant::now)
-}
-
-fn now_ns() -> u64 {
-    base().elapsed().as_nanos() as u64
-}
-
-/// A 64-byte payload whose first 8 bytes are the send time.
-fn stamped() -> [u8; PAYLOAD] {
-    let mut p = [7u8; PAYLOAD];
-    p[..8].copy_from_slice(&now_ns().to_be_bytes());
-    p
-}
-
-fn sent_at(payload: &[u8]) -> u64 {
-    u64::from_be_bytes(payload[..8].try_into().unwrap())
-}
-
-/// Deliveries counted and latencies recorded by a receiver.
-#[derive(Default)]
-struct Received {
-    count: AtomicU64,
-    /// When the last one arrived (`now_ns`).
-    last_ns: AtomicU64,
-    latencies: Mutex<Vec<u64>>,
-    /// Paced runs: told of every arrival, so the publisher waits blocked, not spinning
-    /// (on a 2-core machine a spinning waiter takes a core from the threads it waits on).
-    arrivals: Mutex<Option<std::sync::mpsc::Sender<()>>>,
-}
-
-impl Received {
-    fn paced() -> (Arc<Self>, std::sync::mpsc::Receiver<()>) {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let received = Self::default();
-        *received.arrivals.lock().unwrap() = Some(tx);
-        (Arc::new(received), rx)
-    }
-
-    fn record(&self, payload: &[u8], keep_latency: bool) {
-        if keep_latency {
-            let lat = now_ns().saturating_sub(sent_at(payload));
-            self.latencies.lock().unwrap().push(lat);
-        }
-        self.last_ns.store(now_ns(), Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Release);
-        if keep_latency {
-            if let Some(arrivals) = &*self.arrivals.lock().unwrap() {
-                let _ = arrivals.send(());
-            }
-        }
-    }
-
-    /// Waits until `n` arrived or nothing arrived for 500 ms; returns (arrived, frames/s
-    /// from `start_ns` to the last arrival). A receiver that could not keep up (the
-    /// client or server dropped frames for it) shows as fewer than `n`.
-    fn settle(&self, n: u64, start_ns: u64) -> (u64, f64) {
-        let mut last = (self.count.load(Ordering::Acquire), Instant::now());
-        loop {
-            let count = self.count.load(Ordering::Acquire);
-            if count >= n {
-                break;
-            }
-            if count != last.0 {
-                last = (count, Instant::now());
-            } else if last.1.elapsed() > Duration::from_millis(500) {
-                break;
-            }
-            thread::sleep(Duration::from_micros(50));
-        }
-        let count = self.count.load(Ordering::Acquire);
-        let secs = (self.last_ns.load(Ordering::Relaxed) - start_ns) as f64 / 1e9;
-        (count, count as f64 / secs)
-    }
-
-    /// Waits (sleeping, not spinning) until `n` arrived.
-    fn wait_count(&self, n: u64) {
-        let limit = Instant::now() + Duration::from_secs(30);
-        while self.count.load(Ordering::Acquire) < n {
-            assert!(
-                Instant::now() < limit,
-                "{} of {n} arrived",
-                self.count.load(Ordering::Acquire)
-            );
-            thread::sleep(Duration::from_micros(20));
-        }
-    }
-
-    fn percentiles(&self) -> (f64, f64) {
-        let mut l = self.latencies.lock().unwrap().clone();
-        l.sort_unstable();
-        let at = |q: f64| l[((l.len() as f64 * q) as usize).min(l.len() - 1)] as f64 / 1000.0;
-        (at(0.5), at(0.99))
-    }
-}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -155,8 +62,9 @@ async fn next(sub: &mut async_nats::Subscriber) -> Option<async_nats::Message> {
 }
 
 /// The raw loop: a subscriber client on its own thread, a publisher client on this
-/// one. Returns (frames/s, p50 µs, p99 µs); `paced`: one frame in flight at a time.
-fn raw(url: &str, frames: u64, paced: bool) -> (f64, f64, f64) {
+/// one, publishing bursts of [`BURST`] with `publish().await` and one `flush()` each
+/// (paced: one frame in flight at a time, flushed).
+fn raw(url: &str, frames: u64, paced: bool) -> Run {
     let (received, arrivals) = Received::paced();
     let (ready_tx, ready) = std::sync::mpsc::channel();
     let subscriber = {
@@ -198,7 +106,7 @@ fn raw(url: &str, frames: u64, paced: bool) -> (f64, f64, f64) {
                 }
                 client.flush().await.unwrap();
             });
-            received.wait_count((burst + 1) * BURST);
+            assert!(received.wait_for((burst + 1) * BURST, Duration::from_secs(30)));
         }
     }
     let (arrived, rate) = received.settle(frames, start);
@@ -206,108 +114,43 @@ fn raw(url: &str, frames: u64, paced: bool) -> (f64, f64, f64) {
         println!("raw: {arrived} of {frames} arrived (the subscriber fell behind)");
     }
     subscriber.join().unwrap();
-    let (p50, p99) = if paced {
-        received.percentiles()
-    } else {
-        (0.0, 0.0)
-    };
-    (rate, p50, p99)
+    let (p50, p99) = received.percentiles();
+    Run {
+        rate: if paced { 0.0 } else { rate },
+        p50,
+        p99,
+    }
 }
 
-fn bridged(url: &str, frames: u64, paced: bool) -> (f64, f64, f64) {
-    let (a, b) = (
-        PubSub::<[u8]>::new().unwrap(),
-        PubSub::<[u8]>::new().unwrap(),
-    );
-    let ns = format!("bench{frames}{paced}");
-    let bridge_a = Bridge::builder(url, &ns)
-        .queue_capacity(frames as usize)
-        .attach(&a)
-        .unwrap();
-    let bridge_b = Bridge::builder(url, &ns).attach(&b).unwrap();
-    let (received, arrivals) = Received::paced();
-    let id = b.generate_client_id();
-    let r = Arc::clone(&received);
-    b.register(id, move |f| r.record(decode(f).unwrap().payload, paced))
-        .unwrap();
-    b.subscribe(id, "t").unwrap();
-    while !(bridge_a.stats().connected && bridge_b.stats().channels == 1) {
-        thread::sleep(Duration::from_millis(5));
-    }
-    thread::sleep(Duration::from_millis(50)); // the SUB reaches the server
-    let topic = a.topic("t").unwrap();
-    let start = now_ns();
-    if paced {
-        for _ in 0..frames {
-            a.broadcast(&topic, &stamped()[..], &RawPayload).unwrap();
-            arrivals.recv().unwrap();
-        }
-    } else {
-        for burst in 0..frames / BURST {
-            for _ in 0..BURST {
-                a.broadcast(&topic, &stamped()[..], &RawPayload).unwrap();
-            }
-            received.wait_count((burst + 1) * BURST);
-        }
-    }
-    let (arrived, rate) = received.settle(frames, start);
-    if arrived < frames {
-        println!(
-            "bridge: {arrived} of {frames} arrived: {:?} {:?}",
-            bridge_a.stats(),
-            bridge_b.stats()
-        );
-    }
-    assert_eq!(bridge_a.stats().dropped, 0);
-    let (p50, p99) = if paced {
-        received.percentiles()
-    } else {
-        (0.0, 0.0)
-    };
-    (rate, p50, p99)
+/// The bridge between two engines on `url`, one callback subscriber on the receiving
+/// engine; throughput in bursts of [`BURST`] (as the raw loop), or paced.
+fn bridge_run(url: &str, frames: u64, paced: bool) -> Run {
+    static RUN: AtomicU64 = AtomicU64::new(0);
+    let ns = format!("bench{}", RUN.fetch_add(1, Ordering::Relaxed));
+    bridged(
+        || Bridge::builder(url, &ns),
+        1,
+        frames,
+        BURST,
+        paced,
+        |b| b.stats().channels == 1,
+    )
 }
 
-/// The median of `runs` values.
-fn median(mut runs: Vec<f64>) -> f64 {
-    runs.sort_by(f64::total_cmp);
-    runs[runs.len() / 2]
-}
-
-fn throughput_and_latency() {
-    const ROUNDS: usize = 3;
+fn throughput_and_latency(rounds: usize) {
     let cluster = NatsCluster::start(1);
     let url = cluster.url_of(0);
     let frames = 200_000;
-    let mut runs = vec![[Vec::new(), Vec::new(), Vec::new()]; 2];
-    for _ in 0..ROUNDS {
-        let (rate, _, _) = raw(&url, frames, false);
-        let (_, p50, p99) = raw(&url, 2_000, true);
-        for (v, x) in runs[0].iter_mut().zip([rate, p50, p99]) {
-            v.push(x);
-        }
-        let (rate, _, _) = bridged(&url, frames, false);
-        let (_, p50, p99) = bridged(&url, 2_000, true);
-        for (v, x) in runs[1].iter_mut().zip([rate, p50, p99]) {
-            v.push(x);
-        }
-    }
-    let m: Vec<[f64; 3]> = runs
-        .into_iter()
-        .map(|[a, b, c]| [median(a), median(b), median(c)])
-        .collect();
-    let (raw, br) = (m[0], m[1]);
-    println!("| raw frames/s | bridge frames/s | ratio | raw p50 / p99 µs | bridge p50 / p99 µs | p50 ratio |");
-    println!("|---|---|---|---|---|---|");
-    println!(
-        "| {:.0} | {:.0} | {:.2}× | {:.1} / {:.1} | {:.1} / {:.1} | {:.2}× |",
-        raw[0],
-        br[0],
-        br[0] / raw[0],
-        raw[1],
-        raw[2],
-        br[1],
-        br[2],
-        br[1] / raw[1]
+    compare(
+        "nats, 1 remote subscriber",
+        rounds,
+        || (raw(&url, frames, false), raw(&url, 2_000, true)),
+        || {
+            (
+                bridge_run(&url, frames, false),
+                bridge_run(&url, 2_000, true),
+            )
+        },
     );
 }
 
@@ -391,13 +234,33 @@ fn quarter() {
 }
 
 fn main() {
-    let filter: Vec<String> = std::env::args()
+    let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let wants = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
+    let frames = || args.get(1).and_then(|n| n.parse().ok()).unwrap_or(20_000);
+    // One run each, for callgrind or `strace -c -f`: `profile_bridge [FRAMES]`,
+    // `profile_raw [FRAMES]`.
+    match args.first().map(String::as_str) {
+        Some("profile_bridge") => {
+            let cluster = NatsCluster::start(1);
+            let run = bridge_run(&cluster.url_of(0), frames(), false);
+            return println!("bridge: {:.0} frames/s", run.rate);
+        }
+        Some("profile_raw") => {
+            let cluster = NatsCluster::start(1);
+            let run = raw(&cluster.url_of(0), frames(), false);
+            return println!("raw: {:.0} frames/s", run.rate);
+        }
+        _ => {}
+    }
+    let wants = |name: &str| args.is_empty() || args.iter().any(|f| name.contains(f.as_str()));
+    let rounds = std::env::var("ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
     if wants("throughput") || wants("latency") {
-        throughput_and_latency();
+        throughput_and_latency(rounds);
     }
     if wants("quarter") {
         quarter();

@@ -49,7 +49,13 @@ async fn recv_or_hang<M>(channel: &AsyncChannel<M>) -> Result<M, crossbeam_chann
     tokio::select! {
         biased;
         _ = tokio::time::sleep(HANG) => {
-            panic!("a consumer parked in recv() was never woken (lost wake-up)")
+            // Queued items mean a lost wake-up; none queued and some dropped, an overflow
+            // (the test's capacity too small for a consumer starved by a loaded machine).
+            panic!(
+                "a consumer parked in recv() was never woken (lost wake-up): {} queued, {} dropped",
+                channel.len(),
+                channel.dropped()
+            )
         }
         received = channel.recv() => received,
     }
@@ -272,10 +278,19 @@ fn a_task_parked_in_recv_is_always_woken_on_a_hand_rolled_executor() {
 fn many_publishers_wake_one_consumer_and_nothing_is_lost() {
     let rt = runtime();
     let feed = Broadcaster::<(u32, u32)>::start().unwrap();
-    let channel = feed
-        .subscribe_async_with(ChannelConfig::new(4096, OverflowPolicy::DropNewest))
-        .unwrap();
     const PER: u32 = 2_000;
+    // Room for every item. With fewer slots than the publishers send (it had 4,096 for
+    // 6,000), a consumer starved by a loaded machine lets the queue fill, DropNewest
+    // drops, and the test fails with a gap in a publisher's sequence or — when only the
+    // last items were dropped — waiting for items that were never queued, which its hang
+    // guard reports as a lost wake-up. That is the policy working, not a lost wake-up;
+    // with room for all, any gap or hang here is one.
+    let channel = feed
+        .subscribe_async_with(ChannelConfig::new(
+            3 * PER as usize,
+            OverflowPolicy::DropNewest,
+        ))
+        .unwrap();
     let publishers: Vec<_> = (0..3)
         .map(|p| {
             let feed = feed.clone();
@@ -295,7 +310,12 @@ fn many_publishers_wake_one_consumer_and_nothing_is_lost() {
         while total < 3 * PER {
             let (p, i) = recv_or_hang(&channel).await.unwrap();
             // Per-publisher order is kept.
-            assert_eq!(i, next[p as usize]);
+            assert_eq!(
+                i,
+                next[p as usize],
+                "publisher {p}: a gap after {total} received, {} dropped",
+                channel.dropped()
+            );
             next[p as usize] += 1;
             total += 1;
         }

@@ -406,6 +406,84 @@ fn bad_envelopes_from_a_raw_client_are_counted_and_skipped(layout: ChannelLayout
 }
 both_layouts!(bad_envelopes_from_a_raw_client_are_counted_and_skipped);
 
+/// Batch envelopes (mode 3) from a raw client: a malformed batch is one bad envelope and
+/// delivers nothing — not even its good frames, whose numbers would otherwise move the
+/// stream — and a good one is checked frame by frame (gaps, duplicates) like plain
+/// envelopes.
+fn batch_envelopes_from_a_raw_client_are_checked_whole(layout: ChannelLayout) {
+    let redis = RedisServer::start();
+    let b = PubSub::<str>::new().unwrap();
+    let bridge_b = bridge(&b, &redis.url(), "batch", layout);
+    wait_connected(&[&bridge_b]);
+    let inbox = subscriber(&b, "t");
+    wait_serving(&bridge_b, 1);
+
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut raw = client.get_connection().unwrap();
+    // (sequence, client, frame) items behind a batch header from origin 0xF0F1.
+    let batch = |count: u32, items: &[(u64, u64, Vec<u8>)]| {
+        let mut m = vec![1, 3];
+        m.extend_from_slice(&0xF0F1u128.to_be_bytes());
+        m.extend_from_slice(&[0; 16]);
+        m.extend_from_slice(&count.to_be_bytes());
+        for (sequence, client, frame) in items {
+            m.extend_from_slice(&sequence.to_be_bytes());
+            m.extend_from_slice(&client.to_be_bytes());
+            m.extend_from_slice(&(frame.len() as u32).to_be_bytes());
+            m.extend_from_slice(frame);
+        }
+        m
+    };
+    let push = |payload: &str| encode_push("t", payload.as_bytes()).unwrap().to_vec();
+    let early = (100, 0, push("never"));
+    let mut with_sequence = batch(1, &[(1, 0, push("never"))]);
+    with_sequence[25] = 1;
+    let mut trailing = batch(1, &[(1, 0, push("never"))]);
+    trailing.push(0);
+    let mut bad = vec![
+        batch(0, &[]),
+        batch(2, std::slice::from_ref(&early)),
+        batch(1, &[early.clone(), (101, 0, push("never"))]),
+        batch(2, &[early.clone(), (101, 0, b"\x01\x01\x00".to_vec())]),
+        with_sequence,
+        trailing,
+    ];
+    let channel = match layout {
+        ChannelLayout::PerTopic => {
+            // A good frame for topic `t`, then one for `u`, on topic `t`'s channel.
+            let other = encode_push("u", b"p").unwrap().to_vec();
+            bad.push(batch(2, &[early.clone(), (101, 0, other)]));
+            "batch:t:t"
+        }
+        _ => "batch",
+    };
+    let publish = |raw: &mut redis::Connection, m: &[u8]| {
+        redis::cmd("PUBLISH").arg(channel).arg(m).exec(raw).unwrap();
+    };
+    for m in &bad {
+        publish(&mut raw, m);
+    }
+    let good = batch(
+        4,
+        &[
+            (5, 0, push("b1")),
+            (6, 3, push("b2")),
+            (9, 0, push("b3")),    // 7 and 8 missed
+            (9, 0, push("again")), // a replay
+        ],
+    );
+    publish(&mut raw, &good);
+    assert!(eventually(WAIT, || bridge_b.stats().received == 3));
+    let stats = bridge_b.stats();
+    assert_eq!(stats.bad_envelopes, bad.len() as u64);
+    assert_eq!((stats.gaps, stats.duplicates), (2, 1));
+    assert_eq!(
+        inbox.payloads(),
+        [b"b1".to_vec(), b"b2".to_vec(), b"b3".to_vec()]
+    );
+}
+both_layouts!(batch_envelopes_from_a_raw_client_are_checked_whole);
+
 #[test]
 fn shutdown_while_disconnected_is_prompt_and_joins() {
     let port = free_port(); // nobody listens

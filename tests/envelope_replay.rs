@@ -223,6 +223,60 @@ fn presence_envelope_random() {
     assert!(valid > 1_200, "only {valid} presence cases were valid");
 }
 
+/// Batch envelopes (mode 3): valid batches of 1–5 frames, then maybe one mutation
+/// (a cut, an extra byte, a flipped bit, the count or a length overwritten), through
+/// every check of the target.
+#[test]
+fn batch_envelope_random() {
+    use fanout::transport::decode_batch_envelope;
+
+    let mut rng = Rng(0x5EED_E4E1_0003);
+    let mut valid = 0;
+    for case in 0..5_000 {
+        let n = 1 + rng.below(5);
+        let mut data = vec![1, 3];
+        data.extend_from_slice(&rng.bytes(16));
+        data.extend_from_slice(&[0; 16]);
+        data.extend_from_slice(&(n as u32).to_be_bytes());
+        let mut lengths = Vec::new();
+        for _ in 0..n {
+            let topic: String = (0..1 + rng.below(8))
+                .map(|_| char::from(b'a' + rng.below(26) as u8))
+                .collect();
+            let payload_len = rng.below(24);
+            let frame = encode_push(&topic, &rng.bytes(payload_len)).unwrap();
+            data.extend_from_slice(&rng.next().to_be_bytes());
+            let client = if rng.below(2) == 0 { 0 } else { rng.next() };
+            data.extend_from_slice(&client.to_be_bytes());
+            lengths.push(data.len());
+            data.extend_from_slice(&(frame.len() as u32).to_be_bytes());
+            data.extend_from_slice(&frame);
+        }
+        match rng.below(7) {
+            0 | 1 => {}
+            2 => {
+                let cut = rng.below(data.len());
+                data.truncate(cut);
+            }
+            3 => data.push(rng.next() as u8),
+            4 => {
+                let i = rng.below(data.len());
+                data[i] ^= 1 << rng.below(8);
+            }
+            5 => data[37] = rng.next() as u8,
+            _ => {
+                let at = lengths[rng.below(lengths.len())];
+                data[at + 3] = rng.next() as u8;
+            }
+        }
+        if decode_batch_envelope(&data).is_ok() {
+            valid += 1;
+        }
+        replay(&format!("batch case {case}"), &data);
+    }
+    assert!(valid > 1_200, "only {valid} batch cases were valid");
+}
+
 /// `FANOUT_WRITE_SEEDS=1 cargo test --test envelope_replay write_seeds` rewrites the
 /// hand-made seeds into `fuzz/corpus/envelope_decode/` (names start with `seed-`).
 #[test]

@@ -1,11 +1,19 @@
 //! [`Batch`]: envelopes to publish, back to back in one buffer — what the engine side
 //! hands a backend, and what a backend that needs owned buffers slices without copying.
+//!
+//! An envelope carries one frame (modes 0 and 1) or several frames for one channel or
+//! subject that were queued together (a batch envelope, mode 3: see
+//! [`envelope`](crate::transport::envelope)); each item says how many frames it
+//! carries, so the backend counts frames, not messages.
 
 use std::ops::Range;
 
 use bytes::Bytes;
 
-use crate::transport::envelope::{encode_presence_envelope, EnvelopeHeader, ENVELOPE_HEADER_LEN};
+use crate::transport::envelope::{
+    begin_batch, encode_presence_envelope, push_batch_frame, set_batch_count, EnvelopeHeader,
+    NodeId, BATCH_HEADER_LEN, BATCH_ITEM_HEADER_LEN, ENVELOPE_HEADER_LEN,
+};
 use crate::transport::presence_sync::Message;
 
 /// One envelope of a batch: where its parts are in the batch's buffer.
@@ -15,6 +23,8 @@ pub(crate) struct Item {
     topic: Range<usize>,
     /// The whole envelope.
     envelope: Range<usize>,
+    /// Broadcast frames it carries (0 for presence).
+    frames: u32,
 }
 
 /// Envelopes to publish, back to back in one buffer (one allocation per batch, not per
@@ -27,16 +37,43 @@ pub(crate) struct Batch {
 
 impl Batch {
     /// Appends the envelope of `header` and `frame`, a Push frame whose topic is
-    /// `topic` (a slice of `frame`).
-    pub(crate) fn push(&mut self, header: &EnvelopeHeader, frame: &[u8], topic: &str) {
+    /// `frame[topic]`.
+    pub(crate) fn push(&mut self, header: &EnvelopeHeader, frame: &[u8], topic: Range<usize>) {
         let start = self.buffer.len();
-        // The topic's offset inside the frame: both are slices of one buffer.
-        let topic_at = topic.as_ptr() as usize - frame.as_ptr() as usize;
         header.encode_into(frame, &mut self.buffer);
-        let topic_start = start + ENVELOPE_HEADER_LEN + topic_at;
+        let at = start + ENVELOPE_HEADER_LEN;
         self.items.push(Item {
-            topic: topic_start..topic_start + topic.len(),
+            topic: at + topic.start..at + topic.end,
             envelope: start..self.buffer.len(),
+            frames: 1,
+        });
+    }
+
+    /// Appends one batch envelope from `origin` carrying `frames` (header, Push frame,
+    /// and the offset of its topic in the frame), in order; the item's topic is the
+    /// first frame's (all go to one channel or subject).
+    pub(crate) fn push_coalesced<'f>(
+        &mut self,
+        origin: NodeId,
+        frames: impl Iterator<Item = (EnvelopeHeader, &'f [u8], Range<usize>)>,
+    ) {
+        let start = self.buffer.len();
+        begin_batch(origin, &mut self.buffer);
+        let mut count = 0u32;
+        let mut topic = start..start;
+        for (header, frame, topic_in_frame) in frames {
+            if count == 0 {
+                let at = start + BATCH_HEADER_LEN + BATCH_ITEM_HEADER_LEN;
+                topic = at + topic_in_frame.start..at + topic_in_frame.end;
+            }
+            push_batch_frame(header.audience, header.sequence, frame, &mut self.buffer);
+            count += 1;
+        }
+        set_batch_count(&mut self.buffer[start..], count);
+        self.items.push(Item {
+            topic,
+            envelope: start..self.buffer.len(),
+            frames: count,
         });
     }
 
@@ -48,6 +85,7 @@ impl Batch {
         self.items.push(Item {
             topic: start..start,
             envelope: start..self.buffer.len(),
+            frames: 0,
         });
     }
 
@@ -78,6 +116,12 @@ impl Batch {
 }
 
 impl Item {
+    /// Broadcast frames this envelope carries (0: presence).
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn frames(&self) -> u32 {
+        self.frames
+    }
+
     /// This item's topic and envelope in `buffer`, the buffer [`Batch::take`] returned.
     #[cfg_attr(not(feature = "nats"), allow(dead_code))]
     pub(crate) fn parts<'b>(&self, buffer: &'b Bytes) -> (&'b str, Bytes) {

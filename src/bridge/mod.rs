@@ -58,8 +58,12 @@
 //! a broadcast and the socket, not two). Frames from one publishing thread keep their
 //! order on every node. Each goes out in an [envelope](crate::transport::envelope):
 //! version, mode, this node's random 128-bit id, a sequence number per (node, topic),
-//! the Push frame. The backends share the numbering, the envelopes and the counting;
-//! they differ only in the transport.
+//! the Push frame. Frames that were already queued together and go to the same channel
+//! or subject share one *batch envelope* (each keeps its own sequence number), so the
+//! broker and every receiver pay their per-message costs once per run of frames; a
+//! frame alone in the queue goes at once in its own envelope (batching never makes a
+//! frame wait). The backends share the numbering, the envelopes and the counting; they
+//! differ only in the transport.
 //!
 //! # What a receiving node does
 //!
@@ -208,6 +212,9 @@ mod batch;
 mod framer;
 mod inbound;
 mod interest;
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod loom_seam;
 #[cfg(feature = "nats")]
 mod nats;
 mod outbound;
@@ -233,7 +240,7 @@ use crate::transport::envelope::NodeId;
 use crate::vocab::error::Error;
 use backend::{Backend, Feed};
 use backoff::Backoff;
-use framer::Framer;
+use framer::{Framer, Routes};
 use inbound::Inbound;
 use interest::InterestChange;
 use outbound::{PresenceLink, Publisher};
@@ -362,8 +369,7 @@ impl Bridge {
         }
         if let Some((exchange, unwatch)) = self.presence.take() {
             // The others were told (a goodbye); here, their members leave the list.
-            unwatch();
-            exchange.forget_all();
+            unlink_presence(&exchange, &unwatch);
         }
         self.tap.release();
     }
@@ -601,40 +607,9 @@ impl BridgeBuilder {
         let presence_link = match self.presence {
             None => None,
             Some((timing, heartbeat)) => {
-                let (changes_tx, changes) = crossbeam_channel::unbounded();
-                let (kick, kicks) = crossbeam_channel::bounded(1);
-                let members = pubsub
-                    .watch_presence(changes_tx, node)
-                    .map_err(|_| BridgeError::Closed)?;
-                let weak = pubsub.downgrade();
-                let deliver: Deliver = Box::new(move |topic, frame| {
-                    weak.upgrade().is_some_and(|engine| {
-                        !matches!(
-                            engine.deliver_remote_presence(topic, frame),
-                            Err(Error::Closed)
-                        )
-                    })
-                });
-                let exchange = Arc::new(Exchange::new(
-                    node, timing, heartbeat, members, kick, deliver,
-                ));
-                let view: Arc<dyn RemoteMembers> = Arc::clone(&exchange) as _;
-                pubsub.tap().remote_members.set(Some(view));
-                let weak = pubsub.downgrade();
-                bridge.presence = Some((
-                    Arc::clone(&exchange),
-                    Box::new(move || {
-                        if let Some(engine) = weak.upgrade() {
-                            engine.unwatch_presence();
-                            engine.tap().remote_members.set(None);
-                        }
-                    }),
-                ));
-                Some(PresenceLink {
-                    exchange,
-                    changes,
-                    kicks,
-                })
+                let (link, unwatch) = link_presence(pubsub, node, timing, heartbeat)?;
+                bridge.presence = Some((Arc::clone(&link.exchange), unwatch));
+                Some(link)
             }
         };
         // Interest-routed: the engine's interest events go to the publisher thread,
@@ -670,12 +645,19 @@ impl BridgeBuilder {
                 .as_ref()
                 .map(|link| Arc::clone(&link.exchange)),
         };
+        // A backend that routes by interest puts each topic on its own channel or
+        // subject; the others put every topic on one (what may share a batch envelope).
+        let routes = if backend.routes_by_interest() {
+            Routes::PerTopic
+        } else {
+            Routes::OneChannel
+        };
         // On a failure below `bridge` drops: detached, the spawned threads joined.
         let (feed, queue) = if drains {
             let feed = Feed {
                 tap: Arc::clone(&bridge.tap),
                 queue,
-                framer: Framer::new(node, Arc::clone(&bridge.tap)),
+                framer: Framer::new(node, Arc::clone(&bridge.tap), routes, self.max_message_len),
             };
             (Some(feed), crossbeam_channel::never())
         } else {
@@ -685,7 +667,7 @@ impl BridgeBuilder {
         bridge.threads.extend(threads);
         let publisher = Publisher {
             outlet,
-            framer: Framer::new(node, Arc::clone(&bridge.tap)),
+            framer: Framer::new(node, Arc::clone(&bridge.tap), routes, self.max_message_len),
             queue,
             manages_connection: !drains,
             stop,
@@ -702,6 +684,61 @@ impl BridgeBuilder {
         bridge.threads.push(spawned);
         Ok(bridge)
     }
+}
+
+/// Links the engine's presence to a new exchange for `node`: the engine hands every
+/// change to the returned link (for the publisher thread) and lists other engines'
+/// members from the exchange; the returned closure undoes both.
+fn link_presence<M: ?Sized + 'static>(
+    pubsub: &PubSub<M>,
+    node: NodeId,
+    timing: Timing,
+    heartbeat: Duration,
+) -> Result<(PresenceLink, Unwatch), BridgeError> {
+    let (changes_tx, changes) = crossbeam_channel::unbounded();
+    let (kick, kicks) = crossbeam_channel::bounded(1);
+    let members = pubsub
+        .watch_presence(changes_tx, node)
+        .map_err(|_| BridgeError::Closed)?;
+    let weak = pubsub.downgrade();
+    let deliver: Deliver = Box::new(move |topic, frame| {
+        weak.upgrade().is_some_and(|engine| {
+            !matches!(
+                engine.deliver_remote_presence(topic, frame),
+                Err(Error::Closed)
+            )
+        })
+    });
+    let exchange = Arc::new(Exchange::new(
+        node, timing, heartbeat, members, kick, deliver,
+    ));
+    let view: Arc<dyn RemoteMembers> = Arc::clone(&exchange) as _;
+    pubsub.tap().remote_members.set(Some(view));
+    let weak = pubsub.downgrade();
+    let unwatch: Unwatch = Box::new(move || {
+        if let Some(engine) = weak.upgrade() {
+            engine.unwatch_presence();
+            engine.tap().remote_members.set(None);
+        }
+    });
+    Ok((
+        PresenceLink {
+            exchange,
+            changes,
+            kicks,
+        },
+        unwatch,
+    ))
+}
+
+/// Undoes [`link_presence`] once the bridge's threads are gone: the other engines'
+/// members leave this engine's list, with the events, while the engine still lists them
+/// through the exchange; then the engine stops watching and forgets the exchange. In the
+/// other order a `subscribe_with_members` in between copied a list without them and then
+/// got their leaves (found by the loom model of a detach, `loom-tests/tests/presence.rs`).
+fn unlink_presence(exchange: &Exchange, unwatch: &Unwatch) {
+    exchange.forget_all();
+    unwatch();
 }
 
 /// 128 bits no other engine is likely to draw: two hashes keyed by `ahash`'s random

@@ -13,9 +13,10 @@
 //! and the publisher thread (a node silent too long is taken as down). Each does it
 //! holding `turn` from the change to the delivery of its events, so events reach
 //! subscribers in the order the replica changed; `list` takes only the state's lock,
-//! briefly.
+//! briefly. Both locks are `crate::sync`'s, so the loom models of presence across hosts
+//! (`loom-tests/tests/presence.rs`) see them.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -24,6 +25,7 @@ use crossbeam_channel::Sender;
 use crate::engine::presence_table::PresenceChange;
 use crate::face::remote_members::RemoteMembers;
 use crate::presence::replica::{Change, Event, Local, Replica, Timing};
+use crate::sync::{lock, Mutex};
 use crate::transport::presence::{encode_presence, PresenceEvent};
 use crate::transport::presence_sync::Message;
 use crate::vocab::client::ClientId;
@@ -52,10 +54,6 @@ pub(crate) struct Exchange {
     deliver: Deliver,
     /// How often a node sends a heartbeat.
     pub(crate) heartbeat: Duration,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Exchange {

@@ -4,9 +4,15 @@
 
 use std::cell::Cell;
 
+use crate::sync::thread_local;
+
 thread_local! {
     /// Whether this thread is delivering presence events now.
-    static DELIVERING: Cell<bool> = const { Cell::new(false) };
+    // Not `const { .. }`-initialised: loom's `thread_local!` (one per modelled thread,
+    // picked in `crate::sync`) takes an ordinary expression only. The lazy check it costs
+    // is paid per presence delivery, never per broadcast.
+    #[allow(clippy::missing_const_for_thread_local)]
+    static DELIVERING: Cell<bool> = Cell::new(false);
 }
 
 /// Marks this thread as delivering presence events until dropped.

@@ -3,8 +3,9 @@
 //! [`PubSub::count_members`](crate::PubSub::count_members) add to this engine's own
 //! table while a bridge is attached.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use crate::sync::{lock, Mutex};
 use crate::vocab::member::Member;
 
 /// A view of other engines' members.
@@ -18,25 +19,20 @@ pub(crate) trait RemoteMembers: Send + Sync {
     fn in_turn(&self, body: &mut dyn FnMut());
 }
 
-/// The slot a bridge puts its view in: every handle of one engine shares it.
+/// The slot a bridge puts its view in: every handle of one engine shares it. A
+/// `crate::sync` mutex, so the loom models see a bridge detaching race a subscriber.
 #[derive(Default)]
 pub(crate) struct RemoteSlot(Mutex<Option<Arc<dyn RemoteMembers>>>);
 
 impl RemoteSlot {
     /// Puts `view` in (or takes it out with `None`).
     pub(crate) fn set(&self, view: Option<Arc<dyn RemoteMembers>>) {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = view;
+        *lock(&self.0) = view;
     }
 
     /// The view, if a bridge is attached. The slot's lock is held only to clone it, so
     /// listing never waits for another list.
     pub(crate) fn get(&self) -> Option<Arc<dyn RemoteMembers>> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        lock(&self.0).clone()
     }
 }

@@ -12,6 +12,7 @@ mod imp {
     pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, Ordering};
     pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard};
     pub(crate) use std::thread::{self, JoinHandle, ThreadId};
+    pub(crate) use std::thread_local;
 
     /// The bounded MPMC queue used for the command queue and for channel sinks.
     pub(crate) use crossbeam_channel as queue;
@@ -67,6 +68,9 @@ mod imp {
     pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, Ordering};
     pub(crate) use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
     pub(crate) use loom::thread::{self, JoinHandle, ThreadId};
+    /// Loom runs every modelled thread on one OS thread, so a `std` thread-local would be
+    /// shared by all of them; loom's is per modelled thread.
+    pub(crate) use loom::thread_local;
 
     pub(crate) use super::loom_queue as queue;
 

@@ -1,7 +1,7 @@
 //! [`WakerSlot`]: where an async consumer parks its [`Waker`] for the publishers of its
 //! queue to find.
 //!
-//! An [`AsyncChannel`](crate::AsyncChannel) is a bounded crossbeam queue (the same one a
+//! An `AsyncChannel` (feature `async`) is a bounded crossbeam queue (the same one a
 //! [`Channel`](crate::Channel) reads) plus this slot. The queue carries the items; the
 //! slot only answers "is somebody asleep on this queue, and how do I wake them?". It is
 //! the classic lost-wake-up protocol, the one crossbeam's own `SyncWaker` and tokio's
@@ -63,7 +63,7 @@ use smallvec::SmallVec;
 
 use crate::sync::{fence, lock, AtomicBool, Mutex, Ordering};
 
-/// Who parked a waker: a [`recv`](crate::AsyncChannel::recv) future, by the key it holds
+/// Who parked a waker: an `AsyncChannel::recv` future, by the key it holds
 /// so that it can replace or withdraw its own entry; or an anonymous poll
 /// (`poll_recv`, `Stream::poll_next`), which has nowhere to keep a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

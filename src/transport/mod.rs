@@ -14,8 +14,10 @@ mod serialiser;
 
 pub use crate::vocab::node::NodeId;
 pub use envelope::{
-    decode_envelope, decode_presence_envelope, encode_presence_envelope, Audience, Envelope,
-    EnvelopeError, EnvelopeHeader, ENVELOPE_HEADER_LEN, ENVELOPE_VERSION, MODE_PRESENCE,
+    decode_batch_envelope, decode_envelope, decode_presence_envelope, encode_batch_envelope,
+    encode_presence_envelope, Audience, BatchEnvelope, BatchFrames, Envelope, EnvelopeError,
+    EnvelopeHeader, BATCH_HEADER_LEN, BATCH_ITEM_HEADER_LEN, ENVELOPE_HEADER_LEN, ENVELOPE_VERSION,
+    MODE_BATCH, MODE_PRESENCE,
 };
 pub use frame::{decode, encode_push, DecodeError, PushFrame, FRAME_KIND_PUSH, FRAME_VERSION};
 pub use presence::{

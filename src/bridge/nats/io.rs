@@ -501,7 +501,7 @@ impl Forwarder {
             // then give up on the rest (numbered: receivers see the gap).
             let publish = self.client.publish(subject, envelope);
             match tokio::time::timeout(self.io_timeout, publish).await {
-                Ok(Ok(())) => sent += 1,
+                Ok(Ok(())) => sent += u64::from(item.frames()),
                 Ok(Err(_)) | Err(_) => break,
             }
         }
