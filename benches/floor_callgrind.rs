@@ -30,7 +30,14 @@
 //!   `e2e_crossbeam_boxed` (each sender behind its own `Arc`, as fanout's sink),
 //!   `e2e_crossbeam_boxed_pf` (the same, prefetching the sender 4 ahead),
 //!   `e2e_crossbeam_inline` (the same holders side by side in the publisher's `Vec`) and
-//!   `e2e_crossbeam_fat` (receivers 48 bytes apart on the consumer's side);
+//!   `e2e_crossbeam_fat` (receivers 48 bytes apart on the consumer's side); and the
+//!   allocation-layout experiments `e2e_crossbeam_churn` (the raw queues allocated while
+//!   a list of one entry per queue is copied and the old copy freed, as a copy-on-write
+//!   subscriber list is when clients subscribe one by one: the queues land scattered in
+//!   the freed copies, as fanout's do) and `e2e_crossbeam_shuffled` (regular queues
+//!   walked in a scrambled order); `e2e_pubsub_frame` and `e2e_crossbeam_frame`: one
+//!   frame encoded beforehand, handed on by every broadcast (`broadcast_frame`) or cloned
+//!   into every queue;
 //! - mutations: `mutate` (`n` subscribe/unsubscribe round trips), `mutate_pre` (`n` topics
 //!   preloaded, then `[pairs]` (default 1,000) subscribe/unsubscribe pairs on them, one
 //!   round trip each), `apply_pre` (the same pairs through `PubSub::apply`, 256 per call). For
@@ -315,11 +322,11 @@ fn e2e_ratios(threaded: bool) {
     };
     println!("\n## floor_callgrind {title}: median of {PAIRS} same-run batch ratios (ns per delivery: median)\n");
     if threaded {
-        println!("| n | e2e_pubsub | e2e_broadcaster | e2e_crossbeam | pubsub / crossbeam | broadcaster / crossbeam | consumer parks per 1k deliveries (pubsub / broadcaster / crossbeam) |");
-        println!("|---|---|---|---|---|---|---|");
+        println!("| n | e2e_pubsub | e2e_broadcaster | e2e_crossbeam | pubsub / crossbeam | broadcaster / crossbeam | e2e_crossbeam_churn | pubsub / crossbeam_churn | consumer parks per 1k deliveries (pubsub / broadcaster / crossbeam) |");
+        println!("|---|---|---|---|---|---|---|---|---|");
     } else {
-        println!("| n | e2e_pubsub | e2e_broadcaster | e2e_crossbeam | pubsub / crossbeam | broadcaster / crossbeam |");
-        println!("|---|---|---|---|---|---|");
+        println!("| n | e2e_pubsub | e2e_broadcaster | e2e_crossbeam | pubsub / crossbeam | broadcaster / crossbeam | e2e_crossbeam_churn | pubsub / crossbeam_churn |");
+        println!("|---|---|---|---|---|---|---|---|");
     }
     for n in [16, 256, 4096] {
         let iters = E2E_BATCH / n;
@@ -328,9 +335,9 @@ fn e2e_ratios(threaded: bool) {
         let b_channels: Vec<_> = (0..n)
             .map(|_| broadcaster.subscribe_with(e2e_config()).unwrap())
             .collect();
-        let (senders, receivers): (Vec<_>, Vec<_>) = (0..n)
-            .map(|_| crossbeam_channel::bounded(e2e_config().capacity))
-            .unzip();
+        let (senders, receivers): (Vec<_>, Vec<_>) = crossbeam_queues(n, false).into_iter().unzip();
+        let (churned_tx, churned_rx): (Vec<_>, Vec<_>) =
+            crossbeam_queues(n, true).into_iter().unzip();
         // ns per delivery of one batch: `publish` and, on this thread, `drain` (one frame
         // from every queue) each time; or `publish` while another thread runs `consume`
         // (THREAD_BATCH frames from every queue, blocking) once per THREAD_BATCH publishes.
@@ -390,21 +397,45 @@ fn e2e_ratios(threaded: bool) {
                 }
             }
         };
+        let mut h_pub = || {
+            let frame = encode_push(TOPIC, black_box(&PAYLOAD)).unwrap();
+            for tx in &churned_tx {
+                tx.try_send(frame.clone()).unwrap();
+            }
+        };
+        let h_drain = || {
+            for rx in &churned_rx {
+                consume(&rx.try_recv().unwrap());
+            }
+            churned_rx.len()
+        };
+        let h_consume = || {
+            for rx in &churned_rx {
+                for _ in 0..THREAD_BATCH {
+                    consume(&rx.recv().unwrap());
+                }
+            }
+        };
         // Warm-up: one batch each.
         time(&mut p_pub, &p_drain, &p_consume);
         time(&mut b_pub, &b_drain, &b_consume);
         time(&mut c_pub, &c_drain, &c_consume);
+        time(&mut h_pub, &h_drain, &h_consume);
         let (mut p, mut b, mut c, mut pc, mut bc) = (vec![], vec![], vec![], vec![], vec![]);
+        let (mut h, mut ph) = (vec![], vec![]);
         let mut parks = [vec![], vec![], vec![]];
         for _ in 0..PAIRS {
             let (tp, sp) = time(&mut p_pub, &p_drain, &p_consume);
             let (tc, sc) = time(&mut c_pub, &c_drain, &c_consume);
             let (tb, sb) = time(&mut b_pub, &b_drain, &b_consume);
+            let (th, _) = time(&mut h_pub, &h_drain, &h_consume);
             p.push(tp);
             b.push(tb);
             c.push(tc);
+            h.push(th);
             pc.push(tp / tc);
             bc.push(tb / tc);
+            ph.push(tp / th);
             for (v, s) in parks.iter_mut().zip([sp, sb, sc]) {
                 v.push(s);
             }
@@ -425,12 +456,14 @@ fn e2e_ratios(threaded: bool) {
             String::new()
         };
         println!(
-            "| {n} | {:.2} | {:.2} | {:.2} | **{:.3}×** | {:.3}× |{parked}",
+            "| {n} | {:.2} | {:.2} | {:.2} | **{:.3}×** | {:.3}× | {:.2} | {:.3}× |{parked}",
             median(&mut p),
             median(&mut b),
             median(&mut c),
             median(&mut pc),
-            median(&mut bc)
+            median(&mut bc),
+            median(&mut h),
+            median(&mut ph)
         );
     }
 }
@@ -442,6 +475,35 @@ fn consume_channels(channels: &[Channel<Bytes>]) {
             consume(&channel.recv().unwrap());
         }
     }
+}
+
+/// `n` raw crossbeam queues of the `e2e_*` capacity. With `churn`, between two queues a
+/// list of 16-byte entries, one per queue so far, is copied and the previous copy freed
+/// — what a copy-on-write subscriber list does when clients subscribe one by one — so
+/// the queues land in the freed copies, scattered, as `PubSub` channel clients
+/// registered and subscribed one by one do, instead of at one regular stride.
+fn crossbeam_queues(
+    n: usize,
+    churn: bool,
+) -> Vec<(
+    crossbeam_channel::Sender<Bytes>,
+    crossbeam_channel::Receiver<Bytes>,
+)> {
+    let mut copy: Vec<[u64; 2]> = Vec::new();
+    let queues = (0..n)
+        .map(|i| {
+            let pair = crossbeam_channel::bounded(e2e_config().capacity);
+            if churn {
+                let mut next = Vec::with_capacity(i + 1 + i / 2);
+                next.extend_from_slice(&copy);
+                next.push([i as u64, 0]);
+                copy = black_box(next);
+            }
+            pair
+        })
+        .collect();
+    drop(copy);
+    queues
 }
 
 fn drain_channels(channels: &[Channel<Bytes>]) -> usize {
@@ -676,6 +738,35 @@ fn run(mode: &str, n: usize, iters: usize, pairs: usize) -> (usize, std::time::D
             };
             return run_e2e(n, publish, || drain_channels(&channels));
         }
+        "e2e_pubsub_frame" => {
+            // A frame encoded once, handed on by every broadcast (`broadcast_frame`).
+            let (pubsub, topic, channels) = e2e_pubsub(n);
+            let frame = encode_push(TOPIC, &PAYLOAD).unwrap();
+            let publish = || {
+                pubsub
+                    .broadcast_frame(black_box(&topic), black_box(&frame))
+                    .unwrap();
+            };
+            return run_e2e(n, publish, || drain_channels(&channels));
+        }
+        "e2e_crossbeam_frame" => {
+            // Raw queues, each sent a clone of one frame encoded beforehand.
+            let (senders, receivers): (Vec<_>, Vec<_>) =
+                crossbeam_queues(n, false).into_iter().unzip();
+            let frame = encode_push(TOPIC, &PAYLOAD).unwrap();
+            let publish = || {
+                for tx in &senders {
+                    tx.try_send(black_box(&frame).clone()).unwrap();
+                }
+            };
+            let drain = || {
+                for rx in &receivers {
+                    consume(&rx.try_recv().unwrap());
+                }
+                receivers.len()
+            };
+            return run_e2e(n, publish, drain);
+        }
         "e2e_broadcaster" => {
             let broadcaster = Broadcaster::<Bytes>::start().unwrap();
             let channels: Vec<_> = (0..n)
@@ -687,10 +778,21 @@ fn run(mode: &str, n: usize, iters: usize, pairs: usize) -> (usize, std::time::D
             };
             return run_e2e(n, publish, || drain_channels(&channels));
         }
-        "e2e_crossbeam" => {
-            let (senders, receivers): (Vec<_>, Vec<_>) = (0..n)
-                .map(|_| crossbeam_channel::bounded(e2e_config().capacity))
-                .unzip();
+        "e2e_crossbeam" | "e2e_crossbeam_shuffled" | "e2e_crossbeam_churn" => {
+            let mut pairs = crossbeam_queues(n, mode == "e2e_crossbeam_churn");
+            if mode == "e2e_crossbeam_shuffled" {
+                // The same queues walked in a scrambled order (publisher and consumer
+                // alike): what a walk costs when consecutive queues are not laid out
+                // at a regular stride the hardware prefetcher can follow.
+                let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+                for i in (1..pairs.len()).rev() {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    pairs.swap(i, (x % (i as u64 + 1)) as usize);
+                }
+            }
+            let (senders, receivers): (Vec<_>, Vec<_>) = pairs.into_iter().unzip();
             let publish = || {
                 let frame = encode_push(TOPIC, black_box(&PAYLOAD)).unwrap();
                 for tx in &senders {

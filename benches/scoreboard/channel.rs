@@ -133,6 +133,71 @@ pub fn one_thread(rounds: usize) -> Vec<Scenario> {
         .collect()
 }
 
+/// One thread, one subscriber, a frame encoded once beforehand: every broadcast hands on
+/// the same `Bytes` (`broadcast_frame` for fanout, a clone for the peers), then receives
+/// it. What a hot path that encodes once for many topics, or forwards frames it was
+/// given, pays per publish, without the allocation of a new frame each time.
+pub fn one_thread_preencoded(rounds: usize) -> Vec<Scenario> {
+    const N: usize = 1;
+    let units = DELIVERIES as u64;
+    let (pubsub, topic, channels) = fanout_clients(N);
+    let channel = &channels[0];
+    let frame = encode_push(TOPIC, &PAYLOAD).unwrap();
+    let (sender, receiver) = crossbeam_channel::bounded(CAPACITY);
+    let (tx, mut tokio_rx) = tokio::sync::broadcast::channel::<Bytes>(CAPACITY);
+    let mut bus = bus::Bus::<Bytes>::new(CAPACITY);
+    let mut reader = bus.add_rx();
+    let mut contenders = [
+        Contender::new("fanout", Role::Fanout, || {
+            timed(|| {
+                for _ in 0..DELIVERIES {
+                    pubsub
+                        .broadcast_frame(black_box(&topic), black_box(&frame))
+                        .unwrap();
+                    consume(&channel.try_recv().unwrap());
+                }
+                units
+            })
+        }),
+        Contender::new("crossbeam queues", Role::Floor, || {
+            timed(|| {
+                for _ in 0..DELIVERIES {
+                    sender.try_send(black_box(&frame).clone()).unwrap();
+                    consume(&receiver.try_recv().unwrap());
+                }
+                units
+            })
+        }),
+        Contender::new("tokio broadcast", Role::Peer, || {
+            timed(|| {
+                for _ in 0..DELIVERIES {
+                    tx.send(black_box(&frame).clone()).unwrap();
+                    consume(&tokio_rx.try_recv().unwrap());
+                }
+                units
+            })
+        }),
+        Contender::new("bus", Role::Peer, || {
+            timed(|| {
+                for _ in 0..DELIVERIES {
+                    bus.broadcast(black_box(&frame).clone());
+                    consume(&reader.try_recv().unwrap());
+                }
+                units
+            })
+        }),
+    ];
+    vec![compare(
+        "channel_st_frame_1".to_string(),
+        "channel fan-out, 1 subscriber, pre-encoded frame, publish + receive on one thread"
+            .to_string(),
+        "delivery",
+        false,
+        rounds,
+        &mut contenders,
+    )]
+}
+
 /// `batches × BATCH` publishes while another thread runs `consume_batch` as often.
 fn with_consumer(
     batches: usize,

@@ -68,10 +68,11 @@ fn main() {
     let start = Instant::now();
 
     type Group = fn(usize) -> Vec<Scenario>;
-    let groups: [(&str, Group); 5] = [
+    let groups: [(&str, Group); 6] = [
         ("callback", callback::scenarios),
         ("one_subscriber", narrow::scenarios),
         ("channel_st", channel::one_thread),
+        ("channel_st_frame", channel::one_thread_preencoded),
         ("channel_mt", channel::consumer_thread),
         ("mutations", mutations::scenarios),
     ];

@@ -192,7 +192,7 @@ impl<T: Clone> Shared<T> {
     /// the common `Delivered` lives in the cold [`account_miss`](Self::account_miss).
     #[inline(always)]
     fn deliver_one(&self, subscriber: &Recipient<T>, item: &T, tally: &mut Tally) {
-        let outcome = subscriber.sink.deliver(item);
+        let outcome = subscriber.sink.deliver(item, subscriber.queue.as_ref());
         if outcome != Delivery::Delivered {
             self.account_miss(subscriber, outcome, tally);
         }

@@ -5,13 +5,16 @@
 //!
 //! # What a delivery touches
 //!
-//! A delivery reads the subscriber's [`Sink`] — an inline copy of "open", the flavour's
-//! tag and `tx`, one cache line — and then crossbeam's queue; nothing else of fanout's.
-//! The shared [`SinkState`] (a separate allocation, the consumer's view) and the
-//! overflow policy are read only when the queue refuses the item, in the cold
-//! [`ChannelSink::refused`]; the walk does not even load the state's address. At 4,096
-//! subscribers each of those reads was a cache miss per delivery (`floor_callgrind
-//! e2e_pubsub` under `callgrind --cache-sim=yes`, benches/NOTES-2026-12.md, "Workload 2").
+//! A delivery pushes through the copy of `tx` the subscriber list keeps
+//! (`engine/recipient.rs`, [`ChannelSink::send_via`]), so the queue's address comes from
+//! the list, and reads of the subscriber's [`Sink`] only its inline open flag, which
+//! decides a predicted branch: the sink's cache miss, when there is one, overlaps the
+//! queue's instead of preceding it (benches/NOTES-2026-12.md, "2026-12-07: channel
+//! fan-out"). This struct, the overflow policy and the shared [`SinkState`] (a separate
+//! allocation, the consumer's view) are read only when the queue refuses the item, in
+//! the cold [`ChannelSink::refused`]. At 4,096 subscribers each of those reads was a
+//! cache miss per delivery (`floor_callgrind e2e_pubsub` under `callgrind
+//! --cache-sim=yes`, benches/NOTES-2026-12.md, "Workload 2").
 
 use std::time::Duration;
 
@@ -26,11 +29,8 @@ use crate::vocab::stats::DropCause;
 /// bounding the loop keeps a publisher from spinning under that contention.
 const DROP_OLDEST_ATTEMPTS: usize = 4;
 
-/// The sending half of a channel sink.
-///
-/// `repr(C)`: `tx`, the one field a delivery reads, comes first, right after the
-/// enclosing sink's inline `open` flag (the enclosing enums' tags are encoded in `tx`'s).
-#[repr(C)]
+/// The sending half of a channel sink. Lives in the sink's boxed parts: a delivery
+/// through the subscriber list's sender reads it only when the queue refuses an item.
 pub(crate) struct ChannelSink<T> {
     /// Where frames go.
     tx: Sender<T>,
@@ -40,8 +40,8 @@ pub(crate) struct ChannelSink<T> {
 
 /// An [`OverflowPolicy`] with what applying it needs. Drop-oldest's receiver lives in
 /// its variant rather than in a field of its own beside the policy: that keeps
-/// [`ChannelSink`] at 40 bytes, so the inline `open` flag next to it costs no sink a
-/// word (every sink is as large as the largest flavour: 56 bytes, callbacks included).
+/// [`ChannelSink`] at 40 bytes (it is boxed now, so this saves a channel client a word,
+/// no longer every sink).
 enum Overflow<T> {
     DropNewest,
     /// A second handle on the queue's receiving end, to pop the oldest frame.
@@ -71,6 +71,22 @@ impl<T: Clone> ChannelSink<T> {
         match self.tx.try_send(item.clone()) {
             Ok(()) => Delivery::Delivered,
             Err(refused) => self.refused(refused, sink),
+        }
+    }
+
+    /// Hands `item` to the queue through `tx`, the copy of its sender that the
+    /// subscriber list keeps, so that nothing of the sink but its open flag is read on
+    /// the way in. `sink` is the plain queue sink `tx` belongs to; its parts are read
+    /// only if the queue refuses the item.
+    #[inline]
+    pub(crate) fn send_via(tx: &Sender<T>, item: &T, sink: &Sink<T>) -> Delivery {
+        match tx.try_send(item.clone()) {
+            Ok(()) => Delivery::Delivered,
+            Err(refused) => match sink.queue() {
+                Some(queue) => queue.refused(refused, sink),
+                // Only a plain queue's sender is ever kept in a subscriber list.
+                None => Delivery::Skipped,
+            },
         }
     }
 
@@ -135,6 +151,11 @@ impl<T: Clone> ChannelSink<T> {
 }
 
 impl<T> ChannelSink<T> {
+    /// The queue's sending end.
+    pub(crate) fn sender(&self) -> &Sender<T> {
+        &self.tx
+    }
+
     /// The policy that drops this queue's frames.
     pub(crate) fn drop_cause(&self) -> DropCause {
         match self.overflow {

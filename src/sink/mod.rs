@@ -25,6 +25,7 @@ pub(crate) use channel_sink::{ChannelSink, SinkCloser};
 pub(crate) use conflating_sink::{ConflatingSink, Pending};
 pub(crate) use state::{SinkState, Status};
 
+use crate::sync::queue::Sender;
 use crate::sync::{Arc, AtomicBool, Ordering};
 use crate::vocab::stats::DropCause;
 
@@ -64,37 +65,42 @@ enum SinkKind<T> {
         sink: CallbackSink<T>,
         state: SinkState,
     },
-    /// A channel's state is shared with its consumer's `Channel` (which closes it when
-    /// dropped, and reads why it was closed).
-    Channel(ChannelParts<T>),
+    /// A queue-backed sink: an inline copy of "open", and the rest behind a box.
+    ///
+    /// A delivery to a plain queue reads only `open` here: it pushes through the copy
+    /// of the queue's sender its subscriber list keeps (`engine/recipient.rs`), and the
+    /// parts — flavour, overflow policy, the state shared with the consumer — are read
+    /// only when the queue refuses an item. Boxed, they cost every callback sink
+    /// nothing: the sink is as large as its largest variant, and inline they made every
+    /// sink 56 bytes instead of 40 (16 bytes per callback client, 1M clients in
+    /// `benches/memory.rs`). Conflating and async deliveries follow the box (one more
+    /// pointer, beside a mutex or a fence).
+    Channel {
+        /// `false` once the sink is closed for any reason (unsubscribed, overflow,
+        /// shutdown, a panic, its consumer gone). Whoever closes the state closes this
+        /// too ([`Sink::close`]); a queue's or an async channel's consumer, which holds
+        /// only the state, does it through its [`SinkCloser`] when dropped. A conflating
+        /// consumer closes only the state, so a delivery to it checks that as well.
+        open: AtomicBool,
+        parts: Box<ChannelParts<T>>,
+    },
 }
 
-/// A queue-backed sink: its flavour, its shared state and an inline copy of "open".
-///
-/// `repr(C)`, `open` first: what a queue delivery reads — `open`, then the flavour tag
-/// and `tx` (the enums' tags are encoded in `tx`'s) — is the first 24 bytes, one cache
-/// line unless the allocation straddles two (a quarter of the 16-byte-aligned
-/// placements). The state, a separate allocation shared with the consumer, is read only
-/// when a queue refuses an item: checking it on every delivery was one more cache line,
-/// a miss nearly every time at 4,096 subscribers (benches/NOTES-2026-12.md, "Workload 2").
-#[repr(C)]
+/// What a queue-backed sink keeps out of line: its flavour and the state it shares with
+/// its consumer. The state, a separate allocation, is read only when a queue refuses an
+/// item (or, for a conflating channel, whose consumer closes only the state, on every
+/// delivery): checking it on every delivery was one more cache line, a miss nearly
+/// every time at 4,096 subscribers (benches/NOTES-2026-12.md, "Workload 2").
 struct ChannelParts<T> {
-    /// `false` once the sink is closed for any reason (unsubscribed, overflow, shutdown,
-    /// a panic, its consumer gone). Whoever closes the state closes this too
-    /// ([`Sink::close`]); a queue's or an async channel's consumer, which holds only the
-    /// state, does it through its [`SinkCloser`] when dropped. A conflating consumer
-    /// closes only the state, so a delivery to it checks that as well.
-    open: AtomicBool,
     kind: ChannelKind<T>,
     state: Arc<SinkState>,
 }
 
-impl<T> ChannelParts<T> {
-    fn new(kind: ChannelKind<T>, state: Arc<SinkState>) -> Self {
-        Self {
+impl<T> SinkKind<T> {
+    fn channel(kind: ChannelKind<T>, state: Arc<SinkState>) -> Self {
+        SinkKind::Channel {
             open: AtomicBool::new(true),
-            kind,
-            state,
+            parts: Box::new(ChannelParts { kind, state }),
         }
     }
 }
@@ -103,7 +109,8 @@ impl<T> ChannelParts<T> {
 /// broadcast walk spent more instructions decoding the enum on every delivery
 /// (`scripts/callgrind_floor.sh`: 24–25 instead of 20 per callback delivery, 163 instead
 /// of 153 per channel delivery); nested, a callback delivery is back to 20 and a channel
-/// delivery costs 159.
+/// delivery costs 159. (A plain queue's delivery no longer decodes it: it pushes through
+/// the subscriber list's sender; see [`Sink::deliver`].)
 ///
 /// For the same reason the plain queue stays alone on one side of a two-way choice and
 /// the flavours layered on a queue sit one level further down: with the async flavour
@@ -137,34 +144,33 @@ impl<T: Clone> Sink<T> {
 
     pub(crate) fn channel(sink: ChannelSink<T>, state: Arc<SinkState>) -> Self {
         Self {
-            kind: SinkKind::Channel(ChannelParts::new(ChannelKind::Queue(sink), state)),
+            kind: SinkKind::channel(ChannelKind::Queue(sink), state),
         }
     }
 
     pub(crate) fn conflating(sink: ConflatingSink<T>, state: Arc<SinkState>) -> Self {
         Self {
-            kind: SinkKind::Channel(ChannelParts::new(
-                ChannelKind::Layered(LayeredKind::Conflating(sink)),
-                state,
-            )),
+            kind: SinkKind::channel(ChannelKind::Layered(LayeredKind::Conflating(sink)), state),
         }
     }
 
     #[cfg(feature = "async")]
     pub(crate) fn async_channel(sink: AsyncChannelSink<T>, state: Arc<SinkState>) -> Self {
         Self {
-            kind: SinkKind::Channel(ChannelParts::new(
+            kind: SinkKind::channel(
                 ChannelKind::Layered(LayeredKind::Async(Box::new(sink))),
                 state,
-            )),
+            ),
         }
     }
 
-    /// Hands `item` to this sink. May panic only if a user callback (or `T::clone`)
-    /// panics; the engine's broadcast loop catches that. Always inlined into the walk;
-    /// the channel flavour's body stays a call.
+    /// Hands `item` to this sink. `queue` is the copy of a plain queue's sender the
+    /// subscriber list keeps (see `engine/recipient.rs`): the delivery pushes through it,
+    /// so the queue's address does not wait for this sink's line. May panic only if a
+    /// user callback (or `T::clone`) panics; the engine's broadcast loop catches that.
+    /// Always inlined into the walk; the channel flavour's body stays a call.
     #[inline(always)]
-    pub(crate) fn deliver(&self, item: &T) -> Delivery {
+    pub(crate) fn deliver(&self, item: &T, queue: Option<&Sender<T>>) -> Delivery {
         match &self.kind {
             // A callback checks its own inline flag, not the shared state: one dependent
             // load fewer per delivery on the hottest path. Only a panic closes a callback
@@ -177,10 +183,18 @@ impl<T: Clone> Sink<T> {
             // A channel checks its inline `open` (Acquire: free on x86, and it keeps the
             // compiler from holding the flavour tag in a register across the callback
             // check, which cost the callback walk one instruction per delivery).
-            SinkKind::Channel(parts) if parts.open.load(Ordering::Acquire) => {
+            SinkKind::Channel { open, parts } if open.load(Ordering::Acquire) => {
+                // A plain queue: nothing of the sink but `open` is read on the way in;
+                // its boxed parts only if the queue refuses the item. Under loom, whose
+                // `Arc` has no `Weak` for the consumer to close `open` with, a queue
+                // checks the state as well.
+                if let Some(tx) = queue {
+                    if !cfg!(loom) || parts.state.is_open() {
+                        return ChannelSink::send_via(tx, item, self);
+                    }
+                    return Delivery::Skipped;
+                }
                 match &parts.kind {
-                    // Under loom, whose `Arc` has no `Weak` for the consumer to close
-                    // `open` with, a queue checks the state as well.
                     ChannelKind::Queue(sink) if !cfg!(loom) || parts.state.is_open() => {
                         sink.send(item, self)
                     }
@@ -204,6 +218,19 @@ impl<T: Clone> Sink<T> {
         }
     }
 
+    /// The plain queue this sink is, for the cold path of a push made through the
+    /// subscriber list's copy of its sender.
+    #[cold]
+    pub(crate) fn queue(&self) -> Option<&ChannelSink<T>> {
+        match &self.kind {
+            SinkKind::Channel { parts, .. } => match &parts.kind {
+                ChannelKind::Queue(sink) => Some(sink),
+                ChannelKind::Layered(_) => None,
+            },
+            SinkKind::Callback { .. } => None,
+        }
+    }
+
     /// Records that delivering to this sink panicked. Returns whether this call closed
     /// it (so exactly one caller counts the panic and asks for the prune).
     pub(crate) fn mark_panicked(&self) -> bool {
@@ -215,16 +242,26 @@ impl<T: Clone> Sink<T> {
 }
 
 impl<T> Sink<T> {
+    /// A clone of a plain queue sink's sender, for the subscriber list to keep; `None`
+    /// for every other flavour.
+    pub(crate) fn queue_sender(&self) -> Option<Sender<T>> {
+        match &self.kind {
+            SinkKind::Channel { parts, .. } => match &parts.kind {
+                ChannelKind::Queue(sink) => Some(sink.sender().clone()),
+                ChannelKind::Layered(_) => None,
+            },
+            _ => None,
+        }
+    }
+
     /// Whether this is an async channel's sink (whose consumer may be parked: see
     /// [`wake_if_parked`](Self::wake_if_parked)).
     #[cfg(feature = "async")]
     pub(crate) fn is_async(&self) -> bool {
         matches!(
             &self.kind,
-            SinkKind::Channel(ChannelParts {
-                kind: ChannelKind::Layered(LayeredKind::Async(_)),
-                ..
-            })
+            SinkKind::Channel { parts, .. }
+                if matches!(parts.kind, ChannelKind::Layered(LayeredKind::Async(_)))
         )
     }
 
@@ -235,12 +272,10 @@ impl<T> Sink<T> {
     #[cfg(feature = "async")]
     #[inline]
     pub(crate) fn wake_if_parked(&self) {
-        if let SinkKind::Channel(ChannelParts {
-            kind: ChannelKind::Layered(LayeredKind::Async(sink)),
-            ..
-        }) = &self.kind
-        {
-            sink.wake_if_parked();
+        if let SinkKind::Channel { parts, .. } = &self.kind {
+            if let ChannelKind::Layered(LayeredKind::Async(sink)) = &parts.kind {
+                sink.wake_if_parked();
+            }
         }
     }
 
@@ -251,7 +286,7 @@ impl<T> Sink<T> {
         match &self.kind {
             // A callback never drops; it has no queue.
             SinkKind::Callback { .. } => DropCause::DropNewest,
-            SinkKind::Channel(parts) => match &parts.kind {
+            SinkKind::Channel { parts, .. } => match &parts.kind {
                 ChannelKind::Queue(sink) => sink.drop_cause(),
                 ChannelKind::Layered(LayeredKind::Conflating(_)) => DropCause::Conflating,
                 #[cfg(feature = "async")]
@@ -265,7 +300,7 @@ impl<T> Sink<T> {
     pub(crate) fn state(&self) -> &SinkState {
         match &self.kind {
             SinkKind::Callback { state, .. } => state,
-            SinkKind::Channel(parts) => &parts.state,
+            SinkKind::Channel { parts, .. } => &parts.state,
         }
     }
 
@@ -281,18 +316,18 @@ impl<T> Sink<T> {
     /// before its `Membership` closes the state. A no-op for a callback, which only a
     /// panic closes while it is still in a snapshot.
     pub(crate) fn close_inline(&self) {
-        if let SinkKind::Channel(parts) = &self.kind {
+        if let SinkKind::Channel { open, .. } = &self.kind {
             // Relaxed: nothing is read on the strength of this flag (a closed sink is just
             // skipped; why it closed is read from the state, with its own ordering). A
             // close that happens-before a broadcast is seen by it (coherence); one that
             // races it may be missed, and that broadcast, in flight, delivers once more.
-            parts.open.store(false, Ordering::Relaxed);
+            open.store(false, Ordering::Relaxed);
         }
     }
 
     /// Whether this is the sink whose consumer holds `state` (a channel's).
     pub(crate) fn has_consumer_state(&self, state: &Arc<SinkState>) -> bool {
-        matches!(&self.kind, SinkKind::Channel(parts) if Arc::ptr_eq(&parts.state, state))
+        matches!(&self.kind, SinkKind::Channel { parts, .. } if Arc::ptr_eq(&parts.state, state))
     }
 }
 
@@ -309,5 +344,19 @@ mod tests {
         type T = bytes::Bytes;
         let others = size_of::<ChannelSink<T>>().max(size_of::<ConflatingSink<T>>());
         assert_eq!(size_of::<ChannelKind<T>>(), others);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod size {
+    use std::mem::size_of;
+
+    use super::Sink;
+
+    /// Every sink is as large as its largest flavour, and every callback client pays for
+    /// its sink: the queue flavours' parts are boxed so that they do not set that size.
+    #[test]
+    fn a_sink_is_no_larger_than_a_callback_needs() {
+        assert_eq!(size_of::<Sink<bytes::Bytes>>(), 40);
     }
 }

@@ -38,10 +38,7 @@ impl<T> Writer<T> {
         if record.topics.iter().any(|name| **name == *topic.name()) {
             return Ok(false);
         }
-        let subscriber = Recipient {
-            id,
-            sink: Arc::clone(&record.sink),
-        };
+        let subscriber = Recipient::new(id, Arc::clone(&record.sink));
         let name = match self
             .working
             .topics

@@ -52,14 +52,11 @@ impl<T> Writer<T> {
                 .expect("the topic index lists only topics that exist");
             push_subscriber(
                 &mut entry.subscribers,
-                Recipient {
-                    id,
-                    sink: Arc::clone(&sink),
-                },
+                Recipient::new(id, Arc::clone(&sink)),
             );
         }
         std::sync::Arc::make_mut(&mut self.working.patterns)
-            .insert(&pattern, Recipient { id, sink });
+            .insert(&pattern, Recipient::new(id, sink));
         self.pattern_watched(pattern.text(), true);
         self.client_patterns.entry(id).or_default().push(pattern);
         self.working.pattern_subscriptions += 1;
