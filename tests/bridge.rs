@@ -16,28 +16,12 @@ mod common;
 #[path = "common/redis_server.rs"]
 mod redis_server;
 
-use common::{eventually, u64_payload, CountingSerialiser, Inbox};
+use common::{both_layouts, eventually, u64_payload, CountingSerialiser, Inbox};
 use redis_server::{free_port, url_for, RedisServer};
 
 const WAIT: Duration = Duration::from_secs(15);
 
 /// A bridge with short timeouts, so tests notice failures and stop quickly.
-/// Runs a test body once per channel layout, as `NAME::namespace` and `NAME::per_topic`.
-macro_rules! both_layouts {
-    ($name:ident) => {
-        mod $name {
-            #[test]
-            fn namespace() {
-                super::$name(fanout::bridge::ChannelLayout::Namespace);
-            }
-            #[test]
-            fn per_topic() {
-                super::$name(fanout::bridge::ChannelLayout::PerTopic);
-            }
-        }
-    };
-}
-
 fn bridge(pubsub: &PubSub<str>, url: &str, namespace: &str, layout: ChannelLayout) -> Bridge {
     Bridge::builder(url, namespace)
         .layout(layout)

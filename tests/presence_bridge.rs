@@ -15,25 +15,10 @@ mod common;
 #[path = "common/redis_server.rs"]
 mod redis_server;
 
-use common::eventually;
+use common::{both_layouts, eventually};
 use redis_server::RedisServer;
 
 const WAIT: Duration = Duration::from_secs(15);
-
-macro_rules! both_layouts {
-    ($name:ident) => {
-        mod $name {
-            #[test]
-            fn namespace() {
-                super::$name(fanout::bridge::ChannelLayout::Namespace);
-            }
-            #[test]
-            fn per_topic() {
-                super::$name(fanout::bridge::ChannelLayout::PerTopic);
-            }
-        }
-    };
-}
 
 /// A bridge with short timeouts, heartbeats every 100 ms and a down period of
 /// `down_after`.

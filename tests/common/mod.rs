@@ -101,3 +101,23 @@ impl Rng {
 
 #[cfg(any(feature = "redis", feature = "nats"))]
 pub mod cluster_node;
+
+/// Runs a bridge test body `fn NAME(layout: ChannelLayout)` once per channel layout, as
+/// the tests `NAME::namespace` and `NAME::per_topic`.
+#[allow(unused_macros)] // Used by the Redis bridge tests only.
+macro_rules! both_layouts {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn namespace() {
+                super::$name(fanout::bridge::ChannelLayout::Namespace);
+            }
+            #[test]
+            fn per_topic() {
+                super::$name(fanout::bridge::ChannelLayout::PerTopic);
+            }
+        }
+    };
+}
+#[allow(unused_imports)] // Used by the Redis bridge tests only.
+pub(crate) use both_layouts;
