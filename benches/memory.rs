@@ -16,11 +16,12 @@
 //!    entry, subscription;
 //! 6. for comparison, 100k channel clients (capacity 16) registered and subscribed.
 //!
-//! Run: `cargo bench --bench memory` (tens of seconds; `-- quick` uses 100k clients).
+//! Run: `cargo bench --bench memory` (tens of seconds; `-- quick` uses 100k clients;
+//! `-- sizes` also lists, under each phase, the live allocations it added by size).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -30,22 +31,35 @@ struct Counting;
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 
+/// Live allocations by requested size (`-- sizes`): index = size, the last for larger.
+const SIZE_CLASSES: usize = 1024;
+#[allow(clippy::declare_interior_mutable_const)]
+const ZERO: AtomicIsize = AtomicIsize::new(0);
+static BY_SIZE: [AtomicIsize; SIZE_CLASSES] = [ZERO; SIZE_CLASSES];
+
+fn count(size: usize, delta: isize) {
+    BY_SIZE[size.min(SIZE_CLASSES - 1)].fetch_add(delta, Ordering::Relaxed);
+}
+
 // SAFETY: forwards to the system allocator unchanged; only counts bytes.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        count(layout.size(), 1);
         // SAFETY: same contract as ours.
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        count(layout.size(), 1);
         // SAFETY: same contract as ours.
         unsafe { System.alloc_zeroed(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        count(layout.size(), -1);
         // SAFETY: same contract as ours.
         unsafe { System.dealloc(ptr, layout) }
     }
@@ -53,6 +67,8 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         LIVE.fetch_add(new_size, Ordering::Relaxed);
         LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        count(new_size, 1);
+        count(layout.size(), -1);
         // SAFETY: same contract as ours.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -96,16 +112,51 @@ fn row(what: &str, bytes: usize, per: usize, unit: &str, took: Duration) {
 /// time it took. Returns the live byte count after it.
 fn measured_row(what: &str, per: usize, unit: &str, work: impl FnOnce()) -> usize {
     let before = live();
+    let sizes_before = sizes();
     let start = Instant::now();
     work();
     let took = start.elapsed();
     let after = live();
     row(what, after - before, per, unit, took);
+    if SHOW_SIZES.load(Ordering::Relaxed) {
+        print_sizes(&sizes_before, &sizes(), per);
+    }
     after
+}
+
+/// Whether to list the live allocations each phase added, by size (`-- sizes`).
+static SHOW_SIZES: AtomicBool = AtomicBool::new(false);
+
+fn sizes() -> Vec<isize> {
+    BY_SIZE.iter().map(|c| c.load(Ordering::Relaxed)).collect()
+}
+
+/// One line per allocation size whose live count changed: the size, the change in
+/// count per item, and bytes per item (sizes of `SIZE_CLASSES - 1` and more share one
+/// line, its bytes not exact).
+fn print_sizes(before: &[isize], after: &[isize], per: usize) {
+    for (size, (b, a)) in before.iter().zip(after).enumerate() {
+        let delta = a - b;
+        if delta.unsigned_abs() * 1000 >= per {
+            println!(
+                "|   {:>5} B allocations{:<34} | {:>10} | {:>8.2} /item {:>5.1} B |        |",
+                size,
+                if size == SIZE_CLASSES - 1 {
+                    " or more"
+                } else {
+                    ""
+                },
+                delta,
+                delta as f64 / per as f64,
+                (delta * size as isize) as f64 / per as f64
+            );
+        }
+    }
 }
 
 fn main() {
     let quick = std::env::args().any(|a| a == "quick");
+    SHOW_SIZES.store(std::env::args().any(|a| a == "sizes"), Ordering::Relaxed);
     let clients: usize = if quick { 100_000 } else { 1_000_000 };
     let topics = clients / 10;
     println!("\n## memory: {clients} clients, {topics} topics (live bytes requested)\n");

@@ -10,15 +10,16 @@
 //! the list, and reads of the subscriber's [`Sink`] only its inline open flag, which
 //! decides a predicted branch: the sink's cache miss, when there is one, overlaps the
 //! queue's instead of preceding it (benches/NOTES-2026-12.md, "2026-12-07: channel
-//! fan-out"). This struct, the overflow policy and the shared [`SinkState`] (a separate
-//! allocation, the consumer's view) are read only when the queue refuses the item, in
-//! the cold [`ChannelSink::refused`]. At 4,096 subscribers each of those reads was a
-//! cache miss per delivery (`floor_callgrind e2e_pubsub` under `callgrind
-//! --cache-sim=yes`, benches/NOTES-2026-12.md, "Workload 2").
+//! fan-out"). This struct, the overflow policy and the shared
+//! [`SinkState`](super::SinkState) (a separate allocation, the consumer's view) are read
+//! only when the queue refuses the item, in the cold [`ChannelSink::refused`]. At 4,096
+//! subscribers each of those reads was a cache miss per delivery (`floor_callgrind
+//! e2e_pubsub` under `callgrind --cache-sim=yes`, benches/NOTES-2026-12.md, "Workload
+//! 2").
 
 use std::time::Duration;
 
-use super::{Delivery, Sink, SinkState, Status};
+use super::{Delivery, Sink, Status};
 use crate::sync::queue::{self, Receiver, SendTimeoutError, Sender, TrySendError};
 use crate::sync::Arc;
 use crate::vocab::policy::{ChannelConfig, OverflowPolicy};
@@ -103,13 +104,12 @@ impl<T: Clone> ChannelSink<T> {
     /// The queue is full: apply the policy.
     #[cold]
     fn overflow(&self, item: T, sink: &Sink<T>) -> Delivery {
-        let state = sink.state();
         match &self.overflow {
-            Overflow::DropNewest => dropped(state, 1, false),
+            Overflow::DropNewest => dropped(sink, 1, false),
             Overflow::DropOldest(oldest) => self.replace_oldest(oldest, item, sink),
             Overflow::Disconnect => {
                 if sink.close(Status::Overflow) {
-                    state.count_dropped(1);
+                    sink.count_dropped(1);
                     Delivery::Closed { dropped: 1 }
                 } else {
                     Delivery::Skipped
@@ -117,7 +117,7 @@ impl<T: Clone> ChannelSink<T> {
             }
             Overflow::Block(timeout) => match self.tx.send_timeout(item, *timeout) {
                 Ok(()) => Delivery::Delivered,
-                Err(SendTimeoutError::Timeout(_)) => dropped(state, 1, false),
+                Err(SendTimeoutError::Timeout(_)) => dropped(sink, 1, false),
                 Err(SendTimeoutError::Disconnected(_)) => consumer_gone(sink),
             },
         }
@@ -125,7 +125,6 @@ impl<T: Clone> ChannelSink<T> {
 
     /// Drop-oldest: pop the head of the queue (counting it) and queue `item` instead.
     fn replace_oldest(&self, oldest: &Receiver<T>, mut item: T, sink: &Sink<T>) -> Delivery {
-        let state = sink.state();
         let mut frames = 0;
         for _ in 0..DROP_OLDEST_ATTEMPTS {
             // The consumer may empty the queue between our `try_send` and this pop: then
@@ -138,7 +137,7 @@ impl<T: Clone> ChannelSink<T> {
                     return if frames == 0 {
                         Delivery::Delivered
                     } else {
-                        dropped(state, frames, true)
+                        dropped(sink, frames, true)
                     };
                 }
                 Err(TrySendError::Full(back)) => item = back,
@@ -146,7 +145,7 @@ impl<T: Clone> ChannelSink<T> {
             }
         }
         // Other publishers kept refilling the slot: drop the new frame too.
-        dropped(state, frames + 1, false)
+        dropped(sink, frames + 1, false)
     }
 }
 
@@ -176,8 +175,8 @@ fn consumer_gone<T>(sink: &Sink<T>) -> Delivery {
     }
 }
 
-fn dropped(state: &SinkState, frames: u64, delivered: bool) -> Delivery {
-    state.count_dropped(frames);
+fn dropped<T>(sink: &Sink<T>, frames: u64, delivered: bool) -> Delivery {
+    sink.count_dropped(frames);
     Delivery::Dropped { frames, delivered }
 }
 

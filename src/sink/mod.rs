@@ -7,9 +7,11 @@
 //! consumer can be awaited (see `sink/async_channel_sink.rs`). Like crossbeam's flavours, [`Sink`] holds a
 //! private enum and matches on it; each flavour lives in its own file.
 //!
-//! Every sink shares a [`SinkState`] with whoever else needs to observe it: the
-//! consumer's [`Channel`](crate::Channel), and the writer, which closes it when the
-//! subscriber is removed.
+//! Every sink has an open/closed [`SinkStatus`], which the writer closes when the
+//! subscriber is removed. A queue-backed sink shares it, with a count of dropped
+//! frames, as a [`SinkState`] with its consumer ([`Channel`](crate::Channel)); a
+//! callback, which nobody else observes and which never drops a frame, keeps only the
+//! status byte, inline.
 
 #[cfg(feature = "async")]
 pub(crate) mod async_channel_sink;
@@ -23,7 +25,7 @@ pub(crate) use async_channel_sink::AsyncChannelSink;
 pub(crate) use callback_sink::CallbackSink;
 pub(crate) use channel_sink::{ChannelSink, SinkCloser};
 pub(crate) use conflating_sink::{ConflatingSink, Pending};
-pub(crate) use state::{SinkState, Status};
+pub(crate) use state::{SinkState, SinkStatus, Status};
 
 use crate::sync::queue::Sender;
 use crate::sync::{Arc, AtomicBool, Ordering};
@@ -58,13 +60,13 @@ pub(crate) struct Sink<T> {
 }
 
 enum SinkKind<T> {
-    /// A callback's state is its own, inline: nobody outside the engine observes it, and
-    /// a separate allocation would cost every callback client 32 bytes (measured at 1M
-    /// clients).
-    Callback {
-        sink: CallbackSink<T>,
-        state: SinkState,
-    },
+    /// A callback and its status, inline: nobody outside the engine observes it, and a
+    /// separate allocation would cost every callback client 32 bytes (measured at 1M
+    /// clients). Its status is its only flag (a panic closes it too) and it keeps no
+    /// drop counter (a callback never drops a frame): so this variant is 17 bytes and
+    /// the sink 24, where a second flag and a counter made it 40 (16 bytes per
+    /// callback client, `benches/memory.rs`).
+    Callback(CallbackSink<T>),
     /// A queue-backed sink: an inline copy of "open", and the rest behind a box.
     ///
     /// A delivery to a plain queue reads only `open` here: it pushes through the copy
@@ -127,7 +129,7 @@ enum LayeredKind<T> {
     /// A table of the latest item per pending key.
     Conflating(ConflatingSink<T>),
     /// A waker slot. Boxed: inline, it would make `Sink` (every callback sink included)
-    /// a word larger (56 → 64 bytes); an async delivery pays one more pointer load.
+    /// larger; an async delivery pays one more pointer load.
     #[cfg(feature = "async")]
     Async(Box<AsyncChannelSink<T>>),
 }
@@ -135,10 +137,7 @@ enum LayeredKind<T> {
 impl<T: Clone> Sink<T> {
     pub(crate) fn callback(sink: CallbackSink<T>) -> Self {
         Self {
-            kind: SinkKind::Callback {
-                sink,
-                state: SinkState::new(),
-            },
+            kind: SinkKind::Callback(sink),
         }
     }
 
@@ -172,11 +171,11 @@ impl<T: Clone> Sink<T> {
     #[inline(always)]
     pub(crate) fn deliver(&self, item: &T, queue: Option<&Sender<T>>) -> Delivery {
         match &self.kind {
-            // A callback checks its own inline flag, not the shared state: one dependent
-            // load fewer per delivery on the hottest path. Only a panic closes a callback
-            // sink while it is still in a snapshot; unregistering removes it from the
-            // snapshot before it returns, so the shared state need not be consulted.
-            SinkKind::Callback { sink, .. } if sink.is_usable() => {
+            // A callback checks its own inline status byte, beside the function pointer:
+            // no dependent load on the hottest path. A panic closes it while it is still
+            // in the snapshot; removal closes it after taking it out, so only a broadcast
+            // already in flight can see it closed that way (and skips it).
+            SinkKind::Callback(sink) if sink.is_usable() => {
                 sink.call(item);
                 Delivery::Delivered
             }
@@ -227,16 +226,15 @@ impl<T: Clone> Sink<T> {
                 ChannelKind::Queue(sink) => Some(sink),
                 ChannelKind::Layered(_) => None,
             },
-            SinkKind::Callback { .. } => None,
+            SinkKind::Callback(_) => None,
         }
     }
 
-    /// Records that delivering to this sink panicked. Returns whether this call closed
-    /// it (so exactly one caller counts the panic and asks for the prune).
+    /// Records that delivering to this sink panicked: closes it, so later broadcasts
+    /// still holding a snapshot with it skip it until the writer prunes it. Returns
+    /// whether this call closed it (so exactly one caller counts the panic and asks for
+    /// the prune).
     pub(crate) fn mark_panicked(&self) -> bool {
-        if let SinkKind::Callback { sink, .. } = &self.kind {
-            sink.disable();
-        }
         self.close(Status::Panicked)
     }
 }
@@ -285,7 +283,7 @@ impl<T> Sink<T> {
     pub(crate) fn drop_cause(&self) -> DropCause {
         match &self.kind {
             // A callback never drops; it has no queue.
-            SinkKind::Callback { .. } => DropCause::DropNewest,
+            SinkKind::Callback(_) => DropCause::DropNewest,
             SinkKind::Channel { parts, .. } => match &parts.kind {
                 ChannelKind::Queue(sink) => sink.drop_cause(),
                 ChannelKind::Layered(LayeredKind::Conflating(_)) => DropCause::Conflating,
@@ -295,12 +293,20 @@ impl<T> Sink<T> {
         }
     }
 
-    /// Open/closed status and drop counter.
+    /// Open/closed status (a queue's, the one its consumer shares).
     #[inline]
-    pub(crate) fn state(&self) -> &SinkState {
+    pub(crate) fn state(&self) -> &SinkStatus {
         match &self.kind {
-            SinkKind::Callback { state, .. } => state,
-            SinkKind::Channel { parts, .. } => &parts.state,
+            SinkKind::Callback(sink) => sink.status(),
+            SinkKind::Channel { parts, .. } => parts.state.status_cell(),
+        }
+    }
+
+    /// Counts `frames` dropped by this sink's policy, where its consumer reads them. Only
+    /// a queue-backed sink drops frames; for a callback this does nothing.
+    pub(crate) fn count_dropped(&self, frames: u64) {
+        if let SinkKind::Channel { parts, .. } = &self.kind {
+            parts.state.count_dropped(frames);
         }
     }
 
@@ -354,9 +360,10 @@ mod size {
     use super::Sink;
 
     /// Every sink is as large as its largest flavour, and every callback client pays for
-    /// its sink: the queue flavours' parts are boxed so that they do not set that size.
+    /// its sink: the queue flavours' parts are boxed so that they do not set that size,
+    /// and a callback keeps one status byte beside its function pointer.
     #[test]
     fn a_sink_is_no_larger_than_a_callback_needs() {
-        assert_eq!(size_of::<Sink<bytes::Bytes>>(), 40);
+        assert_eq!(size_of::<Sink<bytes::Bytes>>(), 24);
     }
 }

@@ -1,8 +1,9 @@
-//! The state a sink shares with its consumer and with the writer.
+//! A sink's open/closed status, and the state a queue-backed sink shares with its
+//! consumer and with the writer.
 
 use crate::sync::{AtomicU64, AtomicU8, Ordering};
 
-/// Why a sink is no longer open. Stored as a `u8` in [`SinkState`].
+/// Why a sink is no longer open. Stored as a `u8` in [`SinkStatus`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub(crate) enum Status {
@@ -33,19 +34,17 @@ impl Status {
     }
 }
 
-/// Open/closed status and loss counter of one sink.
-pub(crate) struct SinkState {
-    /// A [`Status`]; leaves `Open` exactly once.
+/// The open/closed status of one sink: one byte, a [`Status`] that leaves `Open` exactly
+/// once. A callback sink keeps it inline (nobody outside the engine observes it); a
+/// queue-backed sink's is part of the [`SinkState`] it shares with its consumer.
+pub(crate) struct SinkStatus {
     status: AtomicU8,
-    /// Frames this sink's policy dropped.
-    dropped: AtomicU64,
 }
 
-impl SinkState {
+impl SinkStatus {
     pub(crate) fn new() -> Self {
         Self {
             status: AtomicU8::new(Status::Open as u8),
-            dropped: AtomicU64::new(0),
         }
     }
 
@@ -56,6 +55,14 @@ impl SinkState {
         // also sees why. A publisher that still sees `Open` after a concurrent close makes
         // one more delivery attempt, which is a broadcast "already in flight".
         self.status.load(Ordering::Acquire) == Status::Open as u8
+    }
+
+    /// [`is_open`](Self::is_open) for a delivery that reads nothing else on the strength
+    /// of the answer (a callback's): a publisher that misses a concurrent close calls
+    /// once more, as a broadcast already in flight may.
+    #[inline]
+    pub(crate) fn is_open_relaxed(&self) -> bool {
+        self.status.load(Ordering::Relaxed) == Status::Open as u8
     }
 
     pub(crate) fn status(&self) -> Status {
@@ -74,6 +81,45 @@ impl SinkState {
                 Ordering::Acquire,
             )
             .is_ok()
+    }
+}
+
+/// What a queue-backed sink shares with its consumer: its status and loss counter. (A
+/// callback never drops a frame, so it has no counter: see [`SinkStatus`].)
+pub(crate) struct SinkState {
+    /// Open, or why not.
+    status: SinkStatus,
+    /// Frames this sink's policy dropped.
+    dropped: AtomicU64,
+}
+
+impl SinkState {
+    pub(crate) fn new() -> Self {
+        Self {
+            status: SinkStatus::new(),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// The status alone, as [`Sink::state`](super::Sink::state) gives it for every flavour.
+    #[inline]
+    pub(crate) fn status_cell(&self) -> &SinkStatus {
+        &self.status
+    }
+
+    /// Whether broadcasts should still deliver here (see [`SinkStatus::is_open`]).
+    #[inline]
+    pub(crate) fn is_open(&self) -> bool {
+        self.status.is_open()
+    }
+
+    pub(crate) fn status(&self) -> Status {
+        self.status.status()
+    }
+
+    /// Closes the sink with `reason` if it is still open (see [`SinkStatus::close`]).
+    pub(crate) fn close(&self, reason: Status) -> bool {
+        self.status.close(reason)
     }
 
     /// Counts `frames` dropped by this sink's policy.

@@ -35,7 +35,7 @@ impl<T> Writer<T> {
     pub(super) fn subscribe(&mut self, id: ClientId, topic: Topic) -> Result<bool, Error> {
         let covered = self.covered_by_pattern(id, topic.name());
         let record = self.clients.get_mut(&id).ok_or(Error::UnknownClient(id))?;
-        if record.topics.iter().any(|name| **name == *topic.name()) {
+        if record.topics.contains(topic.name()) {
             return Ok(false);
         }
         let subscriber = Recipient::new(id, Arc::clone(&record.sink));
@@ -80,11 +80,6 @@ impl<T> Writer<T> {
                 name
             }
         };
-        if record.topics.len() == record.topics.capacity() {
-            record
-                .topics
-                .reserve_exact(gentle_growth(record.topics.len()));
-        }
         record.topics.push(name);
         self.working.subscriptions += 1;
         Ok(true)
@@ -93,14 +88,9 @@ impl<T> Writer<T> {
     /// Removes `id` from `topic` by name. Returns whether anything changed.
     pub(super) fn unsubscribe(&mut self, id: ClientId, topic: &Topic) -> Result<bool, Error> {
         let record = self.clients.get_mut(&id).ok_or(Error::UnknownClient(id))?;
-        let Some(position) = record
-            .topics
-            .iter()
-            .position(|name| **name == *topic.name())
-        else {
+        if !record.topics.remove(topic.name()) {
             return Ok(false);
-        };
-        record.topics.swap_remove(position);
+        }
         self.working.subscriptions -= 1;
         if !self.covered_by_pattern(id, topic.name()) {
             self.remove_subscriber(id, topic.name(), topic.hash_value());
@@ -117,7 +107,7 @@ impl<T> Writer<T> {
         aftermath: &mut Aftermath<T>,
     ) -> Result<(), Error> {
         let record = self.clients.remove(&id).ok_or(Error::UnknownClient(id))?;
-        for name in &record.topics {
+        for name in record.topics.as_slice() {
             self.remove_subscriber(id, name, hash_topic(name));
         }
         self.working.subscriptions -= record.topics.len();
@@ -190,7 +180,7 @@ pub(super) fn record_has_topic<T>(
 ) -> bool {
     clients
         .get(&id)
-        .is_some_and(|record| record.topics.iter().any(|t| **t == *name))
+        .is_some_and(|record| record.topics.contains(name))
 }
 
 /// Appends to a topic's subscriber list, growing it gently.
@@ -206,8 +196,7 @@ pub(super) fn push_subscriber<T>(
 
 /// How much to grow a full list of `len` elements by: half again (at least one).
 ///
-/// Lists here are long-lived and mostly short (a client's topics, a topic's
-/// subscribers), so the default growth (to 4, then doubling) would leave most of each
+/// Lists here are long-lived and mostly short (a topic's subscribers), so the default growth (to 4, then doubling) would leave most of each
 /// allocation empty; growing by 1.5× from one keeps waste under a third while staying
 /// amortised O(1) per push.
 pub(super) fn gentle_growth(len: usize) -> usize {

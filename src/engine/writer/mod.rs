@@ -37,6 +37,7 @@
 //! topics. Nothing is proportional to the total number of clients or topics.
 
 mod aftermath;
+mod client_topics;
 mod exact;
 mod patterns;
 mod presence_changes;
@@ -44,11 +45,10 @@ mod retired;
 mod topic_watch;
 
 pub(crate) use aftermath::{Aftermath, Batch};
+use client_topics::ClientTopics;
 use retired::Retired;
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-
-use smallvec::SmallVec;
 
 use super::command::{Change, Command, Op, Outcome, PruneTarget};
 use super::presence_table::PresenceTable;
@@ -73,11 +73,9 @@ pub(crate) const MAX_COMMANDS_PER_BATCH: usize = 1024;
 struct ClientRecord<T> {
     /// The sink every subscription of this client shares.
     sink: Arc<Sink<T>>,
-    /// The topics it is subscribed to, for `unregister` and for idempotent `subscribe`.
-    /// Each name is the very `Arc` the topic's snapshot entry holds: a subscription costs
-    /// this pointer here, not another copy of the name. One is stored inline: most
-    /// clients of a per-user-topic server have exactly one topic of their own.
-    topics: SmallVec<[std::sync::Arc<str>; 1]>,
+    /// The topics it is subscribed to, for `unregister` and for idempotent `subscribe`:
+    /// 16 bytes, one name inline (see [`client_topics`]).
+    topics: ClientTopics,
 }
 
 /// The registry's mutable side. Lives behind the writer-role lock in [`Shared`].
@@ -358,7 +356,7 @@ impl<T> Writer<T> {
             id,
             ClientRecord {
                 sink,
-                topics: SmallVec::new(),
+                topics: ClientTopics::new(),
             },
         );
         self.working.clients += 1;
