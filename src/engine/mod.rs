@@ -31,6 +31,7 @@ pub(crate) mod presence_snapshot;
 pub(crate) mod presence_table;
 mod recipient;
 mod snapshot;
+mod subscribers;
 #[cfg(test)]
 mod tests;
 pub(crate) mod topic_events;

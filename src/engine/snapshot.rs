@@ -5,20 +5,11 @@
 //! loads the current snapshot, looks its topic up and walks the subscriber list — no
 //! lock, no allocation, no waiting for the writer.
 
-use smallvec::SmallVec;
-
 use super::pattern_index::PatternNode;
 use super::recipient::Recipient;
+use super::subscribers::Subscribers;
 use super::topic_map::{Keyed, TopicMap};
 use crate::vocab::topic::TopicKey;
-
-/// Subscribers stored inline per topic before the list spills to the heap. One: most
-/// topics of a server are per-user topics (direct messages, one player's state) with one
-/// subscriber, and every inline slot is paid by every topic. Measured at 1M clients with
-/// a topic each: 4 inline slots cost 48 B more per topic than 1 (the entry is 64 B, not
-/// 112 B); a topic of 2–4 subscribers now keeps them in a heap list (one more pointer
-/// to follow per broadcast).
-pub(crate) const INLINE_SUBSCRIBERS: usize = 1;
 
 /// One topic: its name and its subscribers, each client at most once.
 pub(crate) struct TopicEntry<T> {
@@ -27,9 +18,9 @@ pub(crate) struct TopicEntry<T> {
     pub(crate) name: std::sync::Arc<str>,
     /// `hash_topic(name)`.
     pub(crate) hash: u64,
-    /// Who receives broadcasts on this topic. Never empty: an entry whose last
-    /// subscriber leaves is removed.
-    pub(crate) subscribers: SmallVec<[Recipient<T>; INLINE_SUBSCRIBERS]>,
+    /// Who receives broadcasts on this topic (one inline: see [`Subscribers`]). Never
+    /// empty: an entry whose last subscriber leaves is removed.
+    pub(crate) subscribers: Subscribers<T>,
 }
 
 impl<T> Clone for TopicEntry<T> {

@@ -9,13 +9,12 @@
 
 use std::collections::HashMap;
 
-use smallvec::{smallvec, SmallVec};
-
 use super::aftermath::Aftermath;
 use super::{ClientRecord, Writer};
 use crate::engine::pattern_index;
 use crate::engine::recipient::Recipient;
-use crate::engine::snapshot::{Snapshot, TopicEntry, INLINE_SUBSCRIBERS};
+use crate::engine::snapshot::{Snapshot, TopicEntry};
+use crate::engine::subscribers::Subscribers;
 use crate::sink::Status;
 use crate::sync::{lock, Arc};
 use crate::vocab::client::ClientId;
@@ -52,8 +51,7 @@ impl<T> Writer<T> {
             }
             None => {
                 let name = topic.shared_name();
-                let mut subscribers: SmallVec<[Recipient<T>; INLINE_SUBSCRIBERS]> =
-                    smallvec![subscriber];
+                let mut subscribers = Subscribers::one(subscriber);
                 if !self.working.patterns.is_empty() {
                     // A new topic: it gets every pattern subscriber that matches it.
                     let matched =
@@ -183,24 +181,9 @@ pub(super) fn record_has_topic<T>(
         .is_some_and(|record| record.topics.contains(name))
 }
 
-/// Appends to a topic's subscriber list, growing it gently.
-pub(super) fn push_subscriber<T>(
-    list: &mut SmallVec<[Recipient<T>; INLINE_SUBSCRIBERS]>,
-    subscriber: Recipient<T>,
-) {
-    if list.len() == list.capacity() {
-        list.reserve_exact(gentle_growth(list.len()));
-    }
+/// Appends to a topic's subscriber list (growing it gently: see [`Subscribers::push`]).
+pub(super) fn push_subscriber<T>(list: &mut Subscribers<T>, subscriber: Recipient<T>) {
     list.push(subscriber);
-}
-
-/// How much to grow a full list of `len` elements by: half again (at least one).
-///
-/// Lists here are long-lived and mostly short (a topic's subscribers), so the default growth (to 4, then doubling) would leave most of each
-/// allocation empty; growing by 1.5× from one keeps waste under a third while staying
-/// amortised O(1) per push.
-pub(super) fn gentle_growth(len: usize) -> usize {
-    (len / 2).max(1)
 }
 
 /// Removes `id` from `topic`'s entry in `snapshot`, dropping the entry if it empties.
