@@ -45,10 +45,7 @@ impl<T> Subscribers<T> {
                 else {
                     unreachable!("matched One")
                 };
-                let mut list = Vec::with_capacity(2);
-                list.push(first);
-                list.push(subscriber);
-                *self = Subscribers::Many(list);
+                *self = Subscribers::Many(vec![first, subscriber]);
             }
             Subscribers::Many(list) if list.is_empty() => *self = Subscribers::One(subscriber),
             Subscribers::Many(list) => {

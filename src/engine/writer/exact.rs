@@ -105,7 +105,7 @@ impl<T> Writer<T> {
         aftermath: &mut Aftermath<T>,
     ) -> Result<(), Error> {
         let record = self.clients.remove(&id).ok_or(Error::UnknownClient(id))?;
-        for name in record.topics.as_slice() {
+        for name in record.topics.iter() {
             self.remove_subscriber(id, name, hash_topic(name));
         }
         self.working.subscriptions -= record.topics.len();
