@@ -158,7 +158,7 @@ impl<M: Clone + Send + 'static> AsyncChannel<M> {
         config.validate()?;
         let (sink, receiver, slot) = AsyncChannelSink::new(config);
         let state = Arc::new(SinkState::new());
-        let sink = Arc::new(Sink::async_channel(sink, Arc::clone(&state)));
+        let sink = Arc::new(Sink::async_channel(id, sink, Arc::clone(&state)));
         let closer = SinkCloser::new(&sink);
         engine.register_shared(id, sink, topic)?;
         Ok(Self {

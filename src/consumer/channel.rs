@@ -78,7 +78,7 @@ impl<M: Clone + Send + 'static> Channel<M> {
         config.validate()?;
         let (sink, receiver) = ChannelSink::new(config);
         let state = Arc::new(SinkState::new());
-        let sink = Arc::new(Sink::channel(sink, Arc::clone(&state)));
+        let sink = Arc::new(Sink::channel(id, sink, Arc::clone(&state)));
         let closer = SinkCloser::new(&sink);
         engine.register_shared(id, sink, topic)?;
         Ok(Self {

@@ -137,7 +137,7 @@ impl<M: Clone + Send + 'static> ConflatingChannel<M> {
         conflating_sink::validate_capacity(capacity)?;
         let (sink, receiver, conflated) = ConflatingSink::new(capacity, key);
         let state = Arc::new(SinkState::new());
-        engine.register(id, Sink::conflating(sink, Arc::clone(&state)), topic)?;
+        engine.register(id, Sink::conflating(id, sink, Arc::clone(&state)), topic)?;
         totals.track(Arc::clone(&conflated));
         Ok(Self {
             membership: Membership::new(state, id, engine.link().clone()),

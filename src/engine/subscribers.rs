@@ -150,7 +150,10 @@ mod tests {
     /// against a `Vec`; every sink reference is released with the list.
     #[test]
     fn matches_a_vec_under_pushes_and_removes() {
-        let sink = Arc::new(Sink::callback(CallbackSink::new(|_: &u32| {})));
+        let sink = Arc::new(Sink::callback(
+            ClientId::from_raw(0),
+            CallbackSink::new(|_: &u32| {}),
+        ));
         let recipient = |id| Recipient::new(ClientId::from_raw(id), Arc::clone(&sink));
         let ids = |list: &[Recipient<u32>]| list.iter().map(|r| r.id).collect::<Vec<_>>();
         let mut state = 0x9E37_79B9_7F4A_7C15u64;

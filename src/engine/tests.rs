@@ -31,8 +31,8 @@ fn topic(name: &str) -> Topic {
     Topic::new(name, 256).unwrap()
 }
 
-fn callback_sink() -> Sink<u32> {
-    Sink::callback(CallbackSink::new(|_: &u32| {}))
+fn callback_sink(id: ClientId) -> Sink<u32> {
+    Sink::callback(id, CallbackSink::new(|_: &u32| {}))
 }
 
 /// The point of the combining writer: with nobody else writing, the caller applies its
@@ -41,7 +41,7 @@ fn callback_sink() -> Sink<u32> {
 fn an_uncontended_mutation_runs_on_the_callers_thread() {
     let engine = engine(16);
     let id = engine.generate_client_id();
-    engine.register(id, callback_sink(), None).unwrap();
+    engine.register(id, callback_sink(id), None).unwrap();
     engine
         .mutate(Change::Subscribe(id, Subscription::Topic(topic("t"))))
         .unwrap();
@@ -57,7 +57,7 @@ fn an_uncontended_mutation_runs_on_the_callers_thread() {
 fn a_caller_that_finds_the_role_taken_is_served_after_release() {
     let engine = Arc::new(engine(16));
     let id = engine.generate_client_id();
-    engine.register(id, callback_sink(), None).unwrap();
+    engine.register(id, callback_sink(id), None).unwrap();
     let held = lock(&engine.shared().writer);
     let done = Arc::new(AtomicUsize::new(0));
     let caller = {
@@ -118,7 +118,7 @@ fn a_panic_in_a_batch_closes_the_engine_and_answers_every_caller() {
     let (sink, _receiver) =
         crate::sink::ChannelSink::new(crate::vocab::policy::ChannelConfig::default());
     engine
-        .register(id, Sink::channel(sink, Arc::clone(&state)), None)
+        .register(id, Sink::channel(id, sink, Arc::clone(&state)), None)
         .unwrap();
     engine
         .mutate(Change::Subscribe(id, Subscription::Topic(topic("t"))))
@@ -170,8 +170,8 @@ fn topic_events_report_first_and_last_subscribers_only() {
 
     let engine = engine(16);
     let (a, b) = (engine.generate_client_id(), engine.generate_client_id());
-    engine.register(a, callback_sink(), None).unwrap();
-    engine.register(b, callback_sink(), None).unwrap();
+    engine.register(a, callback_sink(a), None).unwrap();
+    engine.register(b, callback_sink(b), None).unwrap();
     engine
         .mutate(Change::Subscribe(a, Subscription::Topic(topic("before"))))
         .unwrap();
@@ -203,7 +203,7 @@ fn topic_events_report_first_and_last_subscribers_only() {
 
     engine.unwatch_topics();
     engine
-        .register(a, callback_sink(), Some(topic("after")))
+        .register(a, callback_sink(a), Some(topic("after")))
         .unwrap();
     assert!(
         watched.try_recv().is_err(),
@@ -221,8 +221,8 @@ fn topic_events_report_first_and_last_pattern_subscribers() {
     let sub = |name: &str| Subscription::parse(topic(name), '.').unwrap();
     let engine = engine(16);
     let (a, b) = (engine.generate_client_id(), engine.generate_client_id());
-    engine.register(a, callback_sink(), None).unwrap();
-    engine.register(b, callback_sink(), None).unwrap();
+    engine.register(a, callback_sink(a), None).unwrap();
+    engine.register(b, callback_sink(b), None).unwrap();
     engine.mutate(Change::Subscribe(a, sub("old.>"))).unwrap();
     engine.mutate(Change::Subscribe(b, sub("old.>"))).unwrap();
 

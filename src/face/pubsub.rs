@@ -170,7 +170,7 @@ impl<M: ?Sized> PubSub<M> {
     where
         F: Fn(&Bytes) + Send + Sync + 'static,
     {
-        let sink = Sink::callback(CallbackSink::new(send));
+        let sink = Sink::callback(id, CallbackSink::new(send));
         self.engine.register(id, sink, None)
     }
 
@@ -202,7 +202,7 @@ impl<M: ?Sized> PubSub<M> {
     {
         let sinks = clients
             .into_iter()
-            .map(|(id, send)| (id, Sink::callback(CallbackSink::new(send))))
+            .map(|(id, send)| (id, Sink::callback(id, CallbackSink::new(send))))
             .collect();
         self.engine.register_many(sinks)
     }

@@ -10,7 +10,8 @@
 use std::collections::HashMap;
 
 use super::aftermath::Aftermath;
-use super::{ClientRecord, Writer};
+use super::client_topics::ClientTopics;
+use super::{ClientKey, Writer};
 use crate::engine::pattern_index;
 use crate::engine::recipient::Recipient;
 use crate::engine::snapshot::{Snapshot, TopicEntry};
@@ -33,11 +34,14 @@ impl<T> Writer<T> {
     /// Adds `id` to `topic` by name. Returns whether anything changed.
     pub(super) fn subscribe(&mut self, id: ClientId, topic: Topic) -> Result<bool, Error> {
         let covered = self.covered_by_pattern(id, topic.name());
-        let record = self.clients.get_mut(&id).ok_or(Error::UnknownClient(id))?;
-        if record.topics.contains(topic.name()) {
+        let (client, topics) = self
+            .clients
+            .get_key_value(&id)
+            .ok_or(Error::UnknownClient(id))?;
+        if topics.contains(topic.name()) {
             return Ok(false);
         }
-        let subscriber = Recipient::new(id, Arc::clone(&record.sink));
+        let subscriber = Recipient::new(id, Arc::clone(client.sink()));
         let name = match self
             .working
             .topics
@@ -78,15 +82,18 @@ impl<T> Writer<T> {
                 name
             }
         };
-        record.topics.push(name);
+        self.clients
+            .get_mut(&id)
+            .expect("looked up above")
+            .push(name);
         self.working.subscriptions += 1;
         Ok(true)
     }
 
     /// Removes `id` from `topic` by name. Returns whether anything changed.
     pub(super) fn unsubscribe(&mut self, id: ClientId, topic: &Topic) -> Result<bool, Error> {
-        let record = self.clients.get_mut(&id).ok_or(Error::UnknownClient(id))?;
-        if !record.topics.remove(topic.name()) {
+        let topics = self.clients.get_mut(&id).ok_or(Error::UnknownClient(id))?;
+        if !topics.remove(topic.name()) {
             return Ok(false);
         }
         self.working.subscriptions -= 1;
@@ -104,11 +111,15 @@ impl<T> Writer<T> {
         reason: Status,
         aftermath: &mut Aftermath<T>,
     ) -> Result<(), Error> {
-        let record = self.clients.remove(&id).ok_or(Error::UnknownClient(id))?;
-        for name in record.topics.iter() {
+        let (client, topics) = self
+            .clients
+            .remove_entry(&id)
+            .ok_or(Error::UnknownClient(id))?;
+        let sink = client.0;
+        for name in topics.iter() {
             self.remove_subscriber(id, name, hash_topic(name));
         }
-        self.working.subscriptions -= record.topics.len();
+        self.working.subscriptions -= topics.len();
         if let Some(patterns) = self.client_patterns.remove(&id) {
             let index = std::sync::Arc::make_mut(&mut self.working.patterns);
             for pattern in &patterns {
@@ -129,15 +140,15 @@ impl<T> Writer<T> {
             }
         }
         #[cfg(feature = "tracing")]
-        match record.sink.state().status() {
+        match sink.state().status() {
             // Closed by the broadcast that found it full or panicking; here to be pruned.
             Status::Overflow => aftermath.cut_off.push((id, CutOff::Overflow)),
             Status::Panicked => aftermath.cut_off.push((id, CutOff::Panicked)),
             _ => {}
         }
-        record.sink.close(reason);
+        sink.close(reason);
         self.working.clients -= 1;
-        aftermath.retired_sinks.push(record.sink);
+        aftermath.retired_sinks.push(sink);
         self.presence_changed |= lock(&self.presence).depart(id);
         Ok(())
     }
@@ -148,8 +159,8 @@ impl<T> Writer<T> {
         let dead: Vec<ClientId> = self
             .clients
             .iter()
-            .filter(|(_, record)| !record.sink.state().is_open())
-            .map(|(id, _)| *id)
+            .filter(|(client, _)| !client.sink().state().is_open())
+            .map(|(client, _)| *client.sink().id())
             .collect();
         for id in &dead {
             let _ = self.unregister(*id, Status::ConsumerGone, aftermath);
@@ -172,13 +183,11 @@ impl<T> Writer<T> {
 
 /// Whether client `id` subscribed to topic `name` by name.
 pub(super) fn record_has_topic<T>(
-    clients: &HashMap<ClientId, ClientRecord<T>, ahash::RandomState>,
+    clients: &HashMap<ClientKey<T>, ClientTopics, ahash::RandomState>,
     id: ClientId,
     name: &str,
 ) -> bool {
-    clients
-        .get(&id)
-        .is_some_and(|record| record.topics.contains(name))
+    clients.get(&id).is_some_and(|topics| topics.contains(name))
 }
 
 /// Appends to a topic's subscriber list (growing it gently: see [`Subscribers::push`]).

@@ -69,14 +69,39 @@ use crate::vocab::topic::Topic;
 /// role, and so how long its own call and everyone queued behind it wait.
 pub(crate) const MAX_COMMANDS_PER_BATCH: usize = 1024;
 
-/// What the writer keeps per client.
-struct ClientRecord<T> {
-    /// The sink every subscription of this client shares.
-    sink: Arc<Sink<T>>,
-    /// The topics it is subscribed to, for `unregister` and for idempotent `subscribe`:
-    /// 16 bytes, one name inline (see [`client_topics`]).
-    topics: ClientTopics,
+/// A registered client, as the key of the writer's client table: the sink every
+/// subscription of this client shares, hashed and compared by the client id the sink
+/// holds, so the table is looked up by [`ClientId`] and stores no id of its own (its
+/// entry is this pointer and the client's [`ClientTopics`], 24 bytes: see
+/// [`Sink`]'s `id`). A lookup that finds a candidate reads the id from the sink.
+struct ClientKey<T>(Arc<Sink<T>>);
+
+impl<T> ClientKey<T> {
+    fn sink(&self) -> &Arc<Sink<T>> {
+        &self.0
+    }
 }
+
+impl<T> std::borrow::Borrow<ClientId> for ClientKey<T> {
+    fn borrow(&self) -> &ClientId {
+        self.0.id()
+    }
+}
+
+// Hash and equality are the id's, as `Borrow` requires.
+impl<T> std::hash::Hash for ClientKey<T> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.id().hash(state)
+    }
+}
+
+impl<T> PartialEq for ClientKey<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id() == other.0.id()
+    }
+}
+
+impl<T> Eq for ClientKey<T> {}
 
 /// The registry's mutable side. Lives behind the writer-role lock in [`Shared`].
 pub(crate) struct Writer<T> {
@@ -85,8 +110,10 @@ pub(crate) struct Writer<T> {
     working: Snapshot<T>,
     /// The snapshots it replaced, until no broadcast holds them (see [`retired`]).
     retired: Retired<T>,
-    /// Every registered client.
-    clients: HashMap<ClientId, ClientRecord<T>, ahash::RandomState>,
+    /// Every registered client, and the topics it is subscribed to by name (for
+    /// `unregister` and for idempotent `subscribe`: 16 bytes, one name inline, see
+    /// [`client_topics`]).
+    clients: HashMap<ClientKey<T>, ClientTopics, ahash::RandomState>,
     /// Set once the registry is closed (shutdown, or a panic in a batch): every op is
     /// then answered [`Error::Closed`].
     closed: bool,
@@ -262,9 +289,9 @@ impl<T> Writer<T> {
         shared.closed.store(true, Ordering::Release);
         if !self.closed {
             self.closed = true;
-            for (_, record) in self.clients.drain() {
-                record.sink.close(reason);
-                aftermath.retired_sinks.push(record.sink);
+            for (client, _) in self.clients.drain() {
+                client.sink().close(reason);
+                aftermath.retired_sinks.push(client.0);
             }
             let working = std::mem::take(&mut self.working);
             self.retired.retire(Arc::new(working));
@@ -319,10 +346,13 @@ impl<T> Writer<T> {
             }
             Op::Untrack { id, topic } => (false, Ok(Outcome::One(self.untrack(id, &topic)))),
             Op::Prune { id, sink } => {
-                let current = self.clients.get(&id).is_some_and(|record| match &sink {
-                    PruneTarget::Consumer(state) => record.sink.has_consumer_state(state),
-                    PruneTarget::Sink(sink) => Arc::ptr_eq(&record.sink, sink),
-                });
+                let current =
+                    self.clients
+                        .get_key_value(&id)
+                        .is_some_and(|(client, _)| match &sink {
+                            PruneTarget::Consumer(state) => client.sink().has_consumer_state(state),
+                            PruneTarget::Sink(sink) => Arc::ptr_eq(client.sink(), sink),
+                        });
                 if let PruneTarget::Sink(sink) = sink {
                     // It may be the last handle on a callback: drop it after the role.
                     aftermath.retired_sinks.push(sink);
@@ -348,17 +378,12 @@ impl<T> Writer<T> {
             aftermath.retired_sinks.push(sink);
             return Err(Error::DuplicateClient(id));
         }
+        debug_assert_eq!(*sink.id(), id, "a sink is made for the client it registers");
         #[cfg(feature = "async")]
         if sink.is_async() {
             self.working.has_async_sinks = true;
         }
-        self.clients.insert(
-            id,
-            ClientRecord {
-                sink,
-                topics: ClientTopics::new(),
-            },
-        );
+        self.clients.insert(ClientKey(sink), ClientTopics::new());
         self.working.clients += 1;
         if let Some(topic) = topic {
             self.subscribe(id, topic)?;

@@ -33,8 +33,11 @@ impl<T> Writer<T> {
         id: ClientId,
         pattern: Pattern,
     ) -> Result<bool, Error> {
-        let record = self.clients.get(&id).ok_or(Error::UnknownClient(id))?;
-        let sink = Arc::clone(&record.sink);
+        let (client, _) = self
+            .clients
+            .get_key_value(&id)
+            .ok_or(Error::UnknownClient(id))?;
+        let sink = Arc::clone(client.sink());
         let theirs = self.client_patterns.get(&id);
         if theirs.is_some_and(|patterns| patterns.iter().any(|p| p.text() == pattern.text())) {
             return Ok(false);

@@ -145,9 +145,12 @@ mod tests {
         let witness = std::sync::Arc::new(());
         let id = engine.generate_client_id();
         let held = std::sync::Arc::clone(&witness);
-        let sink = Sink::callback(CallbackSink::new(move |_: &u32| {
-            let _ = &held;
-        }));
+        let sink = Sink::callback(
+            id,
+            CallbackSink::new(move |_: &u32| {
+                let _ = &held;
+            }),
+        );
         engine.register(id, sink, None).unwrap();
         let room = Subscription::Topic(Topic::new("room", 256).unwrap());
         // Each leaves the snapshot it replaced to the next batch; the last one kept lists
