@@ -376,7 +376,9 @@ impl<T: Clone> Engine<T> {
             .subscribe_with_snapshot(id, topic, subscribe, others)
     }
 
-    /// The node id this engine's members carry (`NodeId(0)` without a bridge).
+    /// The node id this engine's members carry (`NodeId(0)` without a bridge; changed
+    /// with events by [`watch_presence`](Self::watch_presence) and
+    /// [`unwatch_presence`](Self::unwatch_presence)).
     pub(crate) fn presence_node(&self) -> crate::vocab::node::NodeId {
         lock(&self.shared().presence).node()
     }
