@@ -179,9 +179,10 @@ impl PresenceTable {
 
     /// Names this engine's members `node` from now on, and queues, for every member, a
     /// leave under the old name then a join under the new one: a subscriber that keeps
-    /// its list from the events (or from `subscribe_with_members` and the events) never
-    /// holds a name nobody lists, and one that keys members by client alone sees each
-    /// leave and join again. Under the table's lock with the name itself, so a
+    /// its list from the events (or from `subscribe_with_members` and the events) holds
+    /// the new names and none of the old, and one that keys members by client alone
+    /// still lists each (the leave comes first). Under the table's lock with the name
+    /// itself, so a
     /// subscriber's snapshot (taken under the same lock) has either the old names and
     /// then these events, or the new names and none of them.
     ///
