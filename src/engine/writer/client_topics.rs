@@ -14,9 +14,11 @@
 //! The price is a client's second topic: two or more names live in a boxed slice behind a
 //! thin box, 16 bytes more than the `SmallVec`'s spilled list. The slice has room to
 //! grow (empty slots after the names, half again when full, as the `SmallVec` grew), so
-//! a subscribe does not reallocate it each time: exact-length, a client subscribing to
-//! 100 topics paid about 390 more instructions per subscribe (`floor_callgrind
-//! mutate_pre`'s setup, callgrind).
+//! a subscribe does not reallocate it each time: exact-length, ten clients subscribing
+//! to 100 topics each paid about 120 more instructions per subscribe (the setup of
+//! `floor_callgrind mutate_pre 1000`, callgrind). Looking a name up scans the slots, a
+//! test for an empty one beside each name compare: about 2 instructions per name more
+//! than the `SmallVec`'s slice, next to a compare of ~20 (names of equal length).
 
 use std::sync::Arc;
 
@@ -30,8 +32,11 @@ enum Names {
     One(Arc<str>),
     /// None (`None`), or two or more: the names first, then empty slots. A `Box<[_]>` is a
     /// fat pointer (16 bytes), and would make this 24; boxed once more, it is a thin one.
-    Several(Option<Box<Box<[Option<Arc<str>>]>>>),
+    Several(Option<Box<Slots>>),
 }
+
+/// Two or more names, then empty slots (room to grow).
+type Slots = Box<[Option<Arc<str>>]>;
 
 const _: () = assert!(std::mem::size_of::<ClientTopics>() == 16);
 

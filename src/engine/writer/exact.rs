@@ -182,6 +182,9 @@ impl<T> Writer<T> {
 }
 
 /// Whether client `id` subscribed to topic `name` by name.
+// The key's sink has atomics inside, but the key hashes and compares only its id, which
+// never changes.
+#[allow(clippy::mutable_key_type)]
 pub(super) fn record_has_topic<T>(
     clients: &HashMap<ClientKey<T>, ClientTopics, ahash::RandomState>,
     id: ClientId,
