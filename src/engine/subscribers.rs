@@ -28,6 +28,8 @@ pub(crate) enum Subscribers<T> {
     Many(Vec<Recipient<T>>),
 }
 
+// Under loom the recipient's queue and sink pointers are loom's, of other sizes.
+#[cfg(not(loom))]
 const _: () = assert!(std::mem::size_of::<Subscribers<()>>() == 32);
 
 impl<T> Subscribers<T> {
