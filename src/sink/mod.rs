@@ -380,10 +380,42 @@ mod tests {
 }
 
 #[cfg(all(test, not(loom)))]
-mod size {
+mod callback_tests {
     use std::mem::size_of;
+    use std::sync::atomic::AtomicUsize;
 
-    use super::Sink;
+    use super::{CallbackSink, Delivery, Sink, Status};
+    use crate::sync::{Arc, Ordering};
+    use crate::vocab::client::ClientId;
+
+    /// A callback's one status byte does both jobs of the flag and the state it replaced:
+    /// once it panicked (or was closed for any reason), a broadcast still holding a
+    /// snapshot with it skips it, and only the first close counts.
+    #[test]
+    fn a_closed_callback_is_skipped() {
+        for reason in [Status::Panicked, Status::Unsubscribed] {
+            let calls = Arc::new(AtomicUsize::new(0));
+            let counted = Arc::clone(&calls);
+            let sink = Sink::callback(
+                ClientId::from_raw(7),
+                CallbackSink::new(move |_: &u32| {
+                    counted.fetch_add(1, Ordering::Relaxed);
+                }),
+            );
+            assert_eq!(sink.deliver(&1, None), Delivery::Delivered);
+            let first = if reason == Status::Panicked {
+                sink.mark_panicked()
+            } else {
+                sink.close(reason)
+            };
+            assert!(first);
+            assert!(!sink.mark_panicked(), "closed once only");
+            assert_eq!(sink.state().status(), reason);
+            assert_eq!(sink.deliver(&2, None), Delivery::Skipped);
+            assert_eq!(calls.load(Ordering::Relaxed), 1);
+            assert_eq!(*sink.id(), ClientId::from_raw(7));
+        }
+    }
 
     /// Every sink is as large as its largest flavour, and every callback client pays for
     /// its sink: the queue flavours' parts are boxed so that they do not set that size,
