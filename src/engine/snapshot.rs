@@ -9,7 +9,7 @@ use smallvec::SmallVec;
 
 use super::pattern_index::PatternNode;
 use super::recipient::Recipient;
-use super::topic_map::{Keyed, TopicMap};
+use super::topic_map::{Keyed, Owning, TopicMap};
 use crate::vocab::topic::TopicKey;
 
 /// Subscribers stored inline per topic before the list spills to the heap. One: most
@@ -54,8 +54,9 @@ impl<T> Keyed for TopicEntry<T> {
 
 /// Everything a broadcast or a statistics call reads, as of one writer batch.
 pub(crate) struct Snapshot<T> {
-    /// Topic name → subscribers.
-    pub(crate) topics: TopicMap<TopicEntry<T>>,
+    /// Topic name → subscribers. The writer's working snapshot owns the trie; a
+    /// published one is a view of it (see [`garbage`](super::garbage)).
+    pub(crate) topics: TopicMap<TopicEntry<T>, Owning>,
     /// Registered clients (channels, for a `Broadcaster`).
     pub(crate) clients: usize,
     /// Subscriptions to topics by name (client–topic pairs).
@@ -73,6 +74,7 @@ pub(crate) struct Snapshot<T> {
 }
 
 impl<T> Clone for Snapshot<T> {
+    /// The writer's publication: the topics are a view (see [`TopicMap::seal`]).
     fn clone(&self) -> Self {
         Self {
             topics: self.topics.clone(),

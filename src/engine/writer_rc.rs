@@ -88,8 +88,14 @@ impl<T> WriterRc<T> {
     where
         T: Clone,
     {
+        Self::make_mut_with(this, T::clone)
+    }
+
+    /// [`Self::make_mut`], copying with `copy` instead of `Clone`.
+    #[inline]
+    pub(crate) fn make_mut_with(this: &mut Self, copy: impl FnOnce(&T) -> T) -> &mut T {
         if !this.is_unique() {
-            *this = WriterRc::new(T::clone(this));
+            *this = WriterRc::new(copy(this));
         }
         // SAFETY: `this` is the only handle, so nothing else reads or writes the value;
         // the borrow of `this` keeps it so for the returned lifetime.

@@ -222,18 +222,22 @@ pub(super) fn remove_subscriber<T>(
     name: &str,
     hash: u64,
 ) -> Option<std::sync::Arc<str>> {
-    let Some(entry) = snapshot.topics.get_mut(name, hash) else {
+    let Some(entry) = snapshot.topics.get(name, hash) else {
         debug_assert!(false, "client record names a topic the snapshot lacks");
         return None;
     };
+    if entry.subscribers.len() == 1 && entry.subscribers[0].id == id {
+        // The last subscriber leaves: remove the entry without copying it first.
+        let closed = std::sync::Arc::clone(&entry.name);
+        snapshot.topics.remove(name, hash);
+        return Some(closed);
+    }
+    if entry.subscribers.iter().all(|s| s.id != id) {
+        return None;
+    }
+    let entry = snapshot.topics.get_mut(name, hash)?;
     if let Some(position) = entry.subscribers.iter().position(|s| s.id == id) {
         entry.subscribers.swap_remove(position);
-    }
-    if entry.subscribers.is_empty() {
-        return snapshot
-            .topics
-            .remove(name, hash)
-            .map(|removed| std::sync::Arc::clone(&removed.name));
     }
     None
 }

@@ -52,7 +52,8 @@ use smallvec::SmallVec;
 
 use super::command::{Change, Command, Op, Outcome, PruneTarget};
 use super::presence_table::PresenceTable;
-use super::snapshot::Snapshot;
+use super::garbage::Garbage;
+use super::snapshot::{Snapshot, TopicEntry};
 use super::topic_events::TopicEventSender;
 use super::topic_index::TopicIndex;
 use super::Shared;
@@ -268,12 +269,14 @@ impl<T> Writer<T> {
                 record.sink.close(reason);
                 aftermath.retired_sinks.push(record.sink);
             }
+            // Views published before may reach every node of the working trie: it goes
+            // with the garbage of the empty snapshot's publication.
             let working = std::mem::take(&mut self.working);
-            self.retired.retire(Arc::new(working));
+            let garbage = working.topics.into_garbage();
             self.client_patterns.clear();
             self.topic_index = None;
             lock(&self.presence).clear();
-            self.publish(shared);
+            self.publish_with(shared, garbage);
         }
         let pending = self.retired.settle(&mut aftermath.retired_sinks, false);
         aftermath.unapplied.extend(queue.try_iter());
@@ -388,8 +391,15 @@ impl<T> Writer<T> {
     /// Publishes the working copy; the snapshot it replaces is retired (freed by
     /// [`Retired::settle`] once no broadcast holds it).
     fn publish(&mut self, shared: &Shared<T>) {
+        self.publish_with(shared, Garbage::default());
+    }
+
+    /// [`Self::publish`], with `garbage` that views published before may reach.
+    fn publish_with(&mut self, shared: &Shared<T>, mut garbage: Garbage<TopicEntry<T>>) {
         let previous = shared.snapshot.swap(Arc::new(self.working.clone()));
-        self.retired.retire(previous);
+        // What this epoch stopped pointing at: `previous` and older views reach it.
+        garbage.append(&mut self.working.topics.seal());
+        self.retired.retire(previous, garbage);
     }
 }
 

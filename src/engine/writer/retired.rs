@@ -45,7 +45,8 @@
 
 use std::collections::VecDeque;
 
-use crate::engine::snapshot::Snapshot;
+use crate::engine::garbage::Garbage;
+use crate::engine::snapshot::{Snapshot, TopicEntry};
 use crate::sink::Sink;
 use crate::sync::Arc;
 
@@ -66,14 +67,19 @@ impl<T> Default for Retired<T> {
 /// one to be freed.
 struct Record<T> {
     snapshot: Option<Arc<Snapshot<T>>>,
+    /// What the batch that replaced this snapshot stopped pointing at: this snapshot
+    /// and older ones may reach it (see [`garbage`](crate::engine::garbage)).
+    garbage: Garbage<TopicEntry<T>>,
     sinks: Vec<Arc<Sink<T>>>,
 }
 
 impl<T> Retired<T> {
-    /// Keeps `snapshot`, just swapped out of the cell.
-    pub(crate) fn retire(&mut self, snapshot: Arc<Snapshot<T>>) {
+    /// Keeps `snapshot`, just swapped out of the cell, and the `garbage` of the batch
+    /// that replaced it, freed once it and every older snapshot are.
+    pub(crate) fn retire(&mut self, snapshot: Arc<Snapshot<T>>, garbage: Garbage<TopicEntry<T>>) {
         self.records.push_back(Record {
             snapshot: Some(snapshot),
+            garbage,
             sinks: Vec::new(),
         });
     }
@@ -116,6 +122,9 @@ impl<T> Retired<T> {
                 break;
             }
             if let Some(mut freed) = self.records.pop_front() {
+                // No view that may reach the garbage is left (in order: this record and
+                // every older one are freed).
+                drop(freed.garbage);
                 if !freed.sinks.is_empty() {
                     released.append(&mut freed.sinks);
                 }
