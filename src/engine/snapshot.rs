@@ -10,6 +10,7 @@ use smallvec::SmallVec;
 use super::pattern_index::PatternNode;
 use super::recipient::Recipient;
 use super::topic_map::{Keyed, Owning, TopicMap};
+use crate::vocab::client::ClientId;
 use crate::vocab::topic::TopicKey;
 
 /// Subscribers stored inline per topic before the list spills to the heap. One: most
@@ -38,6 +39,32 @@ impl<T> Clone for TopicEntry<T> {
             name: std::sync::Arc::clone(&self.name),
             hash: self.hash,
             subscribers: self.subscribers.clone(),
+        }
+    }
+}
+
+impl<T> TopicEntry<T> {
+    /// A copy with room for `extra` more subscribers (the writer's copy for a subscribe:
+    /// a clone is exactly full, so the push would reallocate it).
+    pub(crate) fn copy_with_room(&self, extra: usize) -> Self {
+        let mut subscribers = SmallVec::with_capacity(self.subscribers.len() + extra);
+        subscribers.extend(self.subscribers.iter().cloned());
+        Self {
+            name: std::sync::Arc::clone(&self.name),
+            hash: self.hash,
+            subscribers,
+        }
+    }
+
+    /// A copy without client `id` (the writer's copy for an unsubscribe: the list is
+    /// built at its new length, inline when one subscriber is left).
+    pub(crate) fn copy_without(&self, id: ClientId) -> Self {
+        let mut subscribers = SmallVec::with_capacity(self.subscribers.len().saturating_sub(1));
+        subscribers.extend(self.subscribers.iter().filter(|s| s.id != id).cloned());
+        Self {
+            name: std::sync::Arc::clone(&self.name),
+            hash: self.hash,
+            subscribers,
         }
     }
 }

@@ -9,10 +9,21 @@
 //! Why a trie and not a `HashMap`: the snapshot readers see is immutable, so every change
 //! is made on a copy. Copying a whole `HashMap` per mutation costs O(topics); here a
 //! change copies only the path from the root to its topic (at most `depth` nodes of at
-//! most 32 children) plus the topic's own entry. Nodes are [`WriterRc`]s (counted by the
-//! writer alone, not atomically: see its docs): `WriterRc::make_mut` copies
-//! a node only while a published snapshot still shares it, so the second and later
-//! changes to the same path within one writer batch mutate in place.
+//! most 32 children) plus the topic's own entry. A node is copied only while a published
+//! snapshot may still reach it, so the second and later changes to the same path within
+//! one writer batch mutate in place.
+//!
+//! # Two ways to share
+//!
+//! - [`Owning`] (the snapshot's topics): every node and entry has one owner, the
+//!   writer's working map; a published snapshot is a view that owns nothing. A node is
+//!   copied bitwise (no child is touched) and the original freed, without its children,
+//!   once no view reaches it; see [`garbage`](super::garbage). Measured with callgrind
+//!   (`benches/floor_callgrind.rs`, subscribe–unsubscribe round trips on 1,000 topics,
+//!   one call each): see the numbers in `garbage.rs`.
+//! - [`Counted`] (the pattern index's literal children, whose maps are cloned as values
+//!   inside its `Arc`-shared nodes): nodes are [`WriterRc`]s, counted by the writer alone
+//!   (not atomically: see its docs); copying a node takes a reference to each child.
 //!
 //! # Node shapes: one dependent load per level
 //!
@@ -82,8 +93,13 @@ pub(crate) trait Sharing: Sized {
     /// of the map may reach it.
     fn make_mut<'a, T: Part<Self>, V>(p: &'a mut Self::Ptr<T>, gc: &mut Self::Gc<V>) -> &'a mut T;
 
-    /// Mutable access to an entry, cloning it first if a published copy may reach it.
-    fn make_mut_entry<'a, V: Clone>(p: &'a mut Self::Ptr<V>, gc: &mut Self::Gc<V>) -> &'a mut V;
+    /// Mutable access to an entry, copying it with `copy` first if a published copy of
+    /// the map may reach it.
+    fn make_mut_entry<'a, V>(
+        p: &'a mut Self::Ptr<V>,
+        gc: &mut Self::Gc<V>,
+        copy: impl FnOnce(&V) -> V,
+    ) -> &'a mut V;
 
     /// Disposes of something the working tree no longer holds.
     fn discard<T, V>(p: Self::Ptr<T>, gc: &mut Self::Gc<V>);
@@ -123,8 +139,12 @@ impl Sharing for Counted {
     }
 
     #[inline]
-    fn make_mut_entry<'a, V: Clone>(p: &'a mut WriterRc<V>, _: &mut ()) -> &'a mut V {
-        WriterRc::make_mut(p)
+    fn make_mut_entry<'a, V>(
+        p: &'a mut WriterRc<V>,
+        _: &mut (),
+        copy: impl FnOnce(&V) -> V,
+    ) -> &'a mut V {
+        WriterRc::make_mut_with(p, copy)
     }
 
     #[inline]
@@ -185,9 +205,13 @@ impl Sharing for Owning {
     }
 
     #[inline]
-    fn make_mut_entry<'a, V: Clone>(p: &'a mut Owned<V>, gc: &mut Epoch<V>) -> &'a mut V {
+    fn make_mut_entry<'a, V>(
+        p: &'a mut Owned<V>,
+        gc: &mut Epoch<V>,
+        copy: impl FnOnce(&V) -> V,
+    ) -> &'a mut V {
         if !p.made_in(gc.current) {
-            let copy = V::clone(p);
+            let copy = copy(p);
             Owned::replace_with_clone(p, copy, gc.current, &mut gc.garbage);
         }
         p.get_mut()
@@ -571,6 +595,19 @@ impl<V: Keyed, S: Sharing> TopicMap<V, S> {
     /// Mutable access to the entry named `key`, copying the path to it (and the entry)
     /// where a published snapshot still shares them.
     pub(crate) fn get_mut(&mut self, key: &str, hash: u64) -> Option<&mut V> {
+        self.get_mut_with(key, hash, V::clone)
+    }
+
+    /// [`Self::get_mut`], copying the entry (if it must be copied) with `copy` instead of
+    /// `Clone`: the writer builds the changed entry directly (a subscriber list with room
+    /// for one more, or without the one leaving) instead of cloning it and then changing
+    /// the clone, which may reallocate it.
+    pub(crate) fn get_mut_with(
+        &mut self,
+        key: &str,
+        hash: u64,
+        copy: impl FnOnce(&V) -> V,
+    ) -> Option<&mut V> {
         debug_assert!(!self.view, "a published view is never changed");
         // Check first so a miss copies nothing.
         self.get(key, hash)?;
@@ -581,6 +618,7 @@ impl<V: Keyed, S: Sharing> TopicMap<V, S> {
             key,
             hash,
             &mut self.gc,
+            copy,
         )
     }
 
@@ -652,11 +690,12 @@ fn get_mut_in<'a, V: Keyed, S: Sharing>(
     key: &str,
     hash: u64,
     gc: &mut S::Gc<V>,
+    copy: impl FnOnce(&V) -> V,
 ) -> Option<&'a mut V> {
     match slot {
         Child::Empty => None,
         Child::Leaf(entry) => {
-            is_named(entry.key(), key).then(|| S::make_mut_entry(entry, gc))
+            is_named(entry.key(), key).then(|| S::make_mut_entry(entry, gc, copy))
         }
         Child::Dense(node) => {
             let node = S::make_mut(node, gc);
@@ -666,17 +705,18 @@ fn get_mut_in<'a, V: Keyed, S: Sharing>(
                 key,
                 hash,
                 gc,
+                copy,
             )
         }
         Child::Sparse(frags, node) => {
             let position = frags.find(fragment(hash, shift))?;
             let node = S::make_mut(node, gc);
-            get_mut_in(&mut node.children[position], shift + BITS, key, hash, gc)
+            get_mut_in(&mut node.children[position], shift + BITS, key, hash, gc, copy)
         }
         Child::Collision(entries) => {
             let entries = S::make_mut(entries, gc);
             let entry = entries.0.iter_mut().find(|e| e.key() == key)?;
-            Some(S::make_mut_entry(entry, gc))
+            Some(S::make_mut_entry(entry, gc, copy))
         }
     }
 }

@@ -39,11 +39,12 @@ impl<T> Writer<T> {
             return Ok(false);
         }
         let subscriber = Recipient::new(id, Arc::clone(&record.sink));
-        let name = match self
-            .working
-            .topics
-            .get_mut(topic.name(), topic.hash_value())
-        {
+        let room = usize::from(!covered);
+        let name = match self.working.topics.get_mut_with(
+            topic.name(),
+            topic.hash_value(),
+            |entry| entry.copy_with_room(room),
+        ) {
             Some(entry) => {
                 if !covered {
                     push_subscriber(&mut entry.subscribers, subscriber);
@@ -235,7 +236,10 @@ pub(super) fn remove_subscriber<T>(
     if entry.subscribers.iter().all(|s| s.id != id) {
         return None;
     }
-    let entry = snapshot.topics.get_mut(name, hash)?;
+    let entry = snapshot
+        .topics
+        .get_mut_with(name, hash, |entry| entry.copy_without(id))?;
+    // Changed in place if this batch already copied it.
     if let Some(position) = entry.subscribers.iter().position(|s| s.id == id) {
         entry.subscribers.swap_remove(position);
     }

@@ -15,10 +15,10 @@
 //! So nothing a batch removes is dropped while the role is held: removed sinks and
 //! refused registrations go into the batch's [`Aftermath`], which the combiner disposes
 //! of after releasing the role. The replaced snapshot is the exception: it is freed
-//! under the role (its trie's counts are the writer's, see
-//! [`writer_rc`](super::writer_rc)), once no broadcast holds it, and the removed sinks it
-//! may list wait for that (see [`retired`]), so freeing it never drops a sink's last
-//! reference.
+//! under the role (with the trie garbage it may reach, see [`garbage`](super::garbage);
+//! its pattern tries' counts are the writer's, see [`writer_rc`](super::writer_rc)), once
+//! no broadcast holds it, and the removed sinks it may list wait for that (see
+//! [`retired`]), so freeing it never drops a sink's last reference.
 //!
 //! # A panic in a batch
 //!

@@ -1,10 +1,14 @@
 //! The snapshots the writer replaced, kept until no broadcast holds them and then freed
-//! under the writer role — and the sinks that left the registry, kept until every
-//! snapshot that may still list them is freed.
+//! under the writer role — with the trie garbage they may still reach, and the sinks
+//! that left the registry, kept until every snapshot that may still list them is freed.
 //!
-//! Why under the role: a snapshot's tries are [`WriterRc`](crate::engine::writer_rc)
-//! pointers, whose counts only the role holder may touch, and freeing a snapshot
-//! releases them. Broadcasts hold a snapshot through an `Arc` (their guard); after the
+//! Why under the role: a published snapshot's topic trie is a view of the writer's
+//! working trie, whose nodes each batch copies or drops into its
+//! [`Garbage`](crate::engine::garbage) rather than freeing them; the garbage of the batch
+//! that replaced snapshot `S` rides on `S`'s record and is freed once that record and
+//! every older one are (the rule in [`garbage`](crate::engine::garbage)). The pattern
+//! index's tries are [`WriterRc`](crate::engine::writer_rc) pointers, whose counts only
+//! the role holder may touch, and freeing a snapshot releases them. Broadcasts hold a snapshot through an `Arc` (their guard); after the
 //! writer swaps a snapshot out of the cell it holds one more reference, and it frees the
 //! snapshot only once [`Arc::get_mut`] finds that reference the only one — so no
 //! broadcast ever drops the last reference to a snapshot.
