@@ -237,9 +237,12 @@ unsafe fn free<T>(inner: *mut Inner<T>, husk: unsafe fn(*mut T)) {
     #[cfg(loom)]
     {
         // SAFETY: as the caller promised; loom checks that no reader is unordered with
-        // this write. The memory is leaked, not freed (module docs).
-        unsafe { (*inner).alive.with_mut(|_| ()) };
-        let _ = husk;
+        // this write. The value is disposed of, but the allocation is leaked, not freed
+        // (module docs), so a late reader fails on the cell, not on freed memory.
+        unsafe {
+            (*inner).alive.with_mut(|_| ());
+            husk(std::ptr::addr_of_mut!((*inner).value));
+        }
     }
     #[cfg(not(loom))]
     {
