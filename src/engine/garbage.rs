@@ -150,6 +150,44 @@ impl<T> Owned<T> {
         garbage.push(original, finish_husk::<T>);
     }
 
+    /// Replaces `this` (made in an earlier epoch) by a new allocation holding a bitwise
+    /// copy of its value (one `memcpy`, straight from the old allocation to the new),
+    /// stamped `epoch`; the original's value is then a husk ([`Husk`]), kept in
+    /// `garbage` until no view can reach it.
+    ///
+    /// # Safety
+    ///
+    /// A bitwise copy of a `T` may own what the original owned, exactly as
+    /// [`Husk::drop_husk`] of `T` assumes (no buffer of its own that the husk frees).
+    pub(crate) unsafe fn replace_with_bitwise_copy<V>(
+        this: &mut Self,
+        epoch: u64,
+        garbage: &mut Garbage<V>,
+    ) where
+        T: Husk,
+    {
+        let fresh = Box::into_raw(Box::<Inner<T>>::new_uninit()).cast::<Inner<T>>();
+        // SAFETY: `fresh` is a new allocation for an `Inner<T>`; each field is written
+        // once, the value with the bytes of the live original (which is never dropped
+        // whole afterwards: it goes to the garbage as a husk, as the caller allows).
+        let copy = unsafe {
+            std::ptr::addr_of_mut!((*fresh).stamp).write(epoch);
+            std::ptr::copy_nonoverlapping(
+                std::ptr::addr_of!((*this.inner.as_ptr()).value),
+                std::ptr::addr_of_mut!((*fresh).value),
+                1,
+            );
+            #[cfg(loom)]
+            std::ptr::addr_of_mut!((*fresh).alive).write(crate::sync::UnsafeCell::new(()));
+            Self {
+                inner: NonNull::new_unchecked(fresh),
+                _owns: PhantomData,
+            }
+        };
+        let original = std::mem::replace(this, copy);
+        garbage.push(original, finish_husk::<T>);
+    }
+
     /// Replaces `this` (made in an earlier epoch) by a new allocation holding `copy`, an
     /// independent clone of its value, stamped `epoch`; the original is kept whole in
     /// `garbage` until no view can reach it.
@@ -312,14 +350,21 @@ impl<V> Garbage<V> {
     }
 }
 
-impl<V> Drop for Garbage<V> {
-    /// Frees everything: only once no published view can reach it (writer role; see
-    /// `retired.rs`), or at teardown.
-    fn drop(&mut self) {
+impl<V> Garbage<V> {
+    /// Frees everything, keeping the list's buffer for the next epoch: only once no
+    /// published view can reach it (writer role; see `retired.rs`), or at teardown.
+    pub(crate) fn free(&mut self) {
         for item in self.items.drain(..) {
             // SAFETY: erased by `push` from an `Owned` with the `finish` of its type;
             // nothing reaches it any more (see above).
             unsafe { (item.finish)(item.inner) };
         }
+    }
+}
+
+impl<V> Drop for Garbage<V> {
+    /// Frees everything (see [`Garbage::free`]).
+    fn drop(&mut self) {
+        self.free();
     }
 }

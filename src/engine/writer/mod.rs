@@ -398,7 +398,8 @@ impl<T> Writer<T> {
     fn publish_with(&mut self, shared: &Shared<T>, mut garbage: Garbage<TopicEntry<T>>) {
         let previous = shared.snapshot.swap(Arc::new(self.working.clone()));
         // What this epoch stopped pointing at: `previous` and older views reach it.
-        garbage.append(&mut self.working.topics.seal());
+        let spare = self.retired.spare_garbage();
+        garbage.append(&mut self.working.topics.seal(spare));
         self.retired.retire(previous, garbage);
     }
 }

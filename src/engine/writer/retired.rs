@@ -57,12 +57,16 @@ use crate::sync::Arc;
 /// Replaced snapshots, oldest first.
 pub(crate) struct Retired<T> {
     records: VecDeque<Record<T>>,
+    /// An emptied garbage list, whose buffer the next epoch reuses (one allocation less
+    /// per batch).
+    spare: Garbage<TopicEntry<T>>,
 }
 
 impl<T> Default for Retired<T> {
     fn default() -> Self {
         Self {
             records: VecDeque::new(),
+            spare: Garbage::default(),
         }
     }
 }
@@ -78,6 +82,11 @@ struct Record<T> {
 }
 
 impl<T> Retired<T> {
+    /// An empty garbage list for the working map's next epoch.
+    pub(crate) fn spare_garbage(&mut self) -> Garbage<TopicEntry<T>> {
+        std::mem::take(&mut self.spare)
+    }
+
     /// Keeps `snapshot`, just swapped out of the cell, and the `garbage` of the batch
     /// that replaced it, freed once it and every older snapshot are.
     pub(crate) fn retire(&mut self, snapshot: Arc<Snapshot<T>>, garbage: Garbage<TopicEntry<T>>) {
@@ -128,7 +137,8 @@ impl<T> Retired<T> {
             if let Some(mut freed) = self.records.pop_front() {
                 // No view that may reach the garbage is left (in order: this record and
                 // every older one are freed).
-                drop(freed.garbage);
+                freed.garbage.free();
+                self.spare = freed.garbage;
                 if !freed.sinks.is_empty() {
                     released.append(&mut freed.sinks);
                 }
