@@ -410,7 +410,12 @@ impl<V, S: Sharing> Part<S> for Collisions<V, S> {
 
     unsafe fn copy(&self) -> Self {
         // SAFETY: passed on to the caller.
-        Self(self.0.iter().map(|entry| unsafe { S::alias(entry) }).collect())
+        Self(
+            self.0
+                .iter()
+                .map(|entry| unsafe { S::alias(entry) })
+                .collect(),
+        )
     }
 }
 
@@ -728,7 +733,14 @@ fn get_mut_in<'a, V: Keyed, S: Sharing>(
         Child::Sparse(frags, node) => {
             let position = frags.find(fragment(hash, shift))?;
             let node = S::make_mut(node, gc);
-            get_mut_in(&mut node.children[position], shift + BITS, key, hash, gc, copy)
+            get_mut_in(
+                &mut node.children[position],
+                shift + BITS,
+                key,
+                hash,
+                gc,
+                copy,
+            )
         }
         Child::Collision(entries) => {
             let entries = S::make_mut(entries, gc);
@@ -992,17 +1004,26 @@ mod tests {
     /// Publishes `map` as the writer does: a clone, and under [`Owning`] the end of the
     /// epoch, whose garbage the caller keeps while the clone lives.
     trait Publish: Sharing + Sized {
-        fn publish(map: &mut TopicMap<Entry, Self>, garbage: &mut Vec<Garbage<Entry>>) -> TopicMap<Entry, Self>;
+        fn publish(
+            map: &mut TopicMap<Entry, Self>,
+            garbage: &mut Vec<Garbage<Entry>>,
+        ) -> TopicMap<Entry, Self>;
     }
 
     impl Publish for Counted {
-        fn publish(map: &mut TopicMap<Entry, Self>, _: &mut Vec<Garbage<Entry>>) -> TopicMap<Entry, Self> {
+        fn publish(
+            map: &mut TopicMap<Entry, Self>,
+            _: &mut Vec<Garbage<Entry>>,
+        ) -> TopicMap<Entry, Self> {
             map.clone()
         }
     }
 
     impl Publish for Owning {
-        fn publish(map: &mut TopicMap<Entry, Self>, garbage: &mut Vec<Garbage<Entry>>) -> TopicMap<Entry, Self> {
+        fn publish(
+            map: &mut TopicMap<Entry, Self>,
+            garbage: &mut Vec<Garbage<Entry>>,
+        ) -> TopicMap<Entry, Self> {
             let view = map.clone();
             garbage.push(map.seal(Garbage::default()));
             view

@@ -40,11 +40,10 @@ impl<T> Writer<T> {
         }
         let subscriber = Recipient::new(id, Arc::clone(&record.sink));
         let room = usize::from(!covered);
-        let name = match self.working.topics.get_mut_with(
-            topic.name(),
-            topic.hash_value(),
-            |entry| entry.copy_with_room(room),
-        ) {
+        // A clone is exactly full: copy with room for the new subscriber instead.
+        let copy = |entry: &TopicEntry<T>| entry.copy_with_room(room);
+        let hash = topic.hash_value();
+        let name = match self.working.topics.get_mut_with(topic.name(), hash, copy) {
             Some(entry) => {
                 if !covered {
                     push_subscriber(&mut entry.subscribers, subscriber);

@@ -51,8 +51,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use smallvec::SmallVec;
 
 use super::command::{Change, Command, Op, Outcome, PruneTarget};
-use super::presence_table::PresenceTable;
 use super::garbage::Garbage;
+use super::presence_table::PresenceTable;
 use super::snapshot::{Snapshot, TopicEntry};
 use super::topic_events::TopicEventSender;
 use super::topic_index::TopicIndex;
