@@ -166,7 +166,13 @@ impl<T> Owned<T> {
     ) where
         T: Husk,
     {
-        let fresh = Box::into_raw(Box::<Inner<T>>::new_uninit()).cast::<Inner<T>>();
+        let layout = std::alloc::Layout::new::<Inner<T>>();
+        // SAFETY: `Inner<T>` is never zero-sized (it has a stamp). Memory from the global
+        // allocator with `Inner<T>`'s layout is what `Box<Inner<T>>` frees.
+        let fresh = unsafe { std::alloc::alloc(layout) }.cast::<Inner<T>>();
+        if fresh.is_null() {
+            std::alloc::handle_alloc_error(layout);
+        }
         // SAFETY: `fresh` is a new allocation for an `Inner<T>`; each field is written
         // once, the value with the bytes of the live original (which is never dropped
         // whole afterwards: it goes to the garbage as a husk, as the caller allows).
