@@ -25,6 +25,16 @@
 //! - Anything older the working tree drops (a removed topic's entry) goes to the garbage
 //!   too. Something stamped with the current epoch is freed at once.
 //!
+//! Measured with callgrind (`benches/floor_callgrind.rs`, whole program, the difference
+//! of two pair counts, per mutation): one call per mutation 5,846 → 3,618 instructions at
+//! 1,000 topics and 7,907 → 4,051 at 100,000; `apply` batches of 256, 1,997 → 1,856 at
+//! 1,000 and 3,033 → 2,238 at 100,000. Copying a node with one `memcpy` straight into
+//! its new allocation, rather than slot by slot, is about 1,600 of the 2,200 saved per
+//! call at 1,000 topics: the slot loop cost more than the counts it touched. Lookups are
+//! unchanged (a cold-topic broadcast: 7.0 L1 data misses both ways). A pool reusing the
+//! husks' allocations for the next copies, tried, saved the `malloc`/`free` calls but
+//! cost as much in its own bookkeeping (3,618 → 3,674): not kept.
+//!
 //! # The rule that makes it sound
 //!
 //! The garbage of the batch that publishes snapshot `S(e+1)` holds only what `S(e)` and
