@@ -16,7 +16,7 @@ use crate::face::builder::Builder;
 #[cfg(any(feature = "redis", feature = "nats"))]
 use crate::face::tap::Tap;
 use crate::sink::{CallbackSink, Sink};
-use crate::transport::{self, encode_presence, frame, Serialiser};
+use crate::transport::{encode_presence, frame, Serialiser};
 use crate::vocab::authorization::{Denied, SubscribeHook};
 use crate::vocab::client::ClientId;
 use crate::vocab::error::Error;
@@ -569,7 +569,7 @@ impl<M: ?Sized> PubSub<M> {
     }
 
     /// Broadcasts an already-encoded Push frame (from [`encode`](Self::encode) or
-    /// [`transport::encode_push`]) without re-serialising. Its header is checked
+    /// [`encode_push`](crate::transport::encode_push)) without re-serialising. Its header is checked
     /// against `topic` — O(topic length).
     ///
     /// Errors: [`Error::FrameMismatch`] if `frame` is not a Push frame for `topic`, and
@@ -595,9 +595,8 @@ impl<M: ?Sized> PubSub<M> {
         frame: &Bytes,
     ) -> Result<usize, Error> {
         let key = topic.topic_key(self.max_topic_len())?;
-        match transport::decode(frame) {
-            Ok(push) if push.topic == key.name => {}
-            _ => return Err(Error::FrameMismatch),
+        if !frame::is_push_for(frame, key.name) {
+            return Err(Error::FrameMismatch);
         }
         let delivered = self.engine.broadcast_ref(key, from, frame)?;
         #[cfg(any(feature = "redis", feature = "nats"))]
@@ -670,12 +669,16 @@ impl<M: ?Sized> PubSub<M> {
 }
 
 /// Serialises `message` straight into the payload of a Push frame for `topic`: the one
-/// place both `broadcast` and `encode` build frames.
+/// place both `broadcast` and `encode` build frames. A payload the serialiser already
+/// has as bytes ([`Serialiser::payload`]) is copied into an exact allocation instead.
 fn encode_frame<M, S>(topic: &str, message: &M, serialiser: &S) -> Result<Bytes, Error>
 where
     M: ?Sized,
     S: Serialiser<M> + ?Sized,
 {
+    if let Some(payload) = serialiser.payload(message) {
+        return Ok(frame::encode_push(topic, payload)?);
+    }
     let hint = serialiser.size_hint(message);
     Ok(frame::encode_with(topic, hint, |out| {
         serialiser.serialise(message, out)
