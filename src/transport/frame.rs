@@ -224,7 +224,20 @@ pub(crate) fn is_push_for(frame: &[u8], topic: &str) -> bool {
     ];
     header[..PREFIX_LEN] == prefix
         && frame.len() - header_len == u32::from_be_bytes(len_field) as usize
-        && &header[PREFIX_LEN..topic_end] == topic.as_bytes()
+        && same_bytes(&header[PREFIX_LEN..topic_end], topic.as_bytes())
+}
+
+/// `a == b` for two slices of the same length, without a call to `memcmp` for 8 to 16
+/// bytes (most topic names: `user.000123`, `market/eurusd`): two overlapping 8-byte
+/// words cover them. Saves ~8 instructions per `broadcast_frame`.
+#[inline(always)]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let len = a.len();
+    if len == b.len() && (8..=16).contains(&len) {
+        let word = |s: &[u8], at: usize| u64::from_ne_bytes(s[at..at + 8].try_into().unwrap());
+        return word(a, 0) == word(b, 0) && word(a, len - 8) == word(b, len - 8);
+    }
+    a == b
 }
 
 /// A conflating client's key for a frame the engine built or checked, as a slice
@@ -340,27 +353,33 @@ mod tests {
 
     #[test]
     fn is_push_for_agrees_with_decode() {
-        let frame = encode_push("room/a", b"payload").unwrap();
-        assert!(is_push_for(&frame, "room/a"));
-        // Every byte changed, every prefix, one byte more: the check says what `decode`
-        // and a topic compare say.
-        let agrees = |bytes: &[u8], topic: &str| {
-            let decoded = matches!(decode(bytes), Ok(push) if push.topic == topic);
-            assert_eq!(is_push_for(bytes, topic), decoded, "{bytes:?} for {topic:?}");
-        };
-        for at in 0..frame.len() {
-            for delta in [1u8, 0x80, 0xff] {
-                let mut bent = frame.to_vec();
-                bent[at] = bent[at].wrapping_add(delta);
-                agrees(&bent, "room/a");
+        // Names of under 8, 8 to 16 (compared as two words) and over 16 bytes.
+        for name in ["room/a", "market/eurusd", "market/eurusd/spot/top"] {
+            let frame = encode_push(name, b"payload").unwrap();
+            assert!(is_push_for(&frame, name));
+            // Every byte changed, every prefix, one byte more: the check says what
+            // `decode` and a topic compare say.
+            let agrees = |bytes: &[u8], topic: &str| {
+                let decoded = matches!(decode(bytes), Ok(push) if push.topic == topic);
+                assert_eq!(is_push_for(bytes, topic), decoded, "{bytes:?} for {topic:?}");
+            };
+            for at in 0..frame.len() {
+                for delta in [1u8, 0x80, 0xff] {
+                    let mut bent = frame.to_vec();
+                    bent[at] = bent[at].wrapping_add(delta);
+                    agrees(&bent, name);
+                }
+                agrees(&frame[..at], name);
             }
-            agrees(&frame[..at], "room/a");
-        }
-        let mut longer = frame.to_vec();
-        longer.push(0);
-        agrees(&longer, "room/a");
-        for topic in ["room/b", "room/", "room/aa", "r", ""] {
-            agrees(&frame, topic);
+            let mut longer = frame.to_vec();
+            longer.push(0);
+            agrees(&longer, name);
+            let last = name.len() - 1;
+            let other_last = format!("{}x", &name[..last]);
+            let other_first = format!("x{}", &name[1..]);
+            for topic in [&name[..last], &format!("{name}a"), &other_last, &other_first, "r", ""] {
+                agrees(&frame, topic);
+            }
         }
     }
 
