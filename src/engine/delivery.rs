@@ -139,50 +139,73 @@ impl<T: Clone> Shared<T> {
             debug_assert!(only.borrow().id != skip, "the sender alone is never walked");
             return self.deliver_alone(only.borrow(), item);
         }
-        // Two copies of the walk: a plain `broadcast` compiles the sender check out.
-        if skip == NOBODY {
-            self.walk::<false, S>(subscribers, skip, item)
+        debug_assert!(
+            subscribers
+                .windows(2)
+                .all(|w| w[0].borrow().id < w[1].borrow().id),
+            "every subscriber list is in client id order, each client once"
+        );
+        // The sender's place, by binary search (lists are in client id order): the walk
+        // goes around it, comparing no subscriber's id. Comparing every one cost a
+        // `broadcast_from` 3 instructions per delivery (22 against 19, `floor_callgrind
+        // cb_fanout_from`).
+        let sender_at = if skip == NOBODY {
+            None
         } else {
-            self.walk::<true, S>(subscribers, skip, item)
-        }
+            subscribers
+                .binary_search_by_key(&skip, |s| s.borrow().id)
+                .ok()
+        };
+        self.walk(subscribers, sender_at, item)
     }
 
-    /// The broadcast loop. The hot path does as little per subscriber as it can: no
-    /// delivery counter (deliveries are `subscribers.len()` minus the rare misses the
-    /// tally counts), and, unless `SKIPPING`, no sender compare.
-    fn walk<const SKIPPING: bool, S: Borrow<Recipient<T>>>(
+    /// The broadcast loop, over everyone but the subscriber at `sender_at`. The hot path
+    /// does as little per subscriber as it can: no delivery counter (deliveries are
+    /// `subscribers.len()` minus the rare misses the tally counts) and no sender compare.
+    fn walk<S: Borrow<Recipient<T>>>(
         &self,
         subscribers: &[S],
-        skip: ClientId,
+        sender_at: Option<usize>,
         item: &T,
     ) -> usize {
         let mut tally = Tally::default();
-        let mut remaining = subscribers.iter();
+        let (before, after) = match sender_at {
+            Some(at) => {
+                tally.missed += 1;
+                (&subscribers[..at], &subscribers[at + 1..])
+            }
+            None => (subscribers, &[][..]),
+        };
+        self.walk_part(before, item, &mut tally);
+        if !after.is_empty() {
+            self.walk_part(after, item, &mut tally);
+        }
+        let delivered = subscribers.len() - tally.missed;
+        self.counters.record(delivered, &tally);
+        delivered
+    }
+
+    /// Delivers to every subscriber in `part`.
+    #[inline(always)]
+    fn walk_part<S: Borrow<Recipient<T>>>(&self, part: &[S], item: &T, tally: &mut Tally) {
+        let mut remaining = part.iter();
         loop {
-            // One `catch_unwind` per broadcast, not per subscriber: after a panic the
-            // walk resumes where the iterator stopped, just past the subscriber whose
+            // One `catch_unwind` per part, not per subscriber: after a panic the walk
+            // resumes where the iterator stopped, just past the subscriber whose
             // callback panicked.
             let walk = catch_unwind(AssertUnwindSafe(|| {
                 for subscriber in remaining.by_ref() {
-                    let subscriber = subscriber.borrow();
-                    if SKIPPING && subscriber.id == skip {
-                        tally.missed += 1;
-                        continue;
-                    }
-                    self.deliver_one(subscriber, item, &mut tally);
+                    self.deliver_one(subscriber.borrow(), item, tally);
                 }
             }));
             match walk {
                 Ok(()) => break,
                 Err(panic) => {
-                    let culprit = subscribers[subscribers.len() - remaining.len() - 1].borrow();
-                    self.account_panic(culprit, panic, &mut tally);
+                    let culprit = part[part.len() - remaining.len() - 1].borrow();
+                    self.account_panic(culprit, panic, tally);
                 }
             }
         }
-        let delivered = subscribers.len() - tally.missed;
-        self.counters.record(delivered, &tally);
-        delivered
     }
 
     /// The walk for a topic with one subscriber, without the loop and its tally: inlined
