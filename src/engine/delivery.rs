@@ -169,16 +169,18 @@ impl<T: Clone> Shared<T> {
         item: &T,
     ) -> usize {
         let mut tally = Tally::default();
-        let (before, after) = match sender_at {
+        let parts = match sender_at {
             Some(at) => {
                 tally.missed += 1;
-                (&subscribers[..at], &subscribers[at + 1..])
+                [&subscribers[..at], &subscribers[at + 1..]]
             }
-            None => (subscribers, &[][..]),
+            None => [subscribers, &[]],
         };
-        self.walk_part(before, item, &mut tally);
-        if !after.is_empty() {
-            self.walk_part(after, item, &mut tally);
+        // One copy of the loop for both parts: two copies made the compiler keep the
+        // loop's `catch_unwind` closure out of line, where the iterator lives in memory
+        // across the callback's call (20 instructions per delivery instead of 19).
+        for part in parts {
+            self.walk_part(part, item, &mut tally);
         }
         let delivered = subscribers.len() - tally.missed;
         self.counters.record(delivered, &tally);
