@@ -361,7 +361,11 @@ mod tests {
             // `decode` and a topic compare say.
             let agrees = |bytes: &[u8], topic: &str| {
                 let decoded = matches!(decode(bytes), Ok(push) if push.topic == topic);
-                assert_eq!(is_push_for(bytes, topic), decoded, "{bytes:?} for {topic:?}");
+                assert_eq!(
+                    is_push_for(bytes, topic),
+                    decoded,
+                    "{bytes:?} for {topic:?}"
+                );
             };
             for at in 0..frame.len() {
                 for delta in [1u8, 0x80, 0xff] {
@@ -377,7 +381,14 @@ mod tests {
             let last = name.len() - 1;
             let other_last = format!("{}x", &name[..last]);
             let other_first = format!("x{}", &name[1..]);
-            for topic in [&name[..last], &format!("{name}a"), &other_last, &other_first, "r", ""] {
+            for topic in [
+                &name[..last],
+                &format!("{name}a"),
+                &other_last,
+                &other_first,
+                "r",
+                "",
+            ] {
                 agrees(&frame, topic);
             }
         }

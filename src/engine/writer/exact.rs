@@ -53,8 +53,7 @@ impl<T> Writer<T> {
             }
             None => {
                 let name = topic.shared_name();
-                let mut subscribers: SmallVec<[Recipient<T>; INLINE_SUBSCRIBERS]> =
-                    SmallVec::new();
+                let mut subscribers: SmallVec<[Recipient<T>; INLINE_SUBSCRIBERS]> = SmallVec::new();
                 if !self.working.patterns.is_empty() {
                     // A new topic: it gets every pattern subscriber that matches it (in
                     // client id order, as `matching` returns them).
