@@ -6,6 +6,9 @@
 //! 3. Make the item (serialise once), then walk the subscriber list and hand each sink
 //!    a reference to it. The walk runs inside one `catch_unwind`: a panicking callback
 //!    closes its own sink, and the walk resumes at the next subscriber.
+//!    `broadcast_from` finds its sender by binary search (every subscriber list is in
+//!    client id order) and walks the parts before and after it, so no delivery compares
+//!    ids. A topic with one subscriber skips the loop altogether.
 //! 4. Add what happened to the counters (once per broadcast, not per delivery).
 //!
 //! It lives on [`Shared`] rather than on the engine handle so that code holding only the
@@ -27,8 +30,8 @@ use crate::vocab::error::Error;
 use crate::vocab::stats::Tally;
 use crate::vocab::topic::TopicKey;
 
-/// No client ever has this id. It stands for "skip nobody", for which the broadcast walk
-/// has its own copy with no sender compare at all.
+/// No client ever has this id. It stands for "skip nobody": the walk then does not look
+/// for a sender at all.
 pub(crate) const NOBODY: ClientId = ClientId::from_raw(0);
 
 impl<T: Clone> Shared<T> {

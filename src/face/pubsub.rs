@@ -493,8 +493,10 @@ impl<M: ?Sized> PubSub<M> {
     }
 
     /// Like [`broadcast`](Self::broadcast), to everyone but `from` (typically the client
-    /// that sent the message). Costs the same as `broadcast`: client ids compare as
-    /// integers. A `from` that is not subscribed excludes nobody.
+    /// that sent the message). Costs the same as `broadcast` per delivery: `from` is
+    /// found once, by binary search in the topic's subscriber list (kept in client id
+    /// order), and the walk goes around it. A `from` that is not subscribed excludes
+    /// nobody.
     #[inline]
     pub fn broadcast_from<S>(
         &self,
