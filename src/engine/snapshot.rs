@@ -57,7 +57,7 @@ impl<T> TopicEntry<T> {
     }
 
     /// A copy without client `id` (the writer's copy for an unsubscribe: the list is
-    /// built at its new length, inline when one subscriber is left).
+    /// built at its new length, inline when one subscriber is left), in the same order.
     pub(crate) fn copy_without(&self, id: ClientId) -> Self {
         let mut subscribers = SmallVec::with_capacity(self.subscribers.len().saturating_sub(1));
         subscribers.extend(self.subscribers.iter().filter(|s| s.id != id).cloned());
