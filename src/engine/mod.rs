@@ -25,6 +25,7 @@ pub(crate) mod combiner;
 pub(crate) mod command;
 pub(crate) mod delivering_presence;
 mod delivery;
+mod garbage;
 mod janitor;
 pub(crate) mod pattern_index;
 pub(crate) mod presence_snapshot;
