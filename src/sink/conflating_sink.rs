@@ -47,7 +47,8 @@
 //! slots of `(K, M)` (grown as keys become pending, never shrunk) and a hash index of
 //! `capacity` × (`K` + 4 bytes + 1 control byte, at 7/8 load).
 
-use std::collections::hash_map::{Entry, HashMap};
+use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::fmt;
 use std::hash::Hash;
 
@@ -69,17 +70,18 @@ enum Offer {
 
 /// The table with its key type erased, so that neither the sink nor the tokens name `K`.
 trait Table<T>: Send + Sync {
-    /// Stores a clone of `item` under its key.
-    fn offer(&self, item: &T) -> Offer;
+    /// Stores a clone of `item` under its key and, if the key was not pending, queues a
+    /// token for it on `sink`: one dynamic call per delivery does all of it.
+    fn send(&self, item: &T, sink: &ConflatingSink<T>, state: &SinkState) -> Delivery;
     /// Takes the item out of `slot` and frees its key. Called once per token.
     fn take(&self, slot: u32) -> T;
 }
 
-/// The table of one channel: a key function and the pending items.
+/// The table of one channel: a key function and the keys it has seen lately.
 struct KeyedTable<K, T, F> {
     /// Maps an item to its key; runs on the publisher's thread, outside the lock.
     key: F,
-    /// The most distinct keys pending at once.
+    /// The most distinct keys pending at once, and the most keys kept in the table.
     capacity: usize,
     /// Items replaced so far.
     conflated: Arc<ConflationCount>,
@@ -87,15 +89,68 @@ struct KeyedTable<K, T, F> {
     slots: Mutex<Slots<K, T>>,
 }
 
-/// The pending keys and their items.
+/// The keys kept in the table (*resident*: pending, or idle and kept so that their next
+/// item finds them without a hash insert) and their items.
 struct Slots<K, T> {
-    /// Pending key → its slot. May hold a stale entry (pointing at an empty slot) only
-    /// after a key's `Hash`/`Eq` panicked during a removal.
+    /// Resident key → its slot. After a key's `Hash`/`Eq` panicked during a rehash an
+    /// entry may be missing (its slot then only drains); an entry never points at a slot
+    /// that holds another key.
     index: HashMap<K, u32, ahash::RandomState>,
-    /// Slot → (key, latest item); `None` when free.
-    slots: Vec<Option<(K, T)>>,
-    /// Free slot numbers, reused before the vector grows.
-    free: Vec<u32>,
+    /// One per resident key, at most `capacity`; never shrunk.
+    slots: Vec<Slot<K, T>>,
+    /// Slots that went idle, oldest first: the candidates for eviction when a new key
+    /// needs a slot and all `capacity` are taken. A listed slot may have become pending
+    /// again since; eviction skips it (and unlists it: its next take lists it again).
+    idle: VecDeque<u32>,
+    /// Slots holding an item (at most `capacity`).
+    pending: usize,
+}
+
+/// One resident key.
+struct Slot<K, T> {
+    key: K,
+    /// The key's latest item while it is pending; `None` while it is idle.
+    item: Option<T>,
+    /// Whether the slot's number is in [`Slots::idle`].
+    listed: bool,
+}
+
+impl<K: Hash + Eq + Clone, T> Slots<K, T> {
+    /// A slot for `key`, which is not resident and whose item will be pending: a new one
+    /// while fewer than `capacity` keys are resident, else the oldest idle one, evicted.
+    /// `None` when every slot is pending (or lost to a panicking key, see `index`).
+    fn claim(&mut self, key: &K, capacity: usize) -> Option<u32> {
+        if self.slots.len() < capacity {
+            // Clone first: if the key's `Clone` or `Hash` panics, nothing has changed
+            // (a panicking insert at worst loses index entries, see `index`).
+            let slot = self.slots.len() as u32;
+            self.slots.push(Slot {
+                key: key.clone(),
+                item: None,
+                listed: false,
+            });
+            self.index.insert(key.clone(), slot);
+            return Some(slot);
+        }
+        while let Some(slot) = self.idle.pop_front() {
+            let entry = &mut self.slots[slot as usize];
+            entry.listed = false;
+            if entry.item.is_some() {
+                // Pending again since it was listed: its next take lists it anew.
+                continue;
+            }
+            // Unmap the old key (only if its entry is this slot's, see `index`) before
+            // the slot takes the new one, so that a panicking `Hash`/`Eq`/`Clone` never
+            // leaves an entry pointing at a slot holding another key.
+            if self.index.get(&entry.key) == Some(&slot) {
+                self.index.remove(&entry.key);
+            }
+            entry.key = key.clone();
+            self.index.insert(key.clone(), slot);
+            return Some(slot);
+        }
+        None
+    }
 }
 
 impl<K, T, F> Table<T> for KeyedTable<K, T, F>
@@ -104,60 +159,89 @@ where
     T: Clone + Send,
     F: Fn(&T) -> K + Send + Sync,
 {
+    fn send(&self, item: &T, sink: &ConflatingSink<T>, state: &SinkState) -> Delivery {
+        match self.offer(item) {
+            Offer::Replaced => Delivery::Delivered,
+            Offer::New(slot) => sink.queue_token(slot, state),
+            Offer::Full => {
+                // Drop-newest, counted: the pending keys keep their places.
+                state.count_dropped(1);
+                Delivery::Dropped {
+                    frames: 1,
+                    delivered: false,
+                }
+            }
+        }
+    }
+
+    fn take(&self, slot: u32) -> T {
+        self.take_item(slot)
+    }
+}
+
+impl<K, T, F> KeyedTable<K, T, F>
+where
+    K: Hash + Eq + Clone + Send,
+    T: Clone + Send,
+    F: Fn(&T) -> K + Send + Sync,
+{
+    /// Stores a clone of `item` under its key.
+    #[inline(always)]
     fn offer(&self, item: &T) -> Offer {
         // User code (key function, clones) runs before the lock: a panic there leaves the
         // table untouched.
         let key = (self.key)(item);
         let item = item.clone();
         let mut guard = lock(&self.slots);
-        let Slots { index, slots, free } = &mut *guard;
-        let pending = index.len();
-        // One hash and probe, whichever way it goes.
-        match index.entry(key) {
-            Entry::Occupied(entry) => {
-                let slot = *entry.get();
-                let Some(stored) = &mut slots[slot as usize] else {
-                    // A stale entry (see `Slots::index`): refill its slot as new.
-                    let key = entry.key().clone();
-                    slots[slot as usize] = Some((key, item));
-                    return Offer::New(slot);
-                };
-                let replaced = std::mem::replace(&mut stored.1, item);
-                self.conflated.add();
-                drop(guard);
-                // The replaced item is dropped outside the lock.
-                drop(replaced);
-                Offer::Replaced
-            }
-            Entry::Vacant(_) if pending >= self.capacity => Offer::Full,
-            Entry::Vacant(entry) => {
-                let slot = match free.last() {
-                    Some(&free) => free,
-                    None => slots.len() as u32,
-                };
-                // Clone, then insert: if the key's `Clone`/`Hash`/`Eq` panics, nothing
-                // has changed.
-                let key = entry.key().clone();
-                entry.insert(slot);
-                if slot as usize == slots.len() {
-                    slots.push(Some((key, item)));
-                } else {
-                    free.pop();
-                    slots[slot as usize] = Some((key, item));
+        let slots = &mut *guard;
+        // The common case, whether the consumer keeps up or not: a resident key, one hash
+        // lookup and no insert.
+        let slot = match slots.index.get(&key) {
+            Some(&slot) => {
+                let entry = &mut slots.slots[slot as usize];
+                if let Some(stored) = &mut entry.item {
+                    let replaced = std::mem::replace(stored, item);
+                    self.conflated.add();
+                    drop(guard);
+                    // The replaced item is dropped outside the lock.
+                    drop(replaced);
+                    return Offer::Replaced;
                 }
-                Offer::New(slot)
+                if slots.pending >= self.capacity {
+                    return Offer::Full;
+                }
+                slot
             }
-        }
+            None => {
+                if slots.pending >= self.capacity {
+                    return Offer::Full;
+                }
+                match slots.claim(&key, self.capacity) {
+                    Some(slot) => slot,
+                    None => return Offer::Full,
+                }
+            }
+        };
+        slots.slots[slot as usize].item = Some(item);
+        slots.pending += 1;
+        Offer::New(slot)
     }
 
-    fn take(&self, slot: u32) -> T {
+    /// Takes the item out of `slot`; its key stays resident, idle.
+    fn take_item(&self, slot: u32) -> T {
         let mut guard = lock(&self.slots);
         let slots = &mut *guard;
-        let (key, item) = slots.slots[slot as usize]
+        let entry = &mut slots.slots[slot as usize];
+        let item = entry
+            .item
             .take()
             .expect("a token's slot holds its item until the token takes it");
-        slots.index.remove(&key);
-        slots.free.push(slot);
+        // The key stays resident (idle): its next item needs no hash insert.
+        if !entry.listed {
+            entry.listed = true;
+            slots.idle.push_back(slot);
+        }
+        slots.pending -= 1;
         drop(guard);
         item
     }
@@ -241,7 +325,8 @@ impl<T: Clone + Send + 'static> ConflatingSink<T> {
             slots: Mutex::new(Slots {
                 index: HashMap::with_hasher(ahash::RandomState::new()),
                 slots: Vec::new(),
-                free: Vec::new(),
+                idle: VecDeque::new(),
+                pending: 0,
             }),
         };
         let shared = Arc::new(Shared {
@@ -267,24 +352,15 @@ pub(crate) fn validate_capacity(capacity: usize) -> Result<(), Error> {
 }
 
 impl<T> ConflatingSink<T> {
-    /// Out of line, so the broadcast walk stays as small as it was without this flavour.
-    #[inline(never)]
+    /// One dynamic call into the table, which does the rest, so the broadcast walk stays
+    /// as small as it was without this flavour.
+    #[inline]
     pub(crate) fn send(&self, item: &T, state: &SinkState) -> Delivery {
-        match self.shared.table.offer(item) {
-            Offer::Replaced => Delivery::Delivered,
-            Offer::New(slot) => self.queue_token(slot, state),
-            Offer::Full => {
-                // Drop-newest, counted: the pending keys keep their places.
-                state.count_dropped(1);
-                Delivery::Dropped {
-                    frames: 1,
-                    delivered: false,
-                }
-            }
-        }
+        self.shared.table.send(item, self, state)
     }
 
     /// Queues the token of a newly pending key.
+    #[inline(always)]
     fn queue_token(&self, slot: u32, state: &SinkState) -> Delivery {
         let token = Pending {
             shared: Arc::clone(&self.shared),
@@ -295,7 +371,8 @@ impl<T> ConflatingSink<T> {
             Ok(()) => Delivery::Delivered,
             // Unreachable while invariant 2 holds (see the module docs); the token's drop
             // frees the slot, and the item counts as dropped.
-            Err(TrySendError::Full(_)) => {
+            Err(TrySendError::Full(token)) => {
+                drop(token);
                 state.count_dropped(1);
                 Delivery::Dropped {
                     frames: 1,
@@ -303,7 +380,8 @@ impl<T> ConflatingSink<T> {
                 }
             }
             // The consumer's receiver is gone; the token's drop frees the slot.
-            Err(TrySendError::Disconnected(_)) => {
+            Err(TrySendError::Disconnected(token)) => {
+                drop(token);
                 if state.close(Status::ConsumerGone) {
                     Delivery::Closed { dropped: 0 }
                 } else {
