@@ -17,8 +17,15 @@
 //!
 //! `scripts/callgrind_conflation.sh` runs each mode at 1 and 16 channels and prints the
 //! instructions per publish and per extra channel (the slope from 1 to 16).
+//!
+//! `wall <n>` (not under callgrind) times the `new_*` scenario's batches of 64 publishes
+//! to `n` channels, conflating and `DropOldest` in alternation (`WALL_BATCHES` of each,
+//! interleaved in blocks of 50), and prints the 10th percentile, median and minimum per
+//! publish and their ratios. On a shared machine a low percentile of many short batches
+//! is what the neighbours disturb least; criterion's `conflation` group reports means.
 
 use std::hint::black_box;
+use std::time::{Duration, Instant};
 
 use fanout::{Broadcaster, Channel, ChannelConfig, ConflatingChannel, OverflowPolicy};
 
@@ -78,6 +85,10 @@ fn main() {
         return;
     };
     let n: usize = n.parse().expect("n");
+    if mode == "wall" {
+        wall(n);
+        return;
+    }
     println!("{mode} n={n}: {} deliveries", run(mode, n));
 }
 
@@ -119,4 +130,88 @@ fn run(mode: &str, n: usize) -> usize {
         }
     }
     total
+}
+
+/// One channel set of the `new_*` scenario, for the wall-clock comparison.
+struct Rig {
+    feed: Broadcaster<Msg>,
+    queues: Vec<Channel<Msg>>,
+    conflating: Vec<ConflatingChannel<Msg>>,
+    seq: u64,
+    batches: Vec<Duration>,
+}
+
+impl Rig {
+    fn new(n: usize, conflate: bool) -> Self {
+        let feed = Broadcaster::<Msg>::start().unwrap();
+        let key = |m: &Msg| m.0;
+        let (queues, conflating) = if conflate {
+            let channels = (0..n)
+                .map(|_| feed.subscribe_conflating(key, CAPACITY).unwrap())
+                .collect();
+            (Vec::new(), channels)
+        } else {
+            let config = ChannelConfig::new(CAPACITY, OverflowPolicy::DropOldest);
+            let channels = (0..n)
+                .map(|_| feed.subscribe_with(config).unwrap())
+                .collect();
+            (channels, Vec::new())
+        };
+        Rig {
+            feed,
+            queues,
+            conflating,
+            seq: 0,
+            batches: Vec::new(),
+        }
+    }
+
+    /// `count` timed batches of `KEYS` publishes, each followed by an untimed drain.
+    fn run(&mut self, count: usize) {
+        for _ in 0..count {
+            let start = Instant::now();
+            black_box(measure_publish(&self.feed, &mut self.seq));
+            self.batches.push(start.elapsed());
+            drain(&self.queues, &self.conflating);
+        }
+    }
+
+    /// (10th percentile, median, minimum) ns per publish.
+    fn summary(&mut self) -> [f64; 3] {
+        self.batches.sort();
+        let per = |d: Duration| d.as_nanos() as f64 / KEYS as f64;
+        let len = self.batches.len();
+        [
+            per(self.batches[len / 10]),
+            per(self.batches[len / 2]),
+            per(self.batches[0]),
+        ]
+    }
+}
+
+/// Batches of each kind timed by `wall`.
+const WALL_BATCHES: usize = 20_000;
+
+fn wall(n: usize) {
+    let mut drop_oldest = Rig::new(n, false);
+    let mut conflate = Rig::new(n, true);
+    // Warm-up, untimed.
+    drop_oldest.run(200);
+    conflate.run(200);
+    drop_oldest.batches.clear();
+    conflate.batches.clear();
+    for _ in 0..WALL_BATCHES / 50 {
+        drop_oldest.run(50);
+        conflate.run(50);
+    }
+    let (d, c) = (drop_oldest.summary(), conflate.summary());
+    println!("new key, {n} channels, ns per publish (p10 / median / min):");
+    println!("  drop_oldest {:7.1} {:7.1} {:7.1}", d[0], d[1], d[2]);
+    println!("  conflate    {:7.1} {:7.1} {:7.1}", c[0], c[1], c[2]);
+    println!(
+        "  ratio       {:7.2} {:7.2} {:7.2}",
+        c[0] / d[0],
+        c[1] / d[1],
+        c[2] / d[2]
+    );
 }
