@@ -464,7 +464,7 @@ impl<T> SpinLock<T> {
         // Acquire: pairs with the Release store in `SpinGuard::drop`.
         if self
             .locked
-            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
             .is_err()
         {
             self.lock_contended();
@@ -478,19 +478,26 @@ impl<T> SpinLock<T> {
     fn lock_contended(&self) {
         let mut spins = 0u32;
         loop {
-            // Relaxed: only a hint to try the CAS, which does the ordering.
-            while self.locked.load(Ordering::Relaxed) {
-                // Under loom every turn yields, so the model lets the holder run.
-                if spins < SPINS && !cfg!(loom) {
-                    spins += 1;
-                    std::hint::spin_loop();
-                } else {
-                    thread::yield_now();
+            if cfg!(loom) {
+                // Under loom, no load-only loop: a Relaxed load may return a stale `true`
+                // again and again, each a branch of the model; the CAS below reads the
+                // latest value. Yielding lets the holder run.
+                thread::yield_now();
+            } else {
+                // Relaxed: only a hint to try the CAS, which does the ordering; reading
+                // until free keeps the line shared while the holder works.
+                while self.locked.load(Ordering::Relaxed) {
+                    if spins < SPINS {
+                        spins += 1;
+                        std::hint::spin_loop();
+                    } else {
+                        thread::yield_now();
+                    }
                 }
             }
             if self
                 .locked
-                .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
             {
                 return;
