@@ -9,7 +9,7 @@
 //!
 //! Two structures per channel:
 //!
-//! - a **table** behind one lock ([`SpinLock`]): key → slot number, and the slots, one
+//! - a **table** behind one mutex: key → slot number, and the slots, one
 //!   per *resident* key, each holding the key and, while the key is pending, its latest
 //!   item;
 //! - a bounded queue of **tokens**, one per pending key, in the order the keys became
@@ -57,8 +57,8 @@
 //!
 //! # Cost
 //!
-//! Per publish: the key function, one clone of the item, the lock (one compare-and-swap,
-//! one store) and one hash lookup; for a key that was not pending, also a slot write and
+//! Per publish: the key function, one clone of the item, one uncontended mutex
+//! lock/unlock and one hash lookup; for a key that was not pending, also a slot write and
 //! one token push (an `Arc` clone); for a key that was not resident either, a hash insert
 //! (and, evicting, a removal). Per receive: a token pop and the lock. Instructions
 //! (`scripts/callgrind_conflation.sh`, per channel of a 16-channel publish): a new key
@@ -68,9 +68,6 @@
 //! entries (grown as keys arrive, never shrunk) and a hash index of `capacity` × (`K` + 4
 //! bytes + 1 control byte, at 7/8 load).
 
-// The spin lock's data cell; every `unsafe` here has its `// SAFETY:` argument.
-#![allow(unsafe_code)]
-
 use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::fmt;
@@ -78,7 +75,7 @@ use std::hash::Hash;
 
 use super::{Delivery, SinkState, Status};
 use crate::sync::queue::{self, Receiver, Sender, TrySendError};
-use crate::sync::{thread, Arc, AtomicBool, Ordering, UnsafeCell};
+use crate::sync::{lock, Arc, Mutex};
 use crate::vocab::error::Error;
 use crate::vocab::stats::ConflationCount;
 
@@ -110,7 +107,7 @@ struct KeyedTable<K, T, F> {
     /// Items replaced so far.
     conflated: Arc<ConflationCount>,
     /// Everything the lock protects.
-    slots: SpinLock<Slots<K, T>>,
+    slots: Mutex<Slots<K, T>>,
 }
 
 /// The keys kept in the table (*resident*: pending, or idle and kept so that their next
@@ -218,7 +215,7 @@ where
         // table untouched.
         let key = (self.key)(item);
         let item = item.clone();
-        let mut guard = self.slots.lock();
+        let mut guard = lock(&self.slots);
         let slots = &mut *guard;
         // The common case, whether the consumer keeps up or not: a resident key, one hash
         // lookup and no insert.
@@ -253,7 +250,7 @@ where
 
     /// Takes the item out of `slot`; its key stays resident, idle.
     fn take_item(&self, slot: u32) -> T {
-        let mut guard = self.slots.lock();
+        let mut guard = lock(&self.slots);
         let slots = &mut *guard;
         let entry = &mut slots.slots[slot as usize];
         let item = entry
@@ -346,7 +343,7 @@ impl<T: Clone + Send + 'static> ConflatingSink<T> {
             key,
             capacity,
             conflated: Arc::clone(&conflated),
-            slots: SpinLock::new(Slots {
+            slots: Mutex::new(Slots {
                 index: HashMap::with_hasher(ahash::RandomState::new()),
                 slots: Vec::new(),
                 idle: VecDeque::new(),
@@ -413,124 +410,6 @@ impl<T> ConflatingSink<T> {
                 }
             }
         }
-    }
-}
-
-/// The table's lock: a flag taken with one compare-and-swap and released with a plain
-/// store, so a critical section costs one atomic read-modify-write where `std`'s mutex
-/// takes two (its unlock swaps, to learn whether anyone sleeps). Measured with
-/// `benches/conflation_callgrind.rs`'s `wall 16`: a new key's publish 0.85–0.88× the
-/// time with `std::sync::Mutex`, 9 instructions fewer per channel.
-///
-/// Nobody sleeps on it: a waiter spins briefly, then yields its time slice until the flag
-/// is free. That suits this table: the holders are a channel's publishers and its one
-/// consumer, and a critical section is a hash lookup and a few stores (a hash insert when
-/// a key is new); no allocation but the table's growth, no user code but the key's
-/// `Hash`, `Eq`, `Clone` and `Drop`.
-///
-/// # Memory orders
-///
-/// The CAS that takes the flag is Acquire and the store that frees it Release: everything
-/// a holder wrote to the table happens-before the next holder's reads. (The loom model
-/// `loom-tests/tests/conflation_lock.rs` fails when either is weakened to Relaxed.)
-struct SpinLock<T> {
-    /// Whether a guard exists.
-    locked: AtomicBool,
-    /// What the lock protects; reached only through a [`SpinGuard`].
-    data: UnsafeCell<T>,
-}
-
-// SAFETY: `data` is only reached through a `SpinGuard`, and `locked` lets one exist at a
-// time, with the Acquire/Release pair above ordering one holder's accesses before the
-// next's: the conditions under which `std`'s `Mutex<T>` is `Sync` for `T: Send`.
-unsafe impl<T: Send> Sync for SpinLock<T> {}
-
-/// Holds a [`SpinLock`]; frees it when dropped (also on unwinding, so a panicking key
-/// leaves the lock free).
-struct SpinGuard<'a, T> {
-    lock: &'a SpinLock<T>,
-}
-
-impl<T> SpinLock<T> {
-    fn new(data: T) -> Self {
-        Self {
-            locked: AtomicBool::new(false),
-            data: UnsafeCell::new(data),
-        }
-    }
-
-    #[inline]
-    fn lock(&self) -> SpinGuard<'_, T> {
-        // Acquire: pairs with the Release store in `SpinGuard::drop`.
-        if self
-            .locked
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            self.lock_contended();
-        }
-        SpinGuard { lock: self }
-    }
-
-    /// Waits for the flag to be free, then takes it.
-    #[cold]
-    #[inline(never)]
-    fn lock_contended(&self) {
-        let mut spins = 0u32;
-        loop {
-            if cfg!(loom) {
-                // Under loom, no load-only loop: a Relaxed load may return a stale `true`
-                // again and again, each a branch of the model; the CAS below reads the
-                // latest value. Yielding lets the holder run.
-                thread::yield_now();
-            } else {
-                // Relaxed: only a hint to try the CAS, which does the ordering; reading
-                // until free keeps the line shared while the holder works.
-                while self.locked.load(Ordering::Relaxed) {
-                    if spins < SPINS {
-                        spins += 1;
-                        std::hint::spin_loop();
-                    } else {
-                        thread::yield_now();
-                    }
-                }
-            }
-            if self
-                .locked
-                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-            {
-                return;
-            }
-        }
-    }
-}
-
-/// Turns a waiter spins before it starts yielding: a critical section takes well under a
-/// microsecond unless its holder was preempted, and then spinning longer is waste.
-const SPINS: u32 = 64;
-
-impl<T> std::ops::Deref for SpinGuard<'_, T> {
-    type Target = T;
-
-    fn deref(&self) -> &T {
-        // SAFETY: this guard is the only one (see `SpinLock`), so nothing writes `data`
-        // while the reference lives; it cannot outlive the guard.
-        self.lock.data.with(|data| unsafe { &*data })
-    }
-}
-
-impl<T> std::ops::DerefMut for SpinGuard<'_, T> {
-    fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: as for `deref`; `&mut self` makes the reference unique.
-        self.lock.data.with_mut(|data| unsafe { &mut *data })
-    }
-}
-
-impl<T> Drop for SpinGuard<'_, T> {
-    fn drop(&mut self) {
-        // Release: pairs with the Acquire CAS in `SpinLock::lock`.
-        self.lock.locked.store(false, Ordering::Release);
     }
 }
 

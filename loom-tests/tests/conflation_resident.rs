@@ -1,20 +1,16 @@
-//! Loom models of a conflating channel's table lock, driven through the public API of the
-//! real engine built with `--cfg loom` (see `models.rs` for how; run with
+//! Loom models of a conflating channel's resident keys, driven through the public API
+//! of the real engine built with `--cfg loom` (see `models.rs` for how; run with
 //! `loom-tests/run.sh`).
 //!
-//! A conflating channel keeps its keys and pending items in a table behind a lock of its
-//! own (`SpinLock` in `src/sink/conflating_sink.rs`): one compare-and-swap (Acquire) to
-//! take it, one plain store (Release) to free it, waiters spin then yield. The table's
-//! data sits in `fanout`'s `sync::UnsafeCell`, which under loom checks every access
-//! against the previous ones: two holders whose accesses are not ordered by the lock fail
-//! the model with a causality violation. The models put the lock between two publishers
-//! and the consumer, on one key (a replace racing a take and another replace) and on two
-//! (a new key claiming a slot while another is taken and listed idle).
+//! A conflating channel keeps a key in its table after the consumer takes its item
+//! (idle, listed for eviction), so the key's next publish finds its slot with one lookup;
+//! a key not in the table claims a new slot or evicts the key idle longest. Publishers
+//! and the consumer meet under the table's mutex. These models put two publishers and
+//! the consumer on one key (a replace racing a take and another replace), and a new key
+//! claiming, by eviction, the slot a concurrent take has just made idle.
 //!
-//! Deliberately broken, each fails: the release store `Relaxed`, alone or with the CAS
-//! `Relaxed` too (both models: "Causality violation: Concurrent write accesses to
-//! `UnsafeCell`", the table's cell); the take not listing its slot idle (model 2: key 2's
-//! second publish finds no slot and is dropped).
+//! Deliberately broken, model 2 fails: the take not listing its slot idle (key 2's second
+//! publish finds no slot and is dropped: "key 1 was taken: key 2 must find a slot").
 #![cfg(loom)]
 
 use fanout::Broadcaster;
