@@ -9,7 +9,8 @@ use smallvec::SmallVec;
 
 use super::pattern_index::PatternNode;
 use super::recipient::Recipient;
-use super::topic_map::{Keyed, TopicMap};
+use super::topic_map::{Keyed, Owning, TopicMap};
+use crate::vocab::client::ClientId;
 use crate::vocab::topic::TopicKey;
 
 /// Subscribers stored inline per topic before the list spills to the heap. One: most
@@ -42,6 +43,32 @@ impl<T> Clone for TopicEntry<T> {
     }
 }
 
+impl<T> TopicEntry<T> {
+    /// A copy with room for `extra` more subscribers (the writer's copy for a subscribe:
+    /// a clone is exactly full, so the push would reallocate it).
+    pub(crate) fn copy_with_room(&self, extra: usize) -> Self {
+        let mut subscribers = SmallVec::with_capacity(self.subscribers.len() + extra);
+        subscribers.extend(self.subscribers.iter().cloned());
+        Self {
+            name: std::sync::Arc::clone(&self.name),
+            hash: self.hash,
+            subscribers,
+        }
+    }
+
+    /// A copy without client `id` (the writer's copy for an unsubscribe: the list is
+    /// built at its new length, inline when one subscriber is left), in the same order.
+    pub(crate) fn copy_without(&self, id: ClientId) -> Self {
+        let mut subscribers = SmallVec::with_capacity(self.subscribers.len().saturating_sub(1));
+        subscribers.extend(self.subscribers.iter().filter(|s| s.id != id).cloned());
+        Self {
+            name: std::sync::Arc::clone(&self.name),
+            hash: self.hash,
+            subscribers,
+        }
+    }
+}
+
 impl<T> Keyed for TopicEntry<T> {
     fn key(&self) -> &str {
         &self.name
@@ -54,8 +81,9 @@ impl<T> Keyed for TopicEntry<T> {
 
 /// Everything a broadcast or a statistics call reads, as of one writer batch.
 pub(crate) struct Snapshot<T> {
-    /// Topic name → subscribers.
-    pub(crate) topics: TopicMap<TopicEntry<T>>,
+    /// Topic name → subscribers. The writer's working snapshot owns the trie; a
+    /// published one is a view of it (see [`garbage`](super::garbage)).
+    pub(crate) topics: TopicMap<TopicEntry<T>, Owning>,
     /// Registered clients (channels, for a `Broadcaster`).
     pub(crate) clients: usize,
     /// Subscriptions to topics by name (client–topic pairs).
@@ -73,6 +101,7 @@ pub(crate) struct Snapshot<T> {
 }
 
 impl<T> Clone for Snapshot<T> {
+    /// The writer's publication: the topics are a view (see [`TopicMap::seal`]).
     fn clone(&self) -> Self {
         Self {
             topics: self.topics.clone(),

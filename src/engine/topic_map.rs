@@ -9,10 +9,21 @@
 //! Why a trie and not a `HashMap`: the snapshot readers see is immutable, so every change
 //! is made on a copy. Copying a whole `HashMap` per mutation costs O(topics); here a
 //! change copies only the path from the root to its topic (at most `depth` nodes of at
-//! most 32 children) plus the topic's own entry. Nodes are [`WriterRc`]s (counted by the
-//! writer alone, not atomically: see its docs): `WriterRc::make_mut` copies
-//! a node only while a published snapshot still shares it, so the second and later
-//! changes to the same path within one writer batch mutate in place.
+//! most 32 children) plus the topic's own entry. A node is copied only while a published
+//! snapshot may still reach it, so the second and later changes to the same path within
+//! one writer batch mutate in place.
+//!
+//! # Two ways to share
+//!
+//! - [`Owning`] (the snapshot's topics): every node and entry has one owner, the
+//!   writer's working map; a published snapshot is a view that owns nothing. A node is
+//!   copied bitwise (no child is touched) and the original freed, without its children,
+//!   once no view reaches it; see [`garbage`](super::garbage). Measured with callgrind
+//!   (`benches/floor_callgrind.rs`, subscribe–unsubscribe round trips on 1,000 topics,
+//!   one call each): see the numbers in `garbage.rs`.
+//! - [`Counted`] (the pattern index's literal children, whose maps are cloned as values
+//!   inside its `Arc`-shared nodes): nodes are [`WriterRc`]s, counted by the writer alone
+//!   (not atomically: see its docs); copying a node takes a reference to each child.
 //!
 //! # Node shapes: one dependent load per level
 //!
@@ -41,12 +52,184 @@
 //!
 //! Lookups take `&self` and never allocate: the broadcast hot path.
 
+// The crate denies `unsafe`; this file is a measured exception: the bitwise node copies
+// of [`Owning`] (see `garbage.rs`).
+#![allow(unsafe_code)]
+
+use std::mem::ManuallyDrop;
+use std::ops::Deref;
+
+use super::garbage::{Garbage, Husk, Owned};
 use super::writer_rc::WriterRc;
 
 /// What the map stores: anything with a name and that name's hash.
 pub(crate) trait Keyed: Clone {
     fn key(&self) -> &str;
     fn key_hash(&self) -> u64;
+}
+
+/// How a map's nodes and entries are shared between the writer's working copy and the
+/// copies it published: [`Counted`] or [`Owning`].
+pub(crate) trait Sharing: Sized {
+    /// The pointer to a node, list or entry.
+    type Ptr<T>: Deref<Target = T>;
+    /// What the working map keeps besides its tree (nothing, or the epoch and garbage).
+    type Gc<V>: Default;
+    /// Whether a clone of the map owns its root (else it is a view that frees nothing).
+    const CLONES_OWN: bool;
+
+    fn new<T, V>(value: T, gc: &Self::Gc<V>) -> Self::Ptr<T>;
+
+    /// Another pointer to the same allocation: a counted reference, or an alias that
+    /// owns nothing.
+    ///
+    /// # Safety
+    ///
+    /// Under [`Owning`], the alias must not be dropped, or the original must become a
+    /// husk ([`Husk`]) that is never dropped whole.
+    unsafe fn alias<T>(p: &Self::Ptr<T>) -> Self::Ptr<T>;
+
+    /// Mutable access to a node or collision list, copying it first if a published copy
+    /// of the map may reach it.
+    fn make_mut<'a, T: Part<Self>, V>(p: &'a mut Self::Ptr<T>, gc: &mut Self::Gc<V>) -> &'a mut T;
+
+    /// Mutable access to an entry, copying it with `copy` first if a published copy of
+    /// the map may reach it.
+    fn make_mut_entry<'a, V>(
+        p: &'a mut Self::Ptr<V>,
+        gc: &mut Self::Gc<V>,
+        copy: impl FnOnce(&V) -> V,
+    ) -> &'a mut V;
+
+    /// Disposes of something the working tree no longer holds.
+    fn discard<T, V>(p: Self::Ptr<T>, gc: &mut Self::Gc<V>);
+}
+
+/// A node or collision list: copied by copying its pointers ([`Sharing::alias`]).
+pub(crate) trait Part<S: Sharing>: Husk + Sized {
+    /// Whether a bitwise copy of the value is such a copy (no buffer of its own), so
+    /// [`Owning`] copies it with one `memcpy`.
+    const BITWISE: bool;
+
+    /// # Safety
+    ///
+    /// As for [`Sharing::alias`]: under [`Owning`] the original becomes a husk.
+    unsafe fn copy(&self) -> Self;
+}
+
+/// Shared nodes are reference counted ([`WriterRc`]); a clone of the map is one more
+/// reference to its root. For maps cloned as values (the pattern index's children).
+pub(crate) enum Counted {}
+
+impl Sharing for Counted {
+    type Ptr<T> = WriterRc<T>;
+    type Gc<V> = ();
+    const CLONES_OWN: bool = true;
+
+    #[inline]
+    fn new<T, V>(value: T, _: &()) -> WriterRc<T> {
+        WriterRc::new(value)
+    }
+
+    #[inline]
+    unsafe fn alias<T>(p: &WriterRc<T>) -> WriterRc<T> {
+        WriterRc::clone(p)
+    }
+
+    #[inline]
+    fn make_mut<'a, T: Part<Self>, V>(p: &'a mut WriterRc<T>, _: &mut ()) -> &'a mut T {
+        // SAFETY: under `Counted`, `copy` takes a counted reference to each child.
+        WriterRc::make_mut_with(p, |node| unsafe { node.copy() })
+    }
+
+    #[inline]
+    fn make_mut_entry<'a, V>(
+        p: &'a mut WriterRc<V>,
+        _: &mut (),
+        copy: impl FnOnce(&V) -> V,
+    ) -> &'a mut V {
+        WriterRc::make_mut_with(p, copy)
+    }
+
+    #[inline]
+    fn discard<T, V>(p: WriterRc<T>, _: &mut ()) {
+        drop(p);
+    }
+}
+
+/// Every node and entry has one owner, the working map; published clones are views
+/// kept valid by per-publication garbage (see [`garbage`](super::garbage)). For the
+/// snapshot's topics.
+pub(crate) enum Owning {}
+
+/// The working map's side of [`Owning`].
+pub(crate) struct Epoch<V> {
+    /// Publications so far, plus one: what new allocations are stamped with.
+    current: u64,
+    /// What this epoch stopped pointing at, for views published before it.
+    garbage: Garbage<V>,
+}
+
+impl<V> Default for Epoch<V> {
+    fn default() -> Self {
+        Self {
+            current: 1,
+            garbage: Garbage::default(),
+        }
+    }
+}
+
+impl Sharing for Owning {
+    type Ptr<T> = Owned<T>;
+    type Gc<V> = Epoch<V>;
+    const CLONES_OWN: bool = false;
+
+    #[inline]
+    fn new<T, V>(value: T, gc: &Epoch<V>) -> Owned<T> {
+        Owned::new(value, gc.current)
+    }
+
+    #[inline]
+    unsafe fn alias<T>(p: &Owned<T>) -> Owned<T> {
+        // SAFETY: passed on to the caller.
+        unsafe { p.alias() }
+    }
+
+    #[inline]
+    fn make_mut<'a, T: Part<Self>, V>(p: &'a mut Owned<T>, gc: &mut Epoch<V>) -> &'a mut T {
+        if !p.made_in(gc.current) {
+            // SAFETY: the copy takes over the node's children (aliases); the original
+            // goes to the garbage as a husk, freed without them. `BITWISE`: a bitwise
+            // copy is such a copy.
+            unsafe {
+                if T::BITWISE {
+                    Owned::replace_with_bitwise_copy(p, gc.current, &mut gc.garbage);
+                } else {
+                    let copy = p.copy();
+                    Owned::replace_with_copy(p, copy, gc.current, &mut gc.garbage);
+                }
+            }
+        }
+        p.get_mut()
+    }
+
+    #[inline]
+    fn make_mut_entry<'a, V>(
+        p: &'a mut Owned<V>,
+        gc: &mut Epoch<V>,
+        copy: impl FnOnce(&V) -> V,
+    ) -> &'a mut V {
+        if !p.made_in(gc.current) {
+            let copy = copy(p);
+            Owned::replace_with_clone(p, copy, gc.current, &mut gc.garbage);
+        }
+        p.get_mut()
+    }
+
+    #[inline]
+    fn discard<T, V>(p: Owned<T>, gc: &mut Epoch<V>) {
+        Owned::discard(p, gc.current, &mut gc.garbage);
+    }
 }
 
 /// Bits of the hash consumed per level.
@@ -67,87 +250,129 @@ const DENSE_MIN: usize = 3;
 /// A [`Sparse`] node's slot number for an unused position: never a fragment (0..32).
 const NO_FRAG: u8 = 0xFF;
 
-/// The map. Cloning is one increment (the root is shared).
-pub(crate) struct TopicMap<V> {
-    root: WriterRc<Dense<V>>,
+/// The map. With [`Counted`] sharing a clone is one increment; with [`Owning`] it is a
+/// view that owns nothing, valid while the garbage of the epochs after it lives.
+pub(crate) struct TopicMap<V, S: Sharing = Counted> {
+    root: ManuallyDrop<S::Ptr<Dense<V, S>>>,
     len: usize,
+    /// The writer's side (epoch and garbage, under [`Owning`]).
+    gc: S::Gc<V>,
+    /// A published view: owns no node.
+    view: bool,
 }
 
-impl<V> Clone for TopicMap<V> {
+impl<V, S: Sharing> Clone for TopicMap<V, S> {
+    /// Under [`Owning`], a view for publication: see [`TopicMap::seal`].
     fn clone(&self) -> Self {
         Self {
-            root: WriterRc::clone(&self.root),
+            // SAFETY: a `Counted` alias is a counted reference; an `Owning` one is a view's
+            // root, which is never dropped (`view`).
+            root: ManuallyDrop::new(unsafe { S::alias(&self.root) }),
             len: self.len,
+            gc: S::Gc::default(),
+            view: !S::CLONES_OWN,
+        }
+    }
+}
+
+impl<V, S: Sharing> Drop for TopicMap<V, S> {
+    fn drop(&mut self) {
+        if !self.view {
+            // SAFETY: dropped once, here; a view's root is an alias it does not own.
+            unsafe { ManuallyDrop::drop(&mut self.root) };
         }
     }
 }
 
 /// A child slot. Sixteen bytes: a tag and a pointer.
 #[derive(Default)]
-enum Child<V> {
+enum Child<V, S: Sharing> {
     /// Nothing here.
     #[default]
     Empty,
     /// One entry.
-    Leaf(WriterRc<V>),
+    Leaf(S::Ptr<V>),
     /// Entries whose hashes agree on the bits consumed so far, one level down; with the
     /// node's slot numbers, so a lookup finds the child's position without reading the
     /// node's header: the one line of the node it reads is the child's.
-    Sparse(Frags, WriterRc<Sparse<V>>),
+    Sparse(Frags, S::Ptr<Sparse<V, S>>),
     /// The same, for a node of more than [`SPARSE_MAX`] children.
-    Dense(WriterRc<Dense<V>>),
+    Dense(S::Ptr<Dense<V, S>>),
     /// Entries whose full 64-bit hashes are equal (different names).
-    Collision(WriterRc<Vec<WriterRc<V>>>),
+    Collision(S::Ptr<Collisions<V, S>>),
 }
 
-impl<V> Clone for Child<V> {
-    fn clone(&self) -> Self {
-        match self {
-            Child::Empty => Child::Empty,
-            Child::Leaf(v) => Child::Leaf(WriterRc::clone(v)),
-            Child::Sparse(frags, n) => Child::Sparse(*frags, WriterRc::clone(n)),
-            Child::Dense(n) => Child::Dense(WriterRc::clone(n)),
-            Child::Collision(c) => Child::Collision(WriterRc::clone(c)),
-        }
-    }
-}
-
-impl<V> Child<V> {
+impl<V, S: Sharing> Child<V, S> {
     /// Whether this is an inner node (whose place in the trie fixes the bits its
     /// children agree on, so it cannot move up a level).
     fn is_node(&self) -> bool {
         matches!(self, Child::Sparse(..) | Child::Dense(_))
     }
+
+    /// A copy of the slot, its pointer aliased ([`Sharing::alias`]).
+    ///
+    /// # Safety
+    ///
+    /// As for [`Sharing::alias`].
+    #[inline]
+    unsafe fn copy(&self) -> Self {
+        // SAFETY: passed on to the caller.
+        unsafe {
+            match self {
+                Child::Empty => Child::Empty,
+                Child::Leaf(v) => Child::Leaf(S::alias(v)),
+                Child::Sparse(frags, n) => Child::Sparse(*frags, S::alias(n)),
+                Child::Dense(n) => Child::Dense(S::alias(n)),
+                Child::Collision(c) => Child::Collision(S::alias(c)),
+            }
+        }
+    }
 }
 
 /// A node with every slot present: slot `i` is `children[i]`.
-struct Dense<V> {
-    children: [Child<V>; WIDTH],
+struct Dense<V, S: Sharing> {
+    children: [Child<V, S>; WIDTH],
     /// Slots that are not [`Child::Empty`] (the writer's, for turning sparse).
     occupied: usize,
 }
 
-impl<V> Clone for Dense<V> {
+impl<V, S: Sharing> Part<S> for Dense<V, S> {
+    const BITWISE: bool = true;
+
     /// The writer's path copy, touching only occupied slots: the array's own `clone`
     /// goes through a drop guard per element, and a subscribe–unsubscribe round trip at
     /// 1,000 topics took 5,942 instructions per call with it against 5,749 this way
     /// (callgrind, `benches/floor_callgrind.rs mutate_pre`).
-    fn clone(&self) -> Self {
+    unsafe fn copy(&self) -> Self {
         Self {
-            children: clone_children(&self.children),
+            // SAFETY: passed on to the caller.
+            children: unsafe { copy_children(&self.children) },
             occupied: self.occupied,
         }
     }
 }
 
-/// `children.clone()`, touching only the occupied slots.
+impl<V, S: Sharing> Husk for Dense<V, S> {
+    unsafe fn drop_husk(_: *mut Self) {
+        // Every child belongs to the copy; nothing else is owned.
+    }
+}
+
+/// A copy of `children`, touching only the occupied slots.
+///
+/// # Safety
+///
+/// As for [`Sharing::alias`].
 #[inline]
-fn clone_children<V, const N: usize>(children: &[Child<V>; N]) -> [Child<V>; N] {
-    let mut copy: [Child<V>; N] = std::array::from_fn(|_| Child::Empty);
+unsafe fn copy_children<V, S: Sharing, const N: usize>(
+    children: &[Child<V, S>; N],
+) -> [Child<V, S>; N] {
+    let mut copy: [Child<V, S>; N] = std::array::from_fn(|_| Child::Empty);
     for (to, from) in copy.iter_mut().zip(children) {
         if !matches!(from, Child::Empty) {
             // `to` is still `Empty`: forgetting it skips a call to drop nothing.
-            std::mem::forget(std::mem::replace(to, from.clone()));
+            // SAFETY: passed on to the caller.
+            std::mem::forget(std::mem::replace(to, unsafe { from.copy() }));
         }
     }
     copy
@@ -155,24 +380,60 @@ fn clone_children<V, const N: usize>(children: &[Child<V>; N]) -> [Child<V>; N] 
 
 /// A node of at most [`SPARSE_MAX`] children, packed at the front of `children` in the
 /// order of the slot numbers its parent's [`Child::Sparse`] holds.
-struct Sparse<V> {
-    children: [Child<V>; SPARSE_MAX],
+struct Sparse<V, S: Sharing> {
+    children: [Child<V, S>; SPARSE_MAX],
 }
 
-impl<V> Clone for Sparse<V> {
-    fn clone(&self) -> Self {
+impl<V, S: Sharing> Part<S> for Sparse<V, S> {
+    const BITWISE: bool = true;
+
+    unsafe fn copy(&self) -> Self {
         Self {
-            children: clone_children(&self.children),
+            // SAFETY: passed on to the caller.
+            children: unsafe { copy_children(&self.children) },
         }
     }
 }
 
+impl<V, S: Sharing> Husk for Sparse<V, S> {
+    unsafe fn drop_husk(_: *mut Self) {
+        // Every child belongs to the copy; nothing else is owned.
+    }
+}
+
+/// Entries whose full 64-bit hashes are equal, in no order.
+struct Collisions<V, S: Sharing>(Vec<S::Ptr<V>>);
+
+impl<V, S: Sharing> Part<S> for Collisions<V, S> {
+    /// The copy needs a buffer of its own.
+    const BITWISE: bool = false;
+
+    unsafe fn copy(&self) -> Self {
+        // SAFETY: passed on to the caller.
+        Self(
+            self.0
+                .iter()
+                .map(|entry| unsafe { S::alias(entry) })
+                .collect(),
+        )
+    }
+}
+
+impl<V, S: Sharing> Husk for Collisions<V, S> {
+    unsafe fn drop_husk(this: *mut Self) {
+        // SAFETY: the copy took over the entries; the buffer is still the husk's.
+        unsafe {
+            (*this).0.set_len(0);
+            std::ptr::drop_in_place(this);
+        }
+    }
+}
 /// A sparse node's slot numbers: byte `i` is `children[i]`'s, [`NO_FRAG`] past the last.
 #[derive(Clone, Copy)]
 struct Frags([u8; SPARSE_MAX]);
 
 // Beside the tag, in the padding before the pointer: a slot stays 16 bytes.
-const _: () = assert!(std::mem::size_of::<Child<()>>() == 16);
+const _: () = assert!(std::mem::size_of::<Child<(), Counted>>() == 16);
 
 impl Frags {
     const NONE: Self = Self([NO_FRAG; SPARSE_MAX]);
@@ -249,7 +510,9 @@ fn find_byte(word: u64, byte: u8) -> Option<usize> {
     (zeros != 0).then(|| (zeros.trailing_zeros() / 8) as usize)
 }
 
-impl<V> Dense<V> {
+const _: () = assert!(std::mem::size_of::<Child<(), Owning>>() == 16);
+
+impl<V, S: Sharing> Dense<V, S> {
     fn empty() -> Self {
         Self {
             children: Default::default(),
@@ -259,7 +522,7 @@ impl<V> Dense<V> {
 
     /// The same children as a sparse node (at most [`SPARSE_MAX`]), leaving this one
     /// empty.
-    fn take_into_sparse(&mut self) -> (Frags, Sparse<V>) {
+    fn take_into_sparse(&mut self) -> (Frags, Sparse<V, S>) {
         let (mut frags, mut sparse) = (Frags::NONE, Sparse::empty());
         for (frag, child) in self.children.iter_mut().enumerate() {
             if !matches!(child, Child::Empty) {
@@ -271,7 +534,7 @@ impl<V> Dense<V> {
     }
 }
 
-impl<V> Sparse<V> {
+impl<V, S: Sharing> Sparse<V, S> {
     fn empty() -> Self {
         Self {
             children: Default::default(),
@@ -279,7 +542,7 @@ impl<V> Sparse<V> {
     }
 
     /// Adds `child` in slot `frag` (not yet occupied; the node is not full).
-    fn push(&mut self, frags: &mut Frags, frag: usize, child: Child<V>) {
+    fn push(&mut self, frags: &mut Frags, frag: usize, child: Child<V, S>) {
         let position = frags.len();
         frags.set(position, frag as u8);
         self.children[position] = child;
@@ -295,7 +558,7 @@ impl<V> Sparse<V> {
     }
 
     /// The same children as a dense node, leaving this one empty.
-    fn take_into_dense(&mut self, frags: Frags) -> Dense<V> {
+    fn take_into_dense(&mut self, frags: Frags) -> Dense<V, S> {
         let mut dense = Dense::empty();
         for position in 0..frags.len() {
             dense.children[frags.get(position)] = std::mem::take(&mut self.children[position]);
@@ -305,16 +568,19 @@ impl<V> Sparse<V> {
     }
 }
 
-impl<V: Keyed> Default for TopicMap<V> {
+impl<V: Keyed, S: Sharing> Default for TopicMap<V, S> {
     fn default() -> Self {
+        let gc = S::Gc::default();
         Self {
-            root: WriterRc::new(Dense::empty()),
+            root: ManuallyDrop::new(S::new(Dense::empty(), &gc)),
             len: 0,
+            gc,
+            view: false,
         }
     }
 }
 
-impl<V: Keyed> TopicMap<V> {
+impl<V: Keyed, S: Sharing> TopicMap<V, S> {
     /// Number of entries.
     pub(crate) fn len(&self) -> usize {
         self.len
@@ -339,7 +605,7 @@ impl<V: Keyed> TopicMap<V> {
                     return same.then_some(&**entry);
                 }
                 Child::Collision(entries) => {
-                    return entries.iter().find(|e| e.key() == key).map(|e| &**e);
+                    return entries.0.iter().find(|e| e.key() == key).map(|e| &**e);
                 }
                 Child::Empty => return None,
             }
@@ -350,103 +616,177 @@ impl<V: Keyed> TopicMap<V> {
     /// Mutable access to the entry named `key`, copying the path to it (and the entry)
     /// where a published snapshot still shares them.
     pub(crate) fn get_mut(&mut self, key: &str, hash: u64) -> Option<&mut V> {
+        self.get_mut_with(key, hash, V::clone)
+    }
+
+    /// [`Self::get_mut`], copying the entry (if it must be copied) with `copy` instead of
+    /// `Clone`: the writer builds the changed entry directly (a subscriber list with room
+    /// for one more, or without the one leaving) instead of cloning it and then changing
+    /// the clone, which may reallocate it.
+    pub(crate) fn get_mut_with(
+        &mut self,
+        key: &str,
+        hash: u64,
+        copy: impl FnOnce(&V) -> V,
+    ) -> Option<&mut V> {
+        debug_assert!(!self.view, "a published view is never changed");
         // Check first so a miss copies nothing.
         self.get(key, hash)?;
-        let root = WriterRc::make_mut(&mut self.root);
-        get_mut_in(&mut root.children[fragment(hash, 0)], BITS, key, hash)
+        let root = S::make_mut(&mut self.root, &mut self.gc);
+        get_mut_in(
+            &mut root.children[fragment(hash, 0)],
+            BITS,
+            key,
+            hash,
+            &mut self.gc,
+            copy,
+        )
     }
 
     /// Inserts `value`, replacing any entry with the same name.
     pub(crate) fn insert(&mut self, value: V) {
+        debug_assert!(!self.view, "a published view is never changed");
         let hash = value.key_hash();
-        let root = WriterRc::make_mut(&mut self.root);
-        if insert_below(root, 0, hash, WriterRc::new(value)) {
+        let value = S::new(value, &self.gc);
+        let root = S::make_mut(&mut self.root, &mut self.gc);
+        if insert_below(root, 0, hash, value, &mut self.gc) {
             self.len += 1;
         }
     }
 
-    /// Removes and returns the entry named `key`.
-    pub(crate) fn remove(&mut self, key: &str, hash: u64) -> Option<WriterRc<V>> {
-        self.get(key, hash)?;
-        let root = WriterRc::make_mut(&mut self.root);
-        let removed = remove_below(root, 0, key, hash);
-        if removed.is_some() {
-            self.len -= 1;
+    /// Removes the entry named `key`. Returns whether there was one.
+    pub(crate) fn remove(&mut self, key: &str, hash: u64) -> bool {
+        debug_assert!(!self.view, "a published view is never changed");
+        if self.get(key, hash).is_none() {
+            return false;
         }
-        removed
+        let root = S::make_mut(&mut self.root, &mut self.gc);
+        let removed = remove_below(root, 0, key, hash, &mut self.gc);
+        if let Some(removed) = removed {
+            self.len -= 1;
+            S::discard(removed, &mut self.gc);
+            return true;
+        }
+        false
     }
 
     /// Calls `f` on every entry, in no particular order.
     pub(crate) fn for_each(&self, mut f: impl FnMut(&V)) {
-        fn walk<V>(child: &Child<V>, f: &mut impl FnMut(&V)) {
+        fn walk<V, S: Sharing>(child: &Child<V, S>, f: &mut impl FnMut(&V)) {
             match child {
                 Child::Empty => {}
                 Child::Leaf(v) => f(v),
                 Child::Sparse(_, n) => n.children.iter().for_each(|c| walk(c, f)),
                 Child::Dense(n) => n.children.iter().for_each(|c| walk(c, f)),
-                Child::Collision(list) => list.iter().for_each(|v| f(v)),
+                Child::Collision(list) => list.0.iter().for_each(|v| f(v)),
             }
         }
         self.root.children.iter().for_each(|c| walk(c, &mut f));
     }
 }
 
+impl<V: Keyed> TopicMap<V, Owning> {
+    /// Ends the epoch after publishing a clone (a view) of this map: from now on every
+    /// node and entry is treated as reachable from that view. Returns what the epoch
+    /// stopped pointing at, which views published before it may still reach: free it
+    /// only once they are all gone (see [`garbage`](super::garbage)). `spare`: an empty
+    /// list whose buffer the next epoch reuses.
+    pub(crate) fn seal(&mut self, spare: Garbage<V>) -> Garbage<V> {
+        self.gc.current += 1;
+        std::mem::replace(&mut self.gc.garbage, spare)
+    }
+
+    /// Gives the whole working map up: everything in it, and its pending garbage, as
+    /// garbage of this epoch (the writer closing: views may still reach it).
+    pub(crate) fn into_garbage(mut self) -> Garbage<V> {
+        let mut garbage = std::mem::take(&mut self.gc.garbage);
+        garbage.push_whole(self);
+        garbage
+    }
+}
+
 /// `get_mut` below a slot whose node (if it holds one) starts at bit `shift`.
-fn get_mut_in<'a, V: Keyed>(
-    slot: &'a mut Child<V>,
+fn get_mut_in<'a, V: Keyed, S: Sharing>(
+    slot: &'a mut Child<V, S>,
     shift: u32,
     key: &str,
     hash: u64,
+    gc: &mut S::Gc<V>,
+    copy: impl FnOnce(&V) -> V,
 ) -> Option<&'a mut V> {
     match slot {
         Child::Empty => None,
-        Child::Leaf(entry) => is_named(entry.key(), key).then(|| WriterRc::make_mut(entry)),
+        Child::Leaf(entry) => {
+            is_named(entry.key(), key).then(|| S::make_mut_entry(entry, gc, copy))
+        }
         Child::Dense(node) => {
-            let node = WriterRc::make_mut(node);
+            let node = S::make_mut(node, gc);
             get_mut_in(
                 &mut node.children[fragment(hash, shift)],
                 shift + BITS,
                 key,
                 hash,
+                gc,
+                copy,
             )
         }
         Child::Sparse(frags, node) => {
             let position = frags.find(fragment(hash, shift))?;
-            let node = WriterRc::make_mut(node);
-            get_mut_in(&mut node.children[position], shift + BITS, key, hash)
+            let node = S::make_mut(node, gc);
+            get_mut_in(
+                &mut node.children[position],
+                shift + BITS,
+                key,
+                hash,
+                gc,
+                copy,
+            )
         }
-        Child::Collision(entries) => WriterRc::make_mut(entries)
-            .iter_mut()
-            .find(|e| e.key() == key)
-            .map(WriterRc::make_mut),
+        Child::Collision(entries) => {
+            let entries = S::make_mut(entries, gc);
+            let entry = entries.0.iter_mut().find(|e| e.key() == key)?;
+            Some(S::make_mut_entry(entry, gc, copy))
+        }
     }
 }
 
 /// Inserts into dense node `node`, which starts at bit `shift`. Returns whether a new
 /// entry was added (false: an existing one was replaced).
-fn insert_below<V: Keyed>(node: &mut Dense<V>, shift: u32, hash: u64, value: WriterRc<V>) -> bool {
+fn insert_below<V: Keyed, S: Sharing>(
+    node: &mut Dense<V, S>,
+    shift: u32,
+    hash: u64,
+    value: S::Ptr<V>,
+    gc: &mut S::Gc<V>,
+) -> bool {
     let slot = &mut node.children[fragment(hash, shift)];
     if matches!(slot, Child::Empty) {
         *slot = Child::Leaf(value);
         node.occupied += 1;
         return true;
     }
-    insert_in(slot, shift + BITS, hash, value)
+    insert_in(slot, shift + BITS, hash, value, gc)
 }
 
 /// Inserts into an occupied slot whose node (if it holds one) starts at bit `shift`.
-fn insert_in<V: Keyed>(slot: &mut Child<V>, shift: u32, hash: u64, value: WriterRc<V>) -> bool {
+fn insert_in<V: Keyed, S: Sharing>(
+    slot: &mut Child<V, S>,
+    shift: u32,
+    hash: u64,
+    value: S::Ptr<V>,
+    gc: &mut S::Gc<V>,
+) -> bool {
     match slot {
         Child::Empty => {
             *slot = Child::Leaf(value);
             true
         }
-        Child::Dense(node) => insert_below(WriterRc::make_mut(node), shift, hash, value),
+        Child::Dense(node) => insert_below(S::make_mut(node, gc), shift, hash, value, gc),
         Child::Sparse(frags, node) => {
-            let node = WriterRc::make_mut(node);
+            let node = S::make_mut(node, gc);
             let frag = fragment(hash, shift);
             if let Some(position) = frags.find(frag) {
-                return insert_in(&mut node.children[position], shift + BITS, hash, value);
+                return insert_in(&mut node.children[position], shift + BITS, hash, value, gc);
             }
             if frags.len() < SPARSE_MAX {
                 node.push(frags, frag, Child::Leaf(value));
@@ -455,41 +795,46 @@ fn insert_in<V: Keyed>(slot: &mut Child<V>, shift: u32, hash: u64, value: Writer
             let mut dense = node.take_into_dense(*frags);
             dense.children[frag] = Child::Leaf(value);
             dense.occupied += 1;
-            *slot = Child::Dense(WriterRc::new(dense));
+            // The emptied sparse node was made mutable above: dropping it frees only it.
+            *slot = Child::Dense(S::new(dense, gc));
             true
         }
         Child::Leaf(existing) if existing.key() == value.key() => {
-            *existing = value;
+            let replaced = std::mem::replace(existing, value);
+            S::discard(replaced, gc);
             false
         }
         Child::Leaf(existing) if existing.key_hash() == hash => {
-            let existing = WriterRc::clone(existing);
-            *slot = Child::Collision(WriterRc::new(vec![existing, value]));
+            let Child::Leaf(existing) = std::mem::take(slot) else {
+                unreachable!("matched a leaf")
+            };
+            *slot = Child::Collision(S::new(Collisions(vec![existing, value]), gc));
             true
         }
         Child::Leaf(existing) => {
             let existing_hash = existing.key_hash();
             let moved = std::mem::take(slot);
-            *slot = split(shift, moved, existing_hash, value, hash);
+            *slot = split(shift, moved, existing_hash, value, hash, gc);
             true
         }
-        Child::Collision(entries) if entries[0].key_hash() == hash => {
-            let entries = WriterRc::make_mut(entries);
-            match entries.iter_mut().find(|e| e.key() == value.key()) {
+        Child::Collision(entries) if entries.0[0].key_hash() == hash => {
+            let entries = S::make_mut(entries, gc);
+            match entries.0.iter_mut().find(|e| e.key() == value.key()) {
                 Some(existing) => {
-                    *existing = value;
+                    let replaced = std::mem::replace(existing, value);
+                    S::discard(replaced, gc);
                     false
                 }
                 None => {
-                    entries.push(value);
+                    entries.0.push(value);
                     true
                 }
             }
         }
         Child::Collision(entries) => {
-            let existing_hash = entries[0].key_hash();
+            let existing_hash = entries.0[0].key_hash();
             let moved = std::mem::take(slot);
-            *slot = split(shift, moved, existing_hash, value, hash);
+            *slot = split(shift, moved, existing_hash, value, hash, gc);
             true
         }
     }
@@ -497,34 +842,36 @@ fn insert_in<V: Keyed>(slot: &mut Child<V>, shift: u32, hash: u64, value: Writer
 
 /// A sparse node (or chain of them) starting at bit `shift`, holding `existing` and the
 /// new leaf, whose hashes differ somewhere at or above bit `shift`.
-fn split<V>(
+fn split<V, S: Sharing>(
     shift: u32,
-    existing: Child<V>,
+    existing: Child<V, S>,
     existing_hash: u64,
-    value: WriterRc<V>,
+    value: S::Ptr<V>,
     hash: u64,
-) -> Child<V> {
+    gc: &mut S::Gc<V>,
+) -> Child<V, S> {
     let (a, b) = (fragment(existing_hash, shift), fragment(hash, shift));
     let (mut frags, mut node) = (Frags::NONE, Sparse::empty());
     if a == b {
-        let below = split(shift + BITS, existing, existing_hash, value, hash);
+        let below = split(shift + BITS, existing, existing_hash, value, hash, gc);
         node.push(&mut frags, a, below);
     } else {
         node.push(&mut frags, a, existing);
         node.push(&mut frags, b, Child::Leaf(value));
     }
-    Child::Sparse(frags, WriterRc::new(node))
+    Child::Sparse(frags, S::new(node, gc))
 }
 
 /// Removes from dense node `node`, which starts at bit `shift`.
-fn remove_below<V: Keyed>(
-    node: &mut Dense<V>,
+fn remove_below<V: Keyed, S: Sharing>(
+    node: &mut Dense<V, S>,
     shift: u32,
     key: &str,
     hash: u64,
-) -> Option<WriterRc<V>> {
+    gc: &mut S::Gc<V>,
+) -> Option<S::Ptr<V>> {
     let slot = &mut node.children[fragment(hash, shift)];
-    let removed = remove_in(slot, shift + BITS, key, hash)?;
+    let removed = remove_in(slot, shift + BITS, key, hash, gc)?;
     if matches!(slot, Child::Empty) {
         node.occupied -= 1;
     }
@@ -533,12 +880,13 @@ fn remove_below<V: Keyed>(
 
 /// Removes from a slot whose node (if it holds one) starts at bit `shift`, then keeps
 /// the trie canonical ([`tidy`]).
-fn remove_in<V: Keyed>(
-    slot: &mut Child<V>,
+fn remove_in<V: Keyed, S: Sharing>(
+    slot: &mut Child<V, S>,
     shift: u32,
     key: &str,
     hash: u64,
-) -> Option<WriterRc<V>> {
+    gc: &mut S::Gc<V>,
+) -> Option<S::Ptr<V>> {
     let removed = match slot {
         Child::Empty => return None,
         Child::Leaf(entry) => {
@@ -551,42 +899,45 @@ fn remove_in<V: Keyed>(
             return Some(entry);
         }
         Child::Collision(entries) => {
-            let list = WriterRc::make_mut(entries);
-            let index = list.iter().position(|e| e.key() == key)?;
-            let removed = list.swap_remove(index);
-            if list.len() == 1 {
-                let only = list.pop().expect("one left");
+            let list = S::make_mut(entries, gc);
+            let index = list.0.iter().position(|e| e.key() == key)?;
+            let removed = list.0.swap_remove(index);
+            if list.0.len() == 1 {
+                let only = list.0.pop().expect("one left");
+                // The emptied list was made mutable above: dropping it frees only it.
                 *slot = Child::Leaf(only);
             }
             return Some(removed);
         }
-        Child::Dense(node) => remove_below(WriterRc::make_mut(node), shift, key, hash)?,
+        Child::Dense(node) => remove_below(S::make_mut(node, gc), shift, key, hash, gc)?,
         Child::Sparse(frags, node) => {
             let position = frags.find(fragment(hash, shift))?;
-            let node = WriterRc::make_mut(node);
-            let removed = remove_in(&mut node.children[position], shift + BITS, key, hash)?;
+            let node = S::make_mut(node, gc);
+            let removed = remove_in(&mut node.children[position], shift + BITS, key, hash, gc)?;
             if matches!(node.children[position], Child::Empty) {
                 node.remove_at(frags, position);
             }
             removed
         }
     };
-    tidy(slot);
+    tidy(slot, gc);
     Some(removed)
 }
 
 /// Keeps the trie canonical after a removal below `slot`, so depth shrinks as topics
 /// go: a node left empty goes; one left with a single leaf (or collision list) is
 /// replaced by it; a dense node left with [`DENSE_MIN`] children or fewer turns sparse.
-fn tidy<V>(slot: &mut Child<V>) {
+/// The node replaced is always one the removal made mutable, emptied before it is
+/// dropped: dropping it frees only it.
+fn tidy<V, S: Sharing>(slot: &mut Child<V, S>, gc: &mut S::Gc<V>) {
     match slot {
         Child::Dense(node) if node.occupied <= DENSE_MIN => {
-            let (frags, sparse) = WriterRc::make_mut(node).take_into_sparse();
-            *slot = Child::Sparse(frags, WriterRc::new(sparse));
-            tidy(slot);
+            let (frags, sparse) = S::make_mut(node, gc).take_into_sparse();
+            *slot = Child::Sparse(frags, S::new(sparse, gc));
+            tidy(slot, gc);
         }
         Child::Sparse(frags, node) if frags.len() <= 1 => {
-            let node = WriterRc::make_mut(node);
+            let node = S::make_mut(node, gc);
             if frags.len() == 0 {
                 *slot = Child::Empty;
             } else if !node.children[0].is_node() {
@@ -608,6 +959,17 @@ mod tests {
         name: String,
         hash: u64,
         value: u32,
+        /// Counts the entry's copies: none may leak or be dropped twice.
+        witness: std::sync::Arc<()>,
+    }
+
+    thread_local! {
+        static WITNESS: std::sync::Arc<()> = std::sync::Arc::new(());
+    }
+
+    /// Copies of entries alive on this thread.
+    fn entries_alive() -> usize {
+        WITNESS.with(|w| std::sync::Arc::strong_count(w) - 1)
     }
 
     impl Keyed for Entry {
@@ -624,6 +986,7 @@ mod tests {
             name: name.to_owned(),
             hash,
             value,
+            witness: WITNESS.with(std::sync::Arc::clone),
         }
     }
 
@@ -638,13 +1001,50 @@ mod tests {
         }
     }
 
+    /// Publishes `map` as the writer does: a clone, and under [`Owning`] the end of the
+    /// epoch, whose garbage the caller keeps while the clone lives.
+    trait Publish: Sharing + Sized {
+        fn publish(
+            map: &mut TopicMap<Entry, Self>,
+            garbage: &mut Vec<Garbage<Entry>>,
+        ) -> TopicMap<Entry, Self>;
+    }
+
+    impl Publish for Counted {
+        fn publish(
+            map: &mut TopicMap<Entry, Self>,
+            _: &mut Vec<Garbage<Entry>>,
+        ) -> TopicMap<Entry, Self> {
+            map.clone()
+        }
+    }
+
+    impl Publish for Owning {
+        fn publish(
+            map: &mut TopicMap<Entry, Self>,
+            garbage: &mut Vec<Garbage<Entry>>,
+        ) -> TopicMap<Entry, Self> {
+            let view = map.clone();
+            garbage.push(map.seal(Garbage::default()));
+            view
+        }
+    }
+
     /// Random inserts/updates/removes against a `HashMap`, with hashes drawn from a small
     /// space so that shared prefixes, splits and full collisions all happen.
     #[test]
     fn matches_a_hashmap_under_random_operations() {
+        random_operations::<Counted>();
+        assert_eq!(entries_alive(), 0, "entries leaked or freed twice");
+        random_operations::<Owning>();
+        assert_eq!(entries_alive(), 0, "entries leaked or freed twice");
+    }
+
+    fn random_operations<S: Publish>() {
         for seed in 1..40u64 {
             let mut rng = XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            let mut map = TopicMap::<Entry>::default();
+            let mut map = TopicMap::<Entry, S>::default();
+            let mut garbage = Vec::new();
             let mut model: HashMap<String, (u64, u32)> = HashMap::new();
             let mut published = Vec::new();
             for step in 0..600 {
@@ -660,7 +1060,8 @@ mod tests {
                         model.insert(name.clone(), (hash, value));
                     }
                     2 => {
-                        let got = map.remove(&name, hash).map(|e| e.value);
+                        let got = map.get(&name, hash).map(|e| e.value);
+                        assert_eq!(map.remove(&name, hash), got.is_some());
                         let want = model.remove(&name).map(|(_, v)| v);
                         assert_eq!(got, want, "remove {name}");
                     }
@@ -676,7 +1077,7 @@ mod tests {
                 assert_eq!(map.len(), model.len());
                 // Old snapshots must be unaffected by later changes.
                 if step % 50 == 0 {
-                    published.push((map.clone(), model.clone()));
+                    published.push((S::publish(&mut map, &mut garbage), model.clone()));
                 }
             }
             for (snapshot, expected) in published.iter().chain([(map, model)].iter()) {
@@ -696,13 +1097,19 @@ mod tests {
     /// Walks every node and checks the shape invariants: sparse nodes packed, with
     /// slot numbers that match their children; dense counts right; no node that
     /// `tidy` should have replaced; every entry on the path its hash selects.
-    fn check_shape(map: &TopicMap<Entry>) -> (usize, usize) {
-        fn walk(child: &Child<Entry>, shift: u32, path: u64, shapes: &mut (usize, usize)) {
+    fn check_shape<S: Sharing>(map: &TopicMap<Entry, S>) -> (usize, usize) {
+        fn walk<S: Sharing>(
+            child: &Child<Entry, S>,
+            shift: u32,
+            path: u64,
+            shapes: &mut (usize, usize),
+        ) {
             let prefix = |hash: u64| hash & 1u64.checked_shl(shift).map_or(u64::MAX, |b| b - 1);
             match child {
                 Child::Empty => {}
                 Child::Leaf(e) => assert_eq!(prefix(e.hash), path, "{} misplaced", e.name),
                 Child::Collision(list) => {
+                    let list = &list.0;
                     assert!(list.len() >= 2);
                     assert!(list.iter().all(|e| e.hash == list[0].hash));
                     assert_eq!(prefix(list[0].hash), path);
@@ -749,6 +1156,13 @@ mod tests {
     /// must stay as they were.
     #[test]
     fn node_shapes_change_both_ways_under_random_operations() {
+        shapes_both_ways::<Counted>();
+        assert_eq!(entries_alive(), 0, "entries leaked or freed twice");
+        shapes_both_ways::<Owning>();
+        assert_eq!(entries_alive(), 0, "entries leaked or freed twice");
+    }
+
+    fn shapes_both_ways<S: Publish>() {
         let spaces: [fn(u64) -> u64; 4] = [
             |n| n.wrapping_mul(0x9E37_79B9_7F4A_7C15),
             // Ten bits: dense nodes at the second level, many collisions.
@@ -762,7 +1176,8 @@ mod tests {
         for (which, space) in spaces.iter().enumerate() {
             for seed in 1..6u64 {
                 let mut rng = XorShift(seed.wrapping_mul(0x2545_F491_4F6C_DD1D) + which as u64);
-                let mut map = TopicMap::<Entry>::default();
+                let mut map = TopicMap::<Entry, S>::default();
+                let mut garbage = Vec::new();
                 let mut model: HashMap<String, (u64, u32)> = HashMap::new();
                 let mut published = Vec::new();
                 for step in 0..3_000u32 {
@@ -775,7 +1190,8 @@ mod tests {
                         map.insert(entry(&name, hash, step));
                         model.insert(name, (hash, step));
                     } else {
-                        let got = map.remove(&name, hash).map(|e| e.value);
+                        let got = map.get(&name, hash).map(|e| e.value);
+                        assert_eq!(map.remove(&name, hash), got.is_some());
                         assert_eq!(got, model.remove(&name).map(|(_, v)| v), "remove {name}");
                     }
                     assert_eq!(map.len(), model.len());
@@ -785,7 +1201,7 @@ mod tests {
                         most_dense = most_dense.max(dense);
                     }
                     if step % 500 == 0 {
-                        published.push((map.clone(), model.clone()));
+                        published.push((S::publish(&mut map, &mut garbage), model.clone()));
                     }
                 }
                 published.push((map, model));
@@ -846,14 +1262,14 @@ mod tests {
 
     #[test]
     fn removing_everything_leaves_an_empty_root() {
-        let mut map = TopicMap::<Entry>::default();
+        let mut map = TopicMap::<Entry, Owning>::default();
         for i in 0..1000u32 {
             let h = u64::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15);
             map.insert(entry(&i.to_string(), h, i));
         }
         for i in 0..1000u32 {
             let h = u64::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            assert!(map.remove(&i.to_string(), h).is_some());
+            assert!(map.remove(&i.to_string(), h));
         }
         assert_eq!(map.len(), 0);
         assert!(map.root.children.iter().all(|c| matches!(c, Child::Empty)));

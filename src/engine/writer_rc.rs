@@ -1,5 +1,6 @@
-//! [`WriterRc`]: the reference-counted pointer of the snapshot's tries, whose count only
-//! the writer changes — a plain integer, not an atomic.
+//! [`WriterRc`]: the reference-counted pointer of the pattern index's tries, whose count
+//! only the writer changes — a plain integer, not an atomic. (The topic trie has no
+//! counts at all: see [`garbage`](super::garbage).)
 //!
 //! # Why
 //!
@@ -82,14 +83,12 @@ impl<T> WriterRc<T> {
         self.inner().count.with(|count| unsafe { *count } == 1)
     }
 
-    /// Mutable access, copying the value first if another handle shares it (writer
-    /// role only).
-    pub(crate) fn make_mut(this: &mut Self) -> &mut T
-    where
-        T: Clone,
-    {
+    /// Mutable access, replacing the value first by `copy` of it if another handle
+    /// shares it (writer role only).
+    #[inline]
+    pub(crate) fn make_mut_with(this: &mut Self, copy: impl FnOnce(&T) -> T) -> &mut T {
         if !this.is_unique() {
-            *this = WriterRc::new(T::clone(this));
+            *this = WriterRc::new(copy(this));
         }
         // SAFETY: `this` is the only handle, so nothing else reads or writes the value;
         // the borrow of `this` keeps it so for the returned lifetime.

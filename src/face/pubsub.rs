@@ -16,7 +16,7 @@ use crate::face::builder::Builder;
 #[cfg(any(feature = "redis", feature = "nats"))]
 use crate::face::tap::Tap;
 use crate::sink::{CallbackSink, Sink};
-use crate::transport::{self, encode_presence, frame, Serialiser};
+use crate::transport::{encode_presence, frame, Serialiser};
 use crate::vocab::authorization::{Denied, SubscribeHook};
 use crate::vocab::client::ClientId;
 use crate::vocab::error::Error;
@@ -493,8 +493,10 @@ impl<M: ?Sized> PubSub<M> {
     }
 
     /// Like [`broadcast`](Self::broadcast), to everyone but `from` (typically the client
-    /// that sent the message). Costs the same as `broadcast`: client ids compare as
-    /// integers. A `from` that is not subscribed excludes nobody.
+    /// that sent the message). Costs the same as `broadcast` per delivery: `from` is
+    /// found once, by binary search in the topic's subscriber list (kept in client id
+    /// order), and the walk goes around it. A `from` that is not subscribed excludes
+    /// nobody.
     #[inline]
     pub fn broadcast_from<S>(
         &self,
@@ -569,7 +571,7 @@ impl<M: ?Sized> PubSub<M> {
     }
 
     /// Broadcasts an already-encoded Push frame (from [`encode`](Self::encode) or
-    /// [`transport::encode_push`]) without re-serialising. Its header is checked
+    /// [`encode_push`](crate::transport::encode_push)) without re-serialising. Its header is checked
     /// against `topic` — O(topic length).
     ///
     /// Errors: [`Error::FrameMismatch`] if `frame` is not a Push frame for `topic`, and
@@ -595,9 +597,8 @@ impl<M: ?Sized> PubSub<M> {
         frame: &Bytes,
     ) -> Result<usize, Error> {
         let key = topic.topic_key(self.max_topic_len())?;
-        match transport::decode(frame) {
-            Ok(push) if push.topic == key.name => {}
-            _ => return Err(Error::FrameMismatch),
+        if !frame::is_push_for(frame, key.name) {
+            return Err(Error::FrameMismatch);
         }
         let delivered = self.engine.broadcast_ref(key, from, frame)?;
         #[cfg(any(feature = "redis", feature = "nats"))]
@@ -670,12 +671,16 @@ impl<M: ?Sized> PubSub<M> {
 }
 
 /// Serialises `message` straight into the payload of a Push frame for `topic`: the one
-/// place both `broadcast` and `encode` build frames.
+/// place both `broadcast` and `encode` build frames. A payload the serialiser already
+/// has as bytes ([`Serialiser::payload`]) is copied into an exact allocation instead.
 fn encode_frame<M, S>(topic: &str, message: &M, serialiser: &S) -> Result<Bytes, Error>
 where
     M: ?Sized,
     S: Serialiser<M> + ?Sized,
 {
+    if let Some(payload) = serialiser.payload(message) {
+        return Ok(frame::encode_push(topic, payload)?);
+    }
     let hint = serialiser.size_hint(message);
     Ok(frame::encode_with(topic, hint, |out| {
         serialiser.serialise(message, out)

@@ -198,6 +198,48 @@ pub(crate) fn body(frame: &[u8], start: usize, len: u32) -> Result<&[u8], Decode
     Ok(body)
 }
 
+/// Whether `frame` is a Push frame for `topic`, exactly as [`decode`] would find it
+/// (`decode(frame)` is `Ok` with this topic) but cheaper: the topic bytes are compared
+/// with `topic` instead of being checked as UTF-8 (bytes equal to a `str` are UTF-8), and
+/// the version, kind and topic length are one 4-byte compare. `broadcast_frame` runs it
+/// on every call: `decode` and the compare after it were ~90 of the ~370 instructions of
+/// a pre-encoded broadcast to one channel (`floor_callgrind e2e_pubsub_frame 1`).
+#[inline]
+pub(crate) fn is_push_for(frame: &[u8], topic: &str) -> bool {
+    let Ok(topic_len @ 1..) = u16::try_from(topic.len()) else {
+        return false;
+    };
+    let topic_end = PREFIX_LEN + topic.len();
+    let header_len = topic_end + PAYLOAD_LEN_LEN;
+    let Some(header) = frame.get(..header_len) else {
+        return false;
+    };
+    let [len_high, len_low] = topic_len.to_be_bytes();
+    let prefix = [FRAME_VERSION, FRAME_KIND_PUSH, len_high, len_low];
+    let len_field = [
+        header[topic_end],
+        header[topic_end + 1],
+        header[topic_end + 2],
+        header[topic_end + 3],
+    ];
+    header[..PREFIX_LEN] == prefix
+        && frame.len() - header_len == u32::from_be_bytes(len_field) as usize
+        && same_bytes(&header[PREFIX_LEN..topic_end], topic.as_bytes())
+}
+
+/// `a == b` for two slices of the same length, without a call to `memcmp` for 8 to 16
+/// bytes (most topic names: `user.000123`, `market/eurusd`): two overlapping 8-byte
+/// words cover them. Saves ~8 instructions per `broadcast_frame`.
+#[inline(always)]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let len = a.len();
+    if len == b.len() && (8..=16).contains(&len) {
+        let word = |s: &[u8], at: usize| u64::from_ne_bytes(s[at..at + 8].try_into().unwrap());
+        return word(a, 0) == word(b, 0) && word(a, len - 8) == word(b, len - 8);
+    }
+    a == b
+}
+
 /// A conflating client's key for a frame the engine built or checked, as a slice
 /// sharing its buffer: the kind byte and the topic for a Push frame (one pending frame
 /// per topic); for a Presence frame also its event, node and client, so a member's join is
@@ -218,15 +260,22 @@ pub(crate) fn conflation_key(frame: &Bytes) -> Bytes {
     frame.clone()
 }
 
-/// Encodes a Push frame around an already-serialised payload.
+/// Encodes a Push frame around an already-serialised payload: one allocation of exactly
+/// the frame's size, written once.
 ///
 /// Fails only if the topic is empty or longer than [`MAX_TOPIC_LEN`](crate::MAX_TOPIC_LEN),
 /// or the payload is 4 GiB or more.
 pub fn encode_push(topic: &str, payload: &[u8]) -> Result<Bytes, SerialiseError> {
-    encode_with(topic, payload.len(), |out| {
-        out.put_slice(payload);
-        Ok(())
-    })
+    let topic_len = checked_topic_len(topic)?;
+    let payload_len = u32::try_from(payload.len())
+        .map_err(|_| SerialiseError::new("payload is 4 GiB or larger"))?;
+    let mut frame = Vec::with_capacity(PREFIX_LEN + topic.len() + PAYLOAD_LEN_LEN + payload.len());
+    write_header(&mut frame, topic_len, topic);
+    frame.extend_from_slice(&payload_len.to_be_bytes());
+    frame.extend_from_slice(payload);
+    // Length equals capacity: `Bytes` takes the allocation over as it is (no second
+    // allocation for a shared header, which a `Vec` with spare capacity would need).
+    Ok(Bytes::from(frame))
 }
 
 /// Encodes a Push frame whose payload `write_payload` appends to the buffer it is given.
@@ -239,23 +288,36 @@ pub(crate) fn encode_with(
     size_hint: usize,
     write_payload: impl FnOnce(&mut BytesMut) -> Result<(), SerialiseError>,
 ) -> Result<Bytes, SerialiseError> {
-    let topic_len = u16::try_from(topic.len())
-        .map_err(|_| SerialiseError::new("topic longer than 65,535 bytes"))?;
-    if topic_len == 0 {
-        return Err(SerialiseError::new("topic is empty"));
-    }
+    let topic_len = checked_topic_len(topic)?;
     let header_len = PREFIX_LEN + topic.len() + PAYLOAD_LEN_LEN;
-    let mut out = BytesMut::with_capacity(header_len + size_hint);
-    // Three writes, not five: each `put` checks the capacity and moves the length.
-    let [len_high, len_low] = topic_len.to_be_bytes();
-    out.put_slice(&[FRAME_VERSION, FRAME_KIND_PUSH, len_high, len_low]);
-    out.put_slice(topic.as_bytes());
+    let mut out = BytesMut::with_capacity(header_len.saturating_add(size_hint));
+    write_header(&mut out, topic_len, topic);
     out.put_slice(&[0; PAYLOAD_LEN_LEN]); // payload length, patched below
     write_payload(&mut out)?;
     let payload_len = u32::try_from(out.len() - header_len)
         .map_err(|_| SerialiseError::new("payload is 4 GiB or larger"))?;
     out[header_len - PAYLOAD_LEN_LEN..header_len].copy_from_slice(&payload_len.to_be_bytes());
     Ok(out.freeze())
+}
+
+/// The topic's length as the header's `u16`: 1 ..= 65,535 bytes.
+#[inline(always)]
+fn checked_topic_len(topic: &str) -> Result<u16, SerialiseError> {
+    let topic_len = u16::try_from(topic.len())
+        .map_err(|_| SerialiseError::new("topic longer than 65,535 bytes"))?;
+    if topic_len == 0 {
+        return Err(SerialiseError::new("topic is empty"));
+    }
+    Ok(topic_len)
+}
+
+/// Version, kind, topic length and topic: two writes (each `put` checks the capacity and
+/// moves the length).
+#[inline(always)]
+fn write_header(out: &mut impl BufMut, topic_len: u16, topic: &str) {
+    let [len_high, len_low] = topic_len.to_be_bytes();
+    out.put_slice(&[FRAME_VERSION, FRAME_KIND_PUSH, len_high, len_low]);
+    out.put_slice(topic.as_bytes());
 }
 
 #[cfg(test)]
@@ -269,6 +331,67 @@ mod tests {
             &frame[..],
             &[1, 1, 0, 2, b'a', b'b', 0, 0, 0, 3, b'x', b'y', b'z']
         );
+    }
+
+    #[test]
+    fn both_encoders_write_the_same_frame() {
+        // `encode_push` (an exact allocation, for payloads already in bytes) and
+        // `encode_with` (a serialiser writing into a growable buffer), whatever the hint.
+        for payload in [&b""[..], b"xyz", &[9; 300]] {
+            let exact = encode_push("ab", payload).unwrap();
+            for hint in [0, 3, 64, 1000] {
+                let written = encode_with("ab", hint, |out| {
+                    out.put_slice(payload);
+                    Ok(())
+                })
+                .unwrap();
+                assert_eq!(exact, written, "hint {hint}");
+            }
+            assert_eq!(decode(&exact).unwrap().payload, payload);
+        }
+    }
+
+    #[test]
+    fn is_push_for_agrees_with_decode() {
+        // Names of under 8, 8 to 16 (compared as two words) and over 16 bytes.
+        for name in ["room/a", "market/eurusd", "market/eurusd/spot/top"] {
+            let frame = encode_push(name, b"payload").unwrap();
+            assert!(is_push_for(&frame, name));
+            // Every byte changed, every prefix, one byte more: the check says what
+            // `decode` and a topic compare say.
+            let agrees = |bytes: &[u8], topic: &str| {
+                let decoded = matches!(decode(bytes), Ok(push) if push.topic == topic);
+                assert_eq!(
+                    is_push_for(bytes, topic),
+                    decoded,
+                    "{bytes:?} for {topic:?}"
+                );
+            };
+            for at in 0..frame.len() {
+                for delta in [1u8, 0x80, 0xff] {
+                    let mut bent = frame.to_vec();
+                    bent[at] = bent[at].wrapping_add(delta);
+                    agrees(&bent, name);
+                }
+                agrees(&frame[..at], name);
+            }
+            let mut longer = frame.to_vec();
+            longer.push(0);
+            agrees(&longer, name);
+            let last = name.len() - 1;
+            let other_last = format!("{}x", &name[..last]);
+            let other_first = format!("x{}", &name[1..]);
+            for topic in [
+                &name[..last],
+                &format!("{name}a"),
+                &other_last,
+                &other_first,
+                "r",
+                "",
+            ] {
+                agrees(&frame, topic);
+            }
+        }
     }
 
     #[test]

@@ -5,11 +5,12 @@
 //! and in [`patterns`](super::patterns) re-establishes for the topics it touches: for
 //! every topic entry `t` and client `c`, `c` is in `t`'s subscriber list exactly once if
 //! `c` subscribed to `t` by name or one of `c`'s patterns matches `t`, and not at all
-//! otherwise.
+//! otherwise. Each list is also kept ordered by client id, so that `broadcast_from` finds
+//! its sender by binary search instead of comparing every subscriber's id.
 
 use std::collections::HashMap;
 
-use smallvec::{smallvec, SmallVec};
+use smallvec::SmallVec;
 
 use super::aftermath::Aftermath;
 use super::{ClientRecord, Writer};
@@ -39,11 +40,11 @@ impl<T> Writer<T> {
             return Ok(false);
         }
         let subscriber = Recipient::new(id, Arc::clone(&record.sink));
-        let name = match self
-            .working
-            .topics
-            .get_mut(topic.name(), topic.hash_value())
-        {
+        let room = usize::from(!covered);
+        // A clone is exactly full: copy with room for the new subscriber instead.
+        let copy = |entry: &TopicEntry<T>| entry.copy_with_room(room);
+        let hash = topic.hash_value();
+        let name = match self.working.topics.get_mut_with(topic.name(), hash, copy) {
             Some(entry) => {
                 if !covered {
                     push_subscriber(&mut entry.subscribers, subscriber);
@@ -52,14 +53,15 @@ impl<T> Writer<T> {
             }
             None => {
                 let name = topic.shared_name();
-                let mut subscribers: SmallVec<[Recipient<T>; INLINE_SUBSCRIBERS]> =
-                    smallvec![subscriber];
+                let mut subscribers: SmallVec<[Recipient<T>; INLINE_SUBSCRIBERS]> = SmallVec::new();
                 if !self.working.patterns.is_empty() {
-                    // A new topic: it gets every pattern subscriber that matches it.
+                    // A new topic: it gets every pattern subscriber that matches it (in
+                    // client id order, as `matching` returns them).
                     let matched =
                         pattern_index::matching(&self.working.patterns, &name, self.separator);
                     subscribers.extend(matched.into_iter().filter(|s| s.id != id).cloned());
                 }
+                push_subscriber(&mut subscribers, subscriber);
                 self.working.topics.insert(TopicEntry {
                     name: std::sync::Arc::clone(&name),
                     hash: topic.hash_value(),
@@ -193,7 +195,8 @@ pub(super) fn record_has_topic<T>(
         .is_some_and(|record| record.topics.iter().any(|t| **t == *name))
 }
 
-/// Appends to a topic's subscriber list, growing it gently.
+/// Adds to a topic's subscriber list at its place in client id order (the end, for a
+/// client newer than every subscriber: the common case), growing the list gently.
 pub(super) fn push_subscriber<T>(
     list: &mut SmallVec<[Recipient<T>; INLINE_SUBSCRIBERS]>,
     subscriber: Recipient<T>,
@@ -201,7 +204,8 @@ pub(super) fn push_subscriber<T>(
     if list.len() == list.capacity() {
         list.reserve_exact(gentle_growth(list.len()));
     }
-    list.push(subscriber);
+    let at = list.partition_point(|s| s.id < subscriber.id);
+    list.insert(at, subscriber);
 }
 
 /// How much to grow a full list of `len` elements by: half again (at least one).
@@ -222,18 +226,30 @@ pub(super) fn remove_subscriber<T>(
     name: &str,
     hash: u64,
 ) -> Option<std::sync::Arc<str>> {
-    let Some(entry) = snapshot.topics.get_mut(name, hash) else {
+    let Some(entry) = snapshot.topics.get(name, hash) else {
         debug_assert!(false, "client record names a topic the snapshot lacks");
         return None;
     };
-    if let Some(position) = entry.subscribers.iter().position(|s| s.id == id) {
-        entry.subscribers.swap_remove(position);
+    if entry.subscribers.len() == 1 && entry.subscribers[0].id == id {
+        // The last subscriber leaves: remove the entry without copying it first.
+        let closed = std::sync::Arc::clone(&entry.name);
+        snapshot.topics.remove(name, hash);
+        return Some(closed);
     }
-    if entry.subscribers.is_empty() {
-        return snapshot
-            .topics
-            .remove(name, hash)
-            .map(|removed| std::sync::Arc::clone(&removed.name));
+    if entry
+        .subscribers
+        .binary_search_by_key(&id, |s| s.id)
+        .is_err()
+    {
+        return None;
+    }
+    // Copied without `id` (in id order) if a published snapshot shares it; changed in
+    // place if this batch already copied it.
+    let entry = snapshot
+        .topics
+        .get_mut_with(name, hash, |entry| entry.copy_without(id))?;
+    if let Ok(position) = entry.subscribers.binary_search_by_key(&id, |s| s.id) {
+        entry.subscribers.remove(position); // keeps the id order
     }
     None
 }

@@ -15,10 +15,10 @@
 //! So nothing a batch removes is dropped while the role is held: removed sinks and
 //! refused registrations go into the batch's [`Aftermath`], which the combiner disposes
 //! of after releasing the role. The replaced snapshot is the exception: it is freed
-//! under the role (its trie's counts are the writer's, see
-//! [`writer_rc`](super::writer_rc)), once no broadcast holds it, and the removed sinks it
-//! may list wait for that (see [`retired`]), so freeing it never drops a sink's last
-//! reference.
+//! under the role (with the trie garbage it may reach, see [`garbage`](super::garbage);
+//! its pattern tries' counts are the writer's, see [`writer_rc`](super::writer_rc)), once
+//! no broadcast holds it, and the removed sinks it may list wait for that (see
+//! [`retired`]), so freeing it never drops a sink's last reference.
 //!
 //! # A panic in a batch
 //!
@@ -51,8 +51,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use smallvec::SmallVec;
 
 use super::command::{Change, Command, Op, Outcome, PruneTarget};
+use super::garbage::Garbage;
 use super::presence_table::PresenceTable;
-use super::snapshot::Snapshot;
+use super::snapshot::{Snapshot, TopicEntry};
 use super::topic_events::TopicEventSender;
 use super::topic_index::TopicIndex;
 use super::Shared;
@@ -268,12 +269,14 @@ impl<T> Writer<T> {
                 record.sink.close(reason);
                 aftermath.retired_sinks.push(record.sink);
             }
+            // Views published before may reach every node of the working trie: it goes
+            // with the garbage of the empty snapshot's publication.
             let working = std::mem::take(&mut self.working);
-            self.retired.retire(Arc::new(working));
+            let garbage = working.topics.into_garbage();
             self.client_patterns.clear();
             self.topic_index = None;
             lock(&self.presence).clear();
-            self.publish(shared);
+            self.publish_with(shared, garbage);
         }
         let pending = self.retired.settle(&mut aftermath.retired_sinks, false);
         aftermath.unapplied.extend(queue.try_iter());
@@ -388,8 +391,16 @@ impl<T> Writer<T> {
     /// Publishes the working copy; the snapshot it replaces is retired (freed by
     /// [`Retired::settle`] once no broadcast holds it).
     fn publish(&mut self, shared: &Shared<T>) {
+        self.publish_with(shared, Garbage::default());
+    }
+
+    /// [`Self::publish`], with `garbage` that views published before may reach.
+    fn publish_with(&mut self, shared: &Shared<T>, mut garbage: Garbage<TopicEntry<T>>) {
         let previous = shared.snapshot.swap(Arc::new(self.working.clone()));
-        self.retired.retire(previous);
+        // What this epoch stopped pointing at: `previous` and older views reach it.
+        let spare = self.retired.spare_garbage();
+        garbage.append(&mut self.working.topics.seal(spare));
+        self.retired.retire(previous, garbage);
     }
 }
 

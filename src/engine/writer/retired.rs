@@ -1,10 +1,14 @@
 //! The snapshots the writer replaced, kept until no broadcast holds them and then freed
-//! under the writer role — and the sinks that left the registry, kept until every
-//! snapshot that may still list them is freed.
+//! under the writer role — with the trie garbage they may still reach, and the sinks
+//! that left the registry, kept until every snapshot that may still list them is freed.
 //!
-//! Why under the role: a snapshot's tries are [`WriterRc`](crate::engine::writer_rc)
-//! pointers, whose counts only the role holder may touch, and freeing a snapshot
-//! releases them. Broadcasts hold a snapshot through an `Arc` (their guard); after the
+//! Why under the role: a published snapshot's topic trie is a view of the writer's
+//! working trie, whose nodes each batch copies or drops into its
+//! [`Garbage`](crate::engine::garbage) rather than freeing them; the garbage of the batch
+//! that replaced snapshot `S` rides on `S`'s record and is freed once that record and
+//! every older one are (the rule in [`garbage`](crate::engine::garbage)). The pattern
+//! index's tries are [`WriterRc`](crate::engine::writer_rc) pointers, whose counts only
+//! the role holder may touch, and freeing a snapshot releases them. Broadcasts hold a snapshot through an `Arc` (their guard); after the
 //! writer swaps a snapshot out of the cell it holds one more reference, and it frees the
 //! snapshot only once [`Arc::get_mut`] finds that reference the only one — so no
 //! broadcast ever drops the last reference to a snapshot.
@@ -45,19 +49,24 @@
 
 use std::collections::VecDeque;
 
-use crate::engine::snapshot::Snapshot;
+use crate::engine::garbage::Garbage;
+use crate::engine::snapshot::{Snapshot, TopicEntry};
 use crate::sink::Sink;
 use crate::sync::Arc;
 
 /// Replaced snapshots, oldest first.
 pub(crate) struct Retired<T> {
     records: VecDeque<Record<T>>,
+    /// An emptied garbage list, whose buffer the next epoch reuses (one allocation less
+    /// per batch).
+    spare: Garbage<TopicEntry<T>>,
 }
 
 impl<T> Default for Retired<T> {
     fn default() -> Self {
         Self {
             records: VecDeque::new(),
+            spare: Garbage::default(),
         }
     }
 }
@@ -66,14 +75,24 @@ impl<T> Default for Retired<T> {
 /// one to be freed.
 struct Record<T> {
     snapshot: Option<Arc<Snapshot<T>>>,
+    /// What the batch that replaced this snapshot stopped pointing at: this snapshot
+    /// and older ones may reach it (see [`garbage`](crate::engine::garbage)).
+    garbage: Garbage<TopicEntry<T>>,
     sinks: Vec<Arc<Sink<T>>>,
 }
 
 impl<T> Retired<T> {
-    /// Keeps `snapshot`, just swapped out of the cell.
-    pub(crate) fn retire(&mut self, snapshot: Arc<Snapshot<T>>) {
+    /// An empty garbage list for the working map's next epoch.
+    pub(crate) fn spare_garbage(&mut self) -> Garbage<TopicEntry<T>> {
+        std::mem::take(&mut self.spare)
+    }
+
+    /// Keeps `snapshot`, just swapped out of the cell, and the `garbage` of the batch
+    /// that replaced it, freed once it and every older snapshot are.
+    pub(crate) fn retire(&mut self, snapshot: Arc<Snapshot<T>>, garbage: Garbage<TopicEntry<T>>) {
         self.records.push_back(Record {
             snapshot: Some(snapshot),
+            garbage,
             sinks: Vec::new(),
         });
     }
@@ -116,6 +135,10 @@ impl<T> Retired<T> {
                 break;
             }
             if let Some(mut freed) = self.records.pop_front() {
+                // No view that may reach the garbage is left (in order: this record and
+                // every older one are freed).
+                freed.garbage.free();
+                self.spare = freed.garbage;
                 if !freed.sinks.is_empty() {
                     released.append(&mut freed.sinks);
                 }
