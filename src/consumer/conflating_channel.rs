@@ -101,9 +101,9 @@ use crate::vocab::topic::Topic;
 ///
 /// Measured (`PERFORMANCE.md`, "Conflation"): for a consumer that has fallen behind, a
 /// publish that replaces costs less than what `DropOldest` pays on a full queue; for one
-/// that keeps up, a publish for a key that is not pending costs about 1.8× the
-/// instructions and 2.3× the time of a `DropOldest` push into a queue with room (the
-/// lock, the lookup of the key's slot in memory of its own, and the token).
+/// that keeps up, a publish for a key that is not pending costs about 2× the
+/// instructions and 2.8× the time of a `DropOldest` push into a queue with room (the
+/// lock, the lookup of the key's slot, memory of its own per key, and the token).
 ///
 /// # Lifecycle
 ///

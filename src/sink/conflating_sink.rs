@@ -61,8 +61,9 @@
 //! lock/unlock and one hash lookup; for a key that was not pending, also a slot write and
 //! one token push (an `Arc` clone); for a key that was not resident either, a hash insert
 //! (and, evicting, a removal). Per receive: a token pop and the lock. Instructions
-//! (`scripts/callgrind_conflation.sh`, per channel of a 16-channel publish): a new key
-//! 235, a replace 151 (`DropOldest`: 133 with room, 413 full). Memory per channel, at
+//! (`scripts/callgrind_conflation.sh`, per extra channel of a publish, 2026-12-07): a new
+//! key 240 (305–311 when every new key was a hash insert and every take a removal), a
+//! replace 142 (`DropOldest`: 118 with room, 396 full). Memory per channel, at
 //! most: the token queue (`capacity` × 24 bytes — a 16-byte token and crossbeam's stamp —
 //! allocated up front), `capacity` slots of `(K, Option<M>)` and 4-byte idle-queue
 //! entries (grown as keys arrive, never shrunk) and a hash index of `capacity` × (`K` + 4
@@ -79,13 +80,13 @@ use crate::sync::{lock, Arc, Mutex};
 use crate::vocab::error::Error;
 use crate::vocab::stats::ConflationCount;
 
-/// What [`Table::offer`] did with an item.
+/// What [`KeyedTable::offer`] did with an item.
 enum Offer {
     /// Its key was pending: the item replaced the pending one.
     Replaced,
     /// Its key was not pending: the item sits in this slot, which needs a token.
     New(u32),
-    /// Its key was not pending and the table already holds `capacity` keys.
+    /// Its key was not pending and `capacity` keys are.
     Full,
 }
 
