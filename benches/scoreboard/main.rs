@@ -83,7 +83,7 @@ fn main() {
                 || (name == "mutations"
                     && ["subscribe", "pairs", "apply", "register"]
                         .iter()
-                        .any(|m| o.contains(m)))
+                        .any(|m| o.starts_with(m)))
         })
     };
     let mut scenarios: Vec<Scenario> = groups

@@ -10,8 +10,10 @@
 //!   (`subscribe_with_members`) while a user thread tracks a member and the receiving
 //!   thread applies another engine's delta, or that engine's restart: the joins it gets
 //!   first plus the events after them give the final list, no join doubled or missed;
-//! - the bridge detaching (the other engines' members leave) while a subscriber takes
-//!   the list then the changes;
+//! - the bridge detaching (the other engines' members leave, this engine's are renamed
+//!   back to `NodeId(0)`) while a subscriber takes the list then the changes;
+//! - the bridge attaching (this engine's members renamed to the bridge's node id) while
+//!   a subscriber takes the list then the changes and a user thread tracks;
 //! - a bridge attaching while a user thread tracks and while the receiving thread applies
 //!   another engine's state, duplicated: afterwards the engine lists exactly what the
 //!   replicated state says — its own members as the other engines learn them from what
@@ -316,15 +318,22 @@ fn the_merged_list_is_the_replicated_states_answer() {
 }
 
 /// Model 3. The bridge detaches while a subscriber takes the list then the changes: the
-/// other engine's members leave this engine's list (with the leave events) as the
-/// subscriber subscribes. Whichever comes first, what it was told replays, with no leave
-/// of a member it was never told joined, to the list afterwards: this engine's members.
+/// other engine's members leave this engine's list (with the leave events) and this
+/// engine's own member is renamed from the bridge's node id back to `NodeId(0)` (a leave
+/// and a join), as the subscriber subscribes. Whichever comes first, what it was told
+/// replays, with no leave of a member it was never told joined, to exactly the list
+/// afterwards: this engine's member, under `NodeId(0)`.
 ///
 /// This model found a bug: the detach took the bridge's view out of the engine's
 /// remote-members slot *before* the other engine's members left, so a subscriber in
 /// between copied a list without client 7 and then got its leave ("leave of
 /// (NodeId(2), 7), whose join the subscriber never got"). Now `unlink_presence` lets
 /// them leave first; putting the two steps back in the old order fails the model again.
+///
+/// Broken on purpose once (scratch copy): the detach renaming the engine's members
+/// without events (as it once did: `PresenceTable::unwatch` setting `NodeId(0)` and
+/// queuing nothing) fails with the subscriber told of (NodeId(1), a) and the engine
+/// listing (NodeId(0), a).
 #[test]
 fn a_subscriber_gets_the_members_then_every_change_across_a_detach() {
     model(|| {
@@ -344,8 +353,56 @@ fn a_subscriber_gets_the_members_then_every_change_across_a_detach() {
 
         let now = listed(&pubsub);
         assert_eq!(now, Members::from([((NodeId(0), a.as_u64()), meta("a"))]));
-        let told = replay(frames.try_iter());
-        // This engine's member was named by the bridge's node id while it was attached.
-        assert_eq!(told.len(), 1, "what the subscriber was told: {told:?}");
+        assert_eq!(replay(frames.try_iter()), now, "what the subscriber was told");
+    });
+}
+
+/// Model 4. A bridge attaches while a subscriber takes the list then the changes and a
+/// user thread tracks a second member: the attach renames this engine's members from
+/// `NodeId(0)` to the bridge's node id (a leave and a join each), and the track's join
+/// names whichever is current when it is applied. Whatever the order, what the
+/// subscriber was told replays, no join doubled or missed, to exactly the list
+/// afterwards: both members under the bridge's node id.
+///
+/// Broken on purpose once each (scratch copies): the attach renaming without events
+/// fails with the subscriber told of (NodeId(0), a) and the engine listing
+/// (NodeId(1), a); and the rename's events queued under a second take of the table's
+/// lock, after the one that changed the name, fails with "leave of (NodeId(0), ..),
+/// whose join the subscriber never got" (a snapshot taken in between has the new names,
+/// and then gets the events of the rename it already includes).
+#[test]
+fn a_subscriber_gets_the_members_then_every_change_across_an_attach() {
+    model(|| {
+        let pubsub = pubsub();
+        let a = client(&pubsub);
+        let b = client(&pubsub);
+        pubsub.track(a, ROOM, meta("a")).unwrap();
+        let watcher = pubsub.generate_client_id();
+        let frames = pubsub
+            .register_channel_with(watcher, ChannelConfig::new(8, OverflowPolicy::DropNewest))
+            .unwrap();
+
+        let attach = thread::spawn({
+            let pubsub = pubsub.clone();
+            move || PresenceSeam::attach(&pubsub, ME).unwrap()
+        });
+        let user = thread::spawn({
+            let pubsub = pubsub.clone();
+            move || pubsub.track(b, ROOM, meta("b")).unwrap()
+        });
+        pubsub.subscribe_with_members(watcher, ROOM).unwrap();
+        let seam = attach.join().unwrap();
+        user.join().unwrap();
+
+        let now = listed(&pubsub);
+        assert_eq!(
+            now,
+            Members::from([
+                ((ME, a.as_u64()), meta("a")),
+                ((ME, b.as_u64()), meta("b")),
+            ])
+        );
+        assert_eq!(replay(frames.try_iter()), now, "what the subscriber was told");
+        drop(seam);
     });
 }

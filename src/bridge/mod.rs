@@ -93,8 +93,10 @@
 //!
 //! A bridge carries presence too (on by default, [`BridgeBuilder::presence`]): `list`
 //! on any bridged engine shows every bridged engine's members, and their joins and
-//! leaves reach this engine's subscribers once. What is promised is in
-//! [`crate::presence`]; presence messages travel in mode-2 envelopes
+//! leaves reach this engine's subscribers once. The engine's own members are named by
+//! the bridge's node id while it is attached and `NodeId(0)` otherwise; the attach and
+//! the detach rename them with a leave and a join each, for this engine's subscribers
+//! only. What is promised is in [`crate::presence`]; presence messages travel in mode-2 envelopes
 //! ([`crate::transport::presence_sync`]) on a route every node of the namespace
 //! reads whatever topics it serves — Redis: the namespace's channel (`NAMESPACE:c`
 //! under per-topic channels); NATS: the control subject `NAMESPACE.%c`, which no
@@ -324,7 +326,9 @@ impl Bridge {
         }
     }
 
-    /// This engine's node id, carried in every envelope it publishes.
+    /// This engine's node id, carried in every envelope it publishes, and (with
+    /// presence) the name of the engine's own members while the bridge is attached
+    /// ([`PubSub::node_id`]). New at each attach: see `random_node_id`.
     pub fn node_id(&self) -> NodeId {
         self.node
     }
@@ -743,6 +747,14 @@ fn unlink_presence(exchange: &Exchange, unwatch: &Unwatch) {
 
 /// 128 bits no other engine is likely to draw: two hashes keyed by `ahash`'s random
 /// per-process seed over the time, the process id and a counter.
+///
+/// Drawn at each attach rather than once per engine, because the other engines must not
+/// take a re-attached engine for its earlier incarnation: they ignore a node that said
+/// goodbye (for the drop period, so a late message cannot bring it back), a new
+/// bridge's presence version and sequence numbers start again from the beginning
+/// (taken as old or duplicate under the old id), and a restarted process has a new id
+/// anyway. The engine's members are renamed to it at attach, with events (see
+/// `PresenceTable::rename`).
 fn random_node_id() -> NodeId {
     static DRAWS: AtomicU64 = AtomicU64::new(0);
     let draw = DRAWS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -376,7 +376,9 @@ impl<T: Clone> Engine<T> {
             .subscribe_with_snapshot(id, topic, subscribe, others)
     }
 
-    /// The node id this engine's members carry (`NodeId(0)` without a bridge).
+    /// The node id this engine's members carry (`NodeId(0)` without a bridge; changed
+    /// with events by [`watch_presence`](Self::watch_presence) and
+    /// [`unwatch_presence`](Self::unwatch_presence)).
     pub(crate) fn presence_node(&self) -> crate::vocab::node::NodeId {
         lock(&self.shared().presence).node()
     }
@@ -388,24 +390,34 @@ impl<T: Clone> Engine<T> {
     }
 
     /// Starts handing every presence change to `watcher` and names this engine's members
-    /// `node`; returns the members now (see [`PresenceTable::watch`]).
+    /// `node`; returns the members now (see [`PresenceTable::watch`]). The rename's
+    /// leaves and joins are delivered to this engine's subscribers before it returns
+    /// (or by the thread delivering presence events at that moment).
     #[allow(dead_code)] // Used by the bridge (features `redis`, `nats`).
     pub(crate) fn watch_presence(
         &self,
         watcher: presence_table::PresenceWatcher,
         node: crate::vocab::node::NodeId,
     ) -> Result<Vec<(std::sync::Arc<str>, ClientId, bytes::Bytes)>, Error> {
-        let mut table = lock(&self.shared().presence);
-        if self.is_closed() {
-            return Err(Error::Closed);
-        }
-        Ok(table.watch(watcher, node))
+        let members = {
+            let mut table = lock(&self.shared().presence);
+            if self.is_closed() {
+                return Err(Error::Closed);
+            }
+            table.watch(watcher, node)
+        };
+        // Queued under the table's lock, delivered after it, as a batch's changes are.
+        self.shared().deliver_presence();
+        Ok(members)
     }
 
-    /// Stops the presence watcher.
+    /// Stops the presence watcher and names this engine's members `NodeId(0)` again,
+    /// delivering the rename's leaves and joins as [`watch_presence`](Self::watch_presence)
+    /// does.
     #[allow(dead_code)] // Used by the bridge (features `redis`, `nats`).
     pub(crate) fn unwatch_presence(&self) {
         lock(&self.shared().presence).unwatch();
+        self.shared().deliver_presence();
     }
 
     /// Registers many clients in one batch; one result each, in order.

@@ -3,10 +3,11 @@
 //!
 //! The writer changes it while it holds the writer role — `track`, `untrack`, and every
 //! way a client goes away (unregister, prune after a dead consumer, overflow or panic) —
-//! so a departure can never be missed or reported twice. Readers (`list`) take only this
-//! table's own lock, never the writer role. The queued changes are broadcast as Presence
-//! frames after the role is released, in the order they were made (see
-//! [`Shared::deliver_presence`](super::Shared::deliver_presence)).
+//! so a departure can never be missed or reported twice. A bridge attaching or detaching
+//! renames every member (the engine's node id changes), with a leave and a join each.
+//! Readers (`list`) take only this table's own lock, never the writer role. The queued
+//! changes are broadcast as Presence frames after the role is released, in the order
+//! they were made (see [`Shared::deliver_presence`](super::Shared::deliver_presence)).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -23,7 +24,8 @@ pub(crate) struct PresenceChange {
     pub(crate) topic: std::sync::Arc<str>,
     pub(crate) hash: u64,
     pub(crate) event: PresenceEvent,
-    /// This engine's node id when the change was made (`NodeId(0)` without a bridge).
+    /// The member's name: this engine's node id when the change was made (`NodeId(0)`
+    /// without a bridge; the old or new id for the changes of a rename).
     pub(crate) node: NodeId,
     pub(crate) client: ClientId,
     pub(crate) meta: Bytes,
@@ -40,7 +42,8 @@ pub(crate) struct PresenceTable {
     by_client: HashMap<ClientId, SmallVec<[std::sync::Arc<str>; 1]>, ahash::RandomState>,
     /// Changes made and not yet taken for delivery, oldest first.
     outbox: VecDeque<PresenceChange>,
-    /// This engine's node id while a bridge is attached, else `NodeId(0)`.
+    /// This engine's node id while a bridge is attached, else `NodeId(0)`: what its
+    /// members are named (changed only by [`rename`](Self::rename)).
     node: NodeId,
     /// The bridge's copy of every change, in order, while it watches.
     watcher: Option<PresenceWatcher>,
@@ -148,13 +151,15 @@ impl PresenceTable {
     /// Starts handing every change to `watcher`, names this engine's members `node`,
     /// and returns every member now as (topic, client, meta): with the changes that
     /// follow, the whole table, none missed or doubled (both under this table's lock).
+    /// The rename is queued for this engine's subscribers (see [`rename`](Self::rename)),
+    /// not handed to the watcher: other engines never knew the old name.
     pub(crate) fn watch(
         &mut self,
         watcher: PresenceWatcher,
         node: NodeId,
     ) -> Vec<(std::sync::Arc<str>, ClientId, Bytes)> {
         self.watcher = Some(watcher);
-        self.node = node;
+        self.rename(node);
         self.by_topic
             .iter()
             .flat_map(|(topic, (_, members))| {
@@ -165,10 +170,43 @@ impl PresenceTable {
             .collect()
     }
 
-    /// Stops the watcher; members are this engine's alone again (`NodeId(0)`).
+    /// Stops the watcher; members are this engine's alone again, named `NodeId(0)`
+    /// (renamed with events, see [`rename`](Self::rename)).
     pub(crate) fn unwatch(&mut self) {
         self.watcher = None;
-        self.node = NodeId(0);
+        self.rename(NodeId(0));
+    }
+
+    /// Names this engine's members `node` from now on, and queues, for every member, a
+    /// leave under the old name then a join under the new one: a subscriber that keeps
+    /// its list from the events (or from `subscribe_with_members` and the events) holds
+    /// the new names and none of the old, and one that keys members by client alone
+    /// still lists each (the leave comes first). Under the table's lock with the name
+    /// itself, so a
+    /// subscriber's snapshot (taken under the same lock) has either the old names and
+    /// then these events, or the new names and none of them.
+    ///
+    /// Two changes per member, for the rare attach and detach: O(members) here and in
+    /// the delivery that follows.
+    fn rename(&mut self, node: NodeId) {
+        let old = std::mem::replace(&mut self.node, node);
+        if old == node {
+            return;
+        }
+        for (topic, (hash, members)) in &self.by_topic {
+            for (client, meta) in members {
+                for (event, node) in [(PresenceEvent::Leave, old), (PresenceEvent::Join, node)] {
+                    self.outbox.push_back(PresenceChange {
+                        topic: std::sync::Arc::clone(topic),
+                        hash: *hash,
+                        event,
+                        node,
+                        client: *client,
+                        meta: meta.clone(),
+                    });
+                }
+            }
+        }
     }
 
     /// How many members `topic` has: O(1).

@@ -14,7 +14,9 @@
 //!
 //! - **Who is tracked here**: [`PubSub::watch_presence`] returns this engine's members
 //!   now and then hands every presence change to the bridge, in the order they were
-//!   made, none missed or doubled; the bridge puts its view of other engines' members
+//!   made, none missed or doubled (renaming this engine's members to the bridge's node
+//!   id, and back at [`PubSub::unwatch_presence`], with a leave and a join each for this
+//!   engine's subscribers); the bridge puts its view of other engines' members
 //!   in the tap's `remote_members` slot, which `list` and `count_members` read, and
 //!   delivers their joins and leaves with [`PubSub::deliver_remote`].
 //!
@@ -73,7 +75,9 @@ impl<M: ?Sized> PubSub<M> {
 
     /// Starts handing every presence change to `watcher`, names this engine's members
     /// `node` (in `list` and Presence frames), and returns the members now as (topic,
-    /// client, meta).
+    /// client, meta). This engine's subscribers are told of the rename — a leave under
+    /// `NodeId(0)` and a join under `node` per member — before it returns; the watcher
+    /// is not (the returned members are its start).
     #[cfg(any(feature = "redis", feature = "nats"))]
     pub(crate) fn watch_presence(
         &self,
@@ -83,7 +87,9 @@ impl<M: ?Sized> PubSub<M> {
         self.engine.watch_presence(watcher, node)
     }
 
-    /// Stops the presence watcher; this engine's members are named `NodeId(0)` again.
+    /// Stops the presence watcher; this engine's members are named `NodeId(0)` again,
+    /// and its subscribers are told (a leave under the bridge's node id and a join
+    /// under `NodeId(0)` per member) before it returns.
     #[cfg(any(feature = "redis", feature = "nats"))]
     pub(crate) fn unwatch_presence(&self) {
         self.engine.unwatch_presence();

@@ -113,7 +113,11 @@ impl<M: ?Sized> PubSub<M> {
 
     /// The node id this engine's members carry in [`list`](Self::list) and in Presence
     /// frames: its bridge's node id while a bridge with presence is attached, else
-    /// `NodeId(0)`.
+    /// `NodeId(0)`. When it changes (a bridge with presence attaches or detaches), every
+    /// subscriber of a topic with members is told a leave of each under the old id, then
+    /// a join under the new one, in order with the other changes: a list kept from
+    /// [`subscribe_with_members`](Self::subscribe_with_members) and the events stays
+    /// exact.
     pub fn node_id(&self) -> NodeId {
         self.engine.presence_node()
     }

@@ -36,6 +36,15 @@
 //!   counts them in O(1). A member is named by its engine's node id and its client
 //!   ([`Member::node`], [`Member::client`]; the same pair in Presence frames), so client
 //!   ids that repeat across engines do not collide.
+//! - **Renamed with events.** An engine's own members are named `NodeId(0)` while it has
+//!   no bridge and the bridge's node id (new at each attach) while one is attached. When
+//!   a bridge attaches or detaches, every subscriber of a topic on this engine is told,
+//!   for each of the engine's members there, a leave under the old name then a join
+//!   under the new one, in order with every other change: a list kept from
+//!   [`subscribe_with_members`](crate::PubSub::subscribe_with_members) (or from empty)
+//!   and the events stays exactly `list`, across any number of attaches and detaches.
+//!   Other engines never see the `NodeId(0)` name. This costs two events per member
+//!   at each attach and detach (none at an attach before anyone is tracked).
 //! - **Each change once.** A subscriber of the topic on any engine gets one join per
 //!   member joining anywhere (tracking again with new metadata: one join carrying it)
 //!   and one leave per member leaving — never one per engine.

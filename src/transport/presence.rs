@@ -88,7 +88,8 @@ pub struct PresenceFrame<'a> {
     /// Join or leave.
     pub event: PresenceEvent,
     /// The member's engine: its bridge's node id (`NodeId(0)` on an engine without a
-    /// bridge).
+    /// bridge). When a bridge attaches or detaches, the engine's members are renamed: a
+    /// leave under the old id, then a join under the new one.
     pub node: NodeId,
     /// The member's client id ([`ClientId::as_u64`](crate::ClientId::as_u64)).
     pub client: u64,

@@ -12,7 +12,8 @@ use crate::vocab::node::NodeId;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
     /// The member's engine: its bridge's node id, or `NodeId(0)` for this engine's own
-    /// members while it has no bridge.
+    /// members while it has no bridge (a bridge attaching or detaching renames them,
+    /// with a leave and a join each: [`crate::presence`], "Across hosts").
     pub node: NodeId,
     /// The tracked client, as its engine numbers it (a client of another engine is not
     /// registered here).

@@ -3,8 +3,13 @@
 
 use std::fmt;
 
-/// A bridged engine's identity: 128 random bits, drawn when its bridge starts.
-/// `NodeId(0)` (the default) names an engine without a bridge.
+/// A bridged engine's identity: 128 random bits, drawn when its bridge starts (each
+/// attach draws a new one). `NodeId(0)` (the default) names an engine without a bridge.
+///
+/// An engine's own members carry its current node id, so it changes when a bridge with
+/// presence attaches and when it detaches: the engine then tells its subscribers, for
+/// every member, a leave under the old id and a join under the new one (see
+/// [`crate::presence`], "Across hosts").
 #[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeId(pub u128);
 
