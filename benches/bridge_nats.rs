@@ -22,13 +22,20 @@
 //!   Both run in interleaved rounds (raw, then bridge; `ROUNDS`, default 3), so a noisy
 //!   neighbour skews both alike; each round is printed with the load average, then the
 //!   median ratio with its min and max (`bridge_common.rs`).
+//! - `handoff`: the lone-frame latency of three loops in interleaved rounds (2,000 frames
+//!   each, one in flight): the raw loop, the raw loop with the one thread hand-off the
+//!   bridge's design requires (the publishing client lives on its own thread and
+//!   runtime; the bench thread hands it each payload through a channel, as a broadcast
+//!   hands its frame to the bridge's io thread), and the bridge. It tells what of the
+//!   bridge's p50 gap is that hand-off and what is the bridge's own work.
 //! - `quarter`: a publisher and four nodes on a 3-server cluster, 96 topics; each node
 //!   serves a quarter of them, node 0 through one pattern (`q.0.*`), the others by
 //!   name; what share of the frames each node receives, and frames/s.
 //!
 //! `bridge_nats profile_bridge [FRAMES]` and `bridge_nats profile_raw [FRAMES]` run one
-//! throughput run each, for `valgrind --tool=callgrind --separate-threads=yes` or
-//! `strace -c -f`.
+//! throughput run each, `profile_paced_bridge [FRAMES]` and `profile_paced_raw [FRAMES]`
+//! one paced run each, for `valgrind --tool=callgrind --separate-threads=yes` or
+//! `strace -c -f` (per frame: the difference of two runs of different lengths).
 
 use std::future::poll_fn;
 use std::pin::Pin;
@@ -66,23 +73,7 @@ async fn next(sub: &mut async_nats::Subscriber) -> Option<async_nats::Message> {
 /// (paced: one frame in flight at a time, flushed).
 fn raw(url: &str, frames: u64, paced: bool) -> Run {
     let (received, arrivals) = Received::paced();
-    let (ready_tx, ready) = std::sync::mpsc::channel();
-    let subscriber = {
-        let (url, received) = (url.to_owned(), Arc::clone(&received));
-        thread::spawn(move || {
-            runtime().block_on(async move {
-                let client = async_nats::connect(url).await.unwrap();
-                let mut sub = client.subscribe("raw").await.unwrap();
-                client.flush().await.unwrap();
-                ready_tx.send(()).unwrap();
-                let idle = Duration::from_millis(700);
-                while let Ok(Some(m)) = tokio::time::timeout(idle, next(&mut sub)).await {
-                    received.record(&m.payload, paced);
-                }
-            })
-        })
-    };
-    ready.recv().unwrap();
+    let subscriber = raw_subscriber(url, &received, paced);
     let rt = runtime();
     let client = rt.block_on(async_nats::connect(url)).unwrap();
     rt.block_on(client.flush()).unwrap();
@@ -120,6 +111,112 @@ fn raw(url: &str, frames: u64, paced: bool) -> Run {
         p50,
         p99,
     }
+}
+
+/// The raw loop's subscriber: a client on its own thread and runtime, subscribed to
+/// `raw` when this returns; it stops 700 ms after the last message.
+fn raw_subscriber(url: &str, received: &Arc<Received>, paced: bool) -> thread::JoinHandle<()> {
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let (url, received) = (url.to_owned(), Arc::clone(received));
+    let subscriber = thread::spawn(move || {
+        runtime().block_on(async move {
+            let client = async_nats::connect(url).await.unwrap();
+            let mut sub = client.subscribe("raw").await.unwrap();
+            client.flush().await.unwrap();
+            ready_tx.send(()).unwrap();
+            let idle = Duration::from_millis(700);
+            while let Ok(Some(m)) = tokio::time::timeout(idle, next(&mut sub)).await {
+                received.record(&m.payload, paced);
+            }
+        })
+    });
+    ready.recv().unwrap();
+    subscriber
+}
+
+/// The raw loop, paced, with the one hand-off the bridge's design requires: the
+/// publishing client and its current-thread runtime live on their own thread; this
+/// thread hands each payload over an unbounded channel (a send that never blocks; it
+/// wakes the runtime's thread when it sleeps) and the client's task publishes it (the
+/// connection handler writes it out at once: no `flush()` needed on a runtime that
+/// keeps running). As a broadcast hands its frame to the bridge's io thread.
+fn raw_handoff(url: &str, frames: u64) -> Run {
+    let (received, arrivals) = Received::paced();
+    let subscriber = raw_subscriber(url, &received, true);
+    let (to_publisher, mut payloads) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+    let (up_tx, up) = std::sync::mpsc::channel();
+    let publisher = {
+        let url = url.to_owned();
+        thread::spawn(move || {
+            runtime().block_on(async move {
+                let client = async_nats::connect(url).await.unwrap();
+                client.flush().await.unwrap();
+                up_tx.send(()).unwrap();
+                while let Some(payload) = payloads.recv().await {
+                    client.publish("raw", payload).await.unwrap();
+                }
+                client.flush().await.unwrap();
+            })
+        })
+    };
+    up.recv().unwrap();
+    thread::sleep(Duration::from_millis(50));
+    for _ in 0..frames {
+        to_publisher
+            .send(Bytes::copy_from_slice(&stamped()))
+            .unwrap();
+        arrivals.recv().unwrap();
+    }
+    drop(to_publisher);
+    publisher.join().unwrap();
+    subscriber.join().unwrap();
+    let (p50, p99) = received.percentiles();
+    Run {
+        rate: 0.0,
+        p50,
+        p99,
+    }
+}
+
+/// Interleaved rounds of the paced raw loop, the raw loop with the hand-off, and the
+/// bridge: p50 (p99) µs per round, then the medians of the ratios with min–max.
+fn handoff(rounds: usize) {
+    let cluster = NatsCluster::start(1);
+    let url = cluster.url_of(0);
+    let frames = 2_000;
+    println!(
+        "nats, lone-frame latency: {rounds} interleaved rounds, load before {}",
+        bridge_common::load()
+    );
+    println!("| round | raw p50 / p99 µs | raw + hand-off p50 / p99 µs | bridge p50 / p99 µs | bridge ÷ raw | bridge ÷ raw + hand-off | load |");
+    println!("|---|---|---|---|---|---|---|");
+    let (mut to_raw, mut to_handoff) = (Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        let r = raw(&url, frames, true);
+        let h = raw_handoff(&url, frames);
+        let b = bridge_run(&url, frames, true);
+        to_raw.push(b.p50 / r.p50);
+        to_handoff.push(b.p50 / h.p50);
+        println!(
+            "| {round} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} / {:.1} | {:.2}× | {:.2}× | {} |",
+            r.p50,
+            r.p99,
+            h.p50,
+            h.p99,
+            b.p50,
+            b.p99,
+            b.p50 / r.p50,
+            b.p50 / h.p50,
+            bridge_common::load()
+        );
+    }
+    let (r, rmin, rmax) = bridge_common::spread(to_raw);
+    let (h, hmin, hmax) = bridge_common::spread(to_handoff);
+    println!(
+        "nats, lone-frame latency: bridge ÷ raw p50 median {r:.2}× (min {rmin:.2}, max {rmax:.2}); \
+         bridge ÷ raw with the hand-off {h:.2}× (min {hmin:.2}, max {hmax:.2}); load after {}",
+        bridge_common::load()
+    );
 }
 
 /// The bridge between two engines on `url`, one callback subscriber on the receiving
@@ -247,6 +344,16 @@ fn main() {
             let run = bridge_run(&cluster.url_of(0), frames(), false);
             return println!("bridge: {:.0} frames/s", run.rate);
         }
+        Some("profile_paced_bridge") => {
+            let cluster = NatsCluster::start(1);
+            let run = bridge_run(&cluster.url_of(0), frames(), true);
+            return println!("bridge: p50 {:.1} µs", run.p50);
+        }
+        Some("profile_paced_raw") => {
+            let cluster = NatsCluster::start(1);
+            let run = raw(&cluster.url_of(0), frames(), true);
+            return println!("raw: p50 {:.1} µs", run.p50);
+        }
         Some("profile_raw") => {
             let cluster = NatsCluster::start(1);
             let run = raw(&cluster.url_of(0), frames(), false);
@@ -261,6 +368,9 @@ fn main() {
         .unwrap_or(3);
     if wants("throughput") || wants("latency") {
         throughput_and_latency(rounds);
+    }
+    if wants("handoff") {
+        handoff(rounds);
     }
     if wants("quarter") {
         quarter();

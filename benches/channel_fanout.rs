@@ -36,13 +36,14 @@
 //!   each publish replaces a pending item in place; every `DropOldest` queue (1024) is
 //!   full, so each publish drops the oldest and queues the new one. The steady state of
 //!   a consumer that fell behind.
-//! - `new_key`: the consumer keeps up, so each publish finds its key not pending (a new
-//!   slot, a hash insert and a token) and the queue not full. Publish only: batches of
-//!   64 publishes (64 distinct keys) are timed, and every channel is drained untimed
-//!   between them.
+//! - `new_key`: the consumer keeps up, so each publish finds its key not pending (idle
+//!   in the table: a lookup, a slot write and a token) and the queue not full. Publish
+//!   only: batches of 64 publishes (64 distinct keys) are timed, and every channel is
+//!   drained untimed between them. `benches/conflation_callgrind.rs` has the same
+//!   scenarios for callgrind, and a `wall` mode comparing low percentiles of many short
+//!   batches, which a shared machine disturbs less than these means.
 //! - `round_trip`: one publish, then every channel's item is received: publish plus
-//!   receive (for a conflating channel the receive is a token pop, the lock and a hash
-//!   removal).
+//!   receive (for a conflating channel the receive is a token pop and the lock).
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Runs the loom models in loom-tests/tests/models.rs, loom-tests/tests/conflation.rs,
+# loom-tests/tests/conflation_resident.rs (resident keys of a conflating table),
 # loom-tests/tests/trie_garbage.rs (the topic trie's garbage rule),
 # loom-tests/tests/async_wake.rs and loom-tests/tests/presence.rs (presence across hosts,
 # through the bridge's presence side) against the real engine, and the models inside the crate
@@ -28,4 +29,4 @@ timeout "${LOOM_RUN_TIMEOUT:-900}" \
     cargo test --release -p fanout --features "async${features:+,$features}" --lib waker_slot
 exec timeout "${LOOM_RUN_TIMEOUT:-900}" \
     cargo test --release --manifest-path loom-tests/Cargo.toml ${dependency_features:+--features "$dependency_features"} \
-    --test models --test conflation --test async_wake --test presence --test trie_garbage "$@"
+    --test models --test conflation --test conflation_resident --test async_wake --test presence --test trie_garbage "$@"

@@ -5,6 +5,7 @@
 //! loads the current snapshot, looks its topic up and walks the subscriber list — no
 //! lock, no allocation, no waiting for the writer.
 
+use super::garbage::Garbage;
 use super::pattern_index::PatternNode;
 use super::recipient::Recipient;
 use super::subscribers::Subscribers;
@@ -87,18 +88,32 @@ pub(crate) struct Snapshot<T> {
     pub(crate) has_async_sinks: bool,
 }
 
-impl<T> Clone for Snapshot<T> {
-    /// The writer's publication: the topics are a view (see [`TopicMap::seal`]).
-    fn clone(&self) -> Self {
-        Self {
-            topics: self.topics.clone(),
+impl<T> Snapshot<T> {
+    /// The writer's publication: a snapshot equal to this working copy, whose topics are
+    /// a view ([`TopicMap::publish`]), and what the ended epoch stopped pointing at.
+    ///
+    /// # Safety
+    ///
+    /// As [`TopicMap::publish`]: nothing reads the returned snapshot once the garbage of a
+    /// later publication, or the working copy, is dropped (the writer's `Retired` keeps
+    /// that order).
+    #[allow(unsafe_code)] // a view's lifetime is the writer's rule, not the borrow checker's
+    pub(crate) unsafe fn publish(
+        &mut self,
+        spare: Garbage<TopicEntry<T>>,
+    ) -> (Self, Garbage<TopicEntry<T>>) {
+        // SAFETY: passed on to the caller.
+        let (topics, stopped) = unsafe { self.topics.publish(spare) };
+        let view = Self {
+            topics,
             clients: self.clients,
             subscriptions: self.subscriptions,
             patterns: std::sync::Arc::clone(&self.patterns),
             pattern_subscriptions: self.pattern_subscriptions,
             #[cfg(feature = "async")]
             has_async_sinks: self.has_async_sinks,
-        }
+        };
+        (view, stopped)
     }
 }
 

@@ -75,9 +75,6 @@ pub(crate) trait Sharing: Sized {
     type Ptr<T>: Deref<Target = T>;
     /// What the working map keeps besides its tree (nothing, or the epoch and garbage).
     type Gc<V>: Default;
-    /// Whether a clone of the map owns its root (else it is a view that frees nothing).
-    const CLONES_OWN: bool;
-
     fn new<T, V>(value: T, gc: &Self::Gc<V>) -> Self::Ptr<T>;
 
     /// Another pointer to the same allocation: a counted reference, or an alias that
@@ -124,7 +121,6 @@ pub(crate) enum Counted {}
 impl Sharing for Counted {
     type Ptr<T> = WriterRc<T>;
     type Gc<V> = ();
-    const CLONES_OWN: bool = true;
 
     #[inline]
     fn new<T, V>(value: T, _: &()) -> WriterRc<T> {
@@ -182,7 +178,6 @@ impl<V> Default for Epoch<V> {
 impl Sharing for Owning {
     type Ptr<T> = Owned<T>;
     type Gc<V> = Epoch<V>;
-    const CLONES_OWN: bool = false;
 
     #[inline]
     fn new<T, V>(value: T, gc: &Epoch<V>) -> Owned<T> {
@@ -261,16 +256,17 @@ pub(crate) struct TopicMap<V, S: Sharing = Counted> {
     view: bool,
 }
 
-impl<V, S: Sharing> Clone for TopicMap<V, S> {
-    /// Under [`Owning`], a view for publication: see [`TopicMap::seal`].
+impl<V> Clone for TopicMap<V, Counted> {
+    /// One more reference to the root: the copies share every node until one changes.
+    /// (An [`Owning`] map is not `Clone`: its only copy is a publication's view,
+    /// [`TopicMap::publish`].)
     fn clone(&self) -> Self {
         Self {
-            // SAFETY: a `Counted` alias is a counted reference; an `Owning` one is a view's
-            // root, which is never dropped (`view`).
-            root: ManuallyDrop::new(unsafe { S::alias(&self.root) }),
+            // SAFETY: a `Counted` alias is a counted reference.
+            root: ManuallyDrop::new(unsafe { Counted::alias(&self.root) }),
             len: self.len,
-            gc: S::Gc::default(),
-            view: !S::CLONES_OWN,
+            gc: (),
+            view: false,
         }
     }
 }
@@ -686,14 +682,29 @@ impl<V: Keyed, S: Sharing> TopicMap<V, S> {
 }
 
 impl<V: Keyed> TopicMap<V, Owning> {
-    /// Ends the epoch after publishing a clone (a view) of this map: from now on every
-    /// node and entry is treated as reachable from that view. Returns what the epoch
-    /// stopped pointing at, which views published before it may still reach: free it
-    /// only once they are all gone (see [`garbage`](super::garbage)). `spare`: an empty
-    /// list whose buffer the next epoch reuses.
-    pub(crate) fn seal(&mut self, spare: Garbage<V>) -> Garbage<V> {
+    /// Publishes the map: returns a *view* of it as it is now, which owns nothing, and
+    /// ends the epoch, so from now on every node and entry is treated as reachable from
+    /// that view. Also returns what the ended epoch stopped pointing at, which only views
+    /// published *before* this one may still reach (see [`garbage`](super::garbage)).
+    /// `spare`: an empty list whose buffer the next epoch reuses.
+    ///
+    /// # Safety
+    ///
+    /// The view reads nodes that later publications hand out as garbage, and the map's
+    /// own nodes: the caller stops reading the view before it drops the garbage returned
+    /// by any later `publish`, and before the map itself (or [`Self::into_garbage`]'s
+    /// list). Dropping a view touches nothing.
+    pub(crate) unsafe fn publish(&mut self, spare: Garbage<V>) -> (Self, Garbage<V>) {
+        let view = Self {
+            // SAFETY: the alias is a view's root, never dropped (`view: true`); what it
+            // reaches stays allocated by the caller's promise above.
+            root: ManuallyDrop::new(unsafe { Owning::alias(&self.root) }),
+            len: self.len,
+            gc: Default::default(),
+            view: true,
+        };
         self.gc.current += 1;
-        std::mem::replace(&mut self.gc.garbage, spare)
+        (view, std::mem::replace(&mut self.gc.garbage, spare))
     }
 
     /// Gives the whole working map up: everything in it, and its pending garbage, as
@@ -1024,8 +1035,9 @@ mod tests {
             map: &mut TopicMap<Entry, Self>,
             garbage: &mut Vec<Garbage<Entry>>,
         ) -> TopicMap<Entry, Self> {
-            let view = map.clone();
-            garbage.push(map.seal(Garbage::default()));
+            // SAFETY: the test reads its views only while `garbage` and the map live.
+            let (view, stopped) = unsafe { map.publish(Garbage::default()) };
+            garbage.push(stopped);
             view
         }
     }

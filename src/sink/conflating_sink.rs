@@ -9,45 +9,68 @@
 //!
 //! Two structures per channel:
 //!
-//! - a **table** behind one mutex: key → slot number, and the slots, each holding a
-//!   pending key's latest item;
+//! - a **table** behind one mutex: key → slot number, and the slots, one
+//!   per *resident* key, each holding the key and, while the key is pending, its latest
+//!   item;
 //! - a bounded queue of **tokens**, one per pending key, in the order the keys became
 //!   pending. It is the queue the consumer waits on (what `select!` sees).
 //!
-//! A publish computes the key (outside the lock), then under the lock either finds the
-//! key pending and swaps the new item into its slot (the token stays where it is in the
-//! queue: *replaced in place*, so a busy key cannot push the others back), or takes a
-//! free slot and, after unlocking, queues a token for it. Opening a token
-//! ([`Pending::take`]) takes the item out of its slot and frees the key under the lock.
+//! A publish computes the key (outside the lock), then under the lock looks it up and
+//! either finds it pending and swaps the new item into its slot (the token stays where it
+//! is in the queue: *replaced in place*, so a busy key cannot push the others back), or
+//! finds it idle or absent, puts the item in its slot and, after unlocking, queues a
+//! token for it. Opening a token ([`Pending::take`]) takes the item out of its slot under
+//! the lock.
 //!
 //! The consumer therefore always takes the latest item of a key: a publish that lands
 //! before the take replaces the item the token will yield; one that lands after it finds
 //! the key no longer pending and queues a new token. Either way the last publish for a
 //! key is the last item the consumer receives for it.
 //!
+//! # Resident keys
+//!
+//! A taken key stays in the table, idle, so that its next item — the common case when
+//! the consumer keeps up — costs one hash lookup rather than a hash insert now and a
+//! removal at the take. At most `capacity` keys are resident. A key that is not resident
+//! gets a new slot while fewer are, else the slot of the key that went idle longest
+//! (taken from a queue of idle slots, skipping those pending again since; it is evicted:
+//! its index entry removed, the slot re-keyed). So a channel whose keys churn pays what it
+//! paid before this cache (an insert and a removal per new key), and one with a stable
+//! set of keys pays neither.
+//!
 //! # Invariants (under the table lock)
 //!
 //! 1. A queued or popped-but-unopened token names a slot that holds an item; only that
 //!    token empties it.
-//! 2. So tokens in the queue ≤ occupied slots ≤ keys in the table ≤ capacity: queuing a
-//!    token never finds the queue full (the code still handles it, by dropping).
+//! 2. So tokens in the queue ≤ slots holding an item ≤ resident keys ≤ capacity: queuing
+//!    a token never finds the queue full (the code still handles it, by dropping).
+//! 3. Every resident slot that holds no item is in the idle queue, so a new key finds a
+//!    slot whenever fewer than `capacity` keys are pending.
+//! 4. An index entry never names a slot holding another key: eviction removes the old
+//!    key's entry before the slot takes the new key.
 //!
-//! A key whose `Clone`/`Hash`/`Eq` panics inside the lock leaves invariant 1 intact (an
-//! index entry may go stale — it is refilled as new — or, if the panic hit a rehash, be
-//! lost — the key's next item then takes a second slot, and both are delivered in
-//! order), and the broadcast loop closes the channel as for any panicking sink.
+//! A key whose `Clone`/`Hash`/`Eq` panics inside the lock leaves invariants 1, 2 and 4
+//! intact: if the panic hit a rehash, entries may be lost — such a key's next item takes
+//! another slot, and both are delivered in order — and a slot may be left out of the idle
+//! queue, so a key may later be dropped with fewer than `capacity` pending. The broadcast
+//! loop closes the channel as for any panicking sink, so it receives nothing more anyway.
 //!
 //! # Cost
 //!
 //! Per publish: the key function, one clone of the item, one uncontended mutex
-//! lock/unlock and one hash lookup; for a key that was not pending, also a slot write,
-//! one hash insert and one token push (an `Arc` clone). Per receive: a token pop, the
-//! lock, one hash removal. Memory per channel, at most: the token queue (`capacity` ×
-//! 24 bytes — a 16-byte token and crossbeam's stamp — allocated up front), `capacity`
-//! slots of `(K, M)` (grown as keys become pending, never shrunk) and a hash index of
-//! `capacity` × (`K` + 4 bytes + 1 control byte, at 7/8 load).
+//! lock/unlock and one hash lookup; for a key that was not pending, also a slot write and
+//! one token push (an `Arc` clone); for a key that was not resident either, a hash insert
+//! (and, evicting, a removal). Per receive: a token pop and the lock. Instructions
+//! (`scripts/callgrind_conflation.sh`, per extra channel of a publish, 2026-12-07): a new
+//! key 240 (305–311 when every new key was a hash insert and every take a removal), a
+//! replace 142 (`DropOldest`: 118 with room, 396 full). Memory per channel, at
+//! most: the token queue (`capacity` × 24 bytes — a 16-byte token and crossbeam's stamp —
+//! allocated up front), `capacity` slots of `(K, Option<M>)` and 4-byte idle-queue
+//! entries (grown as keys arrive, never shrunk) and a hash index of `capacity` × (`K` + 4
+//! bytes + 1 control byte, at 7/8 load).
 
-use std::collections::hash_map::{Entry, HashMap};
+use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::fmt;
 use std::hash::Hash;
 
@@ -57,29 +80,30 @@ use crate::sync::{lock, Arc, Mutex};
 use crate::vocab::error::Error;
 use crate::vocab::stats::ConflationCount;
 
-/// What [`Table::offer`] did with an item.
+/// What [`KeyedTable::offer`] did with an item.
 enum Offer {
     /// Its key was pending: the item replaced the pending one.
     Replaced,
     /// Its key was not pending: the item sits in this slot, which needs a token.
     New(u32),
-    /// Its key was not pending and the table already holds `capacity` keys.
+    /// Its key was not pending and `capacity` keys are.
     Full,
 }
 
 /// The table with its key type erased, so that neither the sink nor the tokens name `K`.
 trait Table<T>: Send + Sync {
-    /// Stores a clone of `item` under its key.
-    fn offer(&self, item: &T) -> Offer;
+    /// Stores a clone of `item` under its key and, if the key was not pending, queues a
+    /// token for it on `sink`: one dynamic call per delivery does all of it.
+    fn send(&self, item: &T, sink: &ConflatingSink<T>, state: &SinkState) -> Delivery;
     /// Takes the item out of `slot` and frees its key. Called once per token.
     fn take(&self, slot: u32) -> T;
 }
 
-/// The table of one channel: a key function and the pending items.
+/// The table of one channel: a key function and the keys it has seen lately.
 struct KeyedTable<K, T, F> {
     /// Maps an item to its key; runs on the publisher's thread, outside the lock.
     key: F,
-    /// The most distinct keys pending at once.
+    /// The most distinct keys pending at once, and the most keys kept in the table.
     capacity: usize,
     /// Items replaced so far.
     conflated: Arc<ConflationCount>,
@@ -87,15 +111,70 @@ struct KeyedTable<K, T, F> {
     slots: Mutex<Slots<K, T>>,
 }
 
-/// The pending keys and their items.
+/// The keys kept in the table (*resident*: pending, or idle and kept so that their next
+/// item finds them without a hash insert) and their items.
 struct Slots<K, T> {
-    /// Pending key → its slot. May hold a stale entry (pointing at an empty slot) only
-    /// after a key's `Hash`/`Eq` panicked during a removal.
+    /// Resident key → its slot. After a key's `Hash`/`Eq` panicked during a rehash an
+    /// entry may be missing (its slot then only drains); an entry never points at a slot
+    /// that holds another key.
     index: HashMap<K, u32, ahash::RandomState>,
-    /// Slot → (key, latest item); `None` when free.
-    slots: Vec<Option<(K, T)>>,
-    /// Free slot numbers, reused before the vector grows.
-    free: Vec<u32>,
+    /// One per resident key, at most `capacity`; never shrunk.
+    slots: Vec<Slot<K, T>>,
+    /// Slots that went idle, oldest first: the candidates for eviction when a new key
+    /// needs a slot and all `capacity` are taken. A listed slot may have become pending
+    /// again since; eviction skips it (and unlists it: its next take lists it again).
+    idle: VecDeque<u32>,
+    /// Slots holding an item (at most `capacity`).
+    pending: usize,
+}
+
+/// One resident key.
+struct Slot<K, T> {
+    key: K,
+    /// The key's latest item while it is pending; `None` while it is idle.
+    item: Option<T>,
+    /// Whether the slot's number is in [`Slots::idle`].
+    listed: bool,
+}
+
+impl<K: Hash + Eq + Clone, T> Slots<K, T> {
+    /// A slot for `key`, which is not resident and whose item will be pending: a new one
+    /// while fewer than `capacity` keys are resident, else the oldest idle one, evicted.
+    /// `None` when every slot is pending (or lost to a panicking key, see `index`).
+    /// Out of line: a resident key's publish, the common case, stays small.
+    #[inline(never)]
+    fn claim(&mut self, key: &K, capacity: usize) -> Option<u32> {
+        if self.slots.len() < capacity {
+            // Clone first: if the key's `Clone` or `Hash` panics, nothing has changed
+            // (a panicking insert at worst loses index entries, see `index`).
+            let slot = self.slots.len() as u32;
+            self.slots.push(Slot {
+                key: key.clone(),
+                item: None,
+                listed: false,
+            });
+            self.index.insert(key.clone(), slot);
+            return Some(slot);
+        }
+        while let Some(slot) = self.idle.pop_front() {
+            let entry = &mut self.slots[slot as usize];
+            entry.listed = false;
+            if entry.item.is_some() {
+                // Pending again since it was listed: its next take lists it anew.
+                continue;
+            }
+            // Unmap the old key (only if its entry is this slot's, see `index`) before
+            // the slot takes the new one, so that a panicking `Hash`/`Eq`/`Clone` never
+            // leaves an entry pointing at a slot holding another key.
+            if self.index.get(&entry.key) == Some(&slot) {
+                self.index.remove(&entry.key);
+            }
+            entry.key = key.clone();
+            self.index.insert(key.clone(), slot);
+            return Some(slot);
+        }
+        None
+    }
 }
 
 impl<K, T, F> Table<T> for KeyedTable<K, T, F>
@@ -104,60 +183,87 @@ where
     T: Clone + Send,
     F: Fn(&T) -> K + Send + Sync,
 {
+    fn send(&self, item: &T, sink: &ConflatingSink<T>, state: &SinkState) -> Delivery {
+        match self.offer(item) {
+            Offer::Replaced => Delivery::Delivered,
+            Offer::New(slot) => sink.queue_token(slot, state),
+            Offer::Full => {
+                // Drop-newest, counted: the pending keys keep their places.
+                state.count_dropped(1);
+                Delivery::Dropped {
+                    frames: 1,
+                    delivered: false,
+                }
+            }
+        }
+    }
+
+    fn take(&self, slot: u32) -> T {
+        self.take_item(slot)
+    }
+}
+
+impl<K, T, F> KeyedTable<K, T, F>
+where
+    K: Hash + Eq + Clone + Send,
+    T: Clone + Send,
+    F: Fn(&T) -> K + Send + Sync,
+{
+    /// Stores a clone of `item` under its key.
+    #[inline(always)]
     fn offer(&self, item: &T) -> Offer {
         // User code (key function, clones) runs before the lock: a panic there leaves the
         // table untouched.
         let key = (self.key)(item);
         let item = item.clone();
         let mut guard = lock(&self.slots);
-        let Slots { index, slots, free } = &mut *guard;
-        let pending = index.len();
-        // One hash and probe, whichever way it goes.
-        match index.entry(key) {
-            Entry::Occupied(entry) => {
-                let slot = *entry.get();
-                let Some(stored) = &mut slots[slot as usize] else {
-                    // A stale entry (see `Slots::index`): refill its slot as new.
-                    let key = entry.key().clone();
-                    slots[slot as usize] = Some((key, item));
-                    return Offer::New(slot);
-                };
-                let replaced = std::mem::replace(&mut stored.1, item);
-                self.conflated.add();
-                drop(guard);
-                // The replaced item is dropped outside the lock.
-                drop(replaced);
-                Offer::Replaced
-            }
-            Entry::Vacant(_) if pending >= self.capacity => Offer::Full,
-            Entry::Vacant(entry) => {
-                let slot = match free.last() {
-                    Some(&free) => free,
-                    None => slots.len() as u32,
-                };
-                // Clone, then insert: if the key's `Clone`/`Hash`/`Eq` panics, nothing
-                // has changed.
-                let key = entry.key().clone();
-                entry.insert(slot);
-                if slot as usize == slots.len() {
-                    slots.push(Some((key, item)));
-                } else {
-                    free.pop();
-                    slots[slot as usize] = Some((key, item));
+        let slots = &mut *guard;
+        // The common case, whether the consumer keeps up or not: a resident key, one hash
+        // lookup and no insert.
+        let slot = match slots.index.get(&key) {
+            Some(&slot) => slot,
+            None => {
+                if slots.pending >= self.capacity {
+                    return Offer::Full;
                 }
-                Offer::New(slot)
+                match slots.claim(&key, self.capacity) {
+                    Some(slot) => slot,
+                    None => return Offer::Full,
+                }
             }
+        };
+        let entry = &mut slots.slots[slot as usize];
+        if let Some(stored) = &mut entry.item {
+            let replaced = std::mem::replace(stored, item);
+            self.conflated.add();
+            drop(guard);
+            // The replaced item is dropped outside the lock.
+            drop(replaced);
+            return Offer::Replaced;
         }
+        if slots.pending >= self.capacity {
+            return Offer::Full;
+        }
+        entry.item = Some(item);
+        slots.pending += 1;
+        Offer::New(slot)
     }
 
-    fn take(&self, slot: u32) -> T {
+    /// Takes the item out of `slot`; its key stays resident, idle.
+    fn take_item(&self, slot: u32) -> T {
         let mut guard = lock(&self.slots);
         let slots = &mut *guard;
-        let (key, item) = slots.slots[slot as usize]
+        let entry = &mut slots.slots[slot as usize];
+        let item = entry
+            .item
             .take()
             .expect("a token's slot holds its item until the token takes it");
-        slots.index.remove(&key);
-        slots.free.push(slot);
+        // The key stays resident (idle): its next item needs no hash insert.
+        if !entry.listed {
+            entry.listed = true;
+            slots.idle.push_back(slot);
+        }
+        slots.pending -= 1;
         drop(guard);
         item
     }
@@ -241,7 +347,8 @@ impl<T: Clone + Send + 'static> ConflatingSink<T> {
             slots: Mutex::new(Slots {
                 index: HashMap::with_hasher(ahash::RandomState::new()),
                 slots: Vec::new(),
-                free: Vec::new(),
+                idle: VecDeque::new(),
+                pending: 0,
             }),
         };
         let shared = Arc::new(Shared {
@@ -267,24 +374,15 @@ pub(crate) fn validate_capacity(capacity: usize) -> Result<(), Error> {
 }
 
 impl<T> ConflatingSink<T> {
-    /// Out of line, so the broadcast walk stays as small as it was without this flavour.
-    #[inline(never)]
+    /// One dynamic call into the table, which does the rest, so the broadcast walk stays
+    /// as small as it was without this flavour.
+    #[inline]
     pub(crate) fn send(&self, item: &T, state: &SinkState) -> Delivery {
-        match self.shared.table.offer(item) {
-            Offer::Replaced => Delivery::Delivered,
-            Offer::New(slot) => self.queue_token(slot, state),
-            Offer::Full => {
-                // Drop-newest, counted: the pending keys keep their places.
-                state.count_dropped(1);
-                Delivery::Dropped {
-                    frames: 1,
-                    delivered: false,
-                }
-            }
-        }
+        self.shared.table.send(item, self, state)
     }
 
     /// Queues the token of a newly pending key.
+    #[inline(always)]
     fn queue_token(&self, slot: u32, state: &SinkState) -> Delivery {
         let token = Pending {
             shared: Arc::clone(&self.shared),
@@ -295,7 +393,8 @@ impl<T> ConflatingSink<T> {
             Ok(()) => Delivery::Delivered,
             // Unreachable while invariant 2 holds (see the module docs); the token's drop
             // frees the slot, and the item counts as dropped.
-            Err(TrySendError::Full(_)) => {
+            Err(TrySendError::Full(token)) => {
+                drop(token);
                 state.count_dropped(1);
                 Delivery::Dropped {
                     frames: 1,
@@ -303,7 +402,8 @@ impl<T> ConflatingSink<T> {
                 }
             }
             // The consumer's receiver is gone; the token's drop frees the slot.
-            Err(TrySendError::Disconnected(_)) => {
+            Err(TrySendError::Disconnected(token)) => {
+                drop(token);
                 if state.close(Status::ConsumerGone) {
                     Delivery::Closed { dropped: 0 }
                 } else {
@@ -311,5 +411,57 @@ impl<T> ConflatingSink<T> {
                 }
             }
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    type Item = (u32, u32);
+
+    fn sink(capacity: usize) -> (ConflatingSink<Item>, Receiver<Pending<Item>>, SinkState) {
+        let (sink, tokens, _) = ConflatingSink::new(capacity, |item: &Item| item.0);
+        (sink, tokens, SinkState::new())
+    }
+
+    /// The next token's item.
+    fn next(tokens: &Receiver<Pending<Item>>) -> Item {
+        tokens.try_recv().expect("a key is pending").take()
+    }
+
+    /// A consumer that keeps up with more keys than `capacity` never loses one: each new
+    /// key evicts an idle one.
+    #[test]
+    fn keys_beyond_capacity_evict_idle_ones() {
+        let (sink, tokens, state) = sink(2);
+        for seq in 0..100 {
+            let item = (seq % 7, seq);
+            assert_eq!(sink.send(&item, &state), Delivery::Delivered);
+            assert_eq!(next(&tokens), item);
+        }
+        assert_eq!(state.dropped(), 0);
+    }
+
+    /// Eviction skips a key that became pending again after it was listed idle, and a
+    /// key evicted and back later is a new key again.
+    #[test]
+    fn eviction_never_takes_a_pending_key() {
+        let (sink, tokens, state) = sink(2);
+        let send = |item: Item| sink.send(&item, &state);
+        assert_eq!(send((1, 0)), Delivery::Delivered);
+        assert_eq!(send((2, 1)), Delivery::Delivered);
+        assert_eq!(next(&tokens), (1, 0)); // key 1 idle, listed first
+        assert_eq!(send((1, 2)), Delivery::Delivered); // pending again, still listed
+        assert_eq!(next(&tokens), (2, 1)); // key 2 idle, listed second
+        assert_eq!(send((3, 3)), Delivery::Delivered); // evicts key 2, not key 1
+        assert_eq!(send((1, 4)), Delivery::Delivered); // replaces key 1's pending item
+        assert!(matches!(send((2, 5)), Delivery::Dropped { .. })); // both keys pending
+        assert_eq!(next(&tokens), (1, 4));
+        assert_eq!(next(&tokens), (3, 3));
+        assert!(tokens.try_recv().is_err());
+        assert_eq!(send((2, 6)), Delivery::Delivered);
+        assert_eq!(next(&tokens), (2, 6));
+        assert_eq!(state.dropped(), 1);
     }
 }

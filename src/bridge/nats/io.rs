@@ -12,7 +12,22 @@
 //!
 //! Each subscription's task hands every message to the shared
 //! `Inbound`, with the check that the message came
-//! on its topic's subject (a message for topic `b` on `a`'s subject is bad input). The
+//! on its topic's subject (a message for topic `b` on `a`'s subject is bad input).
+//!
+//! # Runtime tasks, not a `LocalSet`
+//!
+//! The forwarder and the subscription tasks are the runtime's own tasks (their shared
+//! state behind a lock that is never contended: one thread runs them all), not tasks of
+//! a `LocalSet`. A `LocalSet` task is run from inside the runtime's `block_on` future, so
+//! when the connection handler hands a message to a subscription, the runtime first
+//! polls its driver once more (an `epoll_wait` with a zero timeout) and only then the
+//! `LocalSet`; a runtime task woken by the handler runs straight from the run queue.
+//! Measured on the lone-frame path (`benches/bridge_nats.rs`, paced, load 12): handler →
+//! subscription task 2.2–2.6 µs → 0.8 µs, as a raw `async-nats` subscriber's 1.5 µs; and
+//! the forwarder, woken from the broadcasting thread, reaches the socket about 0.5 µs
+//! sooner.
+//!
+//! The
 //! main task applies interest changes from the publisher thread: a subscription per
 //! topic and per pattern with local subscribers; it leaves when the publisher thread
 //! drops its end (the bridge is detached) or the engine is gone.
@@ -24,13 +39,11 @@
 //! order they were made. A pattern's subscription that matches the control subject
 //! (`NAMESPACE.>`) skips what arrives on it: the control subscription reads it.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::poll_fn;
 use std::pin::Pin;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -82,9 +95,10 @@ pub(crate) struct Io<M: ?Sized> {
     pub(crate) feed: Feed,
 }
 
-/// State the subscription tasks share (all on this one thread).
+/// State the subscription tasks share (all on this one thread: the lock is never
+/// contended, it only makes the tasks `Send`, as runtime tasks must be).
 struct Shared<M: ?Sized> {
-    inbound: RefCell<Inbound<M>>,
+    inbound: Mutex<Inbound<M>>,
     subjects: Subjects,
     /// The namespace's control subject.
     control: Subject,
@@ -102,8 +116,7 @@ impl<M: ?Sized + 'static> Io<M> {
             Ok(runtime) => runtime,
             Err(_) => return, // dropping `client` fails the attach
         };
-        let local = tokio::task::LocalSet::new();
-        local.block_on(&runtime, self.serve());
+        runtime.block_on(self.serve());
     }
 
     async fn serve(mut self) {
@@ -121,20 +134,20 @@ impl<M: ?Sized + 'static> Io<M> {
             return;
         }
         let control = Subject::from(self.subjects.control());
-        let shared = Rc::new(Shared {
-            inbound: RefCell::new(self.inbound),
+        let shared = Arc::new(Shared {
+            inbound: Mutex::new(self.inbound),
             subjects: self.subjects,
             control: control.clone(),
             engine_gone: Notify::new(),
         });
         // With presence on, every node reads the control subject, whatever its
         // interest; the client subscribes again after each reconnect.
-        let exchange = shared.inbound.borrow().presence.clone();
+        let exchange = lock(&shared.inbound).presence.clone();
         let control_task = if exchange.is_some() {
             match client.subscribe(control.clone()).await {
-                Ok(subscriber) => Some(tokio::task::spawn_local(read_control(
+                Ok(subscriber) => Some(tokio::task::spawn(read_control(
                     subscriber,
-                    Rc::clone(&shared),
+                    Arc::clone(&shared),
                 ))),
                 Err(_) => None, // the client is closed already: we are stopping
             }
@@ -153,9 +166,9 @@ impl<M: ?Sized + 'static> Io<M> {
             batch: Batch::default(),
         };
         // The forwarder runs until the bridge stops, then sends what is left.
-        let stop = Rc::new(Stop::default());
-        let forward = tokio::task::spawn_local({
-            let stop = Rc::clone(&stop);
+        let stop = Arc::new(Stop::default());
+        let forward = tokio::task::spawn({
+            let stop = Arc::clone(&stop);
             async move {
                 forwarder.run(&stop).await;
                 forwarder.drain().await;
@@ -291,7 +304,7 @@ impl<M: ?Sized + 'static> Io<M> {
 /// Subscribes to `interest`'s subject and starts the task that reads it.
 async fn subscribe<M: ?Sized + 'static>(
     client: &Client,
-    shared: &Rc<Shared<M>>,
+    shared: &Arc<Shared<M>>,
     subscriptions: &mut HashMap<Interest, JoinHandle<()>>,
     interest: Interest,
 ) {
@@ -306,7 +319,7 @@ async fn subscribe<M: ?Sized + 'static>(
     let Ok(subscriber) = client.subscribe(subject).await else {
         return;
     };
-    let task = tokio::task::spawn_local(read(subscriber, Rc::clone(shared)));
+    let task = tokio::task::spawn(read(subscriber, Arc::clone(shared)));
     subscriptions.insert(interest, task);
 }
 
@@ -351,12 +364,9 @@ async fn greet(client: &Client, control: &Subject, messages: &[Message], connect
 
 /// Hands every message of the control subscription to the shared receiving end (no
 /// topic's subject is the control subject, so only presence envelopes are accepted).
-async fn read_control<M: ?Sized>(mut subscriber: Subscriber, shared: Rc<Shared<M>>) {
+async fn read_control<M: ?Sized>(mut subscriber: Subscriber, shared: Arc<Shared<M>>) {
     while let Some(message) = poll_fn(|cx| Pin::new(&mut subscriber).poll_next(cx)).await {
-        let flow = shared
-            .inbound
-            .borrow_mut()
-            .accept_owned(&message.payload, |_| false);
+        let flow = lock(&shared.inbound).accept_owned(&message.payload, |_| false);
         if flow == Flow::Stop {
             shared.engine_gone.notify_one();
             return;
@@ -365,19 +375,16 @@ async fn read_control<M: ?Sized>(mut subscriber: Subscriber, shared: Rc<Shared<M
 }
 
 /// Hands every message of one subscription to the shared receiving end.
-async fn read<M: ?Sized>(mut subscriber: Subscriber, shared: Rc<Shared<M>>) {
+async fn read<M: ?Sized>(mut subscriber: Subscriber, shared: Arc<Shared<M>>) {
     while let Some(message) = poll_fn(|cx| Pin::new(&mut subscriber).poll_next(cx)).await {
         if message.subject == shared.control {
             continue; // a pattern that matches the control subject: read once, there
         }
         let subjects = &shared.subjects;
         let subject: &str = &message.subject;
-        let flow = shared
-            .inbound
-            .borrow_mut()
-            .accept_owned(&message.payload, |topic| {
-                subjects.is_subject_of(subject, topic)
-            });
+        let flow = lock(&shared.inbound).accept_owned(&message.payload, |topic| {
+            subjects.is_subject_of(subject, topic)
+        });
         if flow == Flow::Stop {
             shared.engine_gone.notify_one();
             return;
@@ -385,21 +392,28 @@ async fn read<M: ?Sized>(mut subscriber: Subscriber, shared: Rc<Shared<M>>) {
     }
 }
 
-/// Tells the forwarder to stop when it next finds the queue empty.
+/// Tells the forwarder to stop when it next finds the queue empty. Set and read on this
+/// one thread (the atomic and the lock only make it `Sync`): Relaxed is enough.
 #[derive(Default)]
 struct Stop {
-    requested: std::cell::Cell<bool>,
+    requested: AtomicBool,
     /// The forwarder's waker while it is parked.
-    parked: RefCell<Option<std::task::Waker>>,
+    parked: Mutex<Option<std::task::Waker>>,
 }
 
 impl Stop {
     fn now(&self) {
-        self.requested.set(true);
-        if let Some(waker) = self.parked.borrow_mut().take() {
+        self.requested.store(true, Ordering::Relaxed);
+        if let Some(waker) = lock(&self.parked).take() {
             waker.wake();
         }
     }
+}
+
+/// Locks a mutex of this thread's tasks. A task that panicked while holding it (a bug)
+/// leaves the value as it was; the others go on.
+fn lock<T: ?Sized>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The task that drains the tap's queue into the client.
@@ -431,10 +445,14 @@ impl Forwarder {
                     if let Ok(item) = queue.try_recv() {
                         return Poll::Ready(Some(item));
                     }
-                    if stop.requested.get() {
+                    if stop.requested.load(Ordering::Relaxed) {
                         return Poll::Ready(None);
                     }
-                    *stop.parked.borrow_mut() = Some(cx.waker().clone());
+                    let mut parked = lock(&stop.parked);
+                    if !parked.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                        *parked = Some(cx.waker().clone());
+                    }
+                    drop(parked);
                     self.feed.tap.park(cx.waker());
                     // The second look the tap's protocol needs (a push between the first
                     // look and `park` would otherwise sit in the queue).

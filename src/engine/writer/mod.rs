@@ -418,11 +418,17 @@ impl<T> Writer<T> {
     }
 
     /// [`Self::publish`], with `garbage` that views published before may reach.
+    #[allow(unsafe_code)] // the snapshot's view: see `Snapshot::publish`
     fn publish_with(&mut self, shared: &Shared<T>, mut garbage: Garbage<TopicEntry<T>>) {
-        let previous = shared.snapshot.swap(Arc::new(self.working.clone()));
-        // What this epoch stopped pointing at: `previous` and older views reach it.
         let spare = self.retired.spare_garbage();
-        garbage.append(&mut self.working.topics.seal(spare));
+        // SAFETY: the view is read by broadcasts holding it; `retired` drops a snapshot
+        // only when none does, and the garbage of a later publication only after every
+        // snapshot published before that one (its in-order rule), and the working copy
+        // is dropped as garbage itself (`into_garbage`).
+        let (view, mut stopped) = unsafe { self.working.publish(spare) };
+        let previous = shared.snapshot.swap(Arc::new(view));
+        // What this epoch stopped pointing at: `previous` and older views reach it.
+        garbage.append(&mut stopped);
         self.retired.retire(previous, garbage);
     }
 }
