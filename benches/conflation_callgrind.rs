@@ -101,19 +101,7 @@ fn run(mode: &str, n: usize) -> usize {
         other => panic!("unknown mode {other}"),
     };
     let feed = Broadcaster::<Msg>::start().unwrap();
-    let key = |m: &Msg| m.0;
-    let (queues, conflating): (Vec<_>, Vec<_>) = if conflate {
-        let channels = (0..n)
-            .map(|_| feed.subscribe_conflating(key, CAPACITY).unwrap())
-            .collect();
-        (Vec::new(), channels)
-    } else {
-        let config = ChannelConfig::new(CAPACITY, OverflowPolicy::DropOldest);
-        let channels = (0..n)
-            .map(|_| feed.subscribe_with(config).unwrap())
-            .collect();
-        (channels, Vec::new())
-    };
+    let (queues, conflating) = channels(&feed, n, conflate);
     let mut seq = 0;
     // Fill (every key pending, every queue full) for `slow`; warm up for `new`.
     for _ in 0..(2 * CAPACITY as u64 / KEYS) {
@@ -132,6 +120,28 @@ fn run(mode: &str, n: usize) -> usize {
     total
 }
 
+/// `n` channels on `feed`: conflating ones (keyed by the message's key), or plain
+/// `DropOldest` queues of the same capacity; the other list stays empty.
+fn channels(
+    feed: &Broadcaster<Msg>,
+    n: usize,
+    conflate: bool,
+) -> (Vec<Channel<Msg>>, Vec<ConflatingChannel<Msg>>) {
+    if conflate {
+        let key = |m: &Msg| m.0;
+        let channels = (0..n)
+            .map(|_| feed.subscribe_conflating(key, CAPACITY).unwrap())
+            .collect();
+        (Vec::new(), channels)
+    } else {
+        let config = ChannelConfig::new(CAPACITY, OverflowPolicy::DropOldest);
+        let channels = (0..n)
+            .map(|_| feed.subscribe_with(config).unwrap())
+            .collect();
+        (channels, Vec::new())
+    }
+}
+
 /// One channel set of the `new_*` scenario, for the wall-clock comparison.
 struct Rig {
     feed: Broadcaster<Msg>,
@@ -144,19 +154,7 @@ struct Rig {
 impl Rig {
     fn new(n: usize, conflate: bool) -> Self {
         let feed = Broadcaster::<Msg>::start().unwrap();
-        let key = |m: &Msg| m.0;
-        let (queues, conflating) = if conflate {
-            let channels = (0..n)
-                .map(|_| feed.subscribe_conflating(key, CAPACITY).unwrap())
-                .collect();
-            (Vec::new(), channels)
-        } else {
-            let config = ChannelConfig::new(CAPACITY, OverflowPolicy::DropOldest);
-            let channels = (0..n)
-                .map(|_| feed.subscribe_with(config).unwrap())
-                .collect();
-            (channels, Vec::new())
-        };
+        let (queues, conflating) = channels(&feed, n, conflate);
         Rig {
             feed,
             queues,
