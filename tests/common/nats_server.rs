@@ -5,16 +5,23 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A loopback port nobody listens on now (bind port 0, read it, let it go).
+#[path = "loopback_port.rs"]
+#[allow(clippy::duplicate_mod)] // a test may include both harnesses; each has its own range
+mod loopback_port;
+
+/// A loopback port nobody listens on now, never handed out before in this process.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-    listener.local_addr().unwrap().port()
+    loopback_port::free_port_in(loopback_port::NATS)
 }
+
+/// How many times a cluster is started afresh, on new ports, when a server exits at
+/// start-up or the routes do not form.
+const ATTEMPTS: usize = 3;
 
 /// One server of a cluster.
 pub struct NatsServer {
@@ -22,6 +29,8 @@ pub struct NatsServer {
     pub cluster_port: u16,
     pub monitor_port: u16,
     config: PathBuf,
+    /// The server's standard error, shown when it does not come up.
+    log: PathBuf,
     child: Option<Child>,
 }
 
@@ -39,6 +48,22 @@ impl NatsCluster {
     /// As [`start`](Self::start), with `extra` appended to every server's config file
     /// (for example `max_pending: 65536`).
     pub fn start_with(n: usize, extra: &str) -> Self {
+        let mut failures = Vec::new();
+        for _ in 0..ATTEMPTS {
+            match Self::try_start(n, extra) {
+                Ok(cluster) => return cluster,
+                Err(why) => {
+                    eprintln!("a nats cluster did not start, trying fresh ports: {why}");
+                    failures.push(why);
+                }
+            }
+        }
+        panic!("a nats cluster of {n} did not start in {ATTEMPTS} attempts:\n{failures:#?}");
+    }
+
+    /// One attempt at [`start_with`](Self::start_with). The servers are dropped
+    /// (killed) if any of them does not come up or the routes do not form.
+    fn try_start(n: usize, extra: &str) -> Result<Self, String> {
         let ports: Vec<(u16, u16, u16)> = (0..n)
             .map(|_| (free_port(), free_port(), free_port()))
             .collect();
@@ -46,6 +71,8 @@ impl NatsCluster {
             .iter()
             .map(|(_, c, _)| format!("\"nats-route://127.0.0.1:{c}\""))
             .collect();
+        // A name of its own, so a route that reaches another test's cluster is refused.
+        let name = format!("fanout_{}", ports[0].0);
         let dir = std::env::temp_dir();
         let mut servers: Vec<NatsServer> = ports
             .iter()
@@ -61,7 +88,7 @@ impl NatsCluster {
                 let text = format!(
                     "server_name: s{i}_{port}\nlisten: \"127.0.0.1:{port}\"\n\
                      http: \"127.0.0.1:{monitor_port}\"\n\
-                     cluster {{\n  name: fanout\n  listen: \"127.0.0.1:{cluster_port}\"\n  \
+                     cluster {{\n  name: {name}\n  listen: \"127.0.0.1:{cluster_port}\"\n  \
                      routes: [{}]\n}}\n{extra}\n",
                     others.join(", ")
                 );
@@ -70,17 +97,18 @@ impl NatsCluster {
                     port,
                     cluster_port,
                     monitor_port,
+                    log: dir.join(format!("fanout-nats-{port}.log")),
                     config,
                     child: None,
                 }
             })
             .collect();
         for server in &mut servers {
-            server.spawn();
+            server.try_spawn()?;
         }
-        let cluster = Self { servers };
-        cluster.wait_routed();
-        cluster
+        let mut cluster = Self { servers };
+        cluster.try_wait_routed()?;
+        Ok(cluster)
     }
 
     /// Every server's client URL, comma-separated.
@@ -95,20 +123,43 @@ impl NatsCluster {
     }
 
     /// Waits until every running server has a route to every other running one.
-    pub fn wait_routed(&self) {
-        let up: Vec<&NatsServer> = self.servers.iter().filter(|s| s.child.is_some()).collect();
-        let want = up.len() - 1;
+    pub fn wait_routed(&mut self) {
+        if let Err(why) = self.try_wait_routed() {
+            panic!("{why}");
+        }
+    }
+
+    /// As [`wait_routed`](Self::wait_routed); the error names the server that exited
+    /// or stayed short of routes for 30 s, with its log.
+    fn try_wait_routed(&mut self) -> Result<(), String> {
+        let want = self.servers.iter().filter(|s| s.is_up()).count() - 1;
         let start = Instant::now();
-        for server in &up {
-            while server.routes() != Some(want) {
-                assert!(
-                    start.elapsed() < Duration::from_secs(20),
-                    "nats-server on {} has {:?} routes, not {want}",
-                    server.port,
-                    server.routes()
-                );
-                std::thread::sleep(Duration::from_millis(20));
+        loop {
+            let mut short = None;
+            for server in self.servers.iter_mut().filter(|s| s.is_up()) {
+                if let Some(status) = server.exited() {
+                    return Err(format!(
+                        "nats-server on {} exited ({status}); its log:\n{}",
+                        server.port,
+                        server.log_text()
+                    ));
+                }
+                if short.is_none() && server.routes() != Some(want) {
+                    short = Some(&*server);
+                }
             }
+            let Some(server) = short else { return Ok(()) };
+            if start.elapsed() > Duration::from_secs(30) {
+                return Err(format!(
+                    "nats-server on {} has {:?} routes, not {want}, after 30 s; \
+                     its /routez: {}\nits log:\n{}",
+                    server.port,
+                    server.routes(),
+                    http_get(server.monitor_port, "/routez").unwrap_or_default(),
+                    server.log_text()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -120,7 +171,9 @@ impl NatsCluster {
     /// Starts server `i` again on the same ports.
     pub fn restart(&mut self, i: usize) {
         self.servers[i].kill();
-        self.servers[i].spawn();
+        if let Err(why) = self.servers[i].try_spawn() {
+            panic!("{why}");
+        }
     }
 
     /// How many client connections server `i` has now.
@@ -152,12 +205,15 @@ impl NatsCluster {
 }
 
 impl NatsServer {
-    fn spawn(&mut self) {
+    /// Starts the server and waits until it accepts connections. The error carries
+    /// its log if it exits first or does not listen within 30 s.
+    fn try_spawn(&mut self) -> Result<(), String> {
+        let log = std::fs::File::create(&self.log).expect("create a nats-server log file");
         let child = Command::new("nats-server")
             .arg("-c")
             .arg(&self.config)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap_or_else(|e| {
                 panic!(
@@ -168,13 +224,30 @@ impl NatsServer {
         self.child = Some(child);
         let start = Instant::now();
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "nats-server did not listen on port {} within 10 s",
-                self.port
-            );
+            let exited = self.exited();
+            if exited.is_some() || start.elapsed() > Duration::from_secs(30) {
+                let how = exited.map_or("did not listen within 30 s".to_owned(), |status| {
+                    format!("exited ({status})")
+                });
+                self.kill();
+                return Err(format!(
+                    "nats-server on port {} {how}; its log:\n{}",
+                    self.port,
+                    self.log_text()
+                ));
+            }
             std::thread::sleep(Duration::from_millis(10));
         }
+        Ok(())
+    }
+
+    /// The exit status, if the process has ended.
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut()?.try_wait().ok().flatten()
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     fn kill(&mut self) {
@@ -199,6 +272,7 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_file(&self.config);
+        let _ = std::fs::remove_file(&self.log);
     }
 }
 
