@@ -35,6 +35,12 @@
 //! registers 100k clients; `-- focus` measures only the mutation path's targets — subscribe
 //! p50 and one call per mutation with 1 and 2 callers at 1k topics, `apply` with 1 and 2
 //! callers at 100k — for fanout and the DashMap registry in the same run, about 30 s).
+//!
+//! Group `one_client_many_topics` (last table; `-- one_client` runs it alone): one client
+//! subscribing to 1k, 10k and 40k fresh topics one call at a time, then unsubscribing from
+//! each — the cost per call must not grow with the topics that client already has (a
+//! strategy thread subscribing to every symbol of a market). The peers keep no list per
+//! client, so they are the floor for the topic-map part.
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -583,9 +589,67 @@ fn focus() {
     println!("\nload average at the end: {}", load.trim());
 }
 
+/// One client subscribing to `count` fresh topics one call at a time, then unsubscribing
+/// from each: (ns per subscribe, ns per unsubscribe).
+fn one_client_fanout(count: usize) -> (f64, f64) {
+    let pubsub = PubSub::<[u8]>::builder().build().unwrap();
+    let id = pubsub.generate_client_id();
+    pubsub.register(id, sink).unwrap();
+    let topics: Vec<Topic> = (0..count)
+        .map(|i| pubsub.topic(&topic_name(i)).unwrap())
+        .collect();
+    let start = Instant::now();
+    for topic in &topics {
+        pubsub.subscribe(id, topic).unwrap();
+    }
+    let subscribed = start.elapsed();
+    let start = Instant::now();
+    for topic in &topics {
+        pubsub.unsubscribe(id, topic).unwrap();
+    }
+    let per = |d: Duration| d.as_nanos() as f64 / count as f64;
+    (per(subscribed), per(start.elapsed()))
+}
+
+/// [`one_client_fanout`] for a peer registry.
+fn one_client_peer<R: Registry + Default>(count: usize) -> (f64, f64) {
+    let reg = R::default();
+    let names: Vec<String> = (0..count).map(topic_name).collect();
+    let start = Instant::now();
+    for name in &names {
+        reg.subscribe(1, name);
+    }
+    let subscribed = start.elapsed();
+    let start = Instant::now();
+    for name in &names {
+        reg.unsubscribe(1, name);
+    }
+    let per = |d: Duration| d.as_nanos() as f64 / count as f64;
+    (per(subscribed), per(start.elapsed()))
+}
+
+fn one_client_many_topics() {
+    println!("\n## one_client_many_topics: one client, many topics, one call each (ns per call)\n");
+    println!("| topics of the client | impl    | subscribe ns | unsubscribe ns |");
+    println!("|----------------------|---------|--------------|----------------|");
+    for count in [1_000, 10_000, 40_000] {
+        for (name, (sub, unsub)) in [
+            ("fanout", one_client_fanout(count)),
+            ("naive", one_client_peer::<Naive>(count)),
+            ("dashmap", one_client_peer::<Dash>(count)),
+        ] {
+            println!("| {count:>20} | {name:<7} | {sub:>12.0} | {unsub:>14.0} |");
+        }
+    }
+}
+
 fn main() {
     if std::env::args().any(|a| a == "focus") {
         focus();
+        return;
+    }
+    if std::env::args().any(|a| a == "one_client") {
+        one_client_many_topics();
         return;
     }
     let quick = std::env::args().any(|a| a == "quick");
@@ -623,4 +687,5 @@ fn main() {
         );
     }
     registration(if quick { 100_000 } else { 1_000_000 });
+    one_client_many_topics();
 }

@@ -19,7 +19,20 @@
 //! `floor_callgrind mutate_pre 1000`, callgrind). Looking a name up scans the slots, a
 //! test for an empty one beside each name compare: about 2 instructions per name more
 //! than the `SmallVec`'s slice, next to a compare of ~20 (names of equal length).
+//!
+//! # Why a hash set past a few dozen names
+//!
+//! The scan is the cheapest lookup for the few names most clients have, and a quadratic
+//! one for a client that subscribes to many: a strategy thread subscribing to 40,000
+//! symbols one call at a time paid 79 µs per subscribe at the end and 28 µs per
+//! unsubscribe, against ~2 µs for its first thousand (2026-12-07, `benches/mutations.rs`
+//! group `one_client_many_topics`). Past [`SCAN_LIMIT`] names they move to a hash set
+//! (ahash, keyed per set), so a lookup costs the same at any count; below half of it they
+//! move back, so a client near the limit does not convert on every call. The set sits
+//! behind the same thin box as the slots, so a client with one topic still pays 16 bytes
+//! and one with a few still pays one small allocation.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 /// A client's topic names, each the very `Arc` its snapshot entry holds: a subscription
@@ -30,13 +43,25 @@ pub(crate) struct ClientTopics(Names);
 enum Names {
     /// Exactly one: most clients of a per-user-topic server have one topic of their own.
     One(Arc<str>),
-    /// None (`None`), or two or more: the names first, then empty slots. A `Box<[_]>` is a
-    /// fat pointer (16 bytes), and would make this 24; boxed once more, it is a thin one.
-    Several(Option<Box<Slots>>),
+    /// None (`None`), or two or more. A `Box<Store>` is a thin pointer, where a boxed
+    /// slice's fat one would make this 24 bytes.
+    Several(Option<Box<Store>>),
 }
 
-/// Two or more names, then empty slots (room to grow).
-type Slots = Box<[Option<Arc<str>>]>;
+/// Two or more names: scanned while they are few, hashed when they are many.
+enum Store {
+    /// Up to [`SCAN_LIMIT`] names, then empty slots (room to grow).
+    Slots(Box<[Option<Arc<str>>]>),
+    /// More than [`SCAN_LIMIT`] names (until fewer than half of it are left). Boxed so
+    /// that the store stays 24 bytes — one small allocation for the clients with a few
+    /// names — where the set inline (64 bytes with its hasher's keys) made it 72.
+    #[allow(clippy::box_collection)]
+    Set(Box<HashSet<Arc<str>, ahash::RandomState>>),
+}
+
+/// The most names kept in slots and found by scanning: at ~20 instructions a compare,
+/// scanning this many costs about what hashing the name and probing a set does.
+const SCAN_LIMIT: usize = 32;
 
 const _: () = assert!(std::mem::size_of::<ClientTopics>() == 16);
 
@@ -48,37 +73,44 @@ impl ClientTopics {
 
     /// The names, in no particular order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<str>> {
-        let (one, slots): (Option<&Arc<str>>, &[Option<Arc<str>>]) = match &self.0 {
-            Names::One(name) => (Some(name), &[]),
-            Names::Several(Some(slots)) => (None, slots),
-            Names::Several(None) => (None, &[]),
-        };
+        let mut one = None;
+        let mut slots: &[Option<Arc<str>>] = &[];
+        let mut set = None;
+        match &self.0 {
+            Names::One(name) => one = Some(name),
+            Names::Several(Some(store)) => match &**store {
+                Store::Slots(names) => slots = names,
+                Store::Set(names) => set = Some(names.iter()),
+            },
+            Names::Several(None) => {}
+        }
         one.into_iter()
             .chain(slots.iter().map_while(Option::as_ref))
+            .chain(set.into_iter().flatten())
     }
 
     /// Number of names.
     pub(crate) fn len(&self) -> usize {
         match &self.0 {
             Names::One(_) => 1,
-            // The names come first: a binary search for the first empty slot.
-            Names::Several(Some(slots)) => slots.partition_point(Option::is_some),
+            Names::Several(Some(store)) => match &**store {
+                // The names come first: a binary search for the first empty slot.
+                Store::Slots(slots) => slots.partition_point(Option::is_some),
+                Store::Set(set) => set.len(),
+            },
             Names::Several(None) => 0,
         }
     }
 
     /// Whether `name` is among them.
     pub(crate) fn contains(&self, name: &str) -> bool {
-        self.position(name).is_some()
-    }
-
-    /// Where `name` is: a plain scan of the slots (the empty ones never match), without
-    /// stopping at the first empty one, which cost a branch per name.
-    fn position(&self, name: &str) -> Option<usize> {
         match &self.0 {
-            Names::One(only) => (**only == *name).then_some(0),
-            Names::Several(Some(slots)) => slots.iter().position(|t| t.as_deref() == Some(name)),
-            Names::Several(None) => None,
+            Names::One(only) => **only == *name,
+            Names::Several(Some(store)) => match &**store {
+                Store::Slots(slots) => position(slots, name).is_some(),
+                Store::Set(set) => set.contains(name),
+            },
+            Names::Several(None) => false,
         }
     }
 
@@ -93,62 +125,105 @@ impl ClientTopics {
                     unreachable!("matched One")
                 };
                 let slots = vec![Some(first), Some(name)].into_boxed_slice();
-                self.0 = Names::Several(Some(Box::new(slots)));
+                self.0 = Names::Several(Some(Box::new(Store::Slots(slots))));
             }
-            Names::Several(Some(slots)) if len < slots.len() => slots[len] = Some(name),
-            Names::Several(Some(slots)) => {
-                // Full: half again (at least one), the rest of the room empty.
-                let room = len + (len / 2).max(1);
-                let mut grown = std::mem::take(&mut **slots).into_vec();
-                grown.reserve_exact(room - len);
-                grown.push(Some(name));
-                grown.resize_with(room, || None);
-                **slots = grown.into_boxed_slice();
-            }
+            Names::Several(Some(store)) => match &mut **store {
+                Store::Set(set) => {
+                    set.insert(name);
+                }
+                Store::Slots(slots) if len < slots.len() => slots[len] = Some(name),
+                Store::Slots(slots) if len == SCAN_LIMIT => {
+                    // Too many to scan: every name moves to a set.
+                    let mut set =
+                        HashSet::with_capacity_and_hasher(len + 1, ahash::RandomState::new());
+                    set.extend(slots.iter_mut().map_while(Option::take));
+                    set.insert(name);
+                    **store = Store::Set(Box::new(set));
+                }
+                Store::Slots(slots) => {
+                    // Full: half again (at least one, at most up to the scan limit), the
+                    // rest of the room empty.
+                    let room = (len + (len / 2).max(1)).min(SCAN_LIMIT);
+                    let mut grown = std::mem::take(slots).into_vec();
+                    grown.reserve_exact(room - len);
+                    grown.push(Some(name));
+                    grown.resize_with(room, || None);
+                    *slots = grown.into_boxed_slice();
+                }
+            },
         }
     }
 
     /// Removes `name`. Returns whether it was among them.
     pub(crate) fn remove(&mut self, name: &str) -> bool {
-        let Some(position) = self.position(name) else {
-            return false;
-        };
         let len = self.len();
         match &mut self.0 {
-            Names::One(_) => self.0 = Names::Several(None),
-            Names::Several(Some(slots)) => {
-                // The last name takes the removed one's place.
-                slots.swap(position, len - 1);
-                slots[len - 1] = None;
-                if len == 2 {
-                    let only = slots[0].take().expect("one left");
-                    self.0 = Names::One(only);
+            Names::One(only) if **only == *name => self.0 = Names::Several(None),
+            Names::One(_) | Names::Several(None) => return false,
+            Names::Several(Some(store)) => match &mut **store {
+                Store::Slots(slots) => {
+                    let Some(position) = position(slots, name) else {
+                        return false;
+                    };
+                    // The last name takes the removed one's place.
+                    slots.swap(position, len - 1);
+                    slots[len - 1] = None;
+                    if len == 2 {
+                        let only = slots[0].take().expect("one left");
+                        self.0 = Names::One(only);
+                    }
                 }
-            }
-            Names::Several(None) => unreachable!("found a name in an empty list"),
+                Store::Set(set) => {
+                    if !set.remove(name) {
+                        return false;
+                    }
+                    if set.len() < SCAN_LIMIT / 2 {
+                        // Few enough to scan again, with room to grow before the limit.
+                        let mut slots: Vec<Option<Arc<str>>> = set.drain().map(Some).collect();
+                        slots.resize_with(SCAN_LIMIT, || None);
+                        **store = Store::Slots(slots.into_boxed_slice());
+                    }
+                }
+            },
         }
         true
     }
+}
+
+/// Where `name` is among `slots`: a plain scan (the empty slots never match), without
+/// stopping at the first empty one, which cost a branch per name.
+fn position(slots: &[Option<Arc<str>>], name: &str) -> Option<usize> {
+    slots.iter().position(|t| t.as_deref() == Some(name))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Random pushes and removes of a few names against a `Vec`, through every shape
-    /// (none, one, several, back to one and none).
+    /// Random pushes and removes against a `Vec`, through every shape (none, one, several,
+    /// a set, back to several, one and none): a few names, then enough to cross the scan
+    /// limit both ways, with pushes and removes weighted so the count drifts up and down.
     #[test]
     fn matches_a_vec_under_random_operations() {
-        let names: Vec<Arc<str>> = (0..6).map(|i| Arc::from(format!("t{i}"))).collect();
+        check_against_a_vec(6, 5_000);
+        check_against_a_vec(3 * SCAN_LIMIT, 16_000);
+    }
+
+    fn check_against_a_vec(distinct: usize, steps: usize) {
+        let names: Vec<Arc<str>> = (0..distinct).map(|i| Arc::from(format!("t{i}"))).collect();
         let mut state = 0x2545_F491_4F6C_DD1Du64;
         let mut topics = ClientTopics::new();
         let mut model: Vec<Arc<str>> = Vec::new();
-        for _ in 0..5_000 {
+        let (mut sets, mut scans_after_a_set) = (0, 0);
+        for step in 0..steps {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
-            let name = &names[(state % 6) as usize];
-            if (state >> 8) % 2 == 0 {
+            let name = &names[(state % distinct as u64) as usize];
+            // Push-heavy for a stretch, then remove-heavy: the count sweeps the range.
+            let push_heavy = (step / 2_000) % 2 == 0;
+            let draw = (state >> 8) % 4;
+            if (push_heavy && draw != 0) || (!push_heavy && draw == 0) {
                 if !model.contains(name) {
                     topics.push(Arc::clone(name));
                     model.push(Arc::clone(name));
@@ -169,6 +244,20 @@ mod tests {
             for name in &names {
                 assert_eq!(topics.contains(name), model.contains(name));
             }
+            match &topics.0 {
+                Names::Several(Some(store)) => match **store {
+                    Store::Set(_) => sets += 1,
+                    Store::Slots(_) if sets > 0 => scans_after_a_set += 1,
+                    Store::Slots(_) => {}
+                },
+                Names::One(_) | Names::Several(None) => {}
+            }
+        }
+        if distinct > SCAN_LIMIT {
+            assert!(
+                sets > 0 && scans_after_a_set > 0,
+                "both ways across the limit"
+            );
         }
         // Every name the list held is released with it: no count left behind.
         drop(topics);
