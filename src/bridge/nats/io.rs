@@ -267,10 +267,7 @@ impl<M: ?Sized + 'static> Io<M> {
             .connection_timeout(self.connect.io_timeout)
             .ping_interval(self.connect.ping_interval)
             .subscription_capacity(self.connect.subscription_capacity)
-            .reconnect_delay_callback(move |attempts| {
-                let doublings = attempts.saturating_sub(1).min(31) as u32;
-                min.saturating_mul(1 << doublings).min(max)
-            })
+            .reconnect_delay_callback(move |attempts| reconnect_delay(attempts, min, max))
             .event_callback(move |event| {
                 let counters = Arc::clone(&counters);
                 let was_up = Arc::clone(&was_up);
@@ -525,5 +522,30 @@ impl Forwarder {
         }
         Counters::add(&self.counters.sent, sent);
         Counters::add(&self.counters.dropped, n - sent);
+    }
+}
+
+/// The wait before connection attempt `attempts` (1 for the first of a run: at attach,
+/// or after a connection was lost): none before the first, as the Redis bridge tries at
+/// once, then `min`, doubling after each failure, up to `max`.
+fn reconnect_delay(attempts: usize, min: Duration, max: Duration) -> Duration {
+    let Some(failures) = attempts.checked_sub(2) else {
+        return Duration::ZERO;
+    };
+    min.saturating_mul(1 << failures.min(31)).min(max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_attempt_waits_nothing_then_the_backoff_doubles_to_its_cap() {
+        let ms = Duration::from_millis;
+        let delays: Vec<_> = (1..=6)
+            .map(|attempt| reconnect_delay(attempt, ms(50), ms(250)))
+            .collect();
+        assert_eq!(delays, [ms(0), ms(50), ms(100), ms(200), ms(250), ms(250)]);
+        assert_eq!(reconnect_delay(usize::MAX, ms(50), ms(250)), ms(250));
     }
 }
