@@ -11,7 +11,8 @@
 //! - one subscriber among 100,000 topics, hot and cold (`narrow.rs`);
 //! - channel fan-out at 1, 256 and 4,096 subscribers on one thread, and with a consumer
 //!   thread at 256 and 4,096 (`channel.rs`);
-//! - subscribe, subscribe + unsubscribe with 1 and 2 callers, `apply` batches, register
+//! - subscribe, subscribe + unsubscribe with 1 and 2 callers, `apply` batches, one client
+//!   with 20,000 topics, register
 //!   (`mutations.rs`).
 //!
 //! Method (`harness.rs`): per scenario, one untimed warm-up round, then `--rounds`
@@ -81,7 +82,7 @@ fn main() {
             name.contains(o)
                 || o.contains(name)
                 || (name == "mutations"
-                    && ["subscribe", "pairs", "apply", "register"]
+                    && ["subscribe", "pairs", "apply", "one_client", "register"]
                         .iter()
                         .any(|m| o.starts_with(m)))
         })

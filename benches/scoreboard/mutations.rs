@@ -32,6 +32,8 @@ const PAIRS: usize = 16_000;
 const BATCH: usize = 256;
 /// `apply` calls per caller per sample.
 const BATCHES: usize = 64;
+/// Topics one client subscribes to, one call each, in the one-client scenario.
+const CLIENT_TOPICS: usize = 20_000;
 /// Clients registered per sample in the registration scenario.
 const REGISTER: usize = 100_000;
 
@@ -398,6 +400,55 @@ fn register_scenario(rounds: usize) -> Scenario {
     )
 }
 
+/// One client subscribing to `CLIENT_TOPICS` fresh topics one call at a time, then
+/// unsubscribing from each (both timed), in an empty registry: a strategy thread taking
+/// every symbol of a market. The cost per call must not grow with the topics the client
+/// already has; the peers keep no list per client, so they show the topic map's part.
+fn one_client_scenario(rounds: usize) -> Scenario {
+    let names: Vec<String> = (0..CLIENT_TOPICS).map(topic_name).collect();
+    let pubsub = PubSub::<[u8]>::new().unwrap();
+    let handles: Vec<Topic> = names.iter().map(|n| pubsub.topic(n).unwrap()).collect();
+    let id = pubsub.generate_client_id();
+    pubsub.register(id, sink).unwrap();
+    let units = 2 * CLIENT_TOPICS as u64;
+    let peer = |registry: &dyn Registry| {
+        timed(|| {
+            for name in &names {
+                registry.subscribe(PEER_CLIENT, black_box(name));
+            }
+            for name in &names {
+                registry.unsubscribe(PEER_CLIENT, black_box(name));
+            }
+            units
+        })
+    };
+    let naive = Naive(RwLock::new(HashMap::new()));
+    let dash = Dash(DashMap::new());
+    let mut contenders = [
+        Contender::new("fanout", Role::Fanout, || {
+            timed(|| {
+                for topic in &handles {
+                    pubsub.subscribe(id, topic).unwrap();
+                }
+                for topic in &handles {
+                    pubsub.unsubscribe(id, topic).unwrap();
+                }
+                units
+            })
+        }),
+        Contender::new("DashMap registry", Role::Peer, || peer(&dash)),
+        Contender::new("naive RwLock<HashMap>", Role::Peer, || peer(&naive)),
+    ];
+    compare(
+        "one_client_20k",
+        "subscribe + unsubscribe, one client with 20,000 topics, one call each",
+        "mutation",
+        true,
+        rounds,
+        &mut contenders,
+    )
+}
+
 /// All the mutation scenarios.
 pub fn scenarios(rounds: usize) -> Vec<Scenario> {
     let mut out = Vec::new();
@@ -410,6 +461,7 @@ pub fn scenarios(rounds: usize) -> Vec<Scenario> {
     out.push(subscribe_scenario(rounds, 100_000, &large));
     out.push(apply_scenario(rounds, 100_000, 2, &large));
     drop(large);
+    out.push(one_client_scenario(rounds.min(7)));
     out.push(register_scenario(rounds.min(7)));
     out
 }
