@@ -76,7 +76,7 @@ use std::hash::Hash;
 
 use super::{Delivery, SinkState, Status};
 use crate::sync::queue::{self, Receiver, Sender, TrySendError};
-use crate::sync::{lock, Arc, Mutex};
+use crate::sync::{Arc, ParkLock};
 use crate::vocab::error::Error;
 use crate::vocab::stats::ConflationCount;
 
@@ -108,7 +108,7 @@ struct KeyedTable<K, T, F> {
     /// Items replaced so far.
     conflated: Arc<ConflationCount>,
     /// Everything the lock protects.
-    slots: Mutex<Slots<K, T>>,
+    slots: ParkLock<Slots<K, T>>,
 }
 
 /// The keys kept in the table (*resident*: pending, or idle and kept so that their next
@@ -124,8 +124,6 @@ struct Slots<K, T> {
     /// needs a slot and all `capacity` are taken. A listed slot may have become pending
     /// again since; eviction skips it (and unlists it: its next take lists it again).
     idle: VecDeque<u32>,
-    /// Slots holding an item (at most `capacity`).
-    pending: usize,
 }
 
 /// One resident key.
@@ -138,11 +136,22 @@ struct Slot<K, T> {
 }
 
 impl<K: Hash + Eq + Clone, T> Slots<K, T> {
+    /// [`KeyedTable::offer`] for a key that is not resident: a slot for it, or `Full`.
+    /// Out of line: a resident key's publish, the common case, stays small.
+    #[cold]
+    #[inline(never)]
+    fn offer_new_key(&mut self, key: &K, item: T, capacity: usize) -> Offer {
+        // `None` when `capacity` keys are pending: every slot is taken and none is idle.
+        let Some(slot) = self.claim(key, capacity) else {
+            return Offer::Full;
+        };
+        self.slots[slot as usize].item = Some(item);
+        Offer::New(slot)
+    }
+
     /// A slot for `key`, which is not resident and whose item will be pending: a new one
     /// while fewer than `capacity` keys are resident, else the oldest idle one, evicted.
     /// `None` when every slot is pending (or lost to a panicking key, see `index`).
-    /// Out of line: a resident key's publish, the common case, stays small.
-    #[inline(never)]
     fn claim(&mut self, key: &K, capacity: usize) -> Option<u32> {
         if self.slots.len() < capacity {
             // Clone first: if the key's `Clone` or `Hash` panics, nothing has changed
@@ -213,59 +222,50 @@ where
     #[inline(always)]
     fn offer(&self, item: &T) -> Offer {
         // User code (key function, clones) runs before the lock: a panic there leaves the
-        // table untouched.
+        // table untouched. The key, and an item replaced, are dropped after the unlock.
         let key = (self.key)(item);
         let item = item.clone();
-        let mut guard = lock(&self.slots);
-        let slots = &mut *guard;
-        // The common case, whether the consumer keeps up or not: a resident key, one hash
-        // lookup and no insert.
-        let slot = match slots.index.get(&key) {
-            Some(&slot) => slot,
-            None => {
-                if slots.pending >= self.capacity {
-                    return Offer::Full;
+        let mut replaced = None;
+        let offer = self.slots.with(|slots| {
+            // The common case, whether the consumer keeps up or not: a resident key, one
+            // hash lookup and no insert.
+            let Some(&slot) = slots.index.get(&key) else {
+                return slots.offer_new_key(&key, item, self.capacity);
+            };
+            let entry = &mut slots.slots[slot as usize];
+            match &mut entry.item {
+                Some(stored) => {
+                    replaced = Some(std::mem::replace(stored, item));
+                    self.conflated.add();
+                    Offer::Replaced
                 }
-                match slots.claim(&key, self.capacity) {
-                    Some(slot) => slot,
-                    None => return Offer::Full,
+                None => {
+                    // A resident key that is idle: at most `capacity - 1` others are
+                    // pending, so there is room.
+                    entry.item = Some(item);
+                    Offer::New(slot)
                 }
             }
-        };
-        let entry = &mut slots.slots[slot as usize];
-        if let Some(stored) = &mut entry.item {
-            let replaced = std::mem::replace(stored, item);
-            self.conflated.add();
-            drop(guard);
-            // The replaced item is dropped outside the lock.
-            drop(replaced);
-            return Offer::Replaced;
-        }
-        if slots.pending >= self.capacity {
-            return Offer::Full;
-        }
-        entry.item = Some(item);
-        slots.pending += 1;
-        Offer::New(slot)
+        });
+        drop(replaced);
+        offer
     }
 
     /// Takes the item out of `slot`; its key stays resident, idle.
     fn take_item(&self, slot: u32) -> T {
-        let mut guard = lock(&self.slots);
-        let slots = &mut *guard;
-        let entry = &mut slots.slots[slot as usize];
-        let item = entry
-            .item
-            .take()
-            .expect("a token's slot holds its item until the token takes it");
-        // The key stays resident (idle): its next item needs no hash insert.
-        if !entry.listed {
-            entry.listed = true;
-            slots.idle.push_back(slot);
-        }
-        slots.pending -= 1;
-        drop(guard);
-        item
+        self.slots.with(|slots| {
+            let entry = &mut slots.slots[slot as usize];
+            let item = entry
+                .item
+                .take()
+                .expect("a token's slot holds its item until the token takes it");
+            // The key stays resident (idle): its next item needs no hash insert.
+            if !entry.listed {
+                entry.listed = true;
+                slots.idle.push_back(slot);
+            }
+            item
+        })
     }
 }
 
@@ -344,11 +344,10 @@ impl<T: Clone + Send + 'static> ConflatingSink<T> {
             key,
             capacity,
             conflated: Arc::clone(&conflated),
-            slots: Mutex::new(Slots {
+            slots: ParkLock::new(Slots {
                 index: HashMap::with_hasher(ahash::RandomState::new()),
                 slots: Vec::new(),
                 idle: VecDeque::new(),
-                pending: 0,
             }),
         };
         let shared = Arc::new(Shared {
