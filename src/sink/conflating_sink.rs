@@ -9,9 +9,10 @@
 //!
 //! Two structures per channel:
 //!
-//! - a **table** behind one mutex: key → slot number, and the slots, one
-//!   per *resident* key, each holding the key and, while the key is pending, its latest
-//!   item;
+//! - a **table** behind one lock ([`ParkLock`]: no poisoning, parks when contended): an
+//!   index from key to slot number ([`KeyIndex`](super::key_index::KeyIndex), by the
+//!   key's hash, computed before the lock), and the slots, one per *resident* key, each
+//!   holding the key, its hash and, while the key is pending, its latest item;
 //! - a bounded queue of **tokens**, one per pending key, in the order the keys became
 //!   pending. It is the queue the consumer waits on (what `select!` sees).
 //!
@@ -49,31 +50,33 @@
 //! 4. An index entry never names a slot holding another key: eviction removes the old
 //!    key's entry before the slot takes the new key.
 //!
-//! A key whose `Clone`/`Hash`/`Eq` panics inside the lock leaves invariants 1, 2 and 4
-//! intact: if the panic hit a rehash, entries may be lost — such a key's next item takes
-//! another slot, and both are delivered in order — and a slot may be left out of the idle
-//! queue, so a key may later be dropped with fewer than `capacity` pending. The broadcast
-//! loop closes the channel as for any panicking sink, so it receives nothing more anyway.
+//! A key's `Hash` runs before the lock; inside it, its `Eq` runs only in lookups and its
+//! `Clone` before anything changes, and the index never hashes (slots keep their keys'
+//! hashes). So a panicking key leaves every invariant intact; the broadcast loop closes
+//! the channel as for any panicking sink, so it receives nothing more anyway.
 //!
 //! # Cost
 //!
-//! Per publish: the key function, one clone of the item, one uncontended mutex
-//! lock/unlock and one hash lookup; for a key that was not pending, also a slot write and
-//! one token push (an `Arc` clone); for a key that was not resident either, a hash insert
-//! (and, evicting, a removal). Per receive: a token pop and the lock. Instructions
-//! (`scripts/callgrind_conflation.sh`, per extra channel of a publish, 2026-12-07): a new
-//! key 240 (305–311 when every new key was a hash insert and every take a removal), a
-//! replace 142 (`DropOldest`: 118 with room, 396 full). Memory per channel, at
-//! most: the token queue (`capacity` × 24 bytes — a 16-byte token and crossbeam's stamp —
-//! allocated up front), `capacity` slots of `(K, Option<M>)` and 4-byte idle-queue
-//! entries (grown as keys arrive, never shrunk) and a hash index of `capacity` × (`K` + 4
-//! bytes + 1 control byte, at 7/8 load).
+//! Per publish: the key function, its hash, one clone of the item, one uncontended
+//! lock/unlock (a compare-and-swap and a swap) and one index lookup (a hit on its first
+//! probe: one load, a tag compare and the key's `Eq`); for a key that was not pending,
+//! also a slot write and one token push (an `Arc` clone); for a key that was not
+//! resident either, an index insert (and, evicting, a removal). Per receive: a token pop
+//! and the lock. Instructions (`scripts/callgrind_conflation.sh`, per extra channel of a
+//! publish, 2026-12-07): a new key 222 (240 behind `std`'s mutex and `HashMap`; 305–311
+//! when every new key was a hash insert and every take a removal), a replace 124 (was
+//! 142) — `DropOldest`: 118 with room, 390 full. Of a new key's 222, the token push
+//! (crossbeam's `try_send`) is about 85, as for `DropOldest`. Memory per channel, at
+//! most: the token queue (`capacity` × 24 bytes — a 16-byte token and crossbeam's stamp
+//! — allocated up front), `capacity` slots of `(K, u64, Option<M>)` and 4-byte idle-queue
+//! entries (grown as keys arrive, never shrunk) and an index of 8-byte entries, between
+//! 2 and 4 per resident key (at most half full; it grows, never shrinks).
 
-use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::fmt;
 use std::hash::Hash;
 
+use super::key_index::KeyIndex;
 use super::{Delivery, SinkState, Status};
 use crate::sync::queue::{self, Receiver, Sender, TrySendError};
 use crate::sync::{Arc, ParkLock};
@@ -107,6 +110,8 @@ struct KeyedTable<K, T, F> {
     capacity: usize,
     /// Items replaced so far.
     conflated: Arc<ConflationCount>,
+    /// Hashes keys, outside the lock.
+    hasher: ahash::RandomState,
     /// Everything the lock protects.
     slots: ParkLock<Slots<K, T>>,
 }
@@ -114,10 +119,8 @@ struct KeyedTable<K, T, F> {
 /// The keys kept in the table (*resident*: pending, or idle and kept so that their next
 /// item finds them without a hash insert) and their items.
 struct Slots<K, T> {
-    /// Resident key → its slot. After a key's `Hash`/`Eq` panicked during a rehash an
-    /// entry may be missing (its slot then only drains); an entry never points at a slot
-    /// that holds another key.
-    index: HashMap<K, u32, ahash::RandomState>,
+    /// Resident key → its slot (by the hash each slot keeps).
+    index: KeyIndex,
     /// One per resident key, at most `capacity`; never shrunk.
     slots: Vec<Slot<K, T>>,
     /// Slots that went idle, oldest first: the candidates for eviction when a new key
@@ -129,6 +132,8 @@ struct Slots<K, T> {
 /// One resident key.
 struct Slot<K, T> {
     key: K,
+    /// The key's hash, for the index.
+    hash: u64,
     /// The key's latest item while it is pending; `None` while it is idle.
     item: Option<T>,
     /// Whether the slot's number is in [`Slots::idle`].
@@ -136,50 +141,61 @@ struct Slot<K, T> {
 }
 
 impl<K: Hash + Eq + Clone, T> Slots<K, T> {
+    /// The slot of `key`, whose hash is `hash`, if it is resident.
+    #[inline(always)]
+    fn find(&self, key: &K, hash: u64) -> Option<u32> {
+        let slots = &self.slots;
+        self.index
+            .find(hash, |slot| slots[slot as usize].key == *key)
+    }
+
     /// [`KeyedTable::offer`] for a key that is not resident: a slot for it, or `Full`.
     /// Out of line: a resident key's publish, the common case, stays small.
     #[cold]
     #[inline(never)]
-    fn offer_new_key(&mut self, key: &K, item: T, capacity: usize) -> Offer {
+    fn offer_new_key(&mut self, key: &K, hash: u64, item: T, capacity: usize) -> Offer {
         // `None` when `capacity` keys are pending: every slot is taken and none is idle.
-        let Some(slot) = self.claim(key, capacity) else {
+        let Some(slot) = self.claim(key, hash, capacity) else {
             return Offer::Full;
         };
         self.slots[slot as usize].item = Some(item);
         Offer::New(slot)
     }
 
-    /// A slot for `key`, which is not resident and whose item will be pending: a new one
-    /// while fewer than `capacity` keys are resident, else the oldest idle one, evicted.
-    /// `None` when every slot is pending (or lost to a panicking key, see `index`).
-    fn claim(&mut self, key: &K, capacity: usize) -> Option<u32> {
-        if self.slots.len() < capacity {
-            // Clone first: if the key's `Clone` or `Hash` panics, nothing has changed
-            // (a panicking insert at worst loses index entries, see `index`).
-            let slot = self.slots.len() as u32;
-            self.slots.push(Slot {
-                key: key.clone(),
+    /// A slot for `key` (hash `hash`), which is not resident and whose item will be
+    /// pending: a new one while fewer than `capacity` keys are resident, else the oldest
+    /// idle one, evicted. `None` when every slot is pending.
+    fn claim(&mut self, key: &K, hash: u64, capacity: usize) -> Option<u32> {
+        // The key's `Clone` first: if it panics, nothing has changed.
+        let key = key.clone();
+        let Self { index, slots, idle } = self;
+        if slots.len() < capacity {
+            let slot = slots.len() as u32;
+            slots.push(Slot {
+                key,
+                hash,
                 item: None,
                 listed: false,
             });
-            self.index.insert(key.clone(), slot);
+            index.insert(hash, slot, |s| slots[s as usize].hash);
             return Some(slot);
         }
-        while let Some(slot) = self.idle.pop_front() {
-            let entry = &mut self.slots[slot as usize];
+        while let Some(slot) = idle.pop_front() {
+            let entry = &mut slots[slot as usize];
             entry.listed = false;
             if entry.item.is_some() {
                 // Pending again since it was listed: its next take lists it anew.
                 continue;
             }
-            // Unmap the old key (only if its entry is this slot's, see `index`) before
-            // the slot takes the new one, so that a panicking `Hash`/`Eq`/`Clone` never
-            // leaves an entry pointing at a slot holding another key.
-            if self.index.get(&entry.key) == Some(&slot) {
-                self.index.remove(&entry.key);
-            }
-            entry.key = key.clone();
-            self.index.insert(key.clone(), slot);
+            // Evict: unindex the old key (no user code runs), re-key the slot, index it.
+            let old_hash = entry.hash;
+            index.remove(old_hash, slot, |s| slots[s as usize].hash);
+            let entry = &mut slots[slot as usize];
+            let old_key = std::mem::replace(&mut entry.key, key);
+            entry.hash = hash;
+            index.insert(hash, slot, |s| slots[s as usize].hash);
+            // The table is consistent again before the old key's `Drop` runs.
+            drop(old_key);
             return Some(slot);
         }
         None
@@ -224,13 +240,14 @@ where
         // User code (key function, clones) runs before the lock: a panic there leaves the
         // table untouched. The key, and an item replaced, are dropped after the unlock.
         let key = (self.key)(item);
+        let hash = self.hasher.hash_one(&key);
         let item = item.clone();
         let mut replaced = None;
         let offer = self.slots.with(|slots| {
             // The common case, whether the consumer keeps up or not: a resident key, one
-            // hash lookup and no insert.
-            let Some(&slot) = slots.index.get(&key) else {
-                return slots.offer_new_key(&key, item, self.capacity);
+            // index lookup and no insert.
+            let Some(slot) = slots.find(&key, hash) else {
+                return slots.offer_new_key(&key, hash, item, self.capacity);
             };
             let entry = &mut slots.slots[slot as usize];
             match &mut entry.item {
@@ -344,8 +361,9 @@ impl<T: Clone + Send + 'static> ConflatingSink<T> {
             key,
             capacity,
             conflated: Arc::clone(&conflated),
+            hasher: ahash::RandomState::new(),
             slots: ParkLock::new(Slots {
-                index: HashMap::with_hasher(ahash::RandomState::new()),
+                index: KeyIndex::new(),
                 slots: Vec::new(),
                 idle: VecDeque::new(),
             }),

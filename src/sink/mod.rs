@@ -18,6 +18,7 @@ pub(crate) mod async_channel_sink;
 mod callback_sink;
 mod channel_sink;
 pub(crate) mod conflating_sink;
+mod key_index;
 mod state;
 
 #[cfg(feature = "async")]
