@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::consumer::disconnect_reason::DisconnectReason;
 use crate::consumer::membership::Membership;
 use crate::engine::{Engine, EngineLink};
-use crate::sink::{conflating_sink, ConflatingSink, Pending, Sink, SinkState};
+use crate::sink::{conflating_sink, ConflatingSink, Pending, Sink, SinkCloser, SinkState};
 use crate::sync::queue::{Receiver, RecvError, RecvTimeoutError, TryRecvError};
 use crate::sync::Arc;
 use crate::vocab::client::ClientId;
@@ -116,6 +116,9 @@ pub struct ConflatingChannel<M> {
     /// Its place in the engine. First, so it is dropped first: the sink is closed (and
     /// its removal asked for) before the receiver goes.
     membership: Membership<M>,
+    /// Closes the sink's inline open flag on drop (before `membership` closes the shared
+    /// state), so that publishers skip the sink without looking at the shared state.
+    closer: SinkCloser<M>,
     /// The token queue's consumer end.
     receiver: Receiver<Pending<M>>,
     /// Replacement counter, shared with the sink's table.
@@ -141,10 +144,13 @@ impl<M: Clone + Send + 'static> ConflatingChannel<M> {
         conflating_sink::validate_capacity(capacity)?;
         let (sink, receiver, conflated) = ConflatingSink::new(capacity, key);
         let state = Arc::new(SinkState::new());
-        engine.register(id, Sink::conflating(id, sink, Arc::clone(&state)), topic)?;
+        let sink = Arc::new(Sink::conflating(id, sink, Arc::clone(&state)));
+        let closer = SinkCloser::new(&sink);
+        engine.register_shared(id, sink, topic)?;
         totals.track(Arc::clone(&conflated));
         Ok(Self {
             membership: Membership::new(state, id, engine.link().clone()),
+            closer,
             receiver,
             conflated,
         })
@@ -222,6 +228,14 @@ impl<M> ConflatingChannel<M> {
     /// Whether this channel belongs to the engine `link` points at.
     pub(crate) fn is_from(&self, link: &EngineLink<M>) -> bool {
         self.membership.is_from(link)
+    }
+}
+
+impl<M> Drop for ConflatingChannel<M> {
+    fn drop(&mut self) {
+        // The inline flag first, as a `Channel` does; then `membership` closes the shared
+        // state and asks for the prune, and the receiver goes last.
+        self.closer.close();
     }
 }
 
