@@ -88,22 +88,23 @@ use crate::vocab::topic::Topic;
 ///
 /// # Cost
 ///
-/// A publish to a conflating channel costs the key function, a clone of the item, the
-/// channel's lock (one compare-and-swap and one store) and one hash lookup, plus a queue
-/// push when the key was not pending; a receive costs a queue pop and the lock. Keys
-/// stay in the channel's table once taken, so a key that comes back needs no hash insert;
-/// past `capacity` distinct keys the one idle longest makes room (a hash removal and an
-/// insert). The channel holds at most `capacity` keys and items plus a token queue of
-/// `capacity` 24-byte slots allocated up front. `PubSub` clients keep the topic bytes as
-/// the key: a slice of the frame that first brought the topic, so a resident topic keeps
-/// that frame alive, pending or not (at most 2 × `capacity` frames per channel, the
-/// latest items included).
+/// A publish to a conflating channel costs the key function and the key's hash, a clone
+/// of the item, the channel's lock (one compare-and-swap and one swap; no poisoning) and
+/// one lookup in its index of keys, plus a queue push when the key was not pending; a
+/// receive costs a queue pop and the lock. Keys stay in the channel's table once taken,
+/// so a key that comes back needs no insert; past `capacity` distinct keys the one idle
+/// longest makes room (an index removal and an insert). The channel holds at most
+/// `capacity` keys and items plus a token queue of `capacity` 24-byte slots allocated up
+/// front. `PubSub` clients keep the topic bytes as the key: a slice of the frame that
+/// first brought the topic, so a resident topic keeps that frame alive, pending or not (at
+/// most 2 × `capacity` frames per channel, the latest items included).
 ///
 /// Measured (`PERFORMANCE.md`, "Conflation"): for a consumer that has fallen behind, a
-/// publish that replaces costs less than what `DropOldest` pays on a full queue; for one
-/// that keeps up, a publish for a key that is not pending costs about 2× the
-/// instructions and 2.8× the time of a `DropOldest` push into a queue with room (the
-/// lock, the lookup of the key's slot, memory of its own per key, and the token).
+/// publish that replaces costs about what `DropOldest` pays with room, and a third of
+/// what it pays on a full queue; for one that keeps up, a publish for a key that is not
+/// pending costs about 1.8× the instructions and 2.5× the time of a `DropOldest` push
+/// into a queue with room (the hash, the lock, the lookup of the key's slot and the
+/// token's reference count, on top of the same queue push).
 ///
 /// # Lifecycle
 ///

@@ -63,14 +63,15 @@
 //! also a slot write and one token push (an `Arc` clone); for a key that was not
 //! resident either, an index insert (and, evicting, a removal). Per receive: a token pop
 //! and the lock. Instructions (`scripts/callgrind_conflation.sh`, per extra channel of a
-//! publish, 2026-12-07): a new key 222 (240 behind `std`'s mutex and `HashMap`; 305–311
-//! when every new key was a hash insert and every take a removal), a replace 124 (was
-//! 142) — `DropOldest`: 118 with room, 390 full. Of a new key's 222, the token push
-//! (crossbeam's `try_send`) is about 85, as for `DropOldest`. Memory per channel, at
-//! most: the token queue (`capacity` × 24 bytes — a 16-byte token and crossbeam's stamp
-//! — allocated up front), `capacity` slots of `(K, u64, Option<M>)` and 4-byte idle-queue
-//! entries (grown as keys arrive, never shrunk) and an index of 8-byte entries, between
-//! 2 and 4 per resident key (at most half full; it grows, never shrinks).
+//! publish, 2026-12-07): a new key 219 (240 behind `std`'s mutex and `HashMap`; 305–311
+//! when every new key was a hash insert and every take a removal), a replace 120 (was
+//! 142) — `DropOldest`: 119 with room, 390 full. Of a new key's 219, the token push
+//! (crossbeam's `try_send`) is about 85, as for `DropOldest`; the hash about 11, the
+//! index probe 17, lock and unlock 8. Memory per channel, at most: the token queue
+//! (`capacity` × 24 bytes — a 16-byte token and crossbeam's stamp — allocated up
+//! front), `capacity` slots of `(K, u64, Option<M>)` and 4-byte idle-queue entries
+//! (grown as keys arrive, never shrunk) and an index of 8-byte entries, between 2 and 4
+//! per resident key (at most half full; it grows, never shrinks).
 
 use std::collections::VecDeque;
 use std::fmt;
