@@ -167,10 +167,10 @@ impl<K: Hash + Eq + Clone, T> Slots<K, T> {
     /// pending: a new one while fewer than `capacity` keys are resident, else the oldest
     /// idle one, evicted. `None` when every slot is pending.
     fn claim(&mut self, key: &K, hash: u64, capacity: usize) -> Option<u32> {
-        // The key's `Clone` first: if it panics, nothing has changed.
-        let key = key.clone();
+        // The key's `Clone` runs before anything changes: if it panics, nothing has.
         let Self { index, slots, idle } = self;
         if slots.len() < capacity {
+            let key = key.clone();
             let slot = slots.len() as u32;
             slots.push(Slot {
                 key,
@@ -181,13 +181,17 @@ impl<K: Hash + Eq + Clone, T> Slots<K, T> {
             index.insert(hash, slot, |s| slots[s as usize].hash);
             return Some(slot);
         }
-        while let Some(slot) = idle.pop_front() {
+        while let Some(&slot) = idle.front() {
             let entry = &mut slots[slot as usize];
-            entry.listed = false;
             if entry.item.is_some() {
                 // Pending again since it was listed: its next take lists it anew.
+                idle.pop_front();
+                entry.listed = false;
                 continue;
             }
+            let key = key.clone();
+            idle.pop_front();
+            entry.listed = false;
             // Evict: unindex the old key (no user code runs), re-key the slot, index it.
             let old_hash = entry.hash;
             index.remove(old_hash, slot, |s| slots[s as usize].hash);
@@ -458,6 +462,38 @@ mod tests {
             assert_eq!(sink.send(&item, &state), Delivery::Delivered);
             assert_eq!(next(&tokens), item);
         }
+        assert_eq!(state.dropped(), 0);
+    }
+
+    /// A key whose `Clone` panics while it claims an idle key's slot changes nothing:
+    /// the idle key stays resident and listed, and the next try evicts it. (Cloning after
+    /// unlisting the slot, this test fails: the slot is lost to eviction and key 2's next
+    /// publish is dropped.)
+    #[test]
+    fn a_key_clone_panicking_at_eviction_loses_no_slot() {
+        use std::cell::Cell;
+        thread_local!(static PANIC: Cell<bool> = const { Cell::new(false) });
+        #[derive(PartialEq, Eq, Hash)]
+        struct Key(u32);
+        impl Clone for Key {
+            fn clone(&self) -> Self {
+                assert!(!PANIC.with(Cell::get), "clone refused");
+                Key(self.0)
+            }
+        }
+        let (sink, tokens, _) = ConflatingSink::new(1, |item: &Item| Key(item.0));
+        let state = SinkState::new();
+        assert_eq!(sink.send(&(1, 0), &state), Delivery::Delivered);
+        assert_eq!(next(&tokens), (1, 0)); // key 1 idle, listed
+        PANIC.with(|p| p.set(true));
+        let caught =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink.send(&(2, 1), &state)));
+        PANIC.with(|p| p.set(false));
+        assert!(caught.is_err());
+        assert_eq!(sink.send(&(2, 2), &state), Delivery::Delivered); // evicts key 1
+        assert_eq!(next(&tokens), (2, 2));
+        assert_eq!(sink.send(&(1, 3), &state), Delivery::Delivered); // evicts key 2
+        assert_eq!(next(&tokens), (1, 3));
         assert_eq!(state.dropped(), 0);
     }
 
