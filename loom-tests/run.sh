@@ -4,7 +4,7 @@
 # loom-tests/tests/trie_garbage.rs (the topic trie's garbage rule),
 # loom-tests/tests/async_wake.rs and loom-tests/tests/presence.rs (presence across hosts,
 # through the bridge's presence side) against the real engine, and the models inside the crate
-# (`src/sync/waker_slot.rs`), built with
+# (`src/sync/waker_slot.rs`, `src/sync/park_lock.rs`), built with
 # `--cfg loom` (see src/sync.rs and src/sync/loom_queue.rs).
 #
 # Uses its own target directory (target/loom) so the loom build never invalidates the
@@ -24,9 +24,10 @@ features=${FEATURES:-}
 # The loom-tests crate names them through its dependency: fanout/metrics,fanout/tracing.
 dependency_features=$(printf '%s' "$features" | sed -E 's/([^,]+)/fanout\/\1/g')
 # First the models that live inside the crate, of internals the public API cannot reach
-# (the async waker slot against a queue weaker than the stand-in's mutex).
+# (the async waker slot against a queue weaker than the stand-in's mutex; the conflating
+# table's lock on its own).
 timeout "${LOOM_RUN_TIMEOUT:-900}" \
-    cargo test --release -p fanout --features "async${features:+,$features}" --lib waker_slot
+    cargo test --release -p fanout --features "async${features:+,$features}" --lib -- waker_slot park_lock
 exec timeout "${LOOM_RUN_TIMEOUT:-900}" \
     cargo test --release --manifest-path loom-tests/Cargo.toml ${dependency_features:+--features "$dependency_features"} \
     --test models --test conflation --test conflation_resident --test async_wake --test presence --test trie_garbage "$@"

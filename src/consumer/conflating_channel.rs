@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::consumer::disconnect_reason::DisconnectReason;
 use crate::consumer::membership::Membership;
 use crate::engine::{Engine, EngineLink};
-use crate::sink::{conflating_sink, ConflatingSink, Pending, Sink, SinkState};
+use crate::sink::{conflating_sink, ConflatingSink, Pending, Sink, SinkCloser, SinkState};
 use crate::sync::queue::{Receiver, RecvError, RecvTimeoutError, TryRecvError};
 use crate::sync::Arc;
 use crate::vocab::client::ClientId;
@@ -88,22 +88,23 @@ use crate::vocab::topic::Topic;
 ///
 /// # Cost
 ///
-/// A publish to a conflating channel costs the key function, a clone of the item, the
-/// channel's lock (one compare-and-swap and one store) and one hash lookup, plus a queue
-/// push when the key was not pending; a receive costs a queue pop and the lock. Keys
-/// stay in the channel's table once taken, so a key that comes back needs no hash insert;
-/// past `capacity` distinct keys the one idle longest makes room (a hash removal and an
-/// insert). The channel holds at most `capacity` keys and items plus a token queue of
-/// `capacity` 24-byte slots allocated up front. `PubSub` clients keep the topic bytes as
-/// the key: a slice of the frame that first brought the topic, so a resident topic keeps
-/// that frame alive, pending or not (at most 2 × `capacity` frames per channel, the
-/// latest items included).
+/// A publish to a conflating channel costs the key function and the key's hash, a clone
+/// of the item, the channel's lock (one compare-and-swap and one swap; no poisoning) and
+/// one lookup in its index of keys, plus a queue push when the key was not pending; a
+/// receive costs a queue pop and the lock. Keys stay in the channel's table once taken,
+/// so a key that comes back needs no insert; past `capacity` distinct keys the one idle
+/// longest makes room (an index removal and an insert). The channel holds at most
+/// `capacity` keys and items plus a token queue of `capacity` 24-byte slots allocated up
+/// front. `PubSub` clients keep the topic bytes as the key: a slice of the frame that
+/// first brought the topic, so a resident topic keeps that frame alive, pending or not (at
+/// most 2 × `capacity` frames per channel, the latest items included).
 ///
 /// Measured (`PERFORMANCE.md`, "Conflation"): for a consumer that has fallen behind, a
-/// publish that replaces costs less than what `DropOldest` pays on a full queue; for one
-/// that keeps up, a publish for a key that is not pending costs about 2× the
-/// instructions and 2.8× the time of a `DropOldest` push into a queue with room (the
-/// lock, the lookup of the key's slot, memory of its own per key, and the token).
+/// publish that replaces costs about what `DropOldest` pays with room, and a third of
+/// what it pays on a full queue; for one that keeps up, a publish for a key that is not
+/// pending costs about 1.8× the instructions and 2.5× the time of a `DropOldest` push
+/// into a queue with room (the hash, the lock, the lookup of the key's slot and the
+/// token's reference count, on top of the same queue push).
 ///
 /// # Lifecycle
 ///
@@ -116,6 +117,9 @@ pub struct ConflatingChannel<M> {
     /// Its place in the engine. First, so it is dropped first: the sink is closed (and
     /// its removal asked for) before the receiver goes.
     membership: Membership<M>,
+    /// Closes the sink's inline open flag on drop (before `membership` closes the shared
+    /// state), so that publishers skip the sink without looking at the shared state.
+    closer: SinkCloser<M>,
     /// The token queue's consumer end.
     receiver: Receiver<Pending<M>>,
     /// Replacement counter, shared with the sink's table.
@@ -141,10 +145,13 @@ impl<M: Clone + Send + 'static> ConflatingChannel<M> {
         conflating_sink::validate_capacity(capacity)?;
         let (sink, receiver, conflated) = ConflatingSink::new(capacity, key);
         let state = Arc::new(SinkState::new());
-        engine.register(id, Sink::conflating(id, sink, Arc::clone(&state)), topic)?;
+        let sink = Arc::new(Sink::conflating(id, sink, Arc::clone(&state)));
+        let closer = SinkCloser::new(&sink);
+        engine.register_shared(id, sink, topic)?;
         totals.track(Arc::clone(&conflated));
         Ok(Self {
             membership: Membership::new(state, id, engine.link().clone()),
+            closer,
             receiver,
             conflated,
         })
@@ -222,6 +229,14 @@ impl<M> ConflatingChannel<M> {
     /// Whether this channel belongs to the engine `link` points at.
     pub(crate) fn is_from(&self, link: &EngineLink<M>) -> bool {
         self.membership.is_from(link)
+    }
+}
+
+impl<M> Drop for ConflatingChannel<M> {
+    fn drop(&mut self) {
+        // The inline flag first, as a `Channel` does; then `membership` closes the shared
+        // state and asks for the prune, and the receiver goes last.
+        self.closer.close();
     }
 }
 

@@ -9,9 +9,10 @@
 //!
 //! Two structures per channel:
 //!
-//! - a **table** behind one mutex: key → slot number, and the slots, one
-//!   per *resident* key, each holding the key and, while the key is pending, its latest
-//!   item;
+//! - a **table** behind one lock ([`ParkLock`]: no poisoning, parks when contended): an
+//!   index from key to slot number ([`KeyIndex`](super::key_index::KeyIndex), by the
+//!   key's hash, computed before the lock), and the slots, one per *resident* key, each
+//!   holding the key, its hash and, while the key is pending, its latest item;
 //! - a bounded queue of **tokens**, one per pending key, in the order the keys became
 //!   pending. It is the queue the consumer waits on (what `select!` sees).
 //!
@@ -49,34 +50,37 @@
 //! 4. An index entry never names a slot holding another key: eviction removes the old
 //!    key's entry before the slot takes the new key.
 //!
-//! A key whose `Clone`/`Hash`/`Eq` panics inside the lock leaves invariants 1, 2 and 4
-//! intact: if the panic hit a rehash, entries may be lost — such a key's next item takes
-//! another slot, and both are delivered in order — and a slot may be left out of the idle
-//! queue, so a key may later be dropped with fewer than `capacity` pending. The broadcast
-//! loop closes the channel as for any panicking sink, so it receives nothing more anyway.
+//! A key's `Hash` runs before the lock; inside it, its `Eq` runs only in lookups and its
+//! `Clone` before anything changes, and the index never hashes (slots keep their keys'
+//! hashes). So a panicking key leaves every invariant intact; the broadcast loop closes
+//! the channel as for any panicking sink, so it receives nothing more anyway.
 //!
 //! # Cost
 //!
-//! Per publish: the key function, one clone of the item, one uncontended mutex
-//! lock/unlock and one hash lookup; for a key that was not pending, also a slot write and
-//! one token push (an `Arc` clone); for a key that was not resident either, a hash insert
-//! (and, evicting, a removal). Per receive: a token pop and the lock. Instructions
-//! (`scripts/callgrind_conflation.sh`, per extra channel of a publish, 2026-12-07): a new
-//! key 240 (305–311 when every new key was a hash insert and every take a removal), a
-//! replace 142 (`DropOldest`: 118 with room, 396 full). Memory per channel, at
-//! most: the token queue (`capacity` × 24 bytes — a 16-byte token and crossbeam's stamp —
-//! allocated up front), `capacity` slots of `(K, Option<M>)` and 4-byte idle-queue
-//! entries (grown as keys arrive, never shrunk) and a hash index of `capacity` × (`K` + 4
-//! bytes + 1 control byte, at 7/8 load).
+//! Per publish: the key function, its hash, one clone of the item, one uncontended
+//! lock/unlock (a compare-and-swap and a swap) and one index lookup (a hit on its first
+//! probe: one load, a tag compare and the key's `Eq`); for a key that was not pending,
+//! also a slot write and one token push (an `Arc` clone); for a key that was not
+//! resident either, an index insert (and, evicting, a removal). Per receive: a token pop
+//! and the lock. Instructions (`scripts/callgrind_conflation.sh`, per extra channel of a
+//! publish, 2026-12-07): a new key 219 (240 behind `std`'s mutex and `HashMap`; 305–311
+//! when every new key was a hash insert and every take a removal), a replace 120 (was
+//! 142) — `DropOldest`: 119 with room, 390 full. Of a new key's 219, the token push
+//! (crossbeam's `try_send`) is about 85, as for `DropOldest`; the hash about 11, the
+//! index probe 17, lock and unlock 8. Memory per channel, at most: the token queue
+//! (`capacity` × 24 bytes — a 16-byte token and crossbeam's stamp — allocated up
+//! front), `capacity` slots of `(K, u64, Option<M>)` and 4-byte idle-queue entries
+//! (grown as keys arrive, never shrunk) and an index of 8-byte entries, between 2 and 4
+//! per resident key (at most half full; it grows, never shrinks).
 
-use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::fmt;
 use std::hash::Hash;
 
+use super::key_index::KeyIndex;
 use super::{Delivery, SinkState, Status};
 use crate::sync::queue::{self, Receiver, Sender, TrySendError};
-use crate::sync::{lock, Arc, Mutex};
+use crate::sync::{Arc, ParkLock};
 use crate::vocab::error::Error;
 use crate::vocab::stats::ConflationCount;
 
@@ -107,30 +111,30 @@ struct KeyedTable<K, T, F> {
     capacity: usize,
     /// Items replaced so far.
     conflated: Arc<ConflationCount>,
+    /// Hashes keys, outside the lock.
+    hasher: ahash::RandomState,
     /// Everything the lock protects.
-    slots: Mutex<Slots<K, T>>,
+    slots: ParkLock<Slots<K, T>>,
 }
 
 /// The keys kept in the table (*resident*: pending, or idle and kept so that their next
 /// item finds them without a hash insert) and their items.
 struct Slots<K, T> {
-    /// Resident key → its slot. After a key's `Hash`/`Eq` panicked during a rehash an
-    /// entry may be missing (its slot then only drains); an entry never points at a slot
-    /// that holds another key.
-    index: HashMap<K, u32, ahash::RandomState>,
+    /// Resident key → its slot (by the hash each slot keeps).
+    index: KeyIndex,
     /// One per resident key, at most `capacity`; never shrunk.
     slots: Vec<Slot<K, T>>,
     /// Slots that went idle, oldest first: the candidates for eviction when a new key
     /// needs a slot and all `capacity` are taken. A listed slot may have become pending
     /// again since; eviction skips it (and unlists it: its next take lists it again).
     idle: VecDeque<u32>,
-    /// Slots holding an item (at most `capacity`).
-    pending: usize,
 }
 
 /// One resident key.
 struct Slot<K, T> {
     key: K,
+    /// The key's hash, for the index.
+    hash: u64,
     /// The key's latest item while it is pending; `None` while it is idle.
     item: Option<T>,
     /// Whether the slot's number is in [`Slots::idle`].
@@ -138,39 +142,65 @@ struct Slot<K, T> {
 }
 
 impl<K: Hash + Eq + Clone, T> Slots<K, T> {
-    /// A slot for `key`, which is not resident and whose item will be pending: a new one
-    /// while fewer than `capacity` keys are resident, else the oldest idle one, evicted.
-    /// `None` when every slot is pending (or lost to a panicking key, see `index`).
+    /// The slot of `key`, whose hash is `hash`, if it is resident.
+    #[inline(always)]
+    fn find(&self, key: &K, hash: u64) -> Option<u32> {
+        let slots = &self.slots;
+        self.index
+            .find(hash, |slot| slots[slot as usize].key == *key)
+    }
+
+    /// [`KeyedTable::offer`] for a key that is not resident: a slot for it, or `Full`.
     /// Out of line: a resident key's publish, the common case, stays small.
+    #[cold]
     #[inline(never)]
-    fn claim(&mut self, key: &K, capacity: usize) -> Option<u32> {
-        if self.slots.len() < capacity {
-            // Clone first: if the key's `Clone` or `Hash` panics, nothing has changed
-            // (a panicking insert at worst loses index entries, see `index`).
-            let slot = self.slots.len() as u32;
-            self.slots.push(Slot {
-                key: key.clone(),
+    fn offer_new_key(&mut self, key: &K, hash: u64, item: T, capacity: usize) -> Offer {
+        // `None` when `capacity` keys are pending: every slot is taken and none is idle.
+        let Some(slot) = self.claim(key, hash, capacity) else {
+            return Offer::Full;
+        };
+        self.slots[slot as usize].item = Some(item);
+        Offer::New(slot)
+    }
+
+    /// A slot for `key` (hash `hash`), which is not resident and whose item will be
+    /// pending: a new one while fewer than `capacity` keys are resident, else the oldest
+    /// idle one, evicted. `None` when every slot is pending.
+    fn claim(&mut self, key: &K, hash: u64, capacity: usize) -> Option<u32> {
+        // The key's `Clone` runs before anything changes: if it panics, nothing has.
+        let Self { index, slots, idle } = self;
+        if slots.len() < capacity {
+            let key = key.clone();
+            let slot = slots.len() as u32;
+            slots.push(Slot {
+                key,
+                hash,
                 item: None,
                 listed: false,
             });
-            self.index.insert(key.clone(), slot);
+            index.insert(hash, slot, |s| slots[s as usize].hash);
             return Some(slot);
         }
-        while let Some(slot) = self.idle.pop_front() {
-            let entry = &mut self.slots[slot as usize];
-            entry.listed = false;
+        while let Some(&slot) = idle.front() {
+            let entry = &mut slots[slot as usize];
             if entry.item.is_some() {
                 // Pending again since it was listed: its next take lists it anew.
+                idle.pop_front();
+                entry.listed = false;
                 continue;
             }
-            // Unmap the old key (only if its entry is this slot's, see `index`) before
-            // the slot takes the new one, so that a panicking `Hash`/`Eq`/`Clone` never
-            // leaves an entry pointing at a slot holding another key.
-            if self.index.get(&entry.key) == Some(&slot) {
-                self.index.remove(&entry.key);
-            }
-            entry.key = key.clone();
-            self.index.insert(key.clone(), slot);
+            let key = key.clone();
+            idle.pop_front();
+            entry.listed = false;
+            // Evict: unindex the old key (no user code runs), re-key the slot, index it.
+            let old_hash = entry.hash;
+            index.remove(old_hash, slot, |s| slots[s as usize].hash);
+            let entry = &mut slots[slot as usize];
+            let old_key = std::mem::replace(&mut entry.key, key);
+            entry.hash = hash;
+            index.insert(hash, slot, |s| slots[s as usize].hash);
+            // The table is consistent again before the old key's `Drop` runs.
+            drop(old_key);
             return Some(slot);
         }
         None
@@ -213,59 +243,51 @@ where
     #[inline(always)]
     fn offer(&self, item: &T) -> Offer {
         // User code (key function, clones) runs before the lock: a panic there leaves the
-        // table untouched.
+        // table untouched. The key, and an item replaced, are dropped after the unlock.
         let key = (self.key)(item);
+        let hash = self.hasher.hash_one(&key);
         let item = item.clone();
-        let mut guard = lock(&self.slots);
-        let slots = &mut *guard;
-        // The common case, whether the consumer keeps up or not: a resident key, one hash
-        // lookup and no insert.
-        let slot = match slots.index.get(&key) {
-            Some(&slot) => slot,
-            None => {
-                if slots.pending >= self.capacity {
-                    return Offer::Full;
+        let mut replaced = None;
+        let offer = self.slots.with(|slots| {
+            // The common case, whether the consumer keeps up or not: a resident key, one
+            // index lookup and no insert.
+            let Some(slot) = slots.find(&key, hash) else {
+                return slots.offer_new_key(&key, hash, item, self.capacity);
+            };
+            let entry = &mut slots.slots[slot as usize];
+            match &mut entry.item {
+                Some(stored) => {
+                    replaced = Some(std::mem::replace(stored, item));
+                    self.conflated.add();
+                    Offer::Replaced
                 }
-                match slots.claim(&key, self.capacity) {
-                    Some(slot) => slot,
-                    None => return Offer::Full,
+                None => {
+                    // A resident key that is idle: at most `capacity - 1` others are
+                    // pending, so there is room.
+                    entry.item = Some(item);
+                    Offer::New(slot)
                 }
             }
-        };
-        let entry = &mut slots.slots[slot as usize];
-        if let Some(stored) = &mut entry.item {
-            let replaced = std::mem::replace(stored, item);
-            self.conflated.add();
-            drop(guard);
-            // The replaced item is dropped outside the lock.
-            drop(replaced);
-            return Offer::Replaced;
-        }
-        if slots.pending >= self.capacity {
-            return Offer::Full;
-        }
-        entry.item = Some(item);
-        slots.pending += 1;
-        Offer::New(slot)
+        });
+        drop(replaced);
+        offer
     }
 
     /// Takes the item out of `slot`; its key stays resident, idle.
     fn take_item(&self, slot: u32) -> T {
-        let mut guard = lock(&self.slots);
-        let slots = &mut *guard;
-        let entry = &mut slots.slots[slot as usize];
-        let item = entry
-            .item
-            .take()
-            .expect("a token's slot holds its item until the token takes it");
-        // The key stays resident (idle): its next item needs no hash insert.
-        if !entry.listed {
-            entry.listed = true;
-            slots.idle.push_back(slot);
-        }
-        slots.pending -= 1;
-        drop(guard);
-        item
+        self.slots.with(|slots| {
+            let entry = &mut slots.slots[slot as usize];
+            let item = entry
+                .item
+                .take()
+                .expect("a token's slot holds its item until the token takes it");
+            // The key stays resident (idle): its next item needs no hash insert.
+            if !entry.listed {
+                entry.listed = true;
+                slots.idle.push_back(slot);
+            }
+            item
+        })
     }
 }
 
@@ -344,11 +366,11 @@ impl<T: Clone + Send + 'static> ConflatingSink<T> {
             key,
             capacity,
             conflated: Arc::clone(&conflated),
-            slots: Mutex::new(Slots {
-                index: HashMap::with_hasher(ahash::RandomState::new()),
+            hasher: ahash::RandomState::new(),
+            slots: ParkLock::new(Slots {
+                index: KeyIndex::new(),
                 slots: Vec::new(),
                 idle: VecDeque::new(),
-                pending: 0,
             }),
         };
         let shared = Arc::new(Shared {
@@ -440,6 +462,38 @@ mod tests {
             assert_eq!(sink.send(&item, &state), Delivery::Delivered);
             assert_eq!(next(&tokens), item);
         }
+        assert_eq!(state.dropped(), 0);
+    }
+
+    /// A key whose `Clone` panics while it claims an idle key's slot changes nothing:
+    /// the idle key stays resident and listed, and the next try evicts it. (Cloning after
+    /// unlisting the slot, this test fails: the slot is lost to eviction and key 2's next
+    /// publish is dropped.)
+    #[test]
+    fn a_key_clone_panicking_at_eviction_loses_no_slot() {
+        use std::cell::Cell;
+        thread_local!(static PANIC: Cell<bool> = const { Cell::new(false) });
+        #[derive(PartialEq, Eq, Hash)]
+        struct Key(u32);
+        impl Clone for Key {
+            fn clone(&self) -> Self {
+                assert!(!PANIC.with(Cell::get), "clone refused");
+                Key(self.0)
+            }
+        }
+        let (sink, tokens, _) = ConflatingSink::new(1, |item: &Item| Key(item.0));
+        let state = SinkState::new();
+        assert_eq!(sink.send(&(1, 0), &state), Delivery::Delivered);
+        assert_eq!(next(&tokens), (1, 0)); // key 1 idle, listed
+        PANIC.with(|p| p.set(true));
+        let caught =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink.send(&(2, 1), &state)));
+        PANIC.with(|p| p.set(false));
+        assert!(caught.is_err());
+        assert_eq!(sink.send(&(2, 2), &state), Delivery::Delivered); // evicts key 1
+        assert_eq!(next(&tokens), (2, 2));
+        assert_eq!(sink.send(&(1, 3), &state), Delivery::Delivered); // evicts key 2
+        assert_eq!(next(&tokens), (1, 3));
         assert_eq!(state.dropped(), 0);
     }
 

@@ -18,6 +18,7 @@ pub(crate) mod async_channel_sink;
 mod callback_sink;
 mod channel_sink;
 pub(crate) mod conflating_sink;
+mod key_index;
 mod state;
 
 #[cfg(feature = "async")]
@@ -88,9 +89,9 @@ enum SinkKind<T> {
     Channel {
         /// `false` once the sink is closed for any reason (unsubscribed, overflow,
         /// shutdown, a panic, its consumer gone). Whoever closes the state closes this
-        /// too ([`Sink::close`]); a queue's or an async channel's consumer, which holds
-        /// only the state, does it through its [`SinkCloser`] when dropped. A conflating
-        /// consumer closes only the state, so a delivery to it checks that as well.
+        /// too ([`Sink::close`]); a queue's, an async channel's or a conflating channel's
+        /// consumer, which holds only the state, does it through its [`SinkCloser`] when
+        /// dropped.
         open: AtomicBool,
         parts: Box<ChannelParts<T>>,
     },
@@ -98,9 +99,9 @@ enum SinkKind<T> {
 
 /// What a queue-backed sink keeps out of line: its flavour and the state it shares with
 /// its consumer. The state, a separate allocation, is read only when a queue refuses an
-/// item (or, for a conflating channel, whose consumer closes only the state, on every
-/// delivery): checking it on every delivery was one more cache line, a miss nearly
-/// every time at 4,096 subscribers (benches/NOTES-2026-12.md, "Workload 2").
+/// item (or a conflating channel drops one): checking it on every delivery was one more
+/// cache line, a miss nearly every time at 4,096 subscribers (benches/NOTES-2026-12.md,
+/// "Workload 2").
 struct ChannelParts<T> {
     kind: ChannelKind<T>,
     state: Arc<SinkState>,
@@ -224,9 +225,9 @@ impl<T: Clone> Sink<T> {
                     {
                         sink.send(item, self)
                     }
-                    // The conflating consumer closes only the state.
+                    // A conflating consumer closes `open` too, as a `Channel` does.
                     ChannelKind::Layered(LayeredKind::Conflating(sink))
-                        if parts.state.is_open() =>
+                        if !cfg!(loom) || parts.state.is_open() =>
                     {
                         sink.send(item, &parts.state)
                     }

@@ -102,6 +102,8 @@ mod imp {
 
 #[cfg(loom)]
 pub(crate) mod loom_queue;
+mod park_lock;
+pub(crate) use park_lock::ParkLock;
 #[cfg(any(feature = "async", feature = "nats"))]
 pub(crate) mod waker_slot;
 
