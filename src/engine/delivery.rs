@@ -225,7 +225,7 @@ impl<T: Clone> Shared<T> {
         // made the compiler move its bytes about on every broadcast (~14 instructions).
         let mut miss = Delivery::Delivered;
         let plain = catch_unwind(AssertUnwindSafe(|| {
-            let outcome = subscriber.sink.deliver(item, subscriber.queue.as_ref());
+            let outcome = subscriber.sink.deliver(item, &subscriber.queue);
             if outcome == Delivery::Delivered {
                 return true;
             }
@@ -282,7 +282,7 @@ impl<T: Clone> Shared<T> {
     /// the common `Delivered` lives in the cold [`account_miss`](Self::account_miss).
     #[inline(always)]
     fn deliver_one(&self, subscriber: &Recipient<T>, item: &T, tally: &mut Tally) {
-        let outcome = subscriber.sink.deliver(item, subscriber.queue.as_ref());
+        let outcome = subscriber.sink.deliver(item, &subscriber.queue);
         if outcome != Delivery::Delivered {
             self.account_miss(subscriber, outcome, tally);
         }

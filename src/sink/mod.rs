@@ -28,7 +28,7 @@ pub(crate) use conflating_sink::{ConflatingSink, Pending};
 pub(crate) use state::{SinkState, SinkStatus, Status};
 
 use crate::sync::queue::Sender;
-use crate::sync::{Arc, AtomicBool, Ordering};
+use crate::sync::Arc;
 use crate::vocab::client::ClientId;
 use crate::vocab::stats::DropCause;
 
@@ -55,7 +55,20 @@ pub(crate) enum Delivery {
     },
 }
 
-/// One subscriber's sink: its client, its flavour and its open/closed state.
+/// One subscriber's sink: its client, its gate (open callback, open channel, or
+/// closed) and its body (the callback, or a channel's parts).
+///
+/// # Why a gate byte and a trait object, not a flavour `enum`
+///
+/// A delivery reads one byte, [`gate`](Self::gate), and compares it once: 0 is an open
+/// callback, whose body is then called through its vtable. With the flavour as an enum
+/// (a callback variant with its own status byte, a channel variant with an open flag),
+/// a callback delivery tested the flavour's tag and then loaded and tested the status:
+/// two branches where one does (`scripts/callgrind_floor.sh cb_fanout`: 19 instructions
+/// per delivery, see `engine/delivery.rs` for the count now). The body is a
+/// `Box<dyn Body<T>>` of the same 16 bytes the boxed callback took: for a callback its
+/// `call` is the user's function (monomorphised into the vtable entry); for a channel
+/// it gives the boxed parts, read only off the plain queue's hot path.
 pub(crate) struct Sink<T> {
     /// The client it delivers to. Here (8 bytes of every sink) so that the writer's
     /// client table can be keyed by the sink's pointer alone: its entry is 24 bytes, not
@@ -63,55 +76,56 @@ pub(crate) struct Sink<T> {
     /// client (at 1,000,000 callback clients, 8.8 bytes less per client in all;
     /// `benches/memory.rs`).
     id: ClientId,
-    kind: SinkKind<T>,
+    /// What a delivery checks, in one byte at the same place for every flavour. For a
+    /// callback, its status ([`Status`] values: `Open` is 0), which nobody outside the
+    /// engine observes and which a panic or a removal closes. For a channel, an inline
+    /// copy of "open" ([`SinkStatus::CHANNEL_OPEN`] or [`SinkStatus::CHANNEL_CLOSED`]):
+    /// `false` once the sink is closed for any reason (unsubscribed, overflow, shutdown,
+    /// its consumer gone). Whoever closes the state closes this too ([`Sink::close`]); a
+    /// queue's or an async channel's consumer, which holds only the state, does it
+    /// through its [`SinkCloser`] when dropped. A conflating consumer closes only the
+    /// state, so a delivery to it checks that as well. A channel's full status lives in
+    /// its parts' [`SinkState`], shared with its consumer.
+    gate: SinkStatus,
+    /// The callback, or the channel's parts.
+    body: Box<dyn Body<T> + Send + Sync>,
 }
 
-enum SinkKind<T> {
-    /// A callback and its status, inline: nobody outside the engine observes it, and a
-    /// separate allocation would cost every callback client 32 bytes (measured at 1M
-    /// clients). Its status is its only flag (a panic closes it too) and it keeps no
-    /// drop counter (a callback never drops a frame): so this variant is 17 bytes and
-    /// the sink 24, where a second flag and a counter made it 40 (16 bytes per
-    /// callback client, `benches/memory.rs`).
-    Callback(CallbackSink<T>),
-    /// A queue-backed sink: an inline copy of "open", and the rest behind a box.
-    ///
-    /// A delivery to a plain queue reads only `open` here: it pushes through the copy
-    /// of the queue's sender its subscriber list keeps (`engine/recipient.rs`), and the
-    /// parts — flavour, overflow policy, the state shared with the consumer — are read
-    /// only when the queue refuses an item. Boxed, they cost every callback sink
-    /// nothing: the sink is as large as its largest variant (this one is 16 bytes, and
-    /// fits beside the callback's pointer), and inline they made every sink 56 bytes
-    /// instead of 40 when a callback's was 40 (16 bytes per callback client, 1M clients
-    /// in `benches/memory.rs`). Conflating and async deliveries follow the box (one more
-    /// pointer, beside a mutex or a fence).
-    Channel {
-        /// `false` once the sink is closed for any reason (unsubscribed, overflow,
-        /// shutdown, a panic, its consumer gone). Whoever closes the state closes this
-        /// too ([`Sink::close`]); a queue's or an async channel's consumer, which holds
-        /// only the state, does it through its [`SinkCloser`] when dropped. A conflating
-        /// consumer closes only the state, so a delivery to it checks that as well.
-        open: AtomicBool,
-        parts: Box<ChannelParts<T>>,
-    },
+/// What a sink holds behind its gate.
+pub(crate) trait Body<T> {
+    /// Calls the callback with `item`. Only a callback's gate opens onto this: a channel's
+    /// never reads as an open callback.
+    fn call(&self, item: &T);
+
+    /// A channel's parts; `None` for a callback. A virtual call: read off the plain
+    /// queue's hot path only (a refused item, a conflating or async delivery, closing).
+    fn channel(&self) -> Option<&ChannelParts<T>>;
 }
 
 /// What a queue-backed sink keeps out of line: its flavour and the state it shares with
-/// its consumer. The state, a separate allocation, is read only when a queue refuses an
-/// item (or, for a conflating channel, whose consumer closes only the state, on every
-/// delivery): checking it on every delivery was one more cache line, a miss nearly
-/// every time at 4,096 subscribers (benches/NOTES-2026-12.md, "Workload 2").
-struct ChannelParts<T> {
+/// its consumer. Boxed (the sink's body), it costs every callback sink nothing; inline,
+/// it made every sink 56 bytes instead of 40 when a callback's was 40 (16 bytes per
+/// callback client, 1M clients in `benches/memory.rs`). A delivery to a plain queue
+/// reads none of it: it checks the sink's gate and pushes through the copy of the
+/// queue's sender its subscriber list keeps (`engine/recipient.rs`). The state, a
+/// separate allocation, is read only when a queue refuses an item (or, for a conflating
+/// channel, whose consumer closes only the state, on every delivery): checking it on
+/// every delivery was one more cache line, a miss nearly every time at 4,096
+/// subscribers (benches/NOTES-2026-12.md, "Workload 2"). Conflating and async deliveries
+/// reach these parts through the body's vtable (one more call, beside a mutex or a
+/// fence).
+pub(crate) struct ChannelParts<T> {
     kind: ChannelKind<T>,
     state: Arc<SinkState>,
 }
 
-impl<T> SinkKind<T> {
-    fn channel(kind: ChannelKind<T>, state: Arc<SinkState>) -> Self {
-        SinkKind::Channel {
-            open: AtomicBool::new(true),
-            parts: Box::new(ChannelParts { kind, state }),
-        }
+impl<T: Send> Body<T> for ChannelParts<T> {
+    fn call(&self, _: &T) {
+        unreachable!("a channel's gate never reads as an open callback")
+    }
+
+    fn channel(&self) -> Option<&ChannelParts<T>> {
+        Some(self)
     }
 }
 
@@ -147,24 +161,41 @@ impl<T: Clone> Sink<T> {
     pub(crate) fn callback(id: ClientId, sink: CallbackSink<T>) -> Self {
         Self {
             id,
-            kind: SinkKind::Callback(sink),
+            gate: SinkStatus::new(),
+            body: sink.into_body(),
+        }
+    }
+
+    /// A queue-backed sink for client `id`: open, with `kind` and `state` as its parts.
+    fn channel_of(id: ClientId, kind: ChannelKind<T>, state: Arc<SinkState>) -> Self
+    where
+        T: Send + 'static,
+    {
+        Self {
+            id,
+            gate: SinkStatus::channel_open(),
+            body: Box::new(ChannelParts { kind, state }),
         }
     }
 
     /// Client `id`'s queue sink.
-    pub(crate) fn channel(id: ClientId, sink: ChannelSink<T>, state: Arc<SinkState>) -> Self {
-        Self {
-            id,
-            kind: SinkKind::channel(ChannelKind::Queue(sink), state),
-        }
+    pub(crate) fn channel(id: ClientId, sink: ChannelSink<T>, state: Arc<SinkState>) -> Self
+    where
+        T: Send + 'static,
+    {
+        Self::channel_of(id, ChannelKind::Queue(sink), state)
     }
 
     /// Client `id`'s conflating sink.
-    pub(crate) fn conflating(id: ClientId, sink: ConflatingSink<T>, state: Arc<SinkState>) -> Self {
-        Self {
+    pub(crate) fn conflating(id: ClientId, sink: ConflatingSink<T>, state: Arc<SinkState>) -> Self
+    where
+        T: Send + 'static,
+    {
+        Self::channel_of(
             id,
-            kind: SinkKind::channel(ChannelKind::Layered(LayeredKind::Conflating(sink)), state),
-        }
+            ChannelKind::Layered(LayeredKind::Conflating(sink)),
+            state,
+        )
     }
 
     /// Client `id`'s async channel sink.
@@ -173,65 +204,66 @@ impl<T: Clone> Sink<T> {
         id: ClientId,
         sink: AsyncChannelSink<T>,
         state: Arc<SinkState>,
-    ) -> Self {
-        Self {
+    ) -> Self
+    where
+        T: Send + 'static,
+    {
+        Self::channel_of(
             id,
-            kind: SinkKind::channel(
-                ChannelKind::Layered(LayeredKind::Async(Box::new(sink))),
-                state,
-            ),
-        }
+            ChannelKind::Layered(LayeredKind::Async(Box::new(sink))),
+            state,
+        )
     }
 
     /// Hands `item` to this sink. `queue` is the copy of a plain queue's sender the
     /// subscriber list keeps (see `engine/recipient.rs`): the delivery pushes through it,
-    /// so the queue's address does not wait for this sink's line. May panic only if a
+    /// so the queue's address does not wait for this sink's line. By reference, so that
+    /// a callback's delivery does not read it: as an `Option<&Sender>` made by the
+    /// caller, its tag was loaded before the gate, on every delivery. May panic only if a
     /// user callback (or `T::clone`) panics; the engine's broadcast loop catches that.
     /// Always inlined into the walk; the channel flavour's body stays a call.
     #[inline(always)]
-    pub(crate) fn deliver(&self, item: &T, queue: Option<&Sender<T>>) -> Delivery {
-        match &self.kind {
-            // A callback checks its own inline status byte, beside the function pointer:
-            // no dependent load on the hottest path. A panic closes it while it is still
-            // in the snapshot; removal closes it after taking it out, so only a broadcast
-            // already in flight can see it closed that way (and skips it).
-            SinkKind::Callback(sink) if sink.is_usable() => {
-                sink.call(item);
-                Delivery::Delivered
+    pub(crate) fn deliver(&self, item: &T, queue: &Option<Sender<T>>) -> Delivery {
+        // One load and one compare decide a callback delivery (Acquire: free on x86, and
+        // what a channel's check needs). A panic closes a callback while it is still in
+        // the snapshot; removal closes it after taking it out, so only a broadcast
+        // already in flight can see it closed that way (and skips it).
+        let gate = self.gate.gate();
+        if gate > 0 {
+            self.body.call(item);
+            return Delivery::Delivered;
+        }
+        // The same flags tell an open channel (0) from a closed sink (negative).
+        if gate != SinkStatus::CHANNEL_OPEN {
+            return Delivery::Skipped;
+        }
+        // A plain queue: nothing of the sink but the gate is read on the way in; its
+        // boxed parts only if the queue refuses the item. Under loom, whose `Arc` has no
+        // `Weak` for the consumer to close the gate with, a queue checks the state as
+        // well.
+        if let Some(tx) = queue {
+            if !cfg!(loom) || self.body.channel().is_some_and(|p| p.state.is_open()) {
+                return ChannelSink::send_via(tx, item, self);
             }
-            // A channel checks its inline `open` (Acquire: free on x86, and it keeps the
-            // compiler from holding the flavour tag in a register across the callback
-            // check, which cost the callback walk one instruction per delivery).
-            SinkKind::Channel { open, parts } if open.load(Ordering::Acquire) => {
-                // A plain queue: nothing of the sink but `open` is read on the way in;
-                // its boxed parts only if the queue refuses the item. Under loom, whose
-                // `Arc` has no `Weak` for the consumer to close `open` with, a queue
-                // checks the state as well.
-                if let Some(tx) = queue {
-                    if !cfg!(loom) || parts.state.is_open() {
-                        return ChannelSink::send_via(tx, item, self);
-                    }
-                    return Delivery::Skipped;
-                }
-                match &parts.kind {
-                    ChannelKind::Queue(sink) if !cfg!(loom) || parts.state.is_open() => {
-                        sink.send(item, self)
-                    }
-                    // An async consumer closes `open` too, as a `Channel` does.
-                    #[cfg(feature = "async")]
-                    ChannelKind::Layered(LayeredKind::Async(sink))
-                        if !cfg!(loom) || parts.state.is_open() =>
-                    {
-                        sink.send(item, self)
-                    }
-                    // The conflating consumer closes only the state.
-                    ChannelKind::Layered(LayeredKind::Conflating(sink))
-                        if parts.state.is_open() =>
-                    {
-                        sink.send(item, &parts.state)
-                    }
-                    _ => Delivery::Skipped,
-                }
+            return Delivery::Skipped;
+        }
+        let Some(parts) = self.body.channel() else {
+            return Delivery::Skipped;
+        };
+        match &parts.kind {
+            ChannelKind::Queue(sink) if !cfg!(loom) || parts.state.is_open() => {
+                sink.send(item, self)
+            }
+            // An async consumer closes the gate too, as a `Channel` does.
+            #[cfg(feature = "async")]
+            ChannelKind::Layered(LayeredKind::Async(sink))
+                if !cfg!(loom) || parts.state.is_open() =>
+            {
+                sink.send(item, self)
+            }
+            // The conflating consumer closes only the state.
+            ChannelKind::Layered(LayeredKind::Conflating(sink)) if parts.state.is_open() => {
+                sink.send(item, &parts.state)
             }
             _ => Delivery::Skipped,
         }
@@ -241,12 +273,9 @@ impl<T: Clone> Sink<T> {
     /// subscriber list's copy of its sender.
     #[cold]
     pub(crate) fn queue(&self) -> Option<&ChannelSink<T>> {
-        match &self.kind {
-            SinkKind::Channel { parts, .. } => match &parts.kind {
-                ChannelKind::Queue(sink) => Some(sink),
-                ChannelKind::Layered(_) => None,
-            },
-            SinkKind::Callback(_) => None,
+        match &self.body.channel()?.kind {
+            ChannelKind::Queue(sink) => Some(sink),
+            ChannelKind::Layered(_) => None,
         }
     }
 
@@ -269,12 +298,9 @@ impl<T> Sink<T> {
     /// A clone of a plain queue sink's sender, for the subscriber list to keep; `None`
     /// for every other flavour.
     pub(crate) fn queue_sender(&self) -> Option<Sender<T>> {
-        match &self.kind {
-            SinkKind::Channel { parts, .. } => match &parts.kind {
-                ChannelKind::Queue(sink) => Some(sink.sender().clone()),
-                ChannelKind::Layered(_) => None,
-            },
-            _ => None,
+        match &self.body.channel()?.kind {
+            ChannelKind::Queue(sink) => Some(sink.sender().clone()),
+            ChannelKind::Layered(_) => None,
         }
     }
 
@@ -283,9 +309,8 @@ impl<T> Sink<T> {
     #[cfg(feature = "async")]
     pub(crate) fn is_async(&self) -> bool {
         matches!(
-            &self.kind,
-            SinkKind::Channel { parts, .. }
-                if matches!(parts.kind, ChannelKind::Layered(LayeredKind::Async(_)))
+            self.body.channel(),
+            Some(parts) if matches!(parts.kind, ChannelKind::Layered(LayeredKind::Async(_)))
         )
     }
 
@@ -296,7 +321,7 @@ impl<T> Sink<T> {
     #[cfg(feature = "async")]
     #[inline]
     pub(crate) fn wake_if_parked(&self) {
-        if let SinkKind::Channel { parts, .. } = &self.kind {
+        if let Some(parts) = self.body.channel() {
             if let ChannelKind::Layered(LayeredKind::Async(sink)) = &parts.kind {
                 sink.wake_if_parked();
             }
@@ -307,10 +332,10 @@ impl<T> Sink<T> {
     /// only after a drop, on the cold path.
     #[cold]
     pub(crate) fn drop_cause(&self) -> DropCause {
-        match &self.kind {
+        match self.body.channel() {
             // A callback never drops; it has no queue.
-            SinkKind::Callback(_) => DropCause::DropNewest,
-            SinkKind::Channel { parts, .. } => match &parts.kind {
+            None => DropCause::DropNewest,
+            Some(parts) => match &parts.kind {
                 ChannelKind::Queue(sink) => sink.drop_cause(),
                 ChannelKind::Layered(LayeredKind::Conflating(_)) => DropCause::Conflating,
                 #[cfg(feature = "async")]
@@ -319,47 +344,45 @@ impl<T> Sink<T> {
         }
     }
 
-    /// Open/closed status (a queue's, the one its consumer shares).
+    /// Open/closed status (a callback's own gate; a queue's, the one its consumer
+    /// shares).
     #[inline]
     pub(crate) fn state(&self) -> &SinkStatus {
-        match &self.kind {
-            SinkKind::Callback(sink) => sink.status(),
-            SinkKind::Channel { parts, .. } => parts.state.status_cell(),
+        match self.body.channel() {
+            None => &self.gate,
+            Some(parts) => parts.state.status_cell(),
         }
     }
 
     /// Counts `frames` dropped by this sink's policy, where its consumer reads them. Only
     /// a queue-backed sink drops frames; for a callback this does nothing.
     pub(crate) fn count_dropped(&self, frames: u64) {
-        if let SinkKind::Channel { parts, .. } = &self.kind {
+        if let Some(parts) = self.body.channel() {
             parts.state.count_dropped(frames);
         }
     }
 
-    /// Closes the sink with `reason` if it is still open: a channel's inline `open`, then
-    /// the state. Returns whether this call closed the state, so exactly one party acts
-    /// on the transition (counts it, asks for the prune).
+    /// Closes the sink with `reason` if it is still open: a channel's inline gate, then
+    /// the state (a callback's gate is its state). Returns whether this call closed the
+    /// state, so exactly one party acts on the transition (counts it, asks for the
+    /// prune).
     pub(crate) fn close(&self, reason: Status) -> bool {
         self.close_inline();
         self.state().close(reason)
     }
 
-    /// Closes a channel's inline `open` only: what a queue's consumer does when dropped,
+    /// Closes a channel's inline gate only: what a queue's consumer does when dropped,
     /// before its `Membership` closes the state. A no-op for a callback, which only a
     /// panic closes while it is still in a snapshot.
     pub(crate) fn close_inline(&self) {
-        if let SinkKind::Channel { open, .. } = &self.kind {
-            // Relaxed: nothing is read on the strength of this flag (a closed sink is just
-            // skipped; why it closed is read from the state, with its own ordering). A
-            // close that happens-before a broadcast is seen by it (coherence); one that
-            // races it may be missed, and that broadcast, in flight, delivers once more.
-            open.store(false, Ordering::Relaxed);
+        if self.body.channel().is_some() {
+            self.gate.close_channel();
         }
     }
 
     /// Whether this is the sink whose consumer holds `state` (a channel's).
     pub(crate) fn has_consumer_state(&self, state: &Arc<SinkState>) -> bool {
-        matches!(&self.kind, SinkKind::Channel { parts, .. } if Arc::ptr_eq(&parts.state, state))
+        matches!(self.body.channel(), Some(parts) if Arc::ptr_eq(&parts.state, state))
     }
 }
 
@@ -402,7 +425,7 @@ mod callback_tests {
                     counted.fetch_add(1, Ordering::Relaxed);
                 }),
             );
-            assert_eq!(sink.deliver(&1, None), Delivery::Delivered);
+            assert_eq!(sink.deliver(&1, &None), Delivery::Delivered);
             let first = if reason == Status::Panicked {
                 sink.mark_panicked()
             } else {
@@ -411,7 +434,7 @@ mod callback_tests {
             assert!(first);
             assert!(!sink.mark_panicked(), "closed once only");
             assert_eq!(sink.state().status(), reason);
-            assert_eq!(sink.deliver(&2, None), Delivery::Skipped);
+            assert_eq!(sink.deliver(&2, &None), Delivery::Skipped);
             assert_eq!(calls.load(Ordering::Relaxed), 1);
             assert_eq!(*sink.id(), ClientId::from_raw(7));
         }
