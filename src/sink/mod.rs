@@ -228,11 +228,35 @@ impl<T: Clone> Sink<T> {
         // what a channel's check needs). A panic closes a callback while it is still in
         // the snapshot; removal closes it after taking it out, so only a broadcast
         // already in flight can see it closed that way (and skips it).
-        let gate = self.gate.gate();
+        let gate = self.gate();
         if gate > 0 {
-            self.body.call(item);
+            self.call(item);
             return Delivery::Delivered;
         }
+        self.deliver_past_gate(gate, item, queue)
+    }
+
+    /// The sink's gate: positive for an open callback (see [`SinkStatus::gate`]). The
+    /// walk reads it itself, to give the callback's call a loop step of its own.
+    #[inline(always)]
+    pub(crate) fn gate(&self) -> i8 {
+        self.gate.gate()
+    }
+
+    /// Calls an open callback (one whose [`gate`](Self::gate) is positive).
+    #[inline(always)]
+    pub(crate) fn call(&self, item: &T) {
+        self.body.call(item);
+    }
+
+    /// [`deliver`](Self::deliver) once the gate, `gate`, is not an open callback's.
+    #[inline(always)]
+    pub(crate) fn deliver_past_gate(
+        &self,
+        gate: i8,
+        item: &T,
+        queue: &Option<Sender<T>>,
+    ) -> Delivery {
         // The same flags tell an open channel (0) from a closed sink (negative).
         if gate != SinkStatus::CHANNEL_OPEN {
             return Delivery::Skipped;
