@@ -4,14 +4,15 @@
 //! the one shared frame), a bounded channel (the frame is cloned into the queue — one
 //! atomic increment for `Bytes`) or a conflating channel (at most one pending frame per
 //! key, see [`conflating_sink`]) or, with the `async` feature, a bounded channel whose
-//! consumer can be awaited (see `sink/async_channel_sink.rs`). Like crossbeam's flavours, [`Sink`] holds a
-//! private enum and matches on it; each flavour lives in its own file.
+//! consumer can be awaited (see `sink/async_channel_sink.rs`). A [`Sink`] is a gate byte
+//! and a boxed body (a trait object: the callback, or a channel's parts, whose flavours
+//! are a private enum); each flavour lives in its own file.
 //!
 //! Every sink has an open/closed [`SinkStatus`], which the writer closes when the
 //! subscriber is removed. A queue-backed sink shares it, with a count of dropped
-//! frames, as a [`SinkState`] with its consumer ([`Channel`](crate::Channel)); a
-//! callback, which nobody else observes and which never drops a frame, keeps only the
-//! status byte, inline.
+//! frames, as a [`SinkState`] with its consumer ([`Channel`](crate::Channel)), and keeps
+//! an inline copy of "open" as its gate; a callback, which nobody else observes and which
+//! never drops a frame, keeps only the status byte, as its gate.
 
 #[cfg(feature = "async")]
 pub(crate) mod async_channel_sink;
@@ -60,12 +61,13 @@ pub(crate) enum Delivery {
 ///
 /// # Why a gate byte and a trait object, not a flavour `enum`
 ///
-/// A delivery reads one byte, [`gate`](Self::gate), and compares it once: 0 is an open
-/// callback, whose body is then called through its vtable. With the flavour as an enum
-/// (a callback variant with its own status byte, a channel variant with an open flag),
-/// a callback delivery tested the flavour's tag and then loaded and tested the status:
-/// two branches where one does (`scripts/callgrind_floor.sh cb_fanout`: 19 instructions
-/// per delivery, see `engine/delivery.rs` for the count now). The body is a
+/// A delivery reads one byte, [`gate`](Self::gate), and tests it once: positive is an
+/// open callback, whose body is then called through its vtable; 0 an open channel;
+/// negative a closed sink. With the flavour as an enum (a callback variant with its own
+/// status byte, a channel variant with an open flag), a callback delivery tested the
+/// flavour's tag and then loaded and tested the status: two branches where one does
+/// (with the walk's loop reshaped, 19 → 15 instructions per callback delivery,
+/// `scripts/callgrind_floor.sh cb_fanout`; see `engine/delivery.rs`). The body is a
 /// `Box<dyn Body<T>>` of the same 16 bytes the boxed callback took: for a callback its
 /// `call` is the user's function (monomorphised into the vtable entry); for a channel
 /// it gives the boxed parts, read only off the plain queue's hot path.
