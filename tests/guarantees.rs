@@ -286,6 +286,66 @@ fn a_panicking_callback_is_isolated_and_removed() {
     assert_eq!(pubsub.stats().panics, 1);
 }
 
+/// Fault isolation, through every shape of the broadcast walk: runs of callbacks (an
+/// inner loop of their own) between channel sinks, a panicking callback inside a run and
+/// one just before a channel, and a sender skipped in the middle of a run. Every other
+/// subscriber receives each frame exactly once, the panics are counted once, and once the
+/// panicking clients are pruned the rest still receive everything.
+#[test]
+fn a_mixed_list_with_panics_and_a_sender_reaches_everyone_else_once() {
+    let pubsub = PubSub::<str>::new().unwrap();
+    // c: callback, p: panicking callback, h: channel sink; in client id order.
+    let layout = "ccpchcphhcc";
+    let mut callbacks = Vec::new();
+    let mut channels = Vec::new();
+    for kind in layout.chars() {
+        let id = pubsub.generate_client_id();
+        match kind {
+            'c' => {
+                let inbox = Inbox::default();
+                pubsub.register(id, inbox.sink()).unwrap();
+                callbacks.push((id, inbox));
+            }
+            'p' => pubsub
+                .register(id, |_: &Bytes| {
+                    panic!("callback bug (expected by this test)")
+                })
+                .unwrap(),
+            _ => channels.push(pubsub.register_channel(id).unwrap()),
+        }
+        pubsub.subscribe(id, "t").unwrap();
+    }
+    let sender = callbacks[2].0;
+    let others = layout.len() - 2 - 1;
+    assert_eq!(
+        pubsub
+            .broadcast_from(sender, "t", "1", &RawPayload)
+            .unwrap(),
+        others
+    );
+    assert_eq!(pubsub.stats().panics, 2);
+    for (id, inbox) in &callbacks {
+        assert_eq!(inbox.len(), usize::from(*id != sender), "client {id:?}");
+    }
+    for channel in &channels {
+        assert_eq!(channel.try_iter().count(), 1, "client {:?}", channel.id());
+    }
+    assert!(common::eventually(Duration::from_secs(5), || {
+        pubsub.subscriber_count("t").unwrap() == layout.len() - 2
+    }));
+    assert_eq!(
+        pubsub.broadcast("t", "2", &RawPayload).unwrap(),
+        layout.len() - 2
+    );
+    for (id, inbox) in &callbacks {
+        assert_eq!(inbox.len(), 1 + usize::from(*id != sender), "client {id:?}");
+    }
+    for channel in &channels {
+        assert_eq!(channel.try_iter().count(), 1, "client {:?}", channel.id());
+    }
+    assert_eq!(pubsub.stats().panics, 2);
+}
+
 /// Fault isolation: callbacks may call back into the engine — subscribe, unsubscribe,
 /// broadcast — without deadlock or lost updates.
 #[test]

@@ -25,10 +25,11 @@ use crate::vocab::client::ClientId;
 pub(crate) struct Recipient<T> {
     /// Compared against `broadcast_from`'s sender: one integer compare.
     pub(crate) id: ClientId,
-    /// A plain queue sink's sender (a clone of the sink's own), so that a delivery finds
-    /// the queue without a dependent load through the sink; `None` for every other
-    /// flavour. Declared before `sink` so that it is dropped first: the sink's own sender
-    /// stays the last one, dropped with the sink, as before.
+    /// A plain queue sink's or an async channel's sender (a clone of the sink's own), so
+    /// that a delivery finds the queue without a dependent load through the sink; `None`
+    /// for a callback or a conflating channel. Declared before `sink` so that it is
+    /// dropped first: the sink's own sender stays the last one, dropped with the sink, as
+    /// before (an async sink closes its waker slot after that).
     pub(crate) queue: Option<Sender<T>>,
     /// Shared with every other topic the client is in, and with the writer's registry.
     pub(crate) sink: Arc<Sink<T>>,

@@ -74,6 +74,12 @@ impl<T: Clone> AsyncChannelSink<T> {
 }
 
 impl<T> AsyncChannelSink<T> {
+    /// Its queue: a broadcast pushes through the subscriber list's copy of the queue's
+    /// sender, as to a plain queue, and reaches this only when the queue refuses.
+    pub(crate) fn queue(&self) -> &ChannelSink<T> {
+        &self.queue
+    }
+
     /// The policy that drops this queue's frames.
     pub(crate) fn drop_cause(&self) -> DropCause {
         self.queue.drop_cause()

@@ -3,32 +3,35 @@
 
 use crate::sync::{AtomicU64, AtomicU8, Ordering};
 
-/// Why a sink is no longer open. Stored as a `u8` in [`SinkStatus`].
+/// Why a sink is no longer open. Stored as a `u8` in [`SinkStatus`]: open is 1 and every
+/// reason to be closed has the top bit set, so that a sink's gate — a callback's status,
+/// or a channel's open flag, 0 when open — tells an open callback by its sign (see
+/// [`SinkStatus::gate`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub(crate) enum Status {
     /// Receiving frames.
-    Open = 0,
+    Open = 1,
     /// Removed by `unsubscribe`/`unregister`.
-    Unsubscribed = 1,
+    Unsubscribed = 0x81,
     /// Removed by the disconnect policy when its queue was full.
-    Overflow = 2,
+    Overflow = 0x82,
     /// The engine shut down.
-    Shutdown = 3,
+    Shutdown = 0x83,
     /// Its consumer went away (the `Channel` or its receiver was dropped).
-    ConsumerGone = 4,
+    ConsumerGone = 0x84,
     /// Its callback panicked.
-    Panicked = 5,
+    Panicked = 0x85,
 }
 
 impl Status {
     fn from_u8(raw: u8) -> Self {
         match raw {
-            0 => Status::Open,
-            1 => Status::Unsubscribed,
-            2 => Status::Overflow,
-            3 => Status::Shutdown,
-            4 => Status::ConsumerGone,
+            1 => Status::Open,
+            0x81 => Status::Unsubscribed,
+            0x82 => Status::Overflow,
+            0x83 => Status::Shutdown,
+            0x84 => Status::ConsumerGone,
             _ => Status::Panicked,
         }
     }
@@ -42,10 +45,47 @@ pub(crate) struct SinkStatus {
 }
 
 impl SinkStatus {
+    /// A channel's gate, open: 0, the one gate value that is neither a callback's
+    /// [`Status`] nor negative.
+    pub(crate) const CHANNEL_OPEN: i8 = 0;
+    /// A channel's gate, closed (why is in its shared state): negative, as every closed
+    /// [`Status`] is.
+    pub(crate) const CHANNEL_CLOSED: u8 = 0xff;
+
     pub(crate) fn new() -> Self {
         Self {
             status: AtomicU8::new(Status::Open as u8),
         }
+    }
+
+    /// An open channel's gate.
+    pub(crate) fn channel_open() -> Self {
+        Self {
+            status: AtomicU8::new(Self::CHANNEL_OPEN as u8),
+        }
+    }
+
+    /// The byte, as a sink's gate: positive for an open callback ([`Status::Open`]),
+    /// [`CHANNEL_OPEN`](Self::CHANNEL_OPEN) (0) for an open channel, negative for a
+    /// closed sink of either kind. An open callback is `gate > 0`, which the compiler
+    /// predicts taken and lays on the walk's straight path (tested as `gate == 0`, the
+    /// callback's call was the block it moved aside). Acquire: free on x86, and it pairs
+    /// with a callback's close (a publisher that sees it closed also sees why); a
+    /// publisher that misses a concurrent close makes one more delivery, as a broadcast
+    /// already in flight may.
+    #[inline(always)]
+    pub(crate) fn gate(&self) -> i8 {
+        self.status.load(Ordering::Acquire) as i8
+    }
+
+    /// Closes a channel's gate (never called on a callback's: only its status closes
+    /// it, through [`close`](Self::close)).
+    pub(crate) fn close_channel(&self) {
+        // Relaxed: nothing is read on the strength of this flag (a closed sink is just
+        // skipped; why it closed is read from the state, with its own ordering). A close
+        // that happens-before a broadcast is seen by it (coherence); one that races it
+        // may be missed, and that broadcast, in flight, delivers once more.
+        self.status.store(Self::CHANNEL_CLOSED, Ordering::Relaxed);
     }
 
     /// Whether broadcasts should still deliver here.
@@ -55,14 +95,6 @@ impl SinkStatus {
         // also sees why. A publisher that still sees `Open` after a concurrent close makes
         // one more delivery attempt, which is a broadcast "already in flight".
         self.status.load(Ordering::Acquire) == Status::Open as u8
-    }
-
-    /// [`is_open`](Self::is_open) for a delivery that reads nothing else on the strength
-    /// of the answer (a callback's): a publisher that misses a concurrent close calls
-    /// once more, as a broadcast already in flight may.
-    #[inline]
-    pub(crate) fn is_open_relaxed(&self) -> bool {
-        self.status.load(Ordering::Relaxed) == Status::Open as u8
     }
 
     pub(crate) fn status(&self) -> Status {
