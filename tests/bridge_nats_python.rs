@@ -23,9 +23,12 @@ use fanout::{Bytes, PubSub};
 mod common;
 #[path = "common/nats_server.rs"]
 mod nats_server;
+#[path = "common/python_client.rs"]
+mod python_client;
 
 use common::{eventually, Inbox};
 use nats_server::NatsCluster;
+use python_client::python_can_import;
 
 /// Written from the docs: the subject layout (bridge), the envelope and the Push frame
 /// (transport), plain (modes 0 and 1) and batched (mode 3). Prints `ready`; after the
@@ -115,26 +118,9 @@ async def main():
 asyncio.run(main())
 "#;
 
-/// Whether `python3` can import nats-py. Without it the test skips, unless
-/// `FANOUT_REQUIRE_PYTHON_CLIENTS` is set (CI, after installing it), where it fails.
-fn python_with_nats() -> bool {
-    let found = Command::new("python3")
-        .args(["-c", "import nats"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        found || std::env::var_os("FANOUT_REQUIRE_PYTHON_CLIENTS").is_none(),
-        "FANOUT_REQUIRE_PYTHON_CLIENTS is set but python3 cannot import nats (`pip install nats-py`)"
-    );
-    found
-}
-
 #[test]
 fn a_python_client_reads_and_writes_envelopes_from_the_docs() {
-    if !python_with_nats() {
-        eprintln!("skipped: python3 with nats-py is not installed (pip install nats-py)");
+    if !python_can_import("nats", "nats-py") {
         return;
     }
     let cluster = NatsCluster::start(3);

@@ -17,6 +17,9 @@ use fanout_chat_server::{ChatServer, Config};
 use serde_json::{json, Value};
 use tungstenite::{Message, WebSocket};
 
+#[path = "../../../tests/common/python_client.rs"]
+mod python_client;
+
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Parses Prometheus text from stdin with `prometheus_client` and prints every family
@@ -77,23 +80,6 @@ fn scrape(addr: SocketAddr, method: &str) -> (String, String, String) {
     (status.to_owned(), headers.to_owned(), body.to_owned())
 }
 
-/// Whether `python3` can import `prometheus_client`. Without it the test skips, unless
-/// `FANOUT_REQUIRE_PYTHON_CLIENTS` is set (CI, after installing it), where it fails.
-fn have_prometheus_client() -> bool {
-    let found = Command::new("python3")
-        .args(["-c", "import prometheus_client"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        found || std::env::var_os("FANOUT_REQUIRE_PYTHON_CLIENTS").is_none(),
-        "FANOUT_REQUIRE_PYTHON_CLIENTS is set but python3 cannot import prometheus_client \
-         (`pip install prometheus-client`)"
-    );
-    found
-}
-
 /// The families `prometheus_client` reads from `text`; panics with the parser's error.
 fn parse(text: &str) -> Value {
     let mut python = Command::new("python3")
@@ -133,8 +119,7 @@ fn sample(families: &Value, family: &str, name: &str, labels: Value) -> f64 {
 
 #[test]
 fn metrics_parse_with_prometheus_client_and_count_what_happened() {
-    if !have_prometheus_client() {
-        eprintln!("skipped: python3 with prometheus_client is not installed (pip install prometheus-client)");
+    if !python_client::python_can_import("prometheus_client", "prometheus-client") {
         return;
     }
     let server = ChatServer::start(Config {
