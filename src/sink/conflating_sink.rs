@@ -10,7 +10,7 @@
 //! Two structures per channel:
 //!
 //! - a **table** behind one lock ([`ParkLock`]: no poisoning, parks when contended): an
-//!   index from key to slot number ([`KeyIndex`](super::key_index::KeyIndex), by the
+//!   index from key to slot number ([`KeyIndex`], by the
 //!   key's hash, computed before the lock), and the slots, one per *resident* key, each
 //!   holding the key, its hash and, while the key is pending, its latest item;
 //! - a bounded queue of **tokens**, one per pending key, in the order the keys became
