@@ -300,24 +300,17 @@ impl<T: Clone> Sink<T> {
         let Some(parts) = self.body.channel() else {
             return Delivery::Skipped;
         };
+        // Every flavour's consumer closes the gate when it goes (a queue's, an async
+        // channel's and a conflating channel's alike), so the gate alone decides, as for
+        // the plain queue above; under loom the state as well.
+        if cfg!(loom) && !parts.state.is_open() {
+            return Delivery::Skipped;
+        }
         match &parts.kind {
-            ChannelKind::Queue(sink) if !cfg!(loom) || parts.state.is_open() => {
-                sink.send(item, self)
-            }
-            // An async consumer closes the gate too, as a `Channel` does.
+            ChannelKind::Queue(sink) => sink.send(item, self),
             #[cfg(feature = "async")]
-            ChannelKind::Layered(LayeredKind::Async(sink))
-                if !cfg!(loom) || parts.state.is_open() =>
-            {
-                sink.send(item, self)
-            }
-            // A conflating consumer closes the gate too, as a `Channel` does.
-            ChannelKind::Layered(LayeredKind::Conflating(sink))
-                if !cfg!(loom) || parts.state.is_open() =>
-            {
-                sink.send(item, &parts.state)
-            }
-            _ => Delivery::Skipped,
+            ChannelKind::Layered(LayeredKind::Async(sink)) => sink.send(item, self),
+            ChannelKind::Layered(LayeredKind::Conflating(sink)) => sink.send(item, &parts.state),
         }
     }
 
